@@ -1,0 +1,251 @@
+"""The one module that chooses the array module: NumPy for ``cpu``, CuPy for ``cuda``.
+
+Everything else in polydl asks ``get_array_module(array)`` (Chainer's ``xp``) and never
+imports CuPy itself. Device strings are ``"cpu"``, ``"cuda"`` (the current GPU) and
+``"cuda:N"``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "Device", "DeviceError", "device", "get_array_module", "device_of", "asarray",
+    "to_device", "to_numpy", "cuda_available", "cuda_device_count", "cupy_version",
+    "default_dtype", "set_default_dtype", "is_floating", "check_device", "same_device",
+]
+
+_CUPY = None          # the cupy module once imported
+_CUPY_ERROR = None    # why it could not be imported
+_DEFAULT_DTYPE = np.dtype(np.float32)
+_INSTALL_HINT = "install it with pip install 'polydl[cuda]' (cupy-cuda12x; cupy-cuda13x for CUDA 13)"
+
+
+class DeviceError(RuntimeError):
+    """A device that cannot be used: CuPy missing, no GPU, or arrays on two devices."""
+
+
+def _cupy():
+    """Import CuPy on first need; ``None`` if it is not installed or fails to import."""
+    global _CUPY, _CUPY_ERROR
+    if _CUPY is None and _CUPY_ERROR is None:
+        try:
+            import cupy  # the only import of cupy in polydl
+            _CUPY = cupy
+        except Exception as exc:  # ImportError, or a broken CUDA runtime
+            _CUPY_ERROR = exc
+    return _CUPY
+
+
+def cupy_version() -> str | None:
+    cp = _cupy()
+    return None if cp is None else cp.__version__
+
+
+def cuda_device_count() -> int:
+    cp = _cupy()
+    if cp is None:
+        return 0
+    try:
+        return int(cp.cuda.runtime.getDeviceCount())
+    except Exception:
+        return 0
+
+
+def cuda_available() -> bool:
+    return cuda_device_count() > 0
+
+
+class Device:
+    """A device: ``type`` is ``"cpu"`` or ``"cuda"``; ``index`` the GPU number (None for CPU)."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, type: str, index: int | None = None):
+        self.type = type
+        self.index = index
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            other = device(other)
+        return isinstance(other, Device) and self.type == other.type and self.index == other.index
+
+    def __hash__(self):
+        return hash((self.type, self.index))
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self):
+        return f"device('{self}')"
+
+    @property
+    def xp(self):
+        """The array module of this device."""
+        return np if self.type == "cpu" else _require_cupy(self)
+
+
+CPU = Device("cpu")
+
+
+def _require_cupy(dev: Device):
+    cp = _cupy()
+    if cp is None:
+        raise DeviceError(
+            f"device '{dev}' needs CuPy, which is not installed ({_CUPY_ERROR}); {_INSTALL_HINT}")
+    count = cuda_device_count()
+    if count == 0:
+        raise DeviceError(
+            f"device '{dev}' needs a CUDA GPU, but CuPy {cp.__version__} sees none; "
+            "check the NVIDIA driver and CUDA_VISIBLE_DEVICES, or use --device cpu")
+    if dev.index is not None and dev.index >= count:
+        raise DeviceError(
+            f"device '{dev}' does not exist: CuPy sees {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    return cp
+
+
+def device(spec=None) -> Device:
+    """Parse ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (or a Device, or None for CPU) into a Device.
+
+    Only the spelling is checked here; ``check_device`` also checks that CUDA is usable."""
+    if spec is None:
+        return CPU
+    if isinstance(spec, Device):
+        return spec
+    if not isinstance(spec, str):
+        raise ValueError(f"device must be a string such as 'cpu', 'cuda' or 'cuda:0', not {spec!r}")
+    s = spec.strip().lower()
+    if s == "cpu":
+        return CPU
+    if s == "cuda":
+        return Device("cuda", None)
+    if s.startswith("cuda:") and s[5:].isdigit():
+        return Device("cuda", int(s[5:]))
+    raise ValueError(f"unknown device {spec!r}: use 'cpu', 'cuda' or 'cuda:N'")
+
+
+def check_device(spec) -> Device:
+    """Parse a device and make sure it can be used (CuPy present, the GPU visible)."""
+    dev = device(spec)
+    if dev.type == "cuda":
+        _require_cupy(dev)
+    return dev
+
+
+def get_array_module(array):
+    """``numpy`` for NumPy arrays and scalars, ``cupy`` for CuPy arrays."""
+    if type(array) is np.ndarray:
+        return np
+    cp = _CUPY
+    if cp is not None and isinstance(array, cp.ndarray):
+        return cp
+    return np
+
+
+def device_of(array) -> Device:
+    if type(array) is np.ndarray or _CUPY is None or not isinstance(array, _CUPY.ndarray):
+        return CPU
+    return Device("cuda", int(array.device.id))
+
+
+def same_device(a, b) -> bool:
+    """Whether two arrays live on one device; Python and NumPy scalars go anywhere."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return True
+    cp = _CUPY
+    if cp is None:
+        return True
+    ca, cb = isinstance(a, cp.ndarray), isinstance(b, cp.ndarray)
+    if ca and cb:
+        return a.device.id == b.device.id
+    if not ca and not cb:
+        return True
+    return not isinstance(b if ca else a, np.ndarray)
+
+
+def default_dtype() -> np.dtype:
+    return _DEFAULT_DTYPE
+
+
+def set_default_dtype(dtype) -> None:
+    global _DEFAULT_DTYPE
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        raise ValueError(f"default dtype must be a floating type, not {dt}")
+    _DEFAULT_DTYPE = dt
+
+
+def is_floating(array) -> bool:
+    return array.dtype.kind == "f"
+
+
+def _cuda_context(dev: Device):
+    cp = _require_cupy(dev)
+    return cp.cuda.Device(dev.index if dev.index is not None else cp.cuda.Device().id)
+
+
+def to_device(array, dev) -> object:
+    """Copy ``array`` to ``dev`` (no copy if it is already there)."""
+    dev = device(dev)
+    if dev.type == "cpu":
+        return to_numpy(array)
+    with _cuda_context(dev):
+        cp = _CUPY
+        if isinstance(array, cp.ndarray) and dev.index in (None, array.device.id):
+            return array
+        return cp.asarray(array)
+
+
+def to_numpy(array) -> np.ndarray:
+    """A NumPy array of ``array`` wherever it lives (a copy from the GPU)."""
+    if type(array) is np.ndarray:
+        return array
+    cp = _CUPY
+    if cp is not None and isinstance(array, cp.ndarray):
+        return cp.asnumpy(array)
+    return np.asarray(array)
+
+
+def asarray(data, dtype=None, dev=None):
+    """An array on ``dev`` holding ``data``: Python numbers and lists become the default float
+    dtype (float32) unless they are all integers or booleans; arrays keep their dtype."""
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+    is_array = isinstance(data, np.ndarray) or (_CUPY is not None and isinstance(data, _CUPY.ndarray))
+    dev = device_of(data) if dev is None and is_array else device(dev)
+    if not is_array:
+        arr = np.asarray(data)
+        if dtype is None and arr.dtype.kind in "fc" or (dtype is None and arr.dtype == object):
+            arr = arr.astype(_DEFAULT_DTYPE)
+        data = arr
+    if dev.type == "cpu":
+        arr = to_numpy(data)
+        return arr if dtype is None or arr.dtype == dtype else arr.astype(dtype)
+    arr = to_device(data, dev)
+    return arr if dtype is None or arr.dtype == dtype else arr.astype(dtype)
+
+
+# ---------------------------------------------------------------------------- CuPy kernels
+# Fused element-wise kernels for the hot paths on CUDA (one launch instead of several);
+# each has a NumPy form beside it in the op that uses it, and tests compare the two.
+_KERNEL_SOURCES = {
+    "adam": (
+        "T g, T beta1, T beta2, T step_size, T eps_hat",
+        "T p, T m, T v",
+        "m = beta1 * m + (1 - beta1) * g; v = beta2 * v + (1 - beta2) * g * g; "
+        "p -= step_size * m / (sqrt(v) + eps_hat);",
+    ),
+}
+_KERNELS: dict = {}
+
+
+def fused_kernel(name: str):
+    """The CuPy ElementwiseKernel ``name`` (compiled once), or None without CuPy."""
+    kern = _KERNELS.get(name)
+    if kern is None:
+        cp = _cupy()
+        if cp is None:
+            return None
+        in_params, out_params, body = _KERNEL_SOURCES[name]
+        kern = cp.ElementwiseKernel(in_params, out_params, body, f"polydl_{name}")
+        _KERNELS[name] = kern
+    return kern

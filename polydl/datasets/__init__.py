@@ -1,0 +1,136 @@
+"""Datasets: the bundled 8×8 digits, seeded synthetic sets, and loaders by name.
+
+``load(name, seed=0, **params)`` returns a :class:`Dataset` with train / validation / test splits
+as NumPy arrays (features float32, labels int64). Loaders are registered through the
+``polydl_register_datasets`` hook, like every other plugin kind.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+from ..hookspecs import hookimpl
+from ..registry import Registry, RegistrationError
+
+__all__ = ["Dataset", "digits", "moons", "spirals", "blobs", "load", "names", "registry", "split"]
+
+
+@dataclass
+class Dataset:
+    """Features ``X_*`` (float32, shape (m, n)) and integer labels ``y_*`` for three splits."""
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def num_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    def sizes(self) -> dict:
+        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+def split(X, y, seed=0, val_fraction=0.1, test_fraction=0.2, name="data", num_classes=None) -> Dataset:
+    """A seeded random split of (X, y) into train / validation / test."""
+    for label, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= frac < 1:
+            raise ValueError(f"{label} must be in [0, 1), not {frac}")
+    if val_fraction + test_fraction >= 1:
+        raise ValueError("val_fraction + test_fraction must leave some training data (< 1)")
+    m = len(y)
+    perm = np.random.default_rng(seed).permutation(m)
+    n_test = int(round(m * test_fraction))
+    n_val = int(round(m * val_fraction))
+    test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    k = int(num_classes if num_classes is not None else (y.max() + 1 if m else 0))
+    return Dataset(name, X[train], y[train], X[val], y[val], X[test], y[test], k)
+
+
+def digits(seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Dataset:
+    """The 8×8 handwritten digits (UCI optdigits, as distributed with scikit-learn; CC BY 4.0):
+    1,797 images, 64 pixel features scaled to [0, 1], 10 classes; a fixed seeded split."""
+    with resources.files(__package__).joinpath("data/digits.npz").open("rb") as fh:
+        with np.load(fh) as z:
+            X, y = z["X"].astype(np.float32) / 16.0, z["y"].astype(np.int64)
+    return split(X, y, seed, val_fraction, test_fraction, name="digits", num_classes=10)
+
+
+def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0, val_fraction=0.1, test_fraction=0.2) -> Dataset:
+    """Two interleaving half circles (2 features, 2 classes)."""
+    rng = np.random.default_rng(seed)
+    n_out = n_samples // 2
+    n_in = n_samples - n_out
+    t_out = rng.uniform(0, np.pi, n_out)
+    t_in = rng.uniform(0, np.pi, n_in)
+    X = np.concatenate([np.stack([np.cos(t_out), np.sin(t_out)], 1),
+                        np.stack([1 - np.cos(t_in), 0.5 - np.sin(t_in)], 1)])
+    X += rng.normal(0, noise, X.shape)
+    y = np.concatenate([np.zeros(n_out), np.ones(n_in)]).astype(np.int64)
+    return split(X, y, seed, val_fraction, test_fraction, name="moons", num_classes=2)
+
+
+def spirals(n_samples: int = 1500, classes: int = 3, noise: float = 0.2, seed: int = 0,
+            val_fraction=0.1, test_fraction=0.2) -> Dataset:
+    """Interleaved spiral arms, one per class (2 features)."""
+    rng = np.random.default_rng(seed)
+    per = n_samples // classes
+    Xs, ys = [], []
+    for c in range(classes):
+        r = np.linspace(0.05, 1.0, per)
+        t = np.linspace(c * 2 * np.pi / classes, c * 2 * np.pi / classes + 4.0, per) + rng.normal(0, noise, per)
+        Xs.append(np.stack([r * np.sin(t), r * np.cos(t)], 1))
+        ys.append(np.full(per, c))
+    return split(np.concatenate(Xs), np.concatenate(ys), seed, val_fraction, test_fraction, name="spirals",
+                 num_classes=classes)
+
+
+def blobs(n_samples: int = 1000, centers: int = 4, features: int = 2, spread: float = 1.0, seed: int = 0,
+          val_fraction=0.1, test_fraction=0.2) -> Dataset:
+    """Gaussian clusters around random centres, one class each."""
+    rng = np.random.default_rng(seed)
+    C = rng.uniform(-8, 8, (centers, features))
+    y = rng.integers(0, centers, n_samples)
+    X = C[y] + rng.normal(0, spread, (n_samples, features))
+    return split(X, y, seed, val_fraction, test_fraction, name="blobs", num_classes=centers)
+
+
+def _validate(name, loader):
+    if not callable(loader):
+        raise RegistrationError(f"dataset '{name}' must be a callable loader(seed=0, **params) -> Dataset")
+
+
+registry = Registry("datasets", _validate, singular="dataset")
+
+
+def load(name: str, seed: int = 0, **params) -> Dataset:
+    """The dataset ``name`` (``digits``, ``moons``, ``spirals``, ``blobs`` or a plugin's)."""
+    loader = registry.lookup(name)
+    try:
+        inspect.signature(loader).bind(seed=seed, **params)
+    except TypeError as exc:
+        raise ValueError(f"dataset '{name}' does not take these parameters: {exc}") from None
+    ds = loader(seed=seed, **params)
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"dataset loader '{name}' returned {type(ds).__name__}, not polydl.datasets.Dataset")
+    return ds
+
+
+def names():
+    return registry.names()
+
+
+@hookimpl
+def polydl_register_datasets(register):
+    for fn in (digits, moons, spirals, blobs):
+        register(fn.__name__, fn)

@@ -1,0 +1,654 @@
+"""Differentiable ops. Each computes its output with ``xp`` (NumPy or CuPy, from the input) and a
+closure that maps the output's gradient to the gradients of its inputs.
+
+Fused nodes use the closed forms of the notes: ``softmax_cross_entropy`` has
+dJ/dz = (ŷ − y)/m, ``batch_norm`` has the closed-form batch-normalization backward, ``linear``
+is z = xW + b in one node.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import backend
+from .tensor import Tensor, _make, unbroadcast, is_grad_enabled
+
+__all__ = [
+    "add", "sub", "mul", "div", "neg", "pow", "matmul", "sum", "mean", "max", "exp", "log", "sqrt",
+    "abs", "maximum", "minimum", "clip", "where", "reshape", "transpose", "getitem", "concatenate",
+    "stack", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "logsumexp",
+    "linear", "batch_norm", "layer_norm", "dropout", "softmax_cross_entropy",
+    "binary_cross_entropy_with_logits", "mse", "one_hot", "hardmax",
+]
+
+
+# ---------------------------------------------------------------------------- helpers
+def _dev_error(a, b):
+    return backend.DeviceError(
+        f"tensors on two devices: '{backend.device_of(a)}' and '{backend.device_of(b)}'; "
+        "move one with .to(device) first")
+
+
+def _as_tensor_like(x, ref):
+    """``x`` as a Tensor beside ``ref`` (the raw array of the other operand); numbers stay
+    Python numbers, so they never promote float32 to float64."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, numbers.Number):
+        return Tensor(x.item() if isinstance(x, np.generic) else x)
+    arr = x if hasattr(x, "shape") and hasattr(x, "dtype") else np.asarray(x, dtype=ref.dtype)
+    if not backend.same_device(arr, ref):
+        raise _dev_error(ref, arr)
+    return Tensor(arr)
+
+
+def _operands(a, b):
+    """Both operands as tensors on one device."""
+    if isinstance(a, Tensor):
+        if isinstance(b, Tensor):
+            ad, bd = a.data, b.data
+            if not (type(ad) is np.ndarray and type(bd) is np.ndarray) and not backend.same_device(ad, bd):
+                raise _dev_error(ad, bd)
+            return a, b
+        return a, _as_tensor_like(b, a.data)
+    return _as_tensor_like(a, b.data), b
+
+
+def _tensor(x):
+    return x if isinstance(x, Tensor) else Tensor(backend.asarray(x))
+
+
+def _xp(x):
+    return backend.get_array_module(x)
+
+
+def _norm_axis(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    return tuple(a % ndim for a in axis)
+
+
+# ---------------------------------------------------------------------------- arithmetic
+def add(a, b):
+    a, b = _operands(a, b)
+    ad, bd = a.data, b.data
+    sa, sb = np.shape(ad), np.shape(bd)
+
+    def backward(g):
+        return (unbroadcast(g, sa) if a.requires_grad else None,
+                unbroadcast(g, sb) if b.requires_grad else None)
+
+    return _make(ad + bd, (a, b), backward)
+
+
+def sub(a, b):
+    a, b = _operands(a, b)
+    ad, bd = a.data, b.data
+    sa, sb = np.shape(ad), np.shape(bd)
+
+    def backward(g):
+        return (unbroadcast(g, sa) if a.requires_grad else None,
+                unbroadcast(-g, sb) if b.requires_grad else None)
+
+    return _make(ad - bd, (a, b), backward)
+
+
+def mul(a, b):
+    a, b = _operands(a, b)
+    ad, bd = a.data, b.data
+
+    def backward(g):
+        return (unbroadcast(g * bd, np.shape(ad)) if a.requires_grad else None,
+                unbroadcast(g * ad, np.shape(bd)) if b.requires_grad else None)
+
+    return _make(ad * bd, (a, b), backward)
+
+
+def div(a, b):
+    a, b = _operands(a, b)
+    ad, bd = a.data, b.data
+    out = ad / bd
+
+    def backward(g):
+        return (unbroadcast(g / bd, np.shape(ad)) if a.requires_grad else None,
+                unbroadcast(-g * out / bd, np.shape(bd)) if b.requires_grad else None)
+
+    return _make(out, (a, b), backward)
+
+
+def neg(a):
+    a = _tensor(a)
+    return _make(-a.data, (a,), lambda g: (-g,))
+
+
+def pow(a, exponent):
+    """a ** exponent; the exponent may be a number or a tensor (then a must be positive)."""
+    a = _tensor(a)
+    if isinstance(exponent, Tensor):
+        a, e = _operands(a, exponent)
+        ad, ed = a.data, e.data
+        out = ad ** ed
+        xp = _xp(out)
+
+        def backward(g):
+            return (unbroadcast(g * ed * ad ** (ed - 1), np.shape(ad)) if a.requires_grad else None,
+                    unbroadcast(g * out * xp.log(ad), np.shape(ed)) if e.requires_grad else None)
+
+        return _make(out, (a, e), backward)
+    p = float(exponent)
+    ad = a.data
+    if p == 2.0:
+        return _make(ad * ad, (a,), lambda g: (g * (2.0 * ad),))
+    return _make(ad ** p, (a,), lambda g: (g * (p * ad ** (p - 1.0)),))
+
+
+def matmul(a, b):
+    """Matrix product, 2-D or with leading batch dimensions (broadcast as in NumPy)."""
+    a, b = _operands(a, b)
+    ad, bd = a.data, b.data
+    if ad.ndim == 0 or bd.ndim == 0:
+        raise ValueError("matmul needs tensors of at least one dimension; use * for scalars")
+    xp = _xp(ad)
+
+    def backward(g):
+        ga = gb = None
+        a2, b2, g2 = ad, bd, g
+        if ad.ndim == 1:
+            a2 = ad[None, :]
+            g2 = g2[..., None, :]
+        if bd.ndim == 1:
+            b2 = bd[:, None]
+            g2 = g2[..., None]
+        if a.requires_grad:
+            ga = xp.matmul(g2, xp.swapaxes(b2, -1, -2))
+            if ad.ndim == 1:
+                ga = ga[..., 0, :]
+            ga = unbroadcast(ga, ad.shape)
+        if b.requires_grad:
+            gb = xp.matmul(xp.swapaxes(a2, -1, -2), g2)
+            if bd.ndim == 1:
+                gb = gb[..., 0]
+            gb = unbroadcast(gb, bd.shape)
+        return ga, gb
+
+    return _make(xp.matmul(ad, bd), (a, b), backward)
+
+
+# ---------------------------------------------------------------------------- reductions
+def _expand(g, shape, axis, keepdims):
+    xp = _xp(g)
+    if not keepdims and axis is not None:
+        for ax in sorted(_norm_axis(axis, len(shape))):
+            g = xp.expand_dims(g, ax)
+    return xp.broadcast_to(g, shape)
+
+
+def sum(a, axis=None, keepdims=False):
+    a = _tensor(a)
+    shape = a.data.shape
+    return _make(a.data.sum(axis=axis, keepdims=keepdims), (a,),
+                 lambda g: (_expand(g, shape, axis, keepdims),))
+
+
+def mean(a, axis=None, keepdims=False):
+    a = _tensor(a)
+    shape = a.data.shape
+    n = 1
+    for ax in _norm_axis(axis, len(shape)):
+        n *= shape[ax]
+    return _make(a.data.mean(axis=axis, keepdims=keepdims), (a,),
+                 lambda g: (_expand(g / n, shape, axis, keepdims),))
+
+
+def max(a, axis=None, keepdims=False):
+    """Maximum over ``axis``; the gradient is shared equally between tied maxima."""
+    a = _tensor(a)
+    ad = a.data
+    out = ad.max(axis=axis, keepdims=True)
+
+    def backward(g):
+        mask = (ad == out).astype(ad.dtype)
+        mask /= mask.sum(axis=axis, keepdims=True)
+        return (mask * _expand(g, ad.shape, axis, keepdims),)
+
+    return _make(out if keepdims else (out.reshape(()) if axis is None else out.squeeze(axis)), (a,), backward)
+
+
+def logsumexp(a, axis=-1, keepdims=False):
+    """log Σ exp(a), computed stably through the maximum."""
+    a = _tensor(a)
+    ad = a.data
+    xp = _xp(ad)
+    m = ad.max(axis=axis, keepdims=True)
+    e = xp.exp(ad - m)
+    s = e.sum(axis=axis, keepdims=True)
+    out = xp.log(s) + m
+
+    def backward(g):
+        return (e / s * _expand(g, ad.shape, axis, keepdims) if keepdims else
+                e / s * xp.expand_dims(g, axis),)
+
+    return _make(out if keepdims else out.squeeze(axis), (a,), backward)
+
+
+# ---------------------------------------------------------------------------- elementwise
+def exp(a):
+    a = _tensor(a)
+    out = _xp(a.data).exp(a.data)
+    return _make(out, (a,), lambda g: (g * out,))
+
+
+def log(a):
+    a = _tensor(a)
+    ad = a.data
+    return _make(_xp(ad).log(ad), (a,), lambda g: (g / ad,))
+
+
+def sqrt(a):
+    a = _tensor(a)
+    out = _xp(a.data).sqrt(a.data)
+    return _make(out, (a,), lambda g: (g / (2.0 * out),))
+
+
+def abs(a):
+    a = _tensor(a)
+    ad = a.data
+    xp = _xp(ad)
+    return _make(xp.abs(ad), (a,), lambda g: (g * xp.sign(ad),))
+
+
+def where(cond, a, b):
+    """Elementwise ``a`` where ``cond`` holds, else ``b``; ``cond`` is not differentiated."""
+    a, b = _operands(a, b)
+    c = cond.data if isinstance(cond, Tensor) else cond
+    xp = _xp(a.data if hasattr(a.data, "shape") else b.data)
+    out = xp.where(c, a.data, b.data)
+    zero = out.dtype.type(0)
+
+    def backward(g):
+        return (unbroadcast(xp.where(c, g, zero), np.shape(a.data)) if a.requires_grad else None,
+                unbroadcast(xp.where(c, zero, g), np.shape(b.data)) if b.requires_grad else None)
+
+    return _make(out, (a, b), backward)
+
+
+def maximum(a, b):
+    a, b = _operands(a, b)
+    return where(a.data >= b.data, a, b)
+
+
+def minimum(a, b):
+    a, b = _operands(a, b)
+    return where(a.data <= b.data, a, b)
+
+
+def clip(a, lo=None, hi=None):
+    a = _tensor(a)
+    ad = a.data
+    xp = _xp(ad)
+    out = xp.clip(ad, lo, hi)
+    inside = out == ad
+    return _make(out, (a,), lambda g: (g * inside,))
+
+
+def relu(a):
+    a = _tensor(a)
+    xp = _xp(a.data)
+    out = xp.maximum(a.data, 0)
+    return _make(out, (a,), lambda g: (g * (out > 0),))
+
+
+def leaky_relu(a, negative_slope=0.01):
+    a = _tensor(a)
+    ad = a.data
+    xp = _xp(ad)
+    slope = ad.dtype.type(negative_slope)
+    pos = ad > 0
+    out = xp.where(pos, ad, ad * slope)
+    return _make(out, (a,), lambda g: (xp.where(pos, g, g * slope),))
+
+
+def sigmoid(a):
+    a = _tensor(a)
+    ad = a.data
+    xp = _xp(ad)
+    # stable for large |a|: exp of a non-positive number only
+    e = xp.exp(-xp.abs(ad))
+    out = xp.where(ad >= 0, 1 / (1 + e), e / (1 + e)).astype(ad.dtype, copy=False)
+    return _make(out, (a,), lambda g: (g * out * (1 - out),))
+
+
+def tanh(a):
+    a = _tensor(a)
+    out = _xp(a.data).tanh(a.data)
+    return _make(out, (a,), lambda g: (g * (1 - out * out),))
+
+
+def _softmax_data(zd, axis):
+    xp = _xp(zd)
+    e = zd - zd.max(axis=axis, keepdims=True)
+    xp.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def softmax(a, axis=-1):
+    """exp(a − max) / Σ exp(a − max): ŷ of the notes, numerically stable."""
+    a = _tensor(a)
+    y = _softmax_data(a.data, axis)
+
+    def backward(g):
+        gy = g * y
+        return (gy - y * gy.sum(axis=axis, keepdims=True),)
+
+    return _make(y, (a,), backward)
+
+
+def log_softmax(a, axis=-1):
+    """a − max − log Σ exp(a − max)."""
+    a = _tensor(a)
+    ad = a.data
+    xp = _xp(ad)
+    shifted = ad - ad.max(axis=axis, keepdims=True)
+    out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+    def backward(g):
+        return (g - xp.exp(out) * g.sum(axis=axis, keepdims=True),)
+
+    return _make(out, (a,), backward)
+
+
+# ---------------------------------------------------------------------------- shape
+def reshape(a, shape):
+    a = _tensor(a)
+    src = a.data.shape
+    return _make(a.data.reshape(shape), (a,), lambda g: (g.reshape(src),))
+
+
+def transpose(a, axes=None):
+    a = _tensor(a)
+    inv = None if axes is None else tuple(np.argsort(axes))
+    return _make(a.data.transpose(axes), (a,), lambda g: (g.transpose(inv),))
+
+
+def _index_data(index):
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def _is_basic(index):
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, (slice, numbers.Integral)) for i in items)
+
+
+def getitem(a, index):
+    """Indexing with integers, slices and integer arrays (repeated indices accumulate)."""
+    a = _tensor(a)
+    ad = a.data
+    index = _index_data(index)
+    basic = _is_basic(index)
+    xp = _xp(ad)
+
+    def backward(g):
+        z = xp.zeros_like(ad)
+        if basic:
+            z[index] = g
+        else:
+            xp.add.at(z, index, g)
+        return (z,)
+
+    return _make(ad[index], (a,), backward)
+
+
+def concatenate(tensors, axis=0):
+    ts = [_tensor(t) for t in tensors]
+    first = ts[0].data
+    for t in ts[1:]:
+        if not backend.same_device(first, t.data):
+            raise _dev_error(first, t.data)
+    xp = _xp(first)
+    sizes = [t.data.shape[axis] for t in ts]
+    splits = np.cumsum(sizes)[:-1].tolist()
+
+    def backward(g):
+        return tuple(xp.split(g, splits, axis=axis))
+
+    return _make(xp.concatenate([t.data for t in ts], axis=axis), tuple(ts), backward)
+
+
+def stack(tensors, axis=0):
+    return concatenate([reshape(t, t.shape[:axis % (t.ndim + 1)] + (1,) + t.shape[axis % (t.ndim + 1):])
+                        for t in map(_tensor, tensors)], axis=axis)
+
+
+# ---------------------------------------------------------------------------- fused layers
+def linear(x, weight, bias=None):
+    """z = x W + b in one node; W has shape (in, out) (leading batch axes allowed on both)."""
+    x, w = _operands(x, weight)
+    xd, wd = x.data, w.data
+    xp = _xp(xd)
+    out = xp.matmul(xd, wd)
+    if bias is not None:
+        out += bias.data
+        parents = (x, w, bias)
+    else:
+        parents = (x, w)
+
+    def backward(g):
+        gx = xp.matmul(g, wd.T) if x.requires_grad and wd.ndim == 2 else (
+            xp.matmul(g, xp.swapaxes(wd, -1, -2)) if x.requires_grad else None)
+        if not w.requires_grad:
+            gw = None
+        elif wd.ndim == 2:
+            gw = xp.matmul(xd.reshape(-1, xd.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+        else:
+            gw = unbroadcast(xp.matmul(xp.swapaxes(xd, -1, -2), g), wd.shape)
+        if bias is None:
+            return gx, gw
+        gb = unbroadcast(g, bias.data.shape) if bias.requires_grad else None
+        return gx, gw, gb
+
+    return _make(out, parents, backward)
+
+
+def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=True,
+               momentum=0.9, eps=1e-5):
+    """Batch normalization over the batch axis (axis −2) as in the notes.
+
+    Training: μ = mean(z), σ² = mean((z − μ)²) (biased), z_norm = (z − μ)/√(σ² + ε),
+    z̃ = γ·z_norm + β, and the running averages become momentum·old + (1 − momentum)·batch.
+    Evaluation: μ and σ² are the running averages.
+    Backward (closed form): dz = γ/√(σ² + ε) · (g − mean(g) − z_norm·mean(g·z_norm))."""
+    x = _tensor(x)
+    xd, gd, bd = x.data, gamma.data, beta.data
+    xp = _xp(xd)
+    if xd.ndim < 2:
+        raise ValueError(f"batch_norm needs input of shape (batch, features), not {xd.shape}")
+    if training:
+        m = xd.shape[-2]
+        mu = xd.mean(axis=-2, keepdims=True)
+        xhat = xd - mu
+        if xd.ndim == 2:
+            var = (xp.einsum("ij,ij->j", xhat, xhat) / m)[None, :]
+        else:
+            var = (xhat * xhat).mean(axis=-2, keepdims=True)
+        inv_std = 1.0 / xp.sqrt(var + eps)
+        xhat *= inv_std
+        if running_mean is not None:
+            with_mom = xd.dtype.type(momentum)
+            rm, rv = running_mean.data, running_var.data
+            rm *= with_mom
+            rm += (1 - with_mom) * mu.reshape(rm.shape)
+            rv *= with_mom
+            rv += (1 - with_mom) * var.reshape(rv.shape)
+    else:
+        if running_mean is None:
+            raise ValueError("batch_norm in evaluation mode needs running_mean and running_var")
+        m = None
+        inv_std = 1.0 / xp.sqrt(running_var.data + eps)
+        xhat = (xd - running_mean.data) * inv_std
+    out = xhat * gd
+    out += bd
+
+    def backward(g):
+        red = tuple(range(g.ndim - 1))  # every axis but features (sum over the batch)
+        gbeta = g.sum(axis=red) if g.ndim == 2 else g.sum(axis=-2, keepdims=True)
+        ggamma = xp.einsum("ij,ij->j", g, xhat) if g.ndim == 2 else (g * xhat).sum(axis=-2, keepdims=True)
+        gx = None
+        if x.requires_grad:
+            scale = gd * inv_std
+            if training:
+                gx = xhat * (ggamma * (-1.0 / m))
+                gx += g
+                gx -= gbeta / m
+                gx *= scale
+            else:
+                gx = g * scale
+        return gx, unbroadcast(ggamma, gd.shape), unbroadcast(gbeta, bd.shape)
+
+    return _make(out, (x, gamma, beta), backward)
+
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    """Normalization over the feature axis (−1) of each sample, then γ·x̂ + β."""
+    x = _tensor(x)
+    mu = mean(x, axis=-1, keepdims=True)
+    xc = x - mu
+    var = mean(xc * xc, axis=-1, keepdims=True)
+    return xc / sqrt(var + eps) * gamma + beta
+
+
+def dropout(x, p, training=True):
+    """Inverted dropout: keep each unit with probability 1 − p and scale it by 1/(1 − p)."""
+    x = _tensor(x)
+    if not training or p == 0:
+        return x
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout probability p must be in [0, 1), not {p}")
+    from . import random as _random
+
+    xd = x.data
+    u = _random.uniform(xd.shape, xd.dtype, backend.device_of(xd))
+    mask = (u >= p).astype(xd.dtype)
+    mask *= xd.dtype.type(1.0 / (1.0 - p))
+    return _make(xd * mask, (x,), lambda g: (g * mask,))
+
+
+# ---------------------------------------------------------------------------- losses
+def one_hot(labels, num_classes, dtype=np.float32):
+    """Rows of zeros with a one at each label: an array on the labels' device."""
+    ld = labels.data if isinstance(labels, Tensor) else labels
+    xp = _xp(ld)
+    out = xp.zeros((ld.shape[0], num_classes), dtype=dtype)
+    out[xp.arange(ld.shape[0]), ld] = 1
+    return out
+
+
+def hardmax(scores):
+    """One-hot of the arg-max of each row: the notes' hard max, e.g. [0.8, 0.1, 0.1] → [1, 0, 0]."""
+    sd = scores.data if isinstance(scores, Tensor) else scores
+    xp = _xp(sd)
+    out = xp.zeros_like(sd)
+    idx = sd.argmax(axis=-1)
+    xp.put_along_axis(out, idx[..., None], 1, axis=-1)
+    return Tensor(out)
+
+
+def _check_labels(zd, yd):
+    if yd.ndim != zd.ndim - 1 or yd.shape != zd.shape[:-1]:
+        raise ValueError(f"labels of shape {yd.shape} do not match scores of shape {zd.shape}: "
+                         "expected one integer label per row")
+
+
+def softmax_cross_entropy(logits, targets):
+    """J = −(1/m) Σᵢ Σⱼ yⱼ log ŷⱼ with ŷ = softmax(z); one node with dJ/dz = (ŷ − y)/m.
+
+    ``targets`` are integer class labels (shape (m,)) or one-hot / probability rows (m, C)."""
+    z = _tensor(logits)
+    zd = z.data
+    xp = _xp(zd)
+    td = targets.data if isinstance(targets, Tensor) else targets
+    if not backend.same_device(zd, td):
+        raise _dev_error(zd, td)
+    rows = zd.shape[:-1]
+    m = int(np.prod(rows)) if rows else 1
+    zmax = zd.max(axis=-1, keepdims=True)
+    p = zd - zmax
+    xp.exp(p, out=p)
+    s = p.sum(axis=-1, keepdims=True)
+    logs = xp.log(s)
+    if td.dtype.kind in "iub":
+        _check_labels(zd, td)
+        z2 = zd.reshape(m, -1)
+        t1 = td.reshape(m)
+        ar = xp.arange(m)
+        picked = z2[ar, t1] - zmax.reshape(m) - logs.reshape(m)
+        loss = -picked.sum() / m
+    else:
+        if td.shape != zd.shape:
+            raise ValueError(f"targets of shape {td.shape} do not match scores of shape {zd.shape}")
+        loss = -(td * (zd - zmax - logs)).sum() / m
+    p /= s  # ŷ
+    loss = xp.asarray(loss, dtype=zd.dtype)
+
+    def backward(g):
+        gz = p.copy() if td.dtype.kind not in "iub" else p.reshape(m, -1).copy()
+        if td.dtype.kind in "iub":
+            gz[ar, t1] -= 1
+            gz = gz.reshape(zd.shape)
+        else:
+            gz -= td
+        gz *= g / m
+        return (gz,)
+
+    return _make(loss, (z,), backward)
+
+
+def binary_cross_entropy_with_logits(logits, targets):
+    """Logistic loss J = (1/m) Σ [log(1 + e^z) − y·z], stable form; dJ/dz = (σ(z) − y)/m."""
+    z = _tensor(logits)
+    zd = z.data
+    xp = _xp(zd)
+    td = targets.data if isinstance(targets, Tensor) else targets
+    if not backend.same_device(zd, td):
+        raise _dev_error(zd, td)
+    td = td.reshape(zd.shape) if td.size == zd.size else td
+    if td.shape != zd.shape:
+        raise ValueError(f"targets of shape {td.shape} do not match scores of shape {zd.shape}")
+    yd = td.astype(zd.dtype, copy=False)
+    m = zd.size
+    loss = xp.asarray((xp.maximum(zd, 0) - zd * yd + xp.log1p(xp.exp(-xp.abs(zd)))).sum() / m,
+                      dtype=zd.dtype)
+
+    def backward(g):
+        e = xp.exp(-xp.abs(zd))
+        sig = xp.where(zd >= 0, 1 / (1 + e), e / (1 + e))
+        return (((sig - yd) * (g / m)).astype(zd.dtype, copy=False),)
+
+    return _make(loss, (z,), backward)
+
+
+def mse(pred, target):
+    """Mean squared error over all elements: (1/n) Σ (pred − target)²."""
+    pred = _tensor(pred)
+    pd = pred.data
+    td = target.data if isinstance(target, Tensor) else target
+    if not backend.same_device(pd, td):
+        raise _dev_error(pd, td)
+    if td.dtype.kind in "iub" and pd.ndim == td.ndim + 1:
+        td = one_hot(td, pd.shape[-1], pd.dtype)
+    if td.shape != pd.shape:
+        raise ValueError(f"targets of shape {td.shape} do not match predictions of shape {pd.shape}")
+    diff = pd - td
+    n = diff.size
+    loss = _xp(pd).asarray((diff * diff).sum() / n, dtype=pd.dtype)
+    return _make(loss, (pred,), lambda g: (diff * (g * (2.0 / n)),))
+
+
+_ = is_grad_enabled  # re-exported for ops written outside this module

@@ -1,0 +1,127 @@
+"""Loss functions by name: ``get(name, **params)`` returns ``loss(scores, targets) -> scalar Tensor``.
+
+``softmax_cross_entropy``  J = −(1/m) Σᵢ Σⱼ yⱼ log ŷⱼ, ŷ = softmax(z); dJ/dz = (ŷ − y)/m
+``binary_cross_entropy``   the logistic loss on logits: (1/m) Σ [log(1 + e^z) − y z]
+``mse``                    (1/n) Σ (z − y)² over all elements (integer labels become one-hot)
+
+With C = 2, softmax cross-entropy on the logits [0, z] equals the logistic loss on z.
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from . import functional as F
+from .hookspecs import hookimpl
+from .registry import Registry, RegistrationError
+from .tensor import Tensor
+
+hardmax = F.hardmax
+
+
+class Loss:
+    """A named loss; ``predict(scores)`` gives the class each row of scores predicts."""
+
+    name = "loss"
+
+    def __call__(self, scores, targets):
+        raise NotImplementedError
+
+    def predict(self, scores):
+        sd = scores.data if isinstance(scores, Tensor) else scores
+        return sd.argmax(axis=-1)
+
+    def __repr__(self):
+        return f"{self.name}()"
+
+
+class SoftmaxCrossEntropy(Loss):
+    name = "softmax_cross_entropy"
+
+    def __call__(self, scores, targets):
+        return F.softmax_cross_entropy(scores, targets)
+
+
+class BinaryCrossEntropy(Loss):
+    """Logistic loss on one logit per sample (scores of shape (m,) or (m, 1))."""
+
+    name = "binary_cross_entropy"
+
+    def __call__(self, scores, targets):
+        return F.binary_cross_entropy_with_logits(scores, targets)
+
+    def predict(self, scores):
+        sd = scores.data if isinstance(scores, Tensor) else scores
+        if sd.ndim >= 2 and sd.shape[-1] > 1:
+            return sd.argmax(axis=-1)
+        return (sd.reshape(sd.shape[0]) > 0).astype(np.int64)
+
+
+class MSE(Loss):
+    name = "mse"
+
+    def __call__(self, scores, targets):
+        return F.mse(scores, targets)
+
+
+def predict(loss, scores):
+    """Class predictions for ``scores`` under ``loss`` (arg-max unless the loss says otherwise)."""
+    fn = getattr(loss, "predict", None)
+    if fn is not None:
+        return fn(scores)
+    sd = scores.data if isinstance(scores, Tensor) else scores
+    return sd.argmax(axis=-1)
+
+
+def _validate(name, factory):
+    if not callable(factory):
+        raise RegistrationError(f"loss '{name}' must be a callable factory(**params) -> loss")
+    try:
+        probe = factory()
+    except TypeError as exc:
+        if "required" in str(exc) or "missing" in str(exc):
+            return  # parameters without defaults: checked when built
+        raise
+    if not callable(probe):
+        raise RegistrationError(f"loss factory '{name}' returned {probe!r}, not a callable (scores, targets) -> loss")
+    from .tensor import tensor as _new_tensor
+    probes = [(np.array([[0.5, -0.25, 0.1], [0.2, 0.3, -0.4]]), np.array([0, 2])),  # class scores
+              (np.array([0.5, -0.25]), np.array([1.0, 0.0]))]                       # one logit each
+    errors = []
+    for scores, targets in probes:
+        try:
+            out = probe(_new_tensor(scores, requires_grad=True), targets)
+            break
+        except (ValueError, IndexError) as exc:
+            errors.append(exc)
+    else:
+        raise RegistrationError(f"loss '{name}' failed on (scores (2, 3), integer labels) and on (scores (2,), "
+                                f"0/1 targets): {errors[0]}")
+    if not isinstance(out, Tensor) or out.data.size != 1:
+        raise RegistrationError(f"loss '{name}' must return a scalar Tensor, not {type(out).__name__}"
+                                f"{'' if not isinstance(out, Tensor) else ' of shape ' + str(out.shape)}")
+
+
+registry = Registry("losses", _validate, singular="loss")
+
+
+def get(name: str, **params):
+    """The loss ``name``, e.g. ``get("softmax_cross_entropy")``."""
+    factory = registry.lookup(name)
+    try:
+        inspect.signature(factory).bind(**params)
+    except TypeError as exc:
+        raise ValueError(f"loss '{name}' does not take these parameters: {exc}") from None
+    return factory(**params)
+
+
+def names():
+    return registry.names()
+
+
+@hookimpl
+def polydl_register_losses(register):
+    register("softmax_cross_entropy", SoftmaxCrossEntropy)
+    register("binary_cross_entropy", BinaryCrossEntropy)
+    register("mse", MSE)

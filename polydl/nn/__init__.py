@@ -1,0 +1,43 @@
+"""Layers and models: ``Module``, ``Sequential``, ``Linear``, ``BatchNorm``, activations,
+``Dropout`` and the ``mlp`` builder."""
+from __future__ import annotations
+
+from .batchnorm import BatchNorm
+from .layers import ACTIVATIONS, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .module import Module, Sequential
+from . import init
+
+__all__ = ["Module", "Sequential", "Linear", "BatchNorm", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
+           "Softmax", "Dropout", "Identity", "mlp", "init"]
+
+
+def mlp(sizes, activation: str = "relu", normalizer: str = "batchnorm", dropout: float = 0.0,
+        normalizer_params: dict | None = None, init: str | None = None) -> Sequential:
+    """The usual stack: [Linear → normalizer → activation → Dropout] per hidden layer, then Linear.
+
+    ``sizes`` = (inputs, hidden..., outputs). A Linear followed by a normalizer that cancels its
+    bias (BatchNorm: subtracting μ removes b) is built without one. He initialisation for ReLU-type
+    activations, Xavier for tanh and sigmoid, unless ``init`` says otherwise."""
+    from .. import normalizers
+
+    sizes = list(sizes)
+    if len(sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
+        raise ValueError(f"mlp sizes must be at least two positive integers (inputs, ..., outputs), not {sizes}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation '{activation}' (valid: {', '.join(ACTIVATIONS)})")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), not {dropout}")
+    if init is None:
+        init = "xavier" if activation in ("tanh", "sigmoid") else "he"
+    layers = []
+    for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
+        norm = normalizers.get(normalizer, fan_out, **(normalizer_params or {}))
+        with_bias = not getattr(norm, "cancels_bias", False)
+        layers.append(Linear(fan_in, fan_out, bias=with_bias, init=init))
+        if not isinstance(norm, Identity):
+            layers.append(norm)
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+    layers.append(Linear(sizes[-2], sizes[-1], bias=True, init=init))
+    return Sequential(*layers)

@@ -1,0 +1,43 @@
+"""Batch normalization, exactly as in the notes."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from .. import functional as F
+from ..tensor import Parameter, Tensor
+from .module import Module
+
+
+class BatchNorm(Module):
+    """z̃ = γ · (z − μ)/√(σ² + ε) + β with μ, σ² (biased) of the mini-batch in training and the
+    running averages in evaluation; running = momentum · running + (1 − momentum) · batch.
+
+    ``gamma`` and ``beta`` (shape (num_features,)) are parameters trained like any weight. A
+    Linear layer before it needs no bias: subtracting μ cancels b (``cancels_bias``)."""
+
+    cancels_bias = True
+
+    def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5, dtype=None, device=None):
+        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
+            raise ValueError(f"BatchNorm num_features must be a positive integer, not {num_features!r}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"BatchNorm momentum must be in [0, 1), not {momentum}")
+        if not eps > 0:
+            raise ValueError(f"BatchNorm eps must be > 0, not {eps}")
+        self.num_features = int(num_features)
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+        dtype = np.dtype(dtype) if dtype is not None else backend.default_dtype()
+        dev = backend.check_device(device)
+        self.gamma = Parameter(backend.to_device(np.ones(num_features, dtype), dev))
+        self.beta = Parameter(backend.to_device(np.zeros(num_features, dtype), dev))
+        self.running_mean = Tensor(backend.to_device(np.zeros(num_features, dtype), dev))
+        self.running_var = Tensor(backend.to_device(np.ones(num_features, dtype), dev))
+
+    def forward(self, x):
+        return F.batch_norm(x, self.gamma, self.beta, self.running_mean, self.running_var,
+                            self.training, self.momentum, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_features}, momentum={self.momentum}, eps={self.eps}"

@@ -1,0 +1,44 @@
+"""Optimizers: ``SGD``, ``Momentum``, ``RMSprop``, ``Adam``; ``get(name, params, **hyper)`` by name."""
+from __future__ import annotations
+
+import inspect
+
+from ..hookspecs import hookimpl
+from ..registry import Registry, RegistrationError
+from .flat import FlatGroup, pack
+from .optimizers import SGD, Adam, Momentum, Optimizer, RMSprop
+
+__all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "get", "names", "registry",
+           "FlatGroup", "pack"]
+
+
+def _validate(name, cls):
+    if not callable(cls):
+        raise RegistrationError(f"optimizer '{name}' must be a class or factory (params, lr, **hyper)")
+    if inspect.isclass(cls) and not issubclass(cls, Optimizer):
+        raise RegistrationError(f"optimizer '{name}' must subclass polydl.optim.Optimizer")
+
+
+registry = Registry("optimizers", _validate, singular="optimizer")
+
+
+def get(name: str, params, **hyperparameters):
+    """The optimizer ``name`` over ``params``, e.g. ``get("adam", model.parameters(), lr=1e-3)``."""
+    cls = registry.lookup(name)
+    try:
+        inspect.signature(cls).bind(params, **hyperparameters)
+    except TypeError as exc:
+        raise ValueError(f"optimizer '{name}' does not take these parameters: {exc}") from None
+    return cls(params, **hyperparameters)
+
+
+def names():
+    return registry.names()
+
+
+@hookimpl
+def polydl_register_optimizers(register):
+    register("sgd", SGD)
+    register("momentum", Momentum)
+    register("rmsprop", RMSprop)
+    register("adam", Adam)

@@ -1,0 +1,229 @@
+"""Mini-batch gradient descent, momentum, RMSprop and Adam over flat parameter buffers.
+
+With g the gradient (plus ``weight_decay``·W when L2 regularisation is on), at step t:
+
+SGD       W ← W − α g
+Momentum  v ← β v + (1 − β) g;                 W ← W − α v
+RMSprop   s ← β s + (1 − β) g²;                W ← W − α g / (√s + ε)
+Adam      m ← β1 m + (1 − β1) g;  v ← β2 v + (1 − β2) g²;
+          m̂ = m/(1 − β1ᵗ);  v̂ = v/(1 − β2ᵗ);  W ← W − α m̂ / (√v̂ + ε)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Tensor
+from .flat import pack
+
+
+def _check_number(name, value, low=0.0, high=None, low_inclusive=True, high_inclusive=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not math.isfinite(value):
+        raise ValueError(f"optimizer {name} must be a finite number, not {value!r}")
+    value = float(value)
+    if low is not None and (value < low or (not low_inclusive and value == low)):
+        raise ValueError(f"optimizer {name} must be {'>=' if low_inclusive else '>'} {low}, not {value}")
+    if high is not None and (value > high or (not high_inclusive and value == high)):
+        raise ValueError(f"optimizer {name} must be {'<=' if high_inclusive else '<'} {high}, not {value}")
+    return value
+
+
+class Optimizer:
+    """Base class: packs parameters into flat buffers, validates hyperparameters, keeps state."""
+
+    #: names of the per-parameter state buffers (same shape as the flat parameter buffer)
+    state_names: tuple = ()
+
+    def __init__(self, params, lr, weight_decay=0.0):
+        if hasattr(params, "parameters") and callable(params.parameters):
+            params = params.parameters()
+        params = [p for p in params]
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizers take polydl tensors (model.parameters()), not {type(p).__name__}")
+        params = [p for p in params if p.requires_grad]
+        if not params:
+            raise ValueError("optimizer got no parameters that require grad")
+        self.lr = lr
+        self.weight_decay = _check_number("weight_decay", weight_decay)
+        self.groups = pack(params)
+        self.state: list[dict] = [{} for _ in self.groups]   # created lazily at the first step
+        self.step_count = 0
+
+    # ------------------------------------------------------------------ learning rate
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        self._lr = _check_number("lr", value)
+
+    @property
+    def params(self):
+        return [p for g in self.groups for p in g.params]
+
+    def hyperparameters(self) -> dict:
+        return {"lr": self.lr, "weight_decay": self.weight_decay}
+
+    # ------------------------------------------------------------------ step
+    def zero_grad(self):
+        for g in self.groups:
+            g.grad.fill(0)
+
+    def step(self):
+        """One update of every parameter from its gradient."""
+        self.step_count += 1
+        for group, state in zip(self.groups, self.state):
+            group.check()
+            if not state:
+                xp = group.xp
+                for name in self.state_names:
+                    state[name] = xp.zeros_like(group.data)
+                state["tmp"] = xp.empty_like(group.data)
+            grad = group.grad
+            if self.weight_decay:
+                grad = grad + group.xp.asarray(self.weight_decay, dtype=grad.dtype) * group.data
+            self._update(group, grad, state)
+
+    def _update(self, group, grad, state):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Plain data: the integer step, the hyperparameters and NumPy copies of the state buffers."""
+        return {
+            "type": type(self).__name__,
+            "step": int(self.step_count),
+            "hyperparameters": self.hyperparameters(),
+            "state": [{k: np.array(backend.to_numpy(v), copy=True) for k, v in st.items() if k != "tmp"}
+                      for st in self.state],
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        if sd.get("type", type(self).__name__) != type(self).__name__:
+            raise ValueError(f"optimizer state is for {sd['type']}, not {type(self).__name__}")
+        states = sd["state"]
+        if len(states) != len(self.groups):
+            raise ValueError(f"optimizer state has {len(states)} parameter groups, this optimizer {len(self.groups)}")
+        new = []
+        for group, st in zip(self.groups, states):
+            out = {}
+            for k, v in st.items():
+                if tuple(v.shape) != (group.size,):
+                    raise ValueError(f"optimizer state '{k}' has shape {tuple(v.shape)}, expected ({group.size},): "
+                                     "the model does not match this checkpoint")
+                out[k] = backend.to_device(np.asarray(v, dtype=group.dtype), group.device)
+            if out:
+                out["tmp"] = group.xp.empty_like(group.data)
+            new.append(out)
+        self.state = new
+        self.step_count = int(sd["step"])
+        for k, v in sd.get("hyperparameters", {}).items():
+            setattr(self, k, v)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Mini-batch gradient descent: W ← W − α g."""
+
+    def __init__(self, params, lr=0.01, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+
+    def _update(self, group, grad, state):
+        xp = group.xp
+        tmp = state["tmp"]
+        xp.multiply(grad, grad.dtype.type(self.lr), out=tmp)
+        xp.subtract(group.data, tmp, out=group.data)
+
+
+class Momentum(Optimizer):
+    """Gradient descent with momentum, the notes' form: v ← β v + (1 − β) g; W ← W − α v."""
+
+    state_names = ("v",)
+
+    def __init__(self, params, lr=0.01, beta=0.9, weight_decay=0.0):
+        self.beta = _check_number("beta", beta, 0.0, 1.0)
+        super().__init__(params, lr, weight_decay)
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "beta": self.beta}
+
+    def _update(self, group, grad, state):
+        xp, v, tmp, dt = group.xp, state["v"], state["tmp"], grad.dtype.type
+        v *= dt(self.beta)
+        xp.multiply(grad, dt(1 - self.beta), out=tmp)
+        v += tmp
+        xp.multiply(v, dt(self.lr), out=tmp)
+        group.data -= tmp
+
+
+class RMSprop(Optimizer):
+    """s ← β s + (1 − β) g²; W ← W − α g / (√s + ε)."""
+
+    state_names = ("s",)
+
+    def __init__(self, params, lr=0.001, beta=0.999, eps=1e-8, weight_decay=0.0):
+        self.beta = _check_number("beta", beta, 0.0, 1.0)
+        self.eps = _check_number("eps", eps, 0.0, low_inclusive=False)
+        super().__init__(params, lr, weight_decay)
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "beta": self.beta, "eps": self.eps}
+
+    def _update(self, group, grad, state):
+        xp, s, tmp, dt = group.xp, state["s"], state["tmp"], grad.dtype.type
+        s *= dt(self.beta)
+        xp.multiply(grad, grad, out=tmp)
+        tmp *= dt(1 - self.beta)
+        s += tmp
+        xp.sqrt(s, out=tmp)
+        tmp += dt(self.eps)
+        xp.divide(grad, tmp, out=tmp)
+        tmp *= dt(self.lr)
+        group.data -= tmp
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (β1 = 0.9, β2 = 0.999, ε = 1e-8 by default)."""
+
+    state_names = ("m", "v")
+
+    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        self.beta1 = _check_number("beta1", beta1, 0.0, 1.0)
+        self.beta2 = _check_number("beta2", beta2, 0.0, 1.0)
+        self.eps = _check_number("eps", eps, 0.0, low_inclusive=False)
+        super().__init__(params, lr, weight_decay)
+
+    def hyperparameters(self):
+        return {**super().hyperparameters(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def _update(self, group, grad, state):
+        xp, m, v, tmp, dt = group.xp, state["m"], state["v"], state["tmp"], grad.dtype.type
+        t = self.step_count
+        bc1 = 1.0 - self.beta1 ** t
+        bc2 = 1.0 - self.beta2 ** t
+        # α m̂ / (√v̂ + ε) = (α √bc2 / bc1) · m / (√v + ε √bc2)
+        step_size = self.lr * math.sqrt(bc2) / bc1
+        eps_hat = self.eps * math.sqrt(bc2)
+        kernel = backend.fused_kernel("adam") if xp is not np else None
+        if kernel is not None:
+            kernel(grad, dt(self.beta1), dt(self.beta2), dt(step_size), dt(eps_hat), group.data, m, v)
+            return
+        m *= dt(self.beta1)
+        xp.multiply(grad, dt(1 - self.beta1), out=tmp)
+        m += tmp
+        v *= dt(self.beta2)
+        xp.multiply(grad, grad, out=tmp)
+        tmp *= dt(1 - self.beta2)
+        v += tmp
+        xp.sqrt(v, out=tmp)
+        tmp += dt(eps_hat)
+        xp.divide(m, tmp, out=tmp)
+        tmp *= dt(step_size)
+        group.data -= tmp

@@ -1,0 +1,187 @@
+"""Learning-rate decay schedules: pure functions of the epoch and the mini-batch step.
+
+A schedule is called as ``schedule(epoch, step)`` with both counted from 1 and returns α.
+Restoring the (epoch, step) position restores the learning rate. The formulas are the notes':
+
+=====================  =====================================================
+``constant``           α = α0
+``inverse_time``       α = α0 / (1 + decay_rate · epoch)
+``exponential``        α = base^epoch · α0                (base 0.95)
+``inverse_sqrt_epoch`` α = k / √epoch · α0
+``inverse_sqrt_step``  α = k / √t · α0                    (t: mini-batch step)
+``staircase``          α = α0 · factor^⌊(epoch − 1)/every⌋ (discrete decay)
+=====================  =====================================================
+"""
+from __future__ import annotations
+
+import inspect
+import math
+
+from .hookspecs import hookimpl
+from .registry import Registry, RegistrationError
+
+__all__ = ["Schedule", "get", "names", "registry", "constant", "inverse_time", "exponential",
+           "inverse_sqrt_epoch", "inverse_sqrt_step", "staircase", "describe"]
+
+
+def _number(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"schedule parameter {name} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _non_negative(name, value):
+    value = _number(name, value)
+    if value < 0:
+        raise ValueError(f"schedule parameter {name} must be >= 0, not {value}")
+    return value
+
+
+def _positive(name, value):
+    value = _number(name, value)
+    if value <= 0:
+        raise ValueError(f"schedule parameter {name} must be > 0, not {value}")
+    return value
+
+
+def _check_position(epoch, step):
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        raise ValueError(f"epoch is counted from 1, got {epoch!r}")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ValueError(f"step is counted from 1, got {step!r}")
+
+
+class Schedule:
+    """α as a function of (epoch, step); ``name`` and ``params`` say which formula."""
+
+    __slots__ = ("name", "params", "_fn")
+
+    def __init__(self, name, params, fn):
+        self.name = name
+        self.params = dict(params)
+        self._fn = fn
+
+    def __call__(self, epoch: int, step: int = 1) -> float:
+        _check_position(epoch, step)
+        return float(self._fn(epoch, step))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{self.name}({args})"
+
+
+def constant(lr0=0.01):
+    """α = α0."""
+    lr0 = _non_negative("lr0", lr0)
+    return Schedule("constant", {"lr0": lr0}, lambda e, t: lr0)
+
+
+def inverse_time(lr0=0.01, decay_rate=1.0):
+    """α = α0 / (1 + decay_rate · epoch)."""
+    lr0 = _non_negative("lr0", lr0)
+    decay_rate = _non_negative("decay_rate", decay_rate)
+    return Schedule("inverse_time", {"lr0": lr0, "decay_rate": decay_rate},
+                    lambda e, t: lr0 / (1.0 + decay_rate * e))
+
+
+def exponential(lr0=0.01, base=0.95):
+    """α = base^epoch · α0, base in (0, 1]."""
+    lr0 = _non_negative("lr0", lr0)
+    base = _number("base", base)
+    if not 0 < base <= 1:
+        raise ValueError(f"schedule parameter base must be in (0, 1], not {base}")
+    return Schedule("exponential", {"lr0": lr0, "base": base}, lambda e, t: base ** e * lr0)
+
+
+def inverse_sqrt_epoch(lr0=0.01, k=1.0):
+    """α = k / √epoch · α0."""
+    lr0 = _non_negative("lr0", lr0)
+    k = _positive("k", k)
+    return Schedule("inverse_sqrt_epoch", {"lr0": lr0, "k": k}, lambda e, t: k / math.sqrt(e) * lr0)
+
+
+def inverse_sqrt_step(lr0=0.01, k=1.0):
+    """α = k / √t · α0, t the mini-batch step."""
+    lr0 = _non_negative("lr0", lr0)
+    k = _positive("k", k)
+    return Schedule("inverse_sqrt_step", {"lr0": lr0, "k": k}, lambda e, t: k / math.sqrt(t) * lr0)
+
+
+def staircase(lr0=0.01, factor=0.5, every=10):
+    """α = α0 · factor^⌊(epoch − 1)/every⌋: α drops by ``factor`` every ``every`` epochs."""
+    lr0 = _non_negative("lr0", lr0)
+    factor = _number("factor", factor)
+    if not 0 < factor <= 1:
+        raise ValueError(f"schedule parameter factor must be in (0, 1], not {factor}")
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or every != int(every) or every < 1:
+        raise ValueError(f"schedule parameter every must be a whole number of epochs >= 1, not {every!r}")
+    every = int(every)
+    return Schedule("staircase", {"lr0": lr0, "factor": factor, "every": every},
+                    lambda e, t: lr0 * factor ** ((e - 1) // every))
+
+
+BUILTIN = {f.__name__: f for f in (constant, inverse_time, exponential, inverse_sqrt_epoch,
+                                    inverse_sqrt_step, staircase)}
+
+
+def _validate(name, factory):
+    if not callable(factory):
+        raise RegistrationError(f"schedule '{name}' must be a callable factory(lr0, **params), not {factory!r}")
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return
+    if "lr0" not in sig.parameters and not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        raise RegistrationError(f"schedule factory '{name}' must take an 'lr0' argument")
+    try:
+        probe = factory(lr0=0.1)
+    except TypeError as exc:  # required parameters without defaults: cannot probe
+        if "required" in str(exc) or "missing" in str(exc):
+            return
+        raise
+    if not callable(probe):
+        raise RegistrationError(f"schedule factory '{name}' returned {probe!r}, not a callable (epoch, step) -> lr")
+    value = probe(1, 1)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise RegistrationError(f"schedule '{name}' gave {value!r} at epoch 1, step 1: a learning rate must "
+                                "be a finite number >= 0")
+
+
+registry = Registry("schedules", _validate, singular="schedule")
+
+
+def get(name: str, **params):
+    """The schedule ``name`` with its parameters, e.g. ``get("inverse_time", lr0=0.2, decay_rate=1)``."""
+    factory = registry.lookup(name)
+    try:
+        sig = inspect.signature(factory)
+        sig.bind(**params)
+    except TypeError:
+        valid = [p for p in inspect.signature(factory).parameters]
+        bad = [k for k in params if k not in valid]
+        raise ValueError(f"schedule '{name}' has no parameter {', '.join(map(repr, bad)) or repr(params)} "
+                         f"(its parameters: {', '.join(valid)})") from None
+    except ValueError:
+        pass
+    return factory(**params)
+
+
+def names():
+    return registry.names()
+
+
+def describe(name: str) -> dict:
+    """The parameters of a schedule factory and their defaults."""
+    factory = registry.lookup(name)
+    out = {}
+    for p in inspect.signature(factory).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        out[p.name] = None if p.default is p.empty else p.default
+    return out
+
+
+@hookimpl
+def polydl_register_schedules(register):
+    for name, factory in BUILTIN.items():
+        register(name, factory)

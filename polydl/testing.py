@@ -1,0 +1,75 @@
+"""Helpers for testing polydl code and plugins.
+
+``gradcheck(fn, *inputs)`` compares the gradients that autodiff gives for ``fn`` with float64
+central differences: ∂f/∂xᵢ ≈ (f(x + h eᵢ) − f(x − h eᵢ)) / 2h.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend
+from .tensor import Tensor, no_grad
+
+__all__ = ["gradcheck", "GradcheckError"]
+
+
+class GradcheckError(AssertionError):
+    """Autodiff and finite differences disagree."""
+
+
+def _scalarize(out, weights):
+    """Reduce ``out`` to a scalar with fixed random weights, so every output element is checked."""
+    if out.data.size == 1:
+        return out.sum()
+    return (out * weights).sum()
+
+
+def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 1e-4, seed: int = 0,
+              raise_exception: bool = True) -> bool:
+    """Check d fn(*inputs) / d input for every input tensor that requires grad.
+
+    Inputs are cast to float64 on their device. A non-scalar output is reduced with fixed random
+    weights. Keep inputs away from kinks (ReLU at 0, ties in max). Returns True, or raises
+    ``GradcheckError`` naming the input and the worst element."""
+    inputs = [x.to(dtype=np.float64).detach().requires_grad_(x.requires_grad)
+              if isinstance(x, Tensor) and x.dtype.kind == "f" else x for x in inputs]
+    checked = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
+    if not checked:
+        raise ValueError("gradcheck needs at least one input tensor with requires_grad=True")
+    out = fn(*inputs)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"gradcheck: fn must return a Tensor, not {type(out).__name__}")
+    xp = backend.get_array_module(out.data)
+    rng = np.random.default_rng(seed)
+    weights = Tensor(backend.to_device(rng.uniform(0.5, 1.5, out.shape), out.device)) if out.data.size > 1 else None
+    for i in checked:
+        inputs[i].grad = None
+    loss = _scalarize(out, weights)
+    loss.backward()
+    for i in checked:
+        x = inputs[i]
+        analytic = backend.to_numpy(x.grad) if x.grad is not None else np.zeros(x.shape)
+        numeric = np.zeros(x.shape)
+        flat = x.data.reshape(-1)
+        with no_grad():
+            for j in range(flat.size):
+                orig = flat[j].item()
+                flat[j] = orig + eps
+                fp = float(_scalarize(fn(*inputs), weights).item())
+                flat[j] = orig - eps
+                fm = float(_scalarize(fn(*inputs), weights).item())
+                flat[j] = orig
+                numeric.reshape(-1)[j] = (fp - fm) / (2 * eps)
+        err = np.abs(analytic - numeric)
+        bad = err > atol + rtol * np.abs(numeric)
+        if bad.any():
+            k = int(np.argmax(err - (atol + rtol * np.abs(numeric))))
+            idx = np.unravel_index(k, x.shape) if x.shape else ()
+            msg = (f"gradcheck failed for input {i} at index {tuple(int(v) for v in idx)}: autodiff "
+                   f"{analytic.reshape(-1)[k]:.8g}, finite differences {numeric.reshape(-1)[k]:.8g} "
+                   f"({int(bad.sum())} of {bad.size} elements differ)")
+            if raise_exception:
+                raise GradcheckError(msg)
+            return False
+    del xp
+    return True
