@@ -1,0 +1,1 @@
+"""The ``polydl`` command line (installed as the ``polydl_cli`` package)."""
