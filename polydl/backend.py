@@ -96,7 +96,8 @@ def _require_cupy(dev: Device):
     if count == 0:
         raise DeviceError(
             f"device '{dev}' needs a CUDA GPU, but CuPy {cp.__version__} sees none; "
-            "check the NVIDIA driver and CUDA_VISIBLE_DEVICES, or use --device cpu")
+            "check the NVIDIA driver and CUDA_VISIBLE_DEVICES, and that CuPy matches the CUDA version "
+            f"({_INSTALL_HINT}), or use --device cpu")
     if dev.index is not None and dev.index >= count:
         raise DeviceError(
             f"device '{dev}' does not exist: CuPy sees {count} GPU(s), cuda:0 to cuda:{count - 1}")

@@ -446,7 +446,13 @@ def linear(x, weight, bias=None):
         if not w.requires_grad:
             gw = None
         elif wd.ndim == 2:
-            gw = xp.matmul(xd.reshape(-1, xd.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+            x2, g2 = xd.reshape(-1, xd.shape[-1]).T, g.reshape(-1, g.shape[-1])
+            if w._gzero:  # a freshly zeroed slot of the flat gradient buffer: write dW straight in
+                xp.matmul(x2, g2, out=w.grad)
+                w._gzero = False
+                gw = None
+            else:
+                gw = xp.matmul(x2, g2)
         else:
             gw = unbroadcast(xp.matmul(xp.swapaxes(xd, -1, -2), g), wd.shape)
         if bias is None:
@@ -470,43 +476,50 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     xp = _xp(xd)
     if xd.ndim < 2:
         raise ValueError(f"batch_norm needs input of shape (batch, features), not {xd.shape}")
+    flat = xd.ndim == 2  # (m, F); otherwise (..., m, F) with leading model axes
+
+    def batch_sum(a):
+        return a.sum(axis=-2, keepdims=not flat)
+
+    def batch_dot(a, b):  # Σ over the batch of a·b, one pass
+        return xp.einsum("ij,ij->j", a, b) if flat else (a * b).sum(axis=-2, keepdims=True)
+
     if training:
         m = xd.shape[-2]
-        mu = xd.mean(axis=-2, keepdims=True)
-        xhat = xd - mu
-        if xd.ndim == 2:
-            var = (xp.einsum("ij,ij->j", xhat, xhat) / m)[None, :]
-        else:
-            var = (xhat * xhat).mean(axis=-2, keepdims=True)
-        inv_std = 1.0 / xp.sqrt(var + eps)
-        xhat *= inv_std
+        mu = batch_sum(xd)
+        mu *= 1.0 / m
+        xc = xd - mu
+        var = batch_dot(xc, xc)
+        var *= 1.0 / m
+        inv_std = (var + eps) ** -0.5
         if running_mean is not None:
-            with_mom = xd.dtype.type(momentum)
+            mom = xd.dtype.type(momentum)
             rm, rv = running_mean.data, running_var.data
-            rm *= with_mom
-            rm += (1 - with_mom) * mu.reshape(rm.shape)
-            rv *= with_mom
-            rv += (1 - with_mom) * var.reshape(rv.shape)
+            rm *= mom
+            rm += (1 - mom) * mu.reshape(rm.shape)
+            rv *= mom
+            rv += (1 - mom) * var.reshape(rv.shape)
     else:
         if running_mean is None:
             raise ValueError("batch_norm in evaluation mode needs running_mean and running_var")
         m = None
-        inv_std = 1.0 / xp.sqrt(running_var.data + eps)
-        xhat = (xd - running_mean.data) * inv_std
-    out = xhat * gd
+        xc = xd - running_mean.data
+        inv_std = (running_var.data + eps) ** -0.5
+    scale = gd * inv_std  # γ/√(σ² + ε) per feature
+    out = xc * scale
     out += bd
 
     def backward(g):
-        red = tuple(range(g.ndim - 1))  # every axis but features (sum over the batch)
-        gbeta = g.sum(axis=red) if g.ndim == 2 else g.sum(axis=-2, keepdims=True)
-        ggamma = xp.einsum("ij,ij->j", g, xhat) if g.ndim == 2 else (g * xhat).sum(axis=-2, keepdims=True)
+        gbeta = batch_sum(g)
+        ggamma = batch_dot(g, xc)
+        ggamma *= inv_std  # Σ g·z_norm
         gx = None
         if x.requires_grad:
-            scale = gd * inv_std
             if training:
-                gx = xhat * (ggamma * (-1.0 / m))
-                gx += g
-                gx -= gbeta / m
+                # γ/√(σ²+ε) · (g − Σg/m − z_norm·Σ(g·z_norm)/m), with z_norm = xc/√(σ²+ε)
+                gx = xc * (ggamma * inv_std * (1.0 / m))
+                xp.subtract(g, gx, out=gx)
+                gx -= gbeta * (1.0 / m)
                 gx *= scale
             else:
                 gx = g * scale

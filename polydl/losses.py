@@ -91,7 +91,8 @@ def _validate(name, factory):
     errors = []
     for scores, targets in probes:
         try:
-            out = probe(_new_tensor(scores, requires_grad=True), targets)
+            scores_t = _new_tensor(scores, requires_grad=True)
+            out = probe(scores_t, targets)
             break
         except (ValueError, IndexError) as exc:
             errors.append(exc)
@@ -101,6 +102,14 @@ def _validate(name, factory):
     if not isinstance(out, Tensor) or out.data.size != 1:
         raise RegistrationError(f"loss '{name}' must return a scalar Tensor, not {type(out).__name__}"
                                 f"{'' if not isinstance(out, Tensor) else ' of shape ' + str(out.shape)}")
+    if not out.requires_grad:
+        raise RegistrationError(f"loss '{name}' returned a Tensor with no gradient path to the scores: build it "
+                                "from polydl operations on the scores Tensor, not from its .data array")
+    out.backward()
+    grad = scores_t.grad
+    if grad is None or tuple(grad.shape) != tuple(scores_t.shape) or not np.all(np.isfinite(grad)):
+        raise RegistrationError(f"loss '{name}' gave no finite gradient for the scores "
+                                f"(got {None if grad is None else grad.tolist()})")
 
 
 registry = Registry("losses", _validate, singular="loss")
@@ -113,7 +122,13 @@ def get(name: str, **params):
         inspect.signature(factory).bind(**params)
     except TypeError as exc:
         raise ValueError(f"loss '{name}' does not take these parameters: {exc}") from None
-    return factory(**params)
+    except ValueError:
+        pass
+    loss = factory(**params)
+    if not callable(loss):
+        raise ValueError(f"loss factory '{name}' returned {type(loss).__name__}, not a callable "
+                         "(scores, targets) -> scalar Tensor")
+    return loss
 
 
 def names():

@@ -8,9 +8,14 @@ from .registry import Registry, RegistrationError
 
 
 def _validate(name, factory):
+    """A factory ``(num_features, **params) -> Module`` whose Module maps a (batch, num_features)
+    Tensor to a Tensor of the same shape, in training and in evaluation mode."""
     if not callable(factory):
         raise RegistrationError(f"normalizer '{name}' must be a callable factory(num_features, **params)")
+    import numpy as np
+
     from .nn.module import Module
+    from .tensor import Tensor, tensor
     try:
         probe = factory(3)
     except TypeError as exc:
@@ -19,6 +24,19 @@ def _validate(name, factory):
     if not isinstance(probe, Module):
         raise RegistrationError(f"normalizer factory '{name}' returned {type(probe).__name__}, "
                                 "not a polydl.nn.Module")
+    x = tensor(np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5], [-2.0, 1.0, 0.0], [0.75, -0.25, 1.25]],
+                        dtype=np.float32), requires_grad=True)
+    for mode in ("training", "evaluation"):
+        probe.train(mode == "training")
+        try:
+            out = probe(x)
+        except Exception as exc:
+            raise RegistrationError(f"normalizer '{name}' failed in {mode} mode on a batch of shape (4, 3): "
+                                    f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(out, Tensor) or tuple(out.shape) != (4, 3):
+            got = f"a Tensor of shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+            raise RegistrationError(f"normalizer '{name}' must map a (batch, num_features) Tensor to a Tensor of "
+                                    f"the same shape; on (4, 3) in {mode} mode it gave {got}")
 
 
 registry = Registry("normalizers", _validate, singular="normalizer")
@@ -31,7 +49,13 @@ def get(name: str, num_features: int, **params):
         inspect.signature(factory).bind(num_features, **params)
     except TypeError as exc:
         raise ValueError(f"normalizer '{name}' does not take these parameters: {exc}") from None
-    return factory(num_features, **params)
+    except ValueError:
+        pass
+    module = factory(num_features, **params)
+    from .nn.module import Module
+    if not isinstance(module, Module):
+        raise ValueError(f"normalizer factory '{name}' returned {type(module).__name__}, not a polydl.nn.Module")
+    return module
 
 
 def names():

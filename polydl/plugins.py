@@ -1,15 +1,48 @@
 """Plugin loading: the built-ins and every installed ``polydl`` entry point, once per process.
 
 Built-in schedules, normalizers, losses, optimizers and datasets are registered through the same
-hooks as third-party plugins (they are default plugins, as pytest's are).
+hooks as third-party plugins (they are default plugins, as pytest's are). Third-party plugins are
+the entry points of the group ``polydl``::
+
+    [project.entry-points.polydl]
+    cosine = "polydl_cosine"          # a module (or an object) with @polydl.hookimpl functions
+
+Loading happens on first use of a registry (``polydl.schedules.get(...)``, ``names()``, ...),
+once per process and under a lock; ``import polydl`` loads nothing. Each entry point is loaded
+on its own: one that fails to import, implements an unknown hook, registers something invalid or
+a name another plugin holds is skipped with a ``PluginWarning`` naming the plugin, its
+distribution and the error, and the others still load.
+
+Environment variables, read when loading happens:
+
+``POLYDL_STRICT_PLUGINS=1``          a broken plugin is an error (``PluginError``), not a warning
+``POLYDL_LOAD_PLUGINS=a,b``          load only these entry points (entry-point or distribution names)
+``POLYDL_DISABLE_PLUGIN_AUTOLOAD=1`` load no entry points, only the built-ins
 """
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
+import os
 import threading
+import warnings
+from dataclasses import asdict, dataclass, field
 
 import pluggy
 
 from . import hookspecs
+from .registry import RegistrationError
+
+__all__ = ["load", "is_loaded", "reset", "plugin_manager", "plugins", "failed", "problems",
+           "register_plugin", "unregister_plugin", "report", "settings", "registries",
+           "PluginInfo", "PluginError", "PluginWarning", "ENTRY_POINT_GROUP", "HOOKS",
+           "STRICT_ENV", "LOAD_ENV", "DISABLE_ENV"]
+
+ENTRY_POINT_GROUP = "polydl"
+STRICT_ENV = "POLYDL_STRICT_PLUGINS"
+LOAD_ENV = "POLYDL_LOAD_PLUGINS"
+DISABLE_ENV = "POLYDL_DISABLE_PLUGIN_AUTOLOAD"
 
 HOOKS = {
     "polydl_register_schedules": "schedules",
@@ -21,56 +54,463 @@ HOOKS = {
 BUILTIN_MODULES = ("polydl.schedules", "polydl.normalizers", "polydl.losses", "polydl.optim",
                    "polydl.datasets")
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+class PluginError(ValueError):
+    """A plugin could not be loaded (``POLYDL_STRICT_PLUGINS=1``, or an explicit registration)."""
+
+
+class PluginWarning(UserWarning):
+    """A broken plugin was skipped; the others were loaded."""
+
+
+@dataclass
+class PluginInfo:
+    """One plugin: where it came from, the hooks it implements and the names it registered."""
+
+    name: str
+    source: str                      # "builtin", "entry point" or "runtime"
+    target: str | None = None        # the entry point's value, or the module's name
+    distribution: str | None = None
+    version: str | None = None
+    hooks: list = field(default_factory=list)
+    registered: dict = field(default_factory=dict)   # kind -> [names]
+    overrides: dict = field(default_factory=dict)    # kind -> [names it replaced]
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """``plugin 'x' (distribution d 1.0)``: how messages name a plugin."""
+        return f"plugin '{self.name}' ({_dist_text(self.distribution, self.version)})"
+
+
+@dataclass
+class _Pending:
+    kind: str
+    name: str
+    obj: object
+    override: bool
+
+
 _lock = threading.RLock()
 _pm: pluggy.PluginManager | None = None
 _loading = False
+_plugins: dict[str, PluginInfo] = {}
+_failed: list[PluginInfo] = []
+_problems: list[str] = []
+_settings: dict = {}
 
 
-def registries():
+# ---------------------------------------------------------------------- settings
+def _flag(var) -> bool:
+    raw = os.environ.get(var, "")
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise PluginError(f"{var} must be 1 or 0 (or true/false, yes/no, on/off), not {raw!r}")
+
+
+def settings() -> dict:
+    """The plugin environment variables as parsed now: ``strict``, ``autoload``, ``only``."""
+    raw = os.environ.get(LOAD_ENV, "")
+    only = [n.strip() for n in raw.split(",") if n.strip()] or None
+    return {"strict": _flag(STRICT_ENV), "autoload": not _flag(DISABLE_ENV), "only": only}
+
+
+def registries() -> dict:
+    """The five registries by kind: schedules, normalizers, losses, optimizers, datasets."""
     from . import datasets, losses, normalizers, optim, schedules
     return {"schedules": schedules.registry, "normalizers": normalizers.registry,
             "losses": losses.registry, "optimizers": optim.registry, "datasets": datasets.registry}
 
 
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _dist_text(dist, version) -> str:
+    if not dist:
+        return "no distribution"
+    return f"distribution {dist}{' ' + version if version else ''}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------- one plugin
+def _new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("polydl")
+    pm.add_hookspecs(hookspecs.PolydlSpecs)
+    return pm
+
+
+def _check_hooks(pm, obj, info):
+    """Unknown (misspelt) hooks, unmarked hook functions and wrappers, each with a clear error."""
+    for hc in pm.get_hookcallers(obj) or ():
+        if not hc.has_spec():
+            close = difflib.get_close_matches(hc.name, list(HOOKS), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise PluginError(f"{info.describe()} implements unknown hook '{hc.name}'{hint} "
+                              f"(polydl's hooks: {', '.join(HOOKS)})")
+        for impl in hc.get_hookimpls():
+            if impl.plugin is obj and (impl.hookwrapper or impl.wrapper):
+                raise PluginError(f"{info.describe()}: '{hc.name}' must be a plain hook, not a wrapper")
+    for attr in dir(obj):
+        if not attr.startswith("polydl_"):
+            continue
+        value = getattr(obj, attr, None)
+        if inspect.isroutine(value) and pm.parse_hookimpl_opts(obj, attr) is None:
+            raise PluginError(f"{info.describe()} defines {attr}() without the @polydl.hookimpl marker, "
+                              "so polydl would never call it")
+
+
+def _collect(pm, obj, info) -> list[_Pending]:
+    """Register ``obj`` with the plugin manager and call its hooks with a collecting ``register``.
+
+    Names and objects are validated here; clashes are checked when the collected names are added."""
+    if inspect.isclass(obj):
+        raise PluginError(f"{info.describe()}: the entry point names the class {obj.__name__}; "
+                          "name a module or an instance")
+    try:
+        pm.register(obj, name=info.name)
+    except pluggy.PluginValidationError as exc:
+        _forget(pm, obj)
+        raise PluginError(f"{info.describe()}: {' '.join(str(exc).split())}") from exc
+    except ValueError as exc:
+        other = _plugins.get(info.name)
+        if other is not None:
+            raise PluginError(f"{info.describe()}: the plugin name '{info.name}' is already taken by "
+                              f"{other.describe()}") from exc
+        raise PluginError(f"{info.describe()}: {_one_line(exc)}") from exc
+    try:
+        _check_hooks(pm, obj, info)
+        regs = registries()
+        pending: list[_Pending] = []
+        for hc in pm.get_hookcallers(obj) or ():
+            kind = HOOKS[hc.name]
+            info.hooks.append(hc.name)
+            reg = regs[kind]
+
+            def register(name, obj, *, override=False, _reg=reg, _kind=kind):
+                if not isinstance(override, bool):
+                    raise RegistrationError(f"plugin '{info.name}': override must be True or False, "
+                                            f"not {override!r}")
+                _reg.check_name(name, info.name)
+                _reg.validate(name, obj, info.name)
+                pending.append(_Pending(_kind, name, obj, override))
+
+            for impl in hc.get_hookimpls():
+                if impl.plugin is not obj:
+                    continue
+                args = {"register": register}
+                try:
+                    impl.function(*[args[a] for a in impl.argnames])
+                except RegistrationError as exc:
+                    raise PluginError(str(exc)) from exc
+                except Exception as exc:
+                    raise PluginError(f"{info.describe()}: {hc.name} raised {_one_line(exc)}") from exc
+        info.hooks.sort()
+        return pending
+    except BaseException:
+        _forget(pm, obj)
+        raise
+
+
+def _forget(pm, obj):
+    try:
+        if pm.is_registered(obj):
+            pm.unregister(obj)
+    except Exception:  # pragma: no cover - pluggy keeps partial state on odd objects
+        pass
+
+
+def _add(info, pending, override: bool):
+    """Add the (non-)override names of one plugin: all of them, or none if one clashes."""
+    regs = registries()
+    todo = [p for p in pending if p.override == override]
+    seen = set()
+    for p in todo:
+        if (p.kind, p.name) in seen and not override:
+            raise PluginError(f"plugin '{info.name}' registered the {regs[p.kind].singular} '{p.name}' twice")
+        seen.add((p.kind, p.name))
+        try:
+            regs[p.kind].check_clash(p.name, info.name, p.override)
+        except RegistrationError as exc:
+            raise PluginError(str(exc)) from exc
+    for p in todo:
+        reg = regs[p.kind]
+        if p.name in reg._entries:
+            info.overrides.setdefault(p.kind, []).append(p.name)
+        reg._add(p.name, p.obj, info.name, info.distribution, info.version)
+        names = info.registered.setdefault(p.kind, [])
+        if p.name not in names:
+            names.append(p.name)
+
+
+def _fail(info, message, strict):
+    info.error = message
+    if strict:
+        raise PluginError(message)
+    _failed.append(info)
+    _problems.append(message)
+    warnings.warn(message, PluginWarning, stacklevel=4)
+
+
+# ---------------------------------------------------------------------- discovery
+def _entry_points():
+    from importlib.metadata import entry_points
+    eps = entry_points(group=ENTRY_POINT_GROUP)
+    return sorted(eps, key=lambda ep: (ep.name, ep.value))
+
+
+def _ep_dist(ep):
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    try:
+        return dist.metadata["Name"] or getattr(dist, "name", None), dist.version
+    except Exception:  # pragma: no cover - malformed metadata
+        return getattr(dist, "name", None), None
+
+
+def _load_all():
+    global _pm
+    from . import __version__
+
+    conf = settings()
+    _settings.clear()
+    _settings.update(conf)
+    strict = conf["strict"]
+    for reg in registries().values():
+        reg.clear()
+    _plugins.clear()
+    _failed.clear()
+    _problems.clear()
+    pm = _new_manager()
+    loaded: list[tuple[PluginInfo, list[_Pending]]] = []
+    for modname in BUILTIN_MODULES:  # a failure here is a bug in polydl: always an error
+        info = PluginInfo(modname, "builtin", modname, "polydl", __version__)
+        loaded.append((info, _collect(pm, importlib.import_module(modname), info)))
+    if conf["autoload"]:
+        eps = _entry_points()
+        only = conf["only"]
+        if only is not None:
+            wanted = {_norm(n): n for n in only}
+            matched = set()
+            keep = []
+            for ep in eps:
+                dist, _ = _ep_dist(ep)
+                keys = {_norm(ep.name)} | ({_norm(dist)} if dist else set())
+                if keys & set(wanted):
+                    matched |= keys & set(wanted)
+                    keep.append(ep)
+            for key in sorted(set(wanted) - matched):
+                available = sorted({ep.name for ep in eps})
+                msg = (f"{LOAD_ENV} names '{wanted[key]}', but no installed polydl plugin has that entry-point "
+                       f"or distribution name (installed: {', '.join(available) or 'none'})")
+                if strict:
+                    raise PluginError(msg)
+                _problems.append(msg)
+                warnings.warn(msg, PluginWarning, stacklevel=3)
+            eps = keep
+        taken = {info.name for info, _ in loaded}
+        for ep in eps:
+            dist, version = _ep_dist(ep)
+            info = PluginInfo(ep.name, "entry point", ep.value, dist, version)
+            if ep.name in taken:
+                _fail(info, f"{info.describe()} was skipped: the plugin name '{ep.name}' is already used by "
+                      "another plugin; rename the entry point", strict)
+                continue
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                _fail(info, f"{info.describe()} failed to load ({ep.value}): {_one_line(exc)}", strict)
+                continue
+            try:
+                pending = _collect(pm, obj, info)
+            except PluginError as exc:
+                _fail(info, _skipped(info, exc), strict)
+                continue
+            taken.add(ep.name)
+            loaded.append((info, pending))
+    ok = []
+    for info, pending in loaded:  # names without override first, in load order ...
+        try:
+            _add(info, pending, override=False)
+        except PluginError as exc:
+            if info.source == "builtin":
+                raise
+            _forget(pm, pm.get_plugin(info.name))
+            _fail(info, _skipped(info, exc), strict)
+            continue
+        ok.append((info, pending))
+    for info, pending in ok:  # ... then the deliberate overrides, which never clash
+        _add(info, pending, override=True)
+        _plugins[info.name] = info
+    pm.check_pending()
+    _pm = pm
+
+
+def _skipped(info, exc) -> str:
+    text = str(exc)
+    if info.describe() not in text:
+        text = f"{info.describe()}: {text}"
+    return text
+
+
+# ---------------------------------------------------------------------- public API
+def load() -> None:
+    """Load the built-ins and the installed plugins. Only the first call does anything; it is
+    thread-safe, and registries call it themselves on first use."""
+    global _loading
+    if _pm is not None:
+        return
+    with _lock:
+        if _pm is not None or _loading:  # loaded meanwhile, or a re-entrant call while loading
+            return
+        _loading = True
+        try:
+            _load_all()
+        except BaseException:
+            for reg in registries().values():
+                reg.clear()
+            _plugins.clear()
+            raise
+        finally:
+            _loading = False
+
+
+def is_loaded() -> bool:
+    """Whether plugins have been loaded in this process (``import polydl`` alone does not)."""
+    return _pm is not None
+
+
+def reset() -> None:
+    """Forget every plugin and registration; the next use loads again (re-reading the
+    environment variables and entry points). Meant for tests."""
+    global _pm
+    with _lock:
+        _pm = None
+        for reg in registries().values():
+            reg.clear()
+        _plugins.clear()
+        _failed.clear()
+        _problems.clear()
+
+
 def plugin_manager() -> pluggy.PluginManager:
+    """The ``pluggy.PluginManager`` (project ``polydl``) holding every loaded plugin."""
     load()
     return _pm
 
 
-def _fill(pm, plugin, name, dist=None, version=None):
-    """Call each register hook of one plugin with a ``register`` bound to that plugin."""
-    regs = registries()
-    for hook_name, kind in HOOKS.items():
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            if impl.plugin is not plugin:
-                continue
-
-            def register(reg_name, obj, *, override=False, _reg=regs[kind]):
-                _reg.register(reg_name, obj, override=override, plugin=name, distribution=dist, version=version)
-
-            impl.function(register=register)
+def plugins() -> list[PluginInfo]:
+    """The loaded plugins in load order: built-ins, then entry points, then runtime ones."""
+    load()
+    return list(_plugins.values())
 
 
-def load() -> None:
-    """Load the built-ins and the installed plugins (only the first call does anything)."""
-    global _pm, _loading
-    if _pm is not None or _loading:
-        return
+def failed() -> list[PluginInfo]:
+    """The plugins that were skipped, each with its ``error``."""
+    load()
+    return list(_failed)
+
+
+def problems() -> list[str]:
+    """Every warning loading gave (broken plugins, unknown names in POLYDL_LOAD_PLUGINS)."""
+    load()
+    return list(_problems)
+
+
+def register_plugin(obj, name: str | None = None, *, distribution: str | None = None,
+                    version: str | None = None) -> PluginInfo:
+    """Register a plugin object (a module or an instance with ``@polydl.hookimpl`` functions) now.
+
+    Everything it registers is validated and checked for clashes; any problem raises
+    ``PluginError`` and leaves the registries as they were. See ``polydl.testing.registered_plugin``
+    for the form that undoes itself."""
+    load()
+    if name is None:
+        name = getattr(obj, "__name__", None) or type(obj).__name__
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"a plugin name must be a non-empty string, not {name!r}")
+    info = PluginInfo(name, "runtime", getattr(obj, "__name__", None) or type(obj).__name__,
+                      distribution, version)
     with _lock:
-        if _pm is not None or _loading:
-            return
-        _loading = True
+        if name in _plugins:
+            raise PluginError(f"{info.describe()}: the plugin name '{name}' is already taken by "
+                              f"{_plugins[name].describe()}")
+        pending = _collect(_pm, obj, info)
         try:
-            import importlib
+            _add(info, pending, override=False)
+        except PluginError:
+            _forget(_pm, obj)
+            raise
+        _add(info, pending, override=True)
+        _plugins[name] = info
+    return info
 
-            from . import __version__
 
-            pm = pluggy.PluginManager("polydl")
-            pm.add_hookspecs(hookspecs.PolydlSpecs)
-            for modname in BUILTIN_MODULES:
-                mod = importlib.import_module(modname)
-                pm.register(mod, name=modname)
-                _fill(pm, mod, modname, "polydl", __version__)
-            _pm = pm
-        finally:
-            _loading = False
+def unregister_plugin(name: str) -> PluginInfo:
+    """Remove a loaded plugin and every name it registered (overridden names come back)."""
+    load()
+    with _lock:
+        info = _plugins.pop(name, None)
+        if info is None:
+            close = difflib.get_close_matches(str(name), list(_plugins), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise PluginError(f"no plugin named '{name}' is loaded{hint} (loaded: {', '.join(_plugins)})")
+        for reg in registries().values():
+            reg.remove_plugin(name)
+        obj = _pm.get_plugin(name)
+        if obj is not None:
+            _pm.unregister(obj)
+        return info
+
+
+def _snapshot():
+    """Registries, plugin list and plugin manager as they are now (for ``_restore``)."""
+    with _lock:
+        load()
+        return ({k: r.snapshot() for k, r in registries().items()}, dict(_plugins),
+                [(n, obj) for n, obj in _pm.list_name_plugin() if obj is not None], _pm)
+
+
+def _restore(snap):
+    regs, plugs, named, pm = snap
+    with _lock:
+        if _pm is not pm:  # reset() in between: the next use loads afresh anyway
+            return
+        for kind, reg in registries().items():
+            reg.restore(regs[kind])
+        _plugins.clear()
+        _plugins.update(plugs)
+        wanted = dict(named)
+        for n, obj in list(_pm.list_name_plugin()):
+            if obj is not None and wanted.get(n) is not obj:
+                _pm.unregister(obj)
+        for n, obj in named:
+            if _pm.get_plugin(n) is None:
+                _pm.register(obj, name=n)
+
+
+def report() -> dict:
+    """Everything ``polydl plugins --json`` prints: settings, loaded and failed plugins, warnings."""
+    from . import __version__
+    load()
+    return {
+        "polydl_version": __version__,
+        "entry_point_group": ENTRY_POINT_GROUP,
+        "settings": dict(_settings),
+        "plugins": [p.as_dict() for p in _plugins.values()],
+        "failed": [p.as_dict() for p in _failed],
+        "warnings": list(_problems),
+    }

@@ -63,7 +63,9 @@ class Schedule:
 
     def __call__(self, epoch: int, step: int = 1) -> float:
         _check_position(epoch, step)
-        return float(self._fn(epoch, step))
+        value = _number_like(self._fn(epoch, step))
+        _check_rate(self.name, value, epoch, step)
+        return float(value)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -124,27 +126,66 @@ BUILTIN = {f.__name__: f for f in (constant, inverse_time, exponential, inverse_
                                     inverse_sqrt_step, staircase)}
 
 
+_PROBES = ((1, 1), (2, 3), (5, 40), (50, 1000))
+
+
+def _check_rate(name, value, epoch, step):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"schedule '{name}' gave {value!r} at epoch {epoch}, step {step}: a learning rate "
+                         "must be a finite number >= 0")
+
+
+def _number_like(value):
+    """Python and NumPy scalars (and 0-d arrays) as a float; anything else unchanged."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if hasattr(value, "dtype") and getattr(value, "shape", None) == () and value.dtype.kind in "iuf":
+        return float(value)
+    return value
+
+
 def _validate(name, factory):
+    """A factory ``(lr0, **params) -> schedule``: it rejects a bad ``lr0``, and its schedule is a
+    pure function of (epoch, step) giving finite rates >= 0."""
     if not callable(factory):
         raise RegistrationError(f"schedule '{name}' must be a callable factory(lr0, **params), not {factory!r}")
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):
-        return
-    if "lr0" not in sig.parameters and not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        sig = None
+    if sig is not None and "lr0" not in sig.parameters and not any(
+            p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
         raise RegistrationError(f"schedule factory '{name}' must take an 'lr0' argument")
-    try:
-        probe = factory(lr0=0.1)
-    except TypeError as exc:  # required parameters without defaults: cannot probe
-        if "required" in str(exc) or "missing" in str(exc):
-            return
-        raise
+    if sig is not None and any(p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                               and p.name != "lr0" for p in sig.parameters.values()):
+        return  # parameters without defaults: checked when the schedule is built
+    probe = factory(lr0=0.1)
     if not callable(probe):
         raise RegistrationError(f"schedule factory '{name}' returned {probe!r}, not a callable (epoch, step) -> lr")
-    value = probe(1, 1)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise RegistrationError(f"schedule '{name}' gave {value!r} at epoch 1, step 1: a learning rate must "
-                                "be a finite number >= 0")
+    values = {}
+    for epoch, step in _PROBES:
+        try:
+            value = _number_like(probe(epoch, step))
+        except Exception as exc:
+            raise RegistrationError(f"schedule '{name}' failed at epoch {epoch}, step {step}: "
+                                    f"{type(exc).__name__}: {exc}") from exc
+        try:
+            _check_rate(name, value, epoch, step)
+        except ValueError as exc:
+            raise RegistrationError(str(exc)) from None
+        values[epoch, step] = float(value)
+    for (epoch, step), first in values.items():
+        again = float(_number_like(probe(epoch, step)))
+        if again != first:
+            raise RegistrationError(f"schedule '{name}' is not a pure function of (epoch, step): it gave {first} "
+                                    f"and then {again} at epoch {epoch}, step {step}")
+    for bad in (-1.0, float("nan"), "0.1"):
+        try:
+            factory(lr0=bad)
+        except (ValueError, TypeError):
+            continue
+        raise RegistrationError(f"schedule factory '{name}' accepted lr0={bad!r}: a factory must check its "
+                                "parameters and raise ValueError for bad ones")
 
 
 registry = Registry("schedules", _validate, singular="schedule")
@@ -153,17 +194,30 @@ registry = Registry("schedules", _validate, singular="schedule")
 def get(name: str, **params):
     """The schedule ``name`` with its parameters, e.g. ``get("inverse_time", lr0=0.2, decay_rate=1)``."""
     factory = registry.lookup(name)
+    shown = dict(params)
     try:
         sig = inspect.signature(factory)
-        sig.bind(**params)
-    except TypeError:
+        bound = sig.bind(**params)
+    except TypeError as exc:
         valid = [p for p in inspect.signature(factory).parameters]
         bad = [k for k in params if k not in valid]
-        raise ValueError(f"schedule '{name}' has no parameter {', '.join(map(repr, bad)) or repr(params)} "
-                         f"(its parameters: {', '.join(valid)})") from None
+        if bad:
+            raise ValueError(f"schedule '{name}' has no parameter {', '.join(map(repr, bad))} "
+                             f"(its parameters: {', '.join(valid)})") from None
+        raise ValueError(f"schedule '{name}': {exc} (its parameters: {', '.join(valid)})") from None
     except ValueError:
         pass
-    return factory(**params)
+    else:
+        bound.apply_defaults()
+        shown = {k: v for k, v in bound.arguments.items()
+                 if sig.parameters[k].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
+    schedule = factory(**params)
+    if isinstance(schedule, Schedule):
+        return schedule
+    if not callable(schedule):
+        raise ValueError(f"schedule factory '{name}' returned {type(schedule).__name__}, not a callable "
+                         "(epoch, step) -> lr")
+    return Schedule(name, shown, schedule)  # the same position and value checks as the built-ins
 
 
 def names():

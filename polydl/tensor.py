@@ -8,6 +8,8 @@ of the leaves, and releases the graph.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 
 import numpy as np
 
@@ -64,7 +66,8 @@ def unbroadcast(grad, shape):
 class Tensor:
     """An array (NumPy or CuPy) with an optional gradient and the op that produced it."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_packed", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_packed", "_gzero", "_seq",
+                 "__weakref__")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected ops
 
     def __init__(self, data, requires_grad: bool = False):
@@ -74,6 +77,8 @@ class Tensor:
         self._parents = ()
         self._backward = None
         self._packed = False  # .grad is a view into an optimizer's flat buffer
+        self._gzero = False   # ... and that view was just zeroed (an op may write into it directly)
+        self._seq = 0         # creation order of op outputs: a topological order of the graph
 
     # ------------------------------------------------------------------ properties
     @property
@@ -102,7 +107,7 @@ class Tensor:
 
     @property
     def is_leaf(self) -> bool:
-        return self._backward is None
+        return self._backward is None and self._parents is not None
 
     def __len__(self):
         return len(self.data)
@@ -171,6 +176,7 @@ class Tensor:
     def zero_grad(self) -> None:
         if self._packed:
             self.grad.fill(0)
+            self._gzero = True
         else:
             self.grad = None
 
@@ -194,28 +200,37 @@ class Tensor:
             if grad.shape != self.data.shape:
                 raise ValueError(f"grad has shape {grad.shape}, expected {self.data.shape}")
 
-        topo = _topological_order(self)
+        if self._backward is None:  # a leaf: d self / d self
+            if self._parents is None:
+                raise RuntimeError(_RELEASED)
+            _accumulate_leaf(self, grad)
+            return
+        # Every op output is numbered when it is created, after its inputs, so visiting nodes in
+        # decreasing number visits each one after all of its consumers: its gradient is complete.
+        heap = [(-self._seq, self)]
         grads = {id(self): grad}
-        for node in reversed(topo):
-            g = grads.pop(id(node), None)
-            bw = node._backward
-            if bw is None:  # a leaf
-                if g is not None:
-                    _accumulate_leaf(node, g)
-                continue
-            if g is not None:
-                parent_grads = bw(g)
-                for p, pg in zip(node._parents, parent_grads):
-                    if pg is None or not p.requires_grad:
-                        continue
-                    if p._backward is None:
-                        _accumulate_leaf(p, pg)
-                    else:
-                        key = id(p)
-                        prev = grads.get(key)
-                        grads[key] = pg if prev is None else prev + pg
+        pop, push = heapq.heappop, heapq.heappush
+        while heap:
+            node = pop(heap)[1]
+            g = grads.pop(id(node))
+            parent_grads = node._backward(g)
+            for p, pg in zip(node._parents, parent_grads):
+                if pg is None or not p.requires_grad:
+                    continue
+                if p._backward is None:
+                    if p._parents is None:
+                        raise RuntimeError(_RELEASED)
+                    _accumulate_leaf(p, pg)
+                    continue
+                key = id(p)
+                prev = grads.get(key)
+                if prev is None:
+                    grads[key] = pg
+                    push(heap, (-p._seq, p))
+                else:
+                    grads[key] = prev + pg
             if not retain_graph:
-                node._parents = ()
+                node._parents = None  # released: not a leaf, and its graph is gone
                 node._backward = None
 
     # ------------------------------------------------------------------ operators
@@ -331,33 +346,19 @@ def _raw(x):
     return x.data if isinstance(x, Tensor) else x
 
 
-def _topological_order(root):
-    """Nodes reachable from ``root`` through recorded parents, parents before children."""
-    order, visited = [], set()
-    stack = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        key = id(node)
-        if key in visited:
-            continue
-        visited.add(key)
-        stack.append((node, True))
-        for p in node._parents:
-            if p.requires_grad and id(p) not in visited:
-                stack.append((p, False))
-    return order
-
-
 def _accumulate_leaf(leaf, g):
     if leaf._packed:
         leaf.grad += g  # in place into the optimizer's flat gradient buffer
+        leaf._gzero = False
     elif leaf.grad is None:
         leaf.grad = g if g.dtype == leaf.data.dtype else g.astype(leaf.data.dtype)
     else:
         leaf.grad = leaf.grad + g
+
+
+_next_seq = itertools.count(1).__next__
+_RELEASED = ("backward() through a graph that an earlier backward() already released; "
+             "pass retain_graph=True to the first backward() to go through it twice")
 
 
 def _make(data, parents, backward):
@@ -366,16 +367,19 @@ def _make(data, parents, backward):
     out.data = data
     out.grad = None
     out._packed = False
+    out._gzero = False
     if _MODE.enabled:
         for p in parents:
             if p.requires_grad:
                 out.requires_grad = True
                 out._parents = parents
                 out._backward = backward
+                out._seq = _next_seq()
                 return out
     out.requires_grad = False
     out._parents = ()
     out._backward = None
+    out._seq = 0
     return out
 
 

@@ -2,15 +2,20 @@
 
 ``gradcheck(fn, *inputs)`` compares the gradients that autodiff gives for ``fn`` with float64
 central differences: ∂f/∂xᵢ ≈ (f(x + h eᵢ) − f(x − h eᵢ)) / 2h.
+
+``registered_plugin(obj)`` registers a plugin object for the duration of a ``with`` block (a
+test) and then puts every registry back as it was.
 """
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
 from . import backend
 from .tensor import Tensor, no_grad
 
-__all__ = ["gradcheck", "GradcheckError"]
+__all__ = ["gradcheck", "GradcheckError", "registered_plugin"]
 
 
 class GradcheckError(AssertionError):
@@ -73,3 +78,31 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 
             return False
     del xp
     return True
+
+
+@contextlib.contextmanager
+def registered_plugin(obj, name: str | None = None, *, distribution: str | None = None,
+                      version: str | None = None):
+    """Register ``obj`` (a module or an object with ``@polydl.hookimpl`` functions) as a polydl
+    plugin inside the ``with`` block, exactly as an installed entry point would be::
+
+        with polydl.testing.registered_plugin(my_plugin_module) as info:
+            assert "cosine" in info.registered["schedules"]
+            schedule = polydl.schedules.get("cosine", lr0=0.1, epochs=10)
+
+    Everything it registers is validated at once; a problem (an invalid object, a name another
+    plugin holds, a misspelt hook) raises ``polydl.plugins.PluginError``. On leaving the block the
+    registries and the plugin manager are restored, overridden names included. If ``obj`` is
+    already loaded (your plugin is installed, so its entry point loaded it), that registration is
+    taken out for the block, so the test sees exactly what ``obj`` registers. Yields the plugin's
+    ``PluginInfo``. ``name`` defaults to the module's ``__name__`` (or the class name)."""
+    from . import plugins
+
+    snap = plugins._snapshot()
+    try:
+        existing = plugins.plugin_manager().get_name(obj)
+        if existing is not None:  # already loaded (e.g. installed): test a fresh registration
+            plugins.unregister_plugin(existing)
+        yield plugins.register_plugin(obj, name, distribution=distribution, version=version)
+    finally:
+        plugins._restore(snap)

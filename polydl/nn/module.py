@@ -104,6 +104,7 @@ class Module:
                 t.data = data
                 t.grad = None
                 t._packed = False
+                t._gzero = False
         return self
 
     @property

@@ -32,6 +32,7 @@ class FlatGroup:
             view = self.data[off:off + n]
             view[...] = p.data.reshape(-1)
             gview = self.grad[off:off + n]
+            p._gzero = p.grad is None
             if p.grad is not None:
                 gview[...] = p.grad.reshape(-1)
             p.data = view.reshape(shape)

@@ -11,6 +11,8 @@ Adam      m ← β1 m + (1 − β1) g;  v ← β2 v + (1 − β2) g²;
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -72,10 +74,13 @@ class Optimizer:
     def zero_grad(self):
         for g in self.groups:
             g.grad.fill(0)
+            for p in g.params:
+                p._gzero = True
 
     def step(self):
         """One update of every parameter from its gradient."""
         self.step_count += 1
+        c = self._coefficients()
         for group, state in zip(self.groups, self.state):
             group.check()
             if not state:
@@ -86,10 +91,22 @@ class Optimizer:
             grad = group.grad
             if self.weight_decay:
                 grad = grad + group.xp.asarray(self.weight_decay, dtype=grad.dtype) * group.data
-            self._update(group, grad, state)
+            if group.xp is not np and self._fused(group, grad, state, c):
+                continue
+            _run_chunked(self._kernel, group.xp, group.data, grad, state, c)
 
-    def _update(self, group, grad, state):
+    def _coefficients(self) -> dict:
+        """Scalars of this step, computed once for all groups and chunks."""
+        return {"lr": self.lr}
+
+    def _kernel(self, xp, p, g, st, c):
+        """Update parameters ``p`` in place from gradient ``g`` and state arrays ``st`` (all views
+        of one chunk of the flat buffers; ``st["tmp"]`` is scratch space)."""
         raise NotImplementedError
+
+    def _fused(self, group, grad, state, c) -> bool:
+        """A fused device kernel for the whole buffer; False when there is none."""
+        return False
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -135,11 +152,10 @@ class SGD(Optimizer):
     def __init__(self, params, lr=0.01, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
 
-    def _update(self, group, grad, state):
-        xp = group.xp
-        tmp = state["tmp"]
-        xp.multiply(grad, grad.dtype.type(self.lr), out=tmp)
-        xp.subtract(group.data, tmp, out=group.data)
+    def _kernel(self, xp, p, g, st, c):
+        tmp = st["tmp"]
+        xp.multiply(g, g.dtype.type(c["lr"]), out=tmp)
+        p -= tmp
 
 
 class Momentum(Optimizer):
@@ -154,13 +170,13 @@ class Momentum(Optimizer):
     def hyperparameters(self):
         return {**super().hyperparameters(), "beta": self.beta}
 
-    def _update(self, group, grad, state):
-        xp, v, tmp, dt = group.xp, state["v"], state["tmp"], grad.dtype.type
+    def _kernel(self, xp, p, g, st, c):
+        v, tmp, dt = st["v"], st["tmp"], g.dtype.type
         v *= dt(self.beta)
-        xp.multiply(grad, dt(1 - self.beta), out=tmp)
+        xp.multiply(g, dt(1 - self.beta), out=tmp)
         v += tmp
-        xp.multiply(v, dt(self.lr), out=tmp)
-        group.data -= tmp
+        xp.multiply(v, dt(c["lr"]), out=tmp)
+        p -= tmp
 
 
 class RMSprop(Optimizer):
@@ -176,17 +192,17 @@ class RMSprop(Optimizer):
     def hyperparameters(self):
         return {**super().hyperparameters(), "beta": self.beta, "eps": self.eps}
 
-    def _update(self, group, grad, state):
-        xp, s, tmp, dt = group.xp, state["s"], state["tmp"], grad.dtype.type
+    def _kernel(self, xp, p, g, st, c):
+        s, tmp, dt = st["s"], st["tmp"], g.dtype.type
         s *= dt(self.beta)
-        xp.multiply(grad, grad, out=tmp)
+        xp.multiply(g, g, out=tmp)
         tmp *= dt(1 - self.beta)
         s += tmp
         xp.sqrt(s, out=tmp)
         tmp += dt(self.eps)
-        xp.divide(grad, tmp, out=tmp)
-        tmp *= dt(self.lr)
-        group.data -= tmp
+        xp.divide(g, tmp, out=tmp)
+        tmp *= dt(c["lr"])
+        p -= tmp
 
 
 class Adam(Optimizer):
@@ -203,27 +219,67 @@ class Adam(Optimizer):
     def hyperparameters(self):
         return {**super().hyperparameters(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
-    def _update(self, group, grad, state):
-        xp, m, v, tmp, dt = group.xp, state["m"], state["v"], state["tmp"], grad.dtype.type
+    def _coefficients(self):
+        # α m̂ / (√v̂ + ε) = (α √bc2 / bc1) · m / (√v + ε √bc2), bc = 1 − βᵗ
         t = self.step_count
         bc1 = 1.0 - self.beta1 ** t
         bc2 = 1.0 - self.beta2 ** t
-        # α m̂ / (√v̂ + ε) = (α √bc2 / bc1) · m / (√v + ε √bc2)
-        step_size = self.lr * math.sqrt(bc2) / bc1
-        eps_hat = self.eps * math.sqrt(bc2)
-        kernel = backend.fused_kernel("adam") if xp is not np else None
-        if kernel is not None:
-            kernel(grad, dt(self.beta1), dt(self.beta2), dt(step_size), dt(eps_hat), group.data, m, v)
-            return
+        return {"lr": self.lr, "step_size": self.lr * math.sqrt(bc2) / bc1, "eps_hat": self.eps * math.sqrt(bc2)}
+
+    def _kernel(self, xp, p, g, st, c):
+        m, v, tmp, dt = st["m"], st["v"], st["tmp"], g.dtype.type
         m *= dt(self.beta1)
-        xp.multiply(grad, dt(1 - self.beta1), out=tmp)
+        xp.multiply(g, dt(1 - self.beta1), out=tmp)
         m += tmp
         v *= dt(self.beta2)
-        xp.multiply(grad, grad, out=tmp)
+        xp.multiply(g, g, out=tmp)
         tmp *= dt(1 - self.beta2)
         v += tmp
         xp.sqrt(v, out=tmp)
-        tmp += dt(eps_hat)
+        tmp += dt(c["eps_hat"])
         xp.divide(m, tmp, out=tmp)
-        tmp *= dt(step_size)
-        group.data -= tmp
+        tmp *= dt(c["step_size"])
+        p -= tmp
+
+    def _fused(self, group, grad, state, c):
+        kernel = backend.fused_kernel("adam")
+        if kernel is None:
+            return False
+        dt = grad.dtype.type
+        kernel(grad, dt(self.beta1), dt(self.beta2), dt(c["step_size"]), dt(c["eps_hat"]),
+               group.data, state["m"], state["v"])
+        return True
+
+
+# ---------------------------------------------------------------------------- host threads
+# NumPy releases the GIL inside ufuncs, so a large flat buffer is updated in contiguous chunks
+# on several threads at once (PyTorch's fused CPU optimizers do the same).
+_MIN_CHUNK = 1 << 16
+_POOL = None
+
+
+def _threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _run_chunked(kernel, xp, p, g, state, c):
+    n = p.shape[0]
+    chunks = min(_threads(), n // _MIN_CHUNK) if xp is np else 1
+    if chunks <= 1:
+        kernel(xp, p, g, state, c)
+        return
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="polydl-optim")
+    bounds = [n * i // chunks for i in range(chunks + 1)]
+    futures = []
+    for lo, hi in zip(bounds[1:-1], bounds[2:]):
+        st = {k: v[lo:hi] for k, v in state.items()}
+        futures.append(_POOL.submit(kernel, xp, p[lo:hi], g[lo:hi], st, c))
+    hi = bounds[1]  # the first chunk on this thread while the pool does the others
+    kernel(xp, p[:hi], g[:hi], {k: v[:hi] for k, v in state.items()}, c)
+    for f in futures:
+        f.result()

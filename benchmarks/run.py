@@ -1,0 +1,380 @@
+"""Training-step benchmarks: polydl against PyTorch and against the GEMM floor, in one run.
+
+Each workload trains the same BatchNorm MLP (Linear without bias → BatchNorm → ReLU per hidden
+layer, then Linear; Adam; softmax cross-entropy) on the same random data, one epoch per timed
+run. The sides are interleaved, with a pause between timed runs (BLAS threads keep spinning for a
+moment after a run and slow whatever runs next), and both are capped to the same thread count.
+The GEMM floor is the time of just the matrix products of that training step.
+
+    python benchmarks/run.py                        # all CPU workloads, 5 repetitions
+    python benchmarks/run.py --workloads W1 --reps 9
+    python benchmarks/run.py --device cuda --write docs/gpu-report-bench.md
+
+PyTorch is needed only here (pip install torch); it is never a dependency of polydl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+
+def _early_threads():
+    """Cap BLAS threads before NumPy loads (must run before importing numpy)."""
+    threads = "2"
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            threads = sys.argv[i + 1]
+        elif a.startswith("--threads="):
+            threads = a.split("=", 1)[1]
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
+
+
+_early_threads()
+
+import numpy as np  # noqa: E402
+
+WORKLOADS = {
+    # name: (layer sizes, batch size, samples per epoch)
+    "W1": ((64, 32, 10), 32, 4000),
+    "W2": ((784, 256, 256, 10), 128, 20000),
+    "W3": ((784, 1024, 1024, 10), 512, 8192),
+}
+GPU_BATCH = {"W1": 32, "W2": 512, "W3": 1024}
+
+
+def make_data(sizes, samples, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((samples, sizes[0]), dtype=np.float32)
+    y = rng.integers(0, sizes[-1], samples).astype(np.int64)
+    return X, y
+
+
+# ---------------------------------------------------------------------------- polydl
+class PolydlSide:
+    name = "polydl"
+
+    def __init__(self, sizes, batch, X, y, device):
+        import polydl
+        from polydl import backend, nn, optim, losses
+
+        self.polydl = polydl
+        polydl.manual_seed(0)
+        self.device = device
+        self.model = nn.mlp(sizes).to(device)
+        self.opt = optim.Adam(self.model.parameters(), lr=1e-3)
+        self.loss = losses.get("softmax_cross_entropy")
+        self.X = backend.to_device(X, device)
+        self.y = backend.to_device(y, device)
+        self.batch = batch
+        self.xp = backend.get_array_module(self.X)
+
+    def epoch(self):
+        tensor, model, opt, loss_fn = self.polydl.Tensor, self.model, self.opt, self.loss
+        X, y, b = self.X, self.y, self.batch
+        last = None
+        for i in range(0, len(y) - b + 1, b):
+            opt.zero_grad()
+            last = loss_fn(model(tensor(X[i:i + b])), y[i:i + b])
+            last.backward()
+            opt.step()
+        self.sync()
+        return float(last.item())
+
+    def sync(self):
+        if self.xp is not np:
+            self.xp.cuda.get_current_stream().synchronize()
+
+
+# ---------------------------------------------------------------------------- PyTorch
+class TorchSide:
+    def __init__(self, sizes, batch, X, y, device, fused=False):
+        import torch
+
+        self.torch = torch
+        torch.manual_seed(0)
+        dev = "cuda" if device.startswith("cuda") else "cpu"
+        self.dev = dev
+        layers = []
+        for a, b in zip(sizes[:-2], sizes[1:-1]):
+            layers += [torch.nn.Linear(a, b, bias=False), torch.nn.BatchNorm1d(b, momentum=0.1),
+                       torch.nn.ReLU()]
+        layers.append(torch.nn.Linear(sizes[-2], sizes[-1]))
+        self.model = torch.nn.Sequential(*layers).to(dev)
+        kw = {"fused": True} if fused else {}
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, **kw)
+        self.loss = torch.nn.CrossEntropyLoss()
+        self.X = torch.from_numpy(X).to(dev)
+        self.y = torch.from_numpy(y).to(dev)
+        self.batch = batch
+        self.name = "torch fused" if fused else "torch"
+
+    def epoch(self):
+        model, opt, loss_fn, X, y, b = self.model, self.opt, self.loss, self.X, self.y, self.batch
+        last = None
+        for i in range(0, len(y) - b + 1, b):
+            opt.zero_grad(set_to_none=True)
+            last = loss_fn(model(X[i:i + b]), y[i:i + b])
+            last.backward()
+            opt.step()
+        self.sync()
+        return float(last.item())
+
+    def sync(self):
+        if self.dev == "cuda":
+            self.torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------- GEMM floor
+class GemmFloor:
+    """Only the matrix products of the training step: forward z = a W for each layer, backward
+    dW = aᵀ g for each layer and da = g Wᵀ for every layer but the first."""
+
+    name = "GEMM floor"
+
+    def __init__(self, sizes, batch, X, y, device):
+        from polydl import backend
+
+        self.xp = backend.device(device).xp
+        xp = self.xp
+        self.W = [backend.to_device(np.random.default_rng(0).standard_normal((a, b), dtype=np.float32) * 0.05, device)
+                  for a, b in zip(sizes[:-1], sizes[1:])]
+        self.X = backend.to_device(X, device)
+        self.batch = batch
+        self.n = len(y)
+        self.acts = [xp.empty((batch, w.shape[0]), np.float32) for w in self.W]
+        self.outs = [xp.empty((batch, w.shape[1]), np.float32) for w in self.W]
+        self.dW = [xp.empty_like(w) for w in self.W]
+
+    def epoch(self):
+        xp, W, b = self.xp, self.W, self.batch
+        for i in range(0, self.n - b + 1, b):
+            a = self.X[i:i + b]
+            for k, w in enumerate(W):
+                xp.matmul(a, w, out=self.outs[k])
+                a = self.outs[k]
+            g = self.outs[-1]
+            for k in range(len(W) - 1, -1, -1):
+                inp = self.X[i:i + b] if k == 0 else self.outs[k - 1]
+                xp.matmul(inp.T, g, out=self.dW[k])
+                if k > 0:
+                    g = xp.matmul(g, W[k].T)
+        if xp is not np:
+            xp.cuda.get_current_stream().synchronize()
+        return 0.0
+
+
+# ---------------------------------------------------------------------------- driver
+def bench_workload(name, device, reps, pause, sides_wanted):
+    sizes, batch, samples = WORKLOADS[name]
+    if device.startswith("cuda"):
+        batch = GPU_BATCH[name]
+        samples = max(samples, batch * 40)
+    X, y = make_data(sizes, samples)
+    sides = []
+    if "polydl" in sides_wanted:
+        sides.append(PolydlSide(sizes, batch, X, y, device))
+    if "torch" in sides_wanted:
+        sides.append(TorchSide(sizes, batch, X, y, device))
+    if "fused" in sides_wanted:
+        sides.append(TorchSide(sizes, batch, X, y, device, fused=True))
+    if "gemm" in sides_wanted:
+        sides.append(GemmFloor(sizes, batch, X, y, device))
+    for s in sides:  # warm-up: one epoch each (allocations, CUDA kernels compiled)
+        s.epoch()
+        time.sleep(pause)
+    times = {s.name: [] for s in sides}
+    for r in range(reps):
+        order = sides if r % 2 == 0 else list(reversed(sides))
+        for s in order:
+            t0 = time.perf_counter()
+            s.epoch()
+            times[s.name].append(time.perf_counter() - t0)
+            time.sleep(pause)
+    steps = samples // batch
+    return {"workload": name, "sizes": sizes, "batch": batch, "samples": steps * batch,
+            "median_s": {k: statistics.median(v) for k, v in times.items()},
+            "all_s": times}
+
+
+def op_overhead(reps=200000):
+    """Per-op bookkeeping of the autodiff engine: a recorded tiny op minus the bare NumPy call,
+    and the backward walk per node."""
+    import polydl
+
+    a = polydl.tensor(np.ones(4, np.float32), requires_grad=True)
+    b = polydl.tensor(np.ones(4, np.float32), requires_grad=True)
+    ad, bd = a.data, b.data
+
+    def timeit(fn, n):
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            best = min(best, (time.perf_counter() - t0) / n)
+        return best
+
+    n = reps // 5
+    raw = timeit(lambda: ad + bd, n)
+    rec = timeit(lambda: a + b, n)
+
+    chain = 200
+
+    def fwd_bwd():
+        x = a
+        for _ in range(chain):
+            x = x + b
+        x.sum().backward()
+
+    def fwd_only():
+        x = a
+        for _ in range(chain):
+            x = x + b
+        return x.sum()
+
+    m = max(1, n // (chain * 4))
+    both = timeit(fwd_bwd, m)
+    fwd = timeit(fwd_only, m)
+    return {"numpy_add_us": raw * 1e6, "recorded_add_us": rec * 1e6, "forward_overhead_us": (rec - raw) * 1e6,
+            "backward_per_node_us": (both - fwd) / (chain + 1) * 1e6}
+
+
+def peak_memory(name, side, device, threads):
+    """Peak RSS growth (MiB) of one side training one epoch of ``name``, in a fresh process."""
+    code = f"""
+import os, sys, resource
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '{threads}'); os.environ.setdefault('OMP_NUM_THREADS', '{threads}')
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+import run as R
+sizes, batch, samples = R.WORKLOADS[{name!r}]
+X, y = R.make_data(sizes, samples)
+side = {{'polydl': lambda: R.PolydlSide(sizes, batch, X, y, {device!r}),
+        'torch': lambda: R.TorchSide(sizes, batch, X, y, {device!r}),
+        'torch fused': lambda: R.TorchSide(sizes, batch, X, y, {device!r}, fused=True)}}[{side!r}]()
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS'): return int(line.split()[1])
+base = rss()
+side.epoch(); side.epoch()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((peak - base) / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def versions():
+    out = {"python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine(),
+           "cpus": os.cpu_count(), "processor": platform.processor() or "unknown"}
+    try:
+        import torch
+        out["torch"] = torch.__version__
+    except ImportError:
+        out["torch"] = "not installed"
+    try:
+        import polydl
+        out["polydl"] = polydl.__version__
+        from polydl import backend
+        out["cupy"] = backend.cupy_version() or "not installed"
+    except ImportError:
+        pass
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    out["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return out
+
+
+def render(results, overhead, memory, info, args):
+    lines = [f"Machine: {info.get('cpu_model', info['processor'])}, {info['cpus']} cores; Python {info['python']}, "
+             f"NumPy {info['numpy']}, PyTorch {info['torch']}, polydl {info.get('polydl')}"
+             + (f", CuPy {info.get('cupy')}" if args.device.startswith("cuda") else "") + f"; {args.threads} threads.",
+             "", f"Device `{args.device}`, float32, {args.reps} repetitions, median seconds per epoch.", "",
+             "| workload | batch | samples | polydl (s) | torch (s) | torch fused (s) | GEMM floor (s) | "
+             "polydl samples/s | vs torch | vs torch fused | polydl / GEMM floor |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        med = r["median_s"]
+        p = med.get("polydl")
+        t = med.get("torch")
+        f = med.get("torch fused")
+        g = med.get("GEMM floor")
+
+        def fmt(x):
+            return "—" if x is None else f"{x:.4f}"
+
+        def ratio(a, b):
+            return "—" if a is None or b is None else f"{a / b:.2f}×"
+
+        lines.append(f"| {r['workload']} {'-'.join(map(str, r['sizes']))} | {r['batch']} | {r['samples']} | {fmt(p)} | "
+                     f"{fmt(t)} | {fmt(f)} | {fmt(g)} | {'—' if p is None else format(r['samples'] / p, ',.0f')} | "
+                     f"{ratio(t, p)} | {ratio(f, p)} | {ratio(p, g)} |")
+    lines.append("")
+    lines.append("\"vs torch\" is PyTorch's time over polydl's (higher is better for polydl); "
+                 "\"polydl / GEMM floor\" is polydl's time over the matrix products alone.")
+    if overhead:
+        lines += ["", f"Autodiff bookkeeping: a recorded tiny op costs {overhead['recorded_add_us']:.2f} µs against "
+                  f"{overhead['numpy_add_us']:.2f} µs for the bare NumPy call ({overhead['forward_overhead_us']:.2f} µs "
+                  f"of graph recording); the backward walk costs {overhead['backward_per_node_us']:.2f} µs per node."]
+    if memory:
+        lines += ["", "Peak memory growth during two epochs of W2 (fresh process each, MiB): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in memory.items()) + "."]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workloads", default="W1,W2,W3")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--pause", type=float, default=0.5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sides", default="polydl,torch,fused,gemm")
+    ap.add_argument("--no-memory", action="store_true", help="skip the W2 peak-memory comparison")
+    ap.add_argument("--no-overhead", action="store_true", help="skip the per-op overhead measurement")
+    ap.add_argument("--json", help="also write the raw results to this JSON file")
+    ap.add_argument("--write", help="write the markdown table to this file")
+    args = ap.parse_args(argv)
+    try:
+        import torch
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        print("PyTorch is not installed: comparing with the GEMM floor only", file=sys.stderr)
+        args.sides = ",".join(s for s in args.sides.split(",") if s not in ("torch", "fused"))
+    sides = set(args.sides.split(","))
+    results = []
+    for name in args.workloads.split(","):
+        r = bench_workload(name.strip(), args.device, args.reps, args.pause, sides)
+        results.append(r)
+        print(json.dumps({k: v for k, v in r.items() if k != "all_s"}), file=sys.stderr)
+    overhead = None if args.no_overhead else op_overhead()
+    memory = None
+    if not args.no_memory and "W2" in args.workloads and not args.device.startswith("cuda"):
+        memory = {s: peak_memory("W2", s, args.device, args.threads)
+                  for s in ("polydl", "torch", "torch fused") if s == "polydl" or "torch" in sys.modules}
+    info = versions()
+    text = render(results, overhead, memory, info, args)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"results": results, "overhead": overhead, "memory": memory, "versions": info}, fh, indent=1)
+    if args.write:
+        tmp = args.write + ".tmp"
+        with open(tmp, "w") as fh:
+            fh.write(text + "\n")
+        os.replace(tmp, args.write)
+
+
+if __name__ == "__main__":
+    main()

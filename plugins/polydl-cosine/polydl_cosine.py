@@ -1,0 +1,67 @@
+"""Cosine annealing with linear warm-up, a learning-rate schedule for polydl.
+
+With α0 = ``lr0``, W = ``warmup_epochs``, T = ``epochs`` and α_min = ``min_lr``, the rate at
+epoch e (counted from 1) is
+
+    e ≤ W:   α = α0 · e / W                                      (linear warm-up)
+    e > W:   α = α_min + (α0 − α_min) · (1 + cos(π · p)) / 2,    p = min(1, (e − W − 1) / (T − W))
+
+so the first epoch after the warm-up runs at α0 and the rate falls along half a cosine towards
+α_min, which it keeps after epoch T. The rate depends on the epoch only, so the schedule is a pure
+function of (epoch, step): resuming at an epoch restores its learning rate.
+
+    polydl train --schedule cosine --schedule-param epochs=30 --schedule-param warmup_epochs=3
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import polydl
+from polydl.schedules import Schedule
+
+__all__ = ["cosine", "polydl_register_schedules"]
+__version__ = "0.1.0"
+
+
+def _rate(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"cosine: {name} must be a finite number, not {value!r}")
+    if value < 0:
+        raise ValueError(f"cosine: {name} must be >= 0, not {value}")
+    return float(value)
+
+
+def _whole(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value != int(value) or value < low:
+        raise ValueError(f"cosine: {name} must be a whole number >= {low}, not {value!r}")
+    return int(value)
+
+
+def cosine(lr0: float = 0.01, epochs: int = 100, warmup_epochs: int = 0, min_lr: float = 0.0) -> Schedule:
+    """Cosine annealing from ``lr0`` to ``min_lr`` over ``epochs`` epochs, after ``warmup_epochs``
+    epochs of linear warm-up from ``lr0 / warmup_epochs`` to ``lr0``."""
+    lr0 = _rate("lr0", lr0)
+    min_lr = _rate("min_lr", min_lr)
+    epochs = _whole("epochs", epochs, 1)
+    warmup = _whole("warmup_epochs", warmup_epochs, 0)
+    if warmup >= epochs:
+        raise ValueError(f"cosine: warmup_epochs ({warmup}) must be smaller than epochs ({epochs})")
+    if min_lr > lr0:
+        raise ValueError(f"cosine: min_lr ({min_lr}) must not exceed lr0 ({lr0})")
+    span = epochs - warmup
+
+    def rate(epoch: int, step: int) -> float:
+        if epoch <= warmup:
+            return lr0 * epoch / warmup
+        p = min(1.0, (epoch - warmup - 1) / span)
+        return min_lr + (lr0 - min_lr) * (1.0 + math.cos(math.pi * p)) / 2.0
+
+    params = {"lr0": lr0, "epochs": epochs, "warmup_epochs": warmup, "min_lr": min_lr}
+    return Schedule("cosine", params, rate)
+
+
+@polydl.hookimpl
+def polydl_register_schedules(register):
+    register("cosine", cosine)

@@ -1,0 +1,156 @@
+"""Atomic files of a run directory: the checkpoint, ``metrics.jsonl`` and small text files.
+
+A checkpoint is one ``.npz`` archive (no pickles): the arrays of the model, the optimizer, the
+standardisation statistics and a partly finished epoch, plus a JSON document with everything
+else (configuration, epoch, step, schedule position, every RNG state, metrics history).
+Each file is written to a temporary file in the same directory, flushed, fsynced and moved over
+the old one with ``os.replace``, so a crash at any moment leaves either the old or the new file.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["CHECKPOINT", "METRICS", "CONFIG", "SUMMARY", "CURVES", "CheckpointError", "atomic_write",
+           "save_checkpoint", "load_checkpoint", "write_metrics", "append_metrics", "read_metrics",
+           "remove_temporaries", "RUN_FILES"]
+
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.jsonl"
+CONFIG = "config.toml"
+SUMMARY = "summary.json"
+CURVES = "curves.png"
+RUN_FILES = (CHECKPOINT, METRICS, CONFIG, SUMMARY, CURVES)
+FORMAT = "polydl-checkpoint"
+VERSION = 1
+_TMP_PREFIX = ".polydl-tmp-"
+
+
+class CheckpointError(ValueError):
+    """A directory that is not a run, or a checkpoint that cannot be read."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, data: bytes | str | None = None, writer=None) -> None:
+    """Write ``path`` atomically: temp file in the same directory, flush, fsync, ``os.replace``.
+
+    Give ``data`` (bytes or text) or ``writer(fileobj)``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if writer is not None:
+                writer(fh)
+            else:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def remove_temporaries(run_dir) -> None:
+    """Remove temporary files a killed process left behind."""
+    for p in Path(run_dir).glob(_TMP_PREFIX + "*"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------- checkpoint
+def save_checkpoint(path, meta: dict, arrays: dict) -> None:
+    """``meta``: JSON-able dict; ``arrays``: name -> NumPy array."""
+    doc = json.dumps({"format": FORMAT, "version": VERSION, **meta}, allow_nan=True).encode("utf-8")
+    payload = {f"a/{k}": np.asarray(v) for k, v in arrays.items()}
+    payload["meta"] = np.frombuffer(doc, dtype=np.uint8)
+
+    def writer(fh):
+        buf = io.BytesIO()
+        np.savez(buf, **payload)
+        fh.write(buf.getvalue())
+
+    atomic_write(path, writer=writer)
+
+
+def load_checkpoint(path) -> tuple[dict, dict]:
+    """(meta, arrays) of a checkpoint; a missing or damaged one is a :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent} is not a polydl run directory: it has no {path.name}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = list(z.files)
+            if "meta" not in files:
+                raise ValueError("no metadata")
+            meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+            arrays = {k[2:]: np.array(z[k]) for k in files if k.startswith("a/")}
+    except CheckpointError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"the checkpoint {path} is damaged and cannot be read ({exc}); "
+                              "start a new run, or restore the file from a backup") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a polydl checkpoint")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {meta.get('version')}, this polydl reads {VERSION}")
+    for key in ("config", "epoch", "step", "rng", "history"):
+        if key not in meta:
+            raise CheckpointError(f"the checkpoint {path} is damaged: it has no '{key}'")
+    return meta, arrays
+
+
+# ---------------------------------------------------------------------------- metrics
+def _line(record: dict) -> str:
+    return json.dumps(record, allow_nan=True) + "\n"
+
+
+def write_metrics(path, records) -> None:
+    """Rewrite ``metrics.jsonl`` atomically with exactly ``records``."""
+    atomic_write(path, "".join(_line(r) for r in records))
+
+
+def append_metrics(path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(_line(record))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_metrics(path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn last line
+    return out

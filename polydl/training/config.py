@@ -1,0 +1,282 @@
+"""The configuration of a training run: one flat dataclass, read from TOML and written back.
+
+Every key has a default, so ``TrainConfig()`` is the default run (a BatchNorm MLP with Adam and
+``inverse_time`` decay on the bundled digits). Parameters of registered components (a schedule's
+``decay_rate``, a dataset's ``n_samples``) live in the tables ``schedule_params``,
+``dataset_params``, ``normalizer_params`` and ``loss_params``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["TrainConfig", "ConfigError", "load_toml", "from_dict", "parse_param", "parse_params",
+           "KEYS", "OPTIMIZER_KEYS", "DTYPES", "SCHEDULE_UNITS"]
+
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+SCHEDULE_UNITS = ("epoch", "step")
+#: optimizer hyperparameters; ``None`` means the optimizer's own default
+OPTIMIZER_KEYS = ("beta", "beta1", "beta2", "eps", "weight_decay")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used: unknown key, wrong type, value out of range."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run. A run is a function of its configuration."""
+
+    # where and how precisely
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 0
+    # data
+    dataset: str = "digits"
+    target: str | None = None          # label column of a .csv (default: the last column)
+    val_split: float = 0.1             # fraction held out for validation
+    test_split: float = 0.2            # fraction held out for testing (data without a test split)
+    standardize: bool = True           # z-score features with statistics of the training split
+    # model
+    hidden: list = field(default_factory=lambda: [128, 64])
+    activation: str = "relu"
+    normalizer: str = "batchnorm"
+    dropout: float = 0.0
+    loss: str = "softmax_cross_entropy"
+    # optimizer
+    optimizer: str = "adam"
+    lr: float = 0.01
+    beta: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    eps: float | None = None
+    weight_decay: float | None = None
+    # learning-rate decay
+    schedule: str = "inverse_time"
+    schedule_unit: str = "epoch"       # α changes once per epoch, or at every mini-batch step
+    # training
+    epochs: int = 20
+    batch_size: int = 64
+    plot: bool = True                  # write curves.png (needs matplotlib)
+    # parameter tables
+    schedule_params: dict = field(default_factory=lambda: {"decay_rate": 0.5})
+    dataset_params: dict = field(default_factory=dict)
+    normalizer_params: dict = field(default_factory=dict)
+    loss_params: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> "TrainConfig":
+        """Check types and ranges (names are checked against the registries when the run is built)."""
+        _check_str(self, "device")
+        from .. import backend
+        try:
+            backend.device(self.device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        _check_int(self, "seed", 0)
+        _check_str(self, "dataset")
+        if self.target is not None:
+            _check_str(self, "target")
+        for key in ("val_split", "test_split"):
+            v = _check_number(self, key)
+            if not 0 <= v < 1:
+                raise ConfigError(f"{key} must be in [0, 1), not {v}")
+        if self.val_split + self.test_split >= 1:
+            raise ConfigError(f"val_split + test_split must be < 1 to leave training data, not "
+                              f"{self.val_split} + {self.test_split}")
+        _check_bool(self, "standardize")
+        if not isinstance(self.hidden, (list, tuple)) or any(
+                isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise ConfigError(f"hidden must be a list of positive layer sizes such as [128, 64], not {self.hidden!r}")
+        self.hidden = [int(h) for h in self.hidden]
+        for key in ("activation", "normalizer", "loss", "optimizer", "schedule"):
+            _check_str(self, key)
+        d = _check_number(self, "dropout")
+        if not 0 <= d < 1:
+            raise ConfigError(f"dropout must be in [0, 1), not {d}")
+        lr = _check_number(self, "lr")
+        if lr < 0:
+            raise ConfigError(f"lr must be >= 0, not {lr}")
+        for key in OPTIMIZER_KEYS:
+            if getattr(self, key) is not None:
+                _check_number(self, key)
+        if self.schedule_unit not in SCHEDULE_UNITS:
+            raise ConfigError(f"schedule_unit must be 'epoch' or 'step', not {self.schedule_unit!r}")
+        _check_int(self, "epochs", 1, "the number of passes over the training data")
+        _check_int(self, "batch_size", 1, "the number of samples per mini-batch")
+        _check_bool(self, "plot")
+        for key in ("schedule_params", "dataset_params", "normalizer_params", "loss_params"):
+            v = getattr(self, key)
+            if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+                raise ConfigError(f"{key} must be a table of name = value, not {v!r}")
+        return self
+
+    # ------------------------------------------------------------------ conversions
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def replace(self, **changes) -> "TrainConfig":
+        return from_dict({**self.to_dict(), **changes})
+
+    def optimizer_params(self) -> dict:
+        """The hyperparameters to pass to the optimizer (lr and those that are set)."""
+        out = {"lr": float(self.lr)}
+        for key in OPTIMIZER_KEYS:
+            v = getattr(self, key)
+            if v is not None:
+                out[key] = float(v)
+        return out
+
+    def to_toml(self) -> str:
+        """The configuration as TOML that ``load_toml`` reads back to an equal configuration."""
+        d = self.to_dict()
+        lines = ["# polydl training configuration (polydl train --config FILE)"]
+        tables = {}
+        for f in dataclasses.fields(self):
+            v = d[f.name]
+            if isinstance(v, dict):
+                tables[f.name] = v
+            elif v is None:
+                lines.append(f"# {f.name} = (not set: {_UNSET_NOTE.get(f.name, 'default')})")
+            else:
+                lines.append(f"{f.name} = {_toml_value(v)}")
+        for name, table in tables.items():
+            lines.append("")
+            lines.append(f"[{name}]")
+            for k, v in table.items():
+                lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+        return "\n".join(lines) + "\n"
+
+
+_UNSET_NOTE = {"target": "the last column of a .csv"}
+_UNSET_NOTE.update({k: "the optimizer's default" for k in OPTIMIZER_KEYS})
+
+KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+_TABLES = ("schedule_params", "dataset_params", "normalizer_params", "loss_params")
+
+
+def _closest(key, valid=KEYS) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
+    return close[0] if close else valid[0]
+
+
+def _check_str(cfg, key):
+    v = getattr(cfg, key)
+    if not isinstance(v, str) or not v:
+        raise ConfigError(f"{key} must be a non-empty string, not {v!r}")
+
+
+def _check_bool(cfg, key):
+    v = getattr(cfg, key)
+    if not isinstance(v, bool):
+        raise ConfigError(f"{key} must be true or false, not {v!r}")
+
+
+def _check_number(cfg, key):
+    v = getattr(cfg, key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(f"{key} must be a finite number, not {v!r}")
+    return float(v)
+
+
+def _check_int(cfg, key, low, meaning=None):
+    v = getattr(cfg, key)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{key} must be a whole number, not {v!r}")
+    if v < low:
+        what = f" ({meaning})" if meaning else ""
+        raise ConfigError(f"{key} must be >= {low}{what}, not {v}")
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else json.dumps(k)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise ConfigError(f"cannot write {v!r} to TOML")
+
+
+def from_dict(d: dict, source: str = "configuration") -> TrainConfig:
+    """A validated configuration from a dict; an unknown key names the closest valid one."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source} must be a table of keys, not {type(d).__name__}")
+    for key in d:
+        if key not in KEYS:
+            raise ConfigError(f"unknown key '{key}' in {source}; the closest valid key is "
+                              f"'{_closest(str(key))}'")
+    d = dict(d)
+    if isinstance(d.get("hidden"), tuple):
+        d["hidden"] = list(d["hidden"])
+    for key in _TABLES:
+        if key in d and isinstance(d[key], dict):
+            d[key] = dict(d[key])
+    return TrainConfig(**d).validate()
+
+
+def load_toml(path) -> dict:
+    """The keys of a TOML file (a dict); errors name the file and the line."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, not a TOML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"malformed TOML in {path}: {exc}; check the syntax (key = value, strings in quotes)") from None
+    for key in data:
+        if key not in KEYS:
+            raise ConfigError(f"unknown key '{key}' in {path}; the closest valid key is '{_closest(str(key))}'")
+    return data
+
+
+def parse_param(text: str, what: str = "parameter") -> tuple[str, object]:
+    """``"decay_rate=1"`` → ``("decay_rate", 1)``; values are read as TOML (numbers, booleans,
+    quoted strings) and fall back to a plain string."""
+    if "=" not in text:
+        raise ConfigError(f"{what} must look like name=value, not {text!r}")
+    key, _, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not key:
+        raise ConfigError(f"{what} {text!r} has no name before '='")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def parse_params(items, what="parameter") -> dict:
+    return dict(parse_param(t, what) for t in items or ())

@@ -1,0 +1,128 @@
+"""Using a trained run: rebuild its model from the checkpoint, evaluate it, predict with it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Tensor, no_grad
+from .config import TrainConfig
+from .data import DataError, load_dataset, read_features, validate_split
+
+__all__ = ["LoadedRun", "load_model", "evaluate", "predict", "probabilities"]
+
+
+@dataclass
+class LoadedRun:
+    config: TrainConfig
+    model: object
+    loss_fn: object
+    mean: np.ndarray
+    std: np.ndarray
+    num_classes: int
+    num_features: int
+    epoch: int
+    device: object
+
+    def standardize(self, X) -> np.ndarray:
+        return (np.asarray(X, dtype=np.float64) - self.mean) / self.std
+
+
+def load_model(run_dir, device: str | None = None) -> LoadedRun:
+    """The model of a run directory in evaluation mode, on ``device`` (default: the run's device)."""
+    from .run import build_loss, build_model, load_run_config
+
+    config, meta, arrays = load_run_config(run_dir)
+    dev = backend.check_device(device if device is not None else config.device)
+    loss_fn = build_loss(config)
+    try:
+        num_features, num_classes, outputs = int(meta["num_features"]), int(meta["num_classes"]), int(meta["num_outputs"])
+        model = build_model(config, num_features, outputs, dev)
+        model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+        mean, std = arrays["data/mean"], arrays["data/std"]
+    except (KeyError, ValueError, TypeError) as exc:
+        from .checkpoint import CheckpointError
+        raise CheckpointError(f"the checkpoint in {run_dir} is damaged or does not match its configuration "
+                              f"({exc})") from None
+    model.eval()
+    return LoadedRun(config, model, loss_fn, mean, std, num_classes, num_features, int(meta["epoch"]), dev)
+
+
+def _scores(run: LoadedRun, X: np.ndarray):
+    """Scores of standardised features on the run's device (no graph, eval mode)."""
+    Xd = backend.to_device(np.ascontiguousarray(run.standardize(X), dtype=np.dtype(run.config.dtype)), run.device)
+    out = []
+    with no_grad():
+        for i in range(0, len(Xd), 8192):
+            out.append(run.model(Tensor(Xd[i:i + 8192])).data)
+    xp = run.device.xp
+    return out[0] if len(out) == 1 else xp.concatenate(out)
+
+
+def probabilities(loss_fn, scores):
+    """Class probabilities from scores: the loss's own ``probabilities`` if it has one, the logistic
+    function for one logit per sample, softmax otherwise."""
+    fn = getattr(loss_fn, "probabilities", None)
+    if fn is not None:
+        return fn(scores)
+    xp = backend.get_array_module(scores)
+    s = scores.astype(np.float64)
+    if s.ndim == 1 or s.shape[1] == 1:
+        p1 = 1.0 / (1.0 + xp.exp(-s.reshape(-1)))
+        return xp.stack([1.0 - p1, p1], axis=1)
+    s = s - s.max(axis=1, keepdims=True)
+    e = xp.exp(s)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def evaluate(run_dir, dataset: str | None = None, split: str = "test", device: str | None = None,
+             target: str | None = None) -> dict:
+    """Loss, accuracy and confusion matrix of a run's model on a split of its dataset (or of
+    ``dataset``, a name or a file, standardised with the run's training statistics)."""
+    from .. import losses
+
+    run = load_model(run_dir, device)
+    cfg = run.config
+    name = dataset if dataset is not None else cfg.dataset
+    params = cfg.dataset_params if dataset is None else {}
+    label, splits, _ = load_dataset(name, cfg.seed, cfg.val_split, cfg.test_split,
+                                    target if target is not None else cfg.target, params)
+    if split not in splits:
+        raise DataError(f"unknown split '{split}' (valid: train, val, test)")
+    X, y = splits[split]
+    X, y = validate_split(X, y, f"{label} ({split} split)", run.num_classes)
+    if len(y) == 0:
+        raise DataError(f"the {split} split of {label} is empty")
+    if X.shape[1] != run.num_features:
+        raise DataError(f"{label} has {X.shape[1]} features per sample, but the model takes {run.num_features}")
+    scores = _scores(run, X)
+    yd = backend.to_device(y, run.device)
+    with no_grad():
+        loss = float(backend.to_numpy(run.loss_fn(Tensor(scores), yd).data))
+    pred = backend.to_numpy(losses.predict(run.loss_fn, scores)).reshape(-1).astype(np.int64)
+    k = run.num_classes
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    return {"dataset": label, "split": split, "samples": int(len(y)), "loss": loss,
+            "accuracy": float((pred == y).mean()), "confusion": confusion.tolist(), "num_classes": k}
+
+
+def predict(run_dir, X_or_path, device: str | None = None):
+    """(classes, probabilities) as NumPy arrays for features (an array, or a .npz/.csv path)."""
+    from .. import losses
+
+    run = load_model(run_dir, device)
+    if isinstance(X_or_path, (str, Path)):
+        X = read_features(X_or_path, run.num_features)
+    else:
+        X = np.asarray(X_or_path, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != run.num_features:
+            raise DataError(f"features of shape {X.shape} do not fit the model, which takes {run.num_features} per sample")
+        if not np.isfinite(X).all():
+            raise DataError("features have NaN or infinity")
+    scores = _scores(run, X)
+    classes = backend.to_numpy(losses.predict(run.loss_fn, scores)).reshape(-1).astype(np.int64)
+    probs = backend.to_numpy(probabilities(run.loss_fn, scores))
+    return classes, probs
