@@ -10,7 +10,8 @@ import numpy as np
 
 __all__ = [
     "Device", "DeviceError", "device", "get_array_module", "device_of", "asarray",
-    "to_device", "to_numpy", "cuda_available", "cuda_device_count", "cupy_version",
+    "to_device", "to_numpy", "cuda_available", "cuda_device_count", "cupy_version", "cuda_devices",
+    "cuda_versions", "fused_kernel",
     "default_dtype", "set_default_dtype", "is_floating", "check_device", "same_device",
 ]
 
@@ -49,6 +50,36 @@ def cuda_device_count() -> int:
         return int(cp.cuda.runtime.getDeviceCount())
     except Exception:
         return 0
+
+
+def cuda_devices() -> list[dict]:
+    """Name, memory and compute capability of each visible GPU (empty without CuPy or a GPU)."""
+    out = []
+    cp = _cupy()
+    for i in range(cuda_device_count()):
+        try:
+            props = cp.cuda.runtime.getDeviceProperties(i)
+            name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+            out.append({"index": i, "name": name, "memory_gib": round(props["totalGlobalMem"] / 2**30, 1),
+                        "compute_capability": f"{props['major']}.{props['minor']}"})
+        except Exception as exc:  # pragma: no cover - depends on the driver
+            out.append({"index": i, "name": f"unknown ({exc})"})
+    return out
+
+
+def cuda_versions() -> dict:
+    """CUDA driver and runtime versions as CuPy reports them (empty without CuPy)."""
+    cp = _cupy()
+    if cp is None:
+        return {}
+    out = {}
+    for key, fn in (("driver", "driverGetVersion"), ("runtime", "runtimeGetVersion")):
+        try:
+            v = int(getattr(cp.cuda.runtime, fn)())
+            out[key] = f"{v // 1000}.{(v % 1000) // 10}"
+        except Exception:
+            out[key] = "unknown"
+    return out
 
 
 def cuda_available() -> bool:

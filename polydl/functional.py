@@ -158,7 +158,7 @@ def matmul(a, b):
         a2, b2, g2 = ad, bd, g
         if ad.ndim == 1:
             a2 = ad[None, :]
-            g2 = g2[..., None, :]
+            g2 = xp.expand_dims(g2, -1 if bd.ndim == 1 else -2)  # a 1-D·1-D product has a 0-d g
         if bd.ndim == 1:
             b2 = bd[:, None]
             g2 = g2[..., None]
@@ -228,8 +228,7 @@ def logsumexp(a, axis=-1, keepdims=False):
     out = xp.log(s) + m
 
     def backward(g):
-        return (e / s * _expand(g, ad.shape, axis, keepdims) if keepdims else
-                e / s * xp.expand_dims(g, axis),)
+        return (e / s * _expand(g, ad.shape, axis, keepdims),)
 
     return _make(out if keepdims else out.squeeze(axis), (a,), backward)
 
@@ -370,7 +369,7 @@ def reshape(a, shape):
 
 def transpose(a, axes=None):
     a = _tensor(a)
-    inv = None if axes is None else tuple(np.argsort(axes))
+    inv = None if axes is None else tuple(np.argsort([ax % a.data.ndim for ax in axes]))
     return _make(a.data.transpose(axes), (a,), lambda g: (g.transpose(inv),))
 
 
@@ -457,7 +456,14 @@ def linear(x, weight, bias=None):
             gw = unbroadcast(xp.matmul(xp.swapaxes(xd, -1, -2), g), wd.shape)
         if bias is None:
             return gx, gw
-        gb = unbroadcast(g, bias.data.shape) if bias.requires_grad else None
+        if not bias.requires_grad:
+            gb = None
+        elif bias._gzero and g.ndim == 2:
+            g.sum(axis=0, out=bias.grad)
+            bias._gzero = False
+            gb = None
+        else:
+            gb = unbroadcast(g, bias.data.shape)
         return gx, gw, gb
 
     return _make(out, parents, backward)
@@ -493,7 +499,7 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
         var *= 1.0 / m
         inv_std = (var + eps) ** -0.5
         if running_mean is not None:
-            mom = xd.dtype.type(momentum)
+            mom = float(momentum)
             rm, rv = running_mean.data, running_var.data
             rm *= mom
             rm += (1 - mom) * mu.reshape(rm.shape)
@@ -589,35 +595,36 @@ def softmax_cross_entropy(logits, targets):
     td = targets.data if isinstance(targets, Tensor) else targets
     if not backend.same_device(zd, td):
         raise _dev_error(zd, td)
-    rows = zd.shape[:-1]
-    m = int(np.prod(rows)) if rows else 1
+    c = zd.shape[-1]
+    m = zd.size // c if c else 0
     zmax = zd.max(axis=-1, keepdims=True)
     p = zd - zmax
     xp.exp(p, out=p)
     s = p.sum(axis=-1, keepdims=True)
-    logs = xp.log(s)
-    if td.dtype.kind in "iub":
+    lse = xp.log(s)
+    lse += zmax  # log Σ exp z, per row
+    labels = td.dtype.kind in "iub"
+    if labels:
         _check_labels(zd, td)
-        z2 = zd.reshape(m, -1)
+        rows = xp.arange(m)
         t1 = td.reshape(m)
-        ar = xp.arange(m)
-        picked = z2[ar, t1] - zmax.reshape(m) - logs.reshape(m)
-        loss = -picked.sum() / m
+        # −log ŷ_y = log Σ exp z − z_y
+        loss = (lse.sum() - zd.reshape(m, c)[rows, t1].sum()) * (1.0 / m)
     else:
         if td.shape != zd.shape:
             raise ValueError(f"targets of shape {td.shape} do not match scores of shape {zd.shape}")
-        loss = -(td * (zd - zmax - logs)).sum() / m
+        loss = -(td * (zd - lse)).sum() * (1.0 / m)
     p /= s  # ŷ
     loss = xp.asarray(loss, dtype=zd.dtype)
 
     def backward(g):
-        gz = p.copy() if td.dtype.kind not in "iub" else p.reshape(m, -1).copy()
-        if td.dtype.kind in "iub":
-            gz[ar, t1] -= 1
+        if labels:  # (ŷ − y)/m with y one-hot
+            gz = p.reshape(m, c).copy()
+            gz[rows, t1] -= 1
             gz = gz.reshape(zd.shape)
         else:
-            gz -= td
-        gz *= g / m
+            gz = p - td
+        gz *= g * (1.0 / m)
         return (gz,)
 
     return _make(loss, (z,), backward)

@@ -36,7 +36,10 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 
     Inputs are cast to float64 on their device. A non-scalar output is reduced with fixed random
     weights. Keep inputs away from kinks (ReLU at 0, ties in max). Returns True, or raises
     ``GradcheckError`` naming the input and the worst element."""
-    inputs = [x.to(dtype=np.float64).detach().requires_grad_(x.requires_grad)
+    # contiguous float64 copies: perturbing them in place through a flat view must reach fn,
+    # and must leave the caller's arrays alone
+    inputs = [Tensor(backend.get_array_module(x.data).array(x.data, dtype=np.float64, order="C"),
+                     requires_grad=x.requires_grad)
               if isinstance(x, Tensor) and x.dtype.kind == "f" else x for x in inputs]
     checked = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     if not checked:

@@ -136,9 +136,7 @@ def write_metrics(path, records) -> None:
 
 def append_metrics(path, record: dict) -> None:
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(_line(record))
-        fh.flush()
-        os.fsync(fh.fileno())
+        fh.write(_line(record))   # no fsync: a resume rewrites it from the (fsynced) checkpoint
 
 
 def read_metrics(path) -> list[dict]:

@@ -40,9 +40,10 @@ class TrainConfig:
     # where and how precisely
     device: str = "cpu"
     dtype: str = "float32"
-    seed: int = 0
+    seed: int = 0                      # weights, shuffling, dropout
     # data
     dataset: str = "digits"
+    data_seed: int = 0                 # the train/validation/test split and synthetic data
     target: str | None = None          # label column of a .csv (default: the last column)
     val_split: float = 0.1             # fraction held out for validation
     test_split: float = 0.2            # fraction held out for testing (data without a test split)
@@ -86,6 +87,7 @@ class TrainConfig:
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
         _check_int(self, "seed", 0)
+        _check_int(self, "data_seed", 0)
         _check_str(self, "dataset")
         if self.target is not None:
             _check_str(self, "target")

@@ -340,7 +340,7 @@ def standardization(X_train: np.ndarray, enabled: bool = True):
 
 def load_data(config) -> Data:
     """The data of a run, checked and standardised with training statistics."""
-    name, splits, num_classes = load_dataset(config.dataset, config.seed, config.val_split, config.test_split,
+    name, splits, num_classes = load_dataset(config.dataset, config.data_seed, config.val_split, config.test_split,
                                              config.target, config.dataset_params)
     X_train, y_train = splits["train"]
     if len(y_train) == 0:

@@ -87,7 +87,7 @@ def evaluate(run_dir, dataset: str | None = None, split: str = "test", device: s
     cfg = run.config
     name = dataset if dataset is not None else cfg.dataset
     params = cfg.dataset_params if dataset is None else {}
-    label, splits, _ = load_dataset(name, cfg.seed, cfg.val_split, cfg.test_split,
+    label, splits, _ = load_dataset(name, cfg.data_seed, cfg.val_split, cfg.test_split,
                                     target if target is not None else cfg.target, params)
     if split not in splits:
         raise DataError(f"unknown split '{split}' (valid: train, val, test)")

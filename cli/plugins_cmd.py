@@ -1,0 +1,80 @@
+"""``polydl plugins``: every loaded plugin with its distribution, version, hooks and names."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import click
+
+from polydl import plugins as _plugins
+
+_KINDS = ("schedules", "normalizers", "losses", "optimizers", "datasets")
+
+
+def _format_plugin_warnings():
+    """On the command line a skipped plugin is one ``Warning: ...`` line, not a source location."""
+    original = warnings.formatwarning
+    if getattr(original, "_polydl", False):
+        return
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if isinstance(category, type) and issubclass(category, _plugins.PluginWarning):
+            return f"Warning: {message}\n"
+        return original(message, category, filename, lineno, line)
+
+    formatwarning._polydl = True
+    warnings.formatwarning = formatwarning
+
+
+_format_plugin_warnings()
+
+
+def _origin(p: dict) -> str:
+    if p["source"] == "builtin":
+        return f"built-in ({p['distribution']} {p['version']})"
+    dist = f"{p['distribution']} {p['version'] or ''}".strip() if p["distribution"] else "no distribution"
+    return f"{dist}  [{p['target']}]" if p["target"] else dist
+
+
+def _text(report: dict) -> str:
+    s = report["settings"]
+    flags = [f"autoload {'on' if s['autoload'] else 'off (POLYDL_DISABLE_PLUGIN_AUTOLOAD)'}",
+             f"strict {'on' if s['strict'] else 'off'}"]
+    if s["only"] is not None:
+        flags.append(f"only {', '.join(s['only'])} (POLYDL_LOAD_PLUGINS)")
+    lines = [f"polydl {report['polydl_version']}: {len(report['plugins'])} plugins loaded from the built-ins "
+             f"and the entry-point group '{report['entry_point_group']}' ({'; '.join(flags)})", ""]
+    width = max(len(p["name"]) for p in report["plugins"])
+    for p in report["plugins"]:
+        lines.append(f"{p['name']:<{width}}  {_origin(p)}")
+        lines.append(f"  hooks: {', '.join(p['hooks']) or '(none)'}")
+        for kind in _KINDS:
+            names = p["registered"].get(kind)
+            if names:
+                over = set(p["overrides"].get(kind, ()))
+                shown = [f"{n} (override)" if n in over else n for n in names]
+                lines.append(f"  {kind}: {', '.join(shown)}")
+    if report["warnings"]:
+        lines += ["", f"warnings ({len(report['failed'])} plugin(s) skipped; POLYDL_STRICT_PLUGINS=1 makes "
+                      "them errors):"]
+        lines += [f"  {w}" for w in report["warnings"]]
+    return "\n".join(lines)
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (plugins, failed, warnings, settings).")
+def plugins(as_json):
+    """List the loaded plugins: distribution, version, hooks and the names each registered.
+
+    Broken plugins are listed under warnings. POLYDL_STRICT_PLUGINS=1 makes them an error,
+    POLYDL_LOAD_PLUGINS=a,b loads only those, POLYDL_DISABLE_PLUGIN_AUTOLOAD=1 only the built-ins."""
+    with warnings.catch_warnings():  # listed below instead of printed as they happen
+        warnings.simplefilter("ignore", _plugins.PluginWarning)
+        report = _plugins.report()
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        click.echo(_text(report))
+
+
+COMMANDS = [plugins]

@@ -1,0 +1,151 @@
+"""Losses by name, checked against their formulas."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import polydl
+from polydl import backend, losses
+from polydl import functional as F
+from polydl.testing import gradcheck
+
+
+def npy(x):
+    return backend.to_numpy(x.data if isinstance(x, polydl.Tensor) else x)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.fixture
+def logits_labels():
+    rng = np.random.default_rng(7)
+    return rng.normal(0, 2, (6, 4)), np.array([0, 3, 1, 1, 2, 3])
+
+
+def test_names_and_unknown_name():
+    assert {"softmax_cross_entropy", "binary_cross_entropy", "mse"} <= set(losses.names())
+    with pytest.raises(ValueError) as info:
+        losses.get("cross_entropy_typo")
+    for name in ("softmax_cross_entropy", "binary_cross_entropy", "mse"):
+        assert name in str(info.value)
+    with pytest.raises(ValueError):
+        losses.get("mse", reduction="sum")
+
+
+def test_softmax_cross_entropy_is_minus_mean_log_prob_of_the_label(device, logits_labels):
+    z, y = logits_labels
+    loss = losses.get("softmax_cross_entropy")(polydl.tensor(z, device=device), backend.to_device(y, device))
+    expected = -np.mean(np.log(_softmax(z)[np.arange(6), y]))
+    assert loss.shape == ()
+    np.testing.assert_allclose(float(loss.item()), expected, rtol=1e-12)
+
+
+def test_softmax_cross_entropy_with_one_hot_and_probability_targets(device, logits_labels):
+    z, y = logits_labels
+    fn = losses.get("softmax_cross_entropy")
+    onehot = np.eye(4)[y]
+    a = fn(polydl.tensor(z, device=device), backend.to_device(y, device)).item()
+    b = fn(polydl.tensor(z, device=device), backend.to_device(onehot, device)).item()
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+    probs = _softmax(np.random.default_rng(1).normal(size=(6, 4)))
+    c = fn(polydl.tensor(z, device=device), polydl.tensor(probs, device=device)).item()
+    np.testing.assert_allclose(c, -np.sum(probs * np.log(_softmax(z))) / 6, rtol=1e-12)
+
+
+def test_softmax_cross_entropy_gradient_is_yhat_minus_y_over_m(device, logits_labels):
+    z, y = logits_labels
+    for targets in (y, np.eye(4)[y]):
+        zt = polydl.tensor(z, device=device, requires_grad=True)
+        F.softmax_cross_entropy(zt, backend.to_device(targets, device)).backward()
+        np.testing.assert_allclose(npy(zt.grad), (_softmax(z) - np.eye(4)[y]) / 6, rtol=1e-10, atol=1e-15)
+
+
+def test_two_class_softmax_on_0_z_is_the_logistic_loss(device):
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 3, 8)
+    y = rng.integers(0, 2, 8)
+    z2 = polydl.tensor(np.stack([np.zeros(8), z], 1), device=device, requires_grad=True)
+    z1 = polydl.tensor(z, device=device, requires_grad=True)
+    ce = losses.get("softmax_cross_entropy")(z2, backend.to_device(y, device))
+    bce = losses.get("binary_cross_entropy")(z1, backend.to_device(y, device))
+    logistic = np.mean(np.log1p(np.exp(-z)) * y + np.log1p(np.exp(z)) * (1 - y))
+    np.testing.assert_allclose(ce.item(), logistic, rtol=1e-12)
+    np.testing.assert_allclose(bce.item(), logistic, rtol=1e-12)
+    ce.backward()
+    bce.backward()
+    np.testing.assert_allclose(npy(z2.grad)[:, 1], npy(z1.grad), rtol=1e-10)
+    np.testing.assert_allclose(npy(z1.grad), (1 / (1 + np.exp(-z)) - y) / 8, rtol=1e-10)
+
+
+def test_binary_cross_entropy_formula_and_shapes(device):
+    z = np.array([-2.0, -0.5, 0.0, 0.5, 3.0])
+    y = np.array([0.0, 1.0, 1.0, 0.0, 1.0])
+    fn = losses.get("binary_cross_entropy")
+    expected = np.mean(np.log(1 + np.exp(z)) - y * z)
+    for zz in (z, z.reshape(5, 1)):
+        loss = fn(polydl.tensor(zz, device=device), backend.to_device(y, device))
+        np.testing.assert_allclose(loss.item(), expected, rtol=1e-12)
+    np.testing.assert_array_equal(backend.to_numpy(fn.predict(polydl.tensor(z.reshape(5, 1), device=device))),
+                                  [0, 0, 0, 1, 1])
+
+
+def test_mse_formula(device):
+    rng = np.random.default_rng(4)
+    p, t = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    fn = losses.get("mse")
+    pt = polydl.tensor(p, device=device, requires_grad=True)
+    loss = fn(pt, polydl.tensor(t, device=device))
+    np.testing.assert_allclose(loss.item(), np.mean((p - t) ** 2), rtol=1e-12)
+    loss.backward()
+    np.testing.assert_allclose(npy(pt.grad), 2 * (p - t) / p.size, rtol=1e-12)
+    labels = np.array([0, 2, 1, 1, 0])
+    np.testing.assert_allclose(fn(polydl.tensor(p, device=device), backend.to_device(labels, device)).item(),
+                               np.mean((p - np.eye(3)[labels]) ** 2), rtol=1e-12)
+
+
+def test_numerically_stable_for_large_logits(device):
+    z = polydl.tensor(np.array([[1000.0, 0.0, -1000.0], [1000.0, 0.0, -1000.0]]), device=device, requires_grad=True)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss = F.softmax_cross_entropy(z, backend.to_device(np.array([0, 1]), device))
+        loss.backward()
+    np.testing.assert_allclose(loss.item(), (0.0 + 1000.0) / 2)
+    np.testing.assert_allclose(npy(z.grad), [[0, 0, 0], [0.5, -0.5, 0]], atol=1e-12)
+    z32 = polydl.tensor([[1000.0, -1000.0]], device=device, requires_grad=True)  # float32
+    loss = F.softmax_cross_entropy(z32, backend.to_device(np.array([1]), device))
+    np.testing.assert_allclose(loss.item(), 2000.0)
+    b = polydl.tensor(np.array([1000.0, -1000.0, 1000.0, -1000.0]), device=device, requires_grad=True)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        bl = F.binary_cross_entropy_with_logits(b, backend.to_device(np.array([1.0, 0.0, 0.0, 1.0]), device))
+        bl.backward()
+    np.testing.assert_allclose(bl.item(), 2000.0 / 4)
+    np.testing.assert_allclose(npy(b.grad), [0, 0, 0.25, -0.25], atol=1e-12)
+
+
+def test_hardmax():
+    np.testing.assert_array_equal(losses.hardmax(polydl.tensor([0.8, 0.1, 0.1])).numpy(), [1, 0, 0])
+    np.testing.assert_array_equal(losses.hardmax(polydl.tensor([[0.2, 0.7, 0.1], [0.3, 0.3, 0.4]])).numpy(),
+                                  [[0, 1, 0], [0, 0, 1]])
+
+
+def test_predict_is_the_arg_max(device):
+    scores = polydl.tensor([[0.1, 0.9, 0.0], [2.0, 1.0, 0.5]], device=device)
+    for name in ("softmax_cross_entropy", "mse"):
+        np.testing.assert_array_equal(backend.to_numpy(losses.predict(losses.get(name), scores)), [1, 0])
+
+
+@pytest.mark.parametrize("name, z, t", [
+    ("softmax_cross_entropy", (5, 3), np.array([0, 2, 1, 1, 0])),
+    ("softmax_cross_entropy", (5, 3), np.eye(3)[[0, 2, 1, 1, 0]]),
+    ("binary_cross_entropy", (5,), np.array([0.0, 1.0, 1.0, 0.0, 1.0])),
+    ("binary_cross_entropy", (5, 1), np.array([0, 1, 1, 0, 1])),
+    ("mse", (5, 3), np.arange(15.0).reshape(5, 3) / 10),
+    ("mse", (5, 3), np.array([0, 2, 1, 1, 0])),
+], ids=["ce-labels", "ce-onehot", "bce", "bce-column", "mse", "mse-labels"])
+def test_gradcheck_every_loss(device, name, z, t):
+    rng = np.random.default_rng(2)
+    fn = losses.get(name)
+    zt = polydl.tensor(rng.normal(0, 1.5, z), device=device, requires_grad=True)
+    assert gradcheck(fn, zt, backend.to_device(t, device))

@@ -1,0 +1,119 @@
+"""``polydl.testing.gradcheck`` passes correct gradients and catches wrong ones."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import polydl
+from polydl import backend
+from polydl.tensor import _make
+from polydl.testing import GradcheckError, gradcheck
+
+
+def _square_with_backward(backward_factor):
+    """x² whose backward is ``backward_factor(x) · g`` (2x is right)."""
+    def fn(x):
+        xd = x.data
+        return _make(xd * xd, (x,), lambda g: (g * backward_factor(xd),))
+    return fn
+
+
+def _x(device, values=(0.5, -1.25, 2.0), dtype=np.float64):
+    return polydl.tensor(np.asarray(values, dtype=dtype), device=device, requires_grad=True)
+
+
+def test_passes_a_correct_backward(device):
+    assert gradcheck(_square_with_backward(lambda xd: 2 * xd), _x(device)) is True
+
+
+@pytest.mark.parametrize("wrong", [lambda xd: 3 * xd, lambda xd: xd, lambda xd: 2 * xd + 1e-3],
+                         ids=["3x", "x", "2x+1e-3"])
+def test_fails_a_wrong_backward(device, wrong):
+    fn = _square_with_backward(wrong)
+    with pytest.raises(GradcheckError, match="input 0"):
+        gradcheck(fn, _x(device))
+    assert gradcheck(fn, _x(device), raise_exception=False) is False
+    assert issubclass(GradcheckError, AssertionError)
+
+
+def test_fails_when_a_single_element_is_wrong(device):
+    def wrong(xd):
+        g = 2 * xd
+        g[2] = 0.0
+        return g
+
+    with pytest.raises(GradcheckError, match=r"index \(2,\)"):
+        gradcheck(_square_with_backward(wrong), _x(device))
+
+
+def test_fails_when_only_the_second_input_is_wrong(device):
+    def fn(a, b):
+        ad, bd = a.data, b.data
+        return _make(ad * bd, (a, b), lambda g: (g * bd, g * ad * 1.1))
+
+    with pytest.raises(GradcheckError, match="input 1"):
+        gradcheck(fn, _x(device), _x(device, (1.0, 2.0, 3.0)))
+
+
+def test_fails_when_a_gradient_is_missing(device):
+    def fn(a, b):
+        ad, bd = a.data, b.data
+        return _make(ad * bd, (a, b), lambda g: (g * bd, None))
+
+    with pytest.raises(GradcheckError, match="input 1"):
+        gradcheck(fn, _x(device), _x(device, (1.0, 2.0, 3.0)))
+
+
+def test_checks_every_output_element(device):
+    # the backward is wrong only for the second output element's contribution
+    def fn(x):
+        xd = x.data
+        out = xd * xd
+
+        def backward(g):
+            gg = g.copy()
+            gg[1] *= 0.5
+            return (gg * 2 * xd,)
+        return _make(out, (x,), backward)
+
+    with pytest.raises(GradcheckError):
+        gradcheck(fn, _x(device))
+
+
+def test_float32_inputs_are_checked_in_float64(device):
+    x = _x(device, dtype=np.float32)
+    assert gradcheck(lambda a: (a ** 3).sum() * 0.1, x)
+    assert x.dtype == np.float32
+
+
+def test_inputs_are_not_modified(device):
+    values = np.array([[0.5, -1.25], [2.0, 0.75]])
+    x = polydl.tensor(values.copy(), device=device, requires_grad=True)
+    gradcheck(lambda a: (a * a).sum(), x)
+    np.testing.assert_array_equal(x.numpy(), values)
+
+
+def test_non_contiguous_inputs(device):
+    base = np.arange(1.0, 7.0).reshape(3, 2)
+    x = polydl.tensor(backend.to_device(base, device).T, requires_grad=True)  # a transposed view
+    assert gradcheck(lambda a: (a * a * a).sum(axis=0), x)
+    x32 = polydl.tensor(backend.to_device(base.astype(np.float32), device).T, requires_grad=True)
+    assert gradcheck(lambda a: (a * a).sum(), x32)
+
+
+def test_non_tensor_and_constant_arguments_pass_through(device):
+    labels = backend.to_device(np.array([1, 0]), device)
+    assert gradcheck(lambda z, y: polydl.F.softmax_cross_entropy(z, y),
+                     polydl.tensor(np.array([[0.1, 0.2], [0.3, -0.4]]), device=device, requires_grad=True), labels)
+    const = polydl.tensor(np.array([1.0, 2.0, 3.0]), device=device)
+    assert gradcheck(lambda a, c: a * c, _x(device), const)
+
+
+def test_needs_an_input_that_requires_grad():
+    with pytest.raises(ValueError, match="requires_grad"):
+        gradcheck(lambda a: a * 2, polydl.tensor([1.0]))
+
+
+def test_fn_must_return_a_tensor():
+    with pytest.raises(TypeError, match="Tensor"):
+        gradcheck(lambda a: 3.0, polydl.tensor([1.0], requires_grad=True))
