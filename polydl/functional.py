@@ -36,6 +36,8 @@ def _as_tensor_like(x, ref):
     if isinstance(x, Tensor):
         return x
     if isinstance(x, numbers.Number):
+        if ref.dtype.kind == "f" and not isinstance(x, complex):
+            return Tensor(ref.dtype.type(x))  # never promotes float32, on NumPy 1.x or 2.x
         return Tensor(x.item() if isinstance(x, np.generic) else x)
     arr = x if hasattr(x, "shape") and hasattr(x, "dtype") else np.asarray(x, dtype=ref.dtype)
     if not backend.same_device(arr, ref):

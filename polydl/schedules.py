@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 
 from .hookspecs import hookimpl
 from .registry import Registry, RegistrationError
@@ -45,10 +46,10 @@ def _positive(name, value):
 
 
 def _check_position(epoch, step):
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
-        raise ValueError(f"epoch is counted from 1, got {epoch!r}")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-        raise ValueError(f"step is counted from 1, got {step!r}")
+    for name, value in (("epoch", epoch), ("step", step)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} is counted from 1, got {value!r}")
+    return int(epoch), int(step)
 
 
 class Schedule:
@@ -62,7 +63,7 @@ class Schedule:
         self._fn = fn
 
     def __call__(self, epoch: int, step: int = 1) -> float:
-        _check_position(epoch, step)
+        epoch, step = _check_position(epoch, step)
         value = _number_like(self._fn(epoch, step))
         _check_rate(self.name, value, epoch, step)
         return float(value)

@@ -350,8 +350,8 @@ def _accumulate_leaf(leaf, g):
     if leaf._packed:
         leaf.grad += g  # in place into the optimizer's flat gradient buffer
         leaf._gzero = False
-    elif leaf.grad is None:
-        leaf.grad = g if g.dtype == leaf.data.dtype else g.astype(leaf.data.dtype)
+    elif leaf.grad is None:  # a fresh, writable array the leaf owns (g may be shared or a view)
+        leaf.grad = g.astype(leaf.data.dtype, copy=True) if hasattr(g, "astype") else g
     else:
         leaf.grad = leaf.grad + g
 

@@ -8,6 +8,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from polydl import plugins
+
 ENV_VARS = ("POLYDL_STRICT_PLUGINS", "POLYDL_LOAD_PLUGINS", "POLYDL_DISABLE_PLUGIN_AUTOLOAD")
 
 
@@ -48,3 +52,18 @@ def child_env(*paths, **extra) -> dict:
         env["PYTHONPATH"] = os.pathsep.join(pp)
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A fresh plugin state with ``tmp_path`` on sys.path for fake distributions, and none of the
+    POLYDL_*PLUGIN* variables set; afterwards the next use reloads the real plugins."""
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins.reset()
+    yield tmp_path
+    plugins.reset()
+    for name, mod in list(sys.modules.items()):
+        if str(getattr(mod, "__file__", "") or "").startswith(str(tmp_path)):
+            del sys.modules[name]

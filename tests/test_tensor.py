@@ -6,6 +6,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import polydl
 from polydl import backend, nn, optim
@@ -93,6 +96,19 @@ def test_unbroadcasting(device, sa, sb):
     gb = gb.sum(axis=tuple(i for i, n in enumerate(sb) if n == 1), keepdims=True).reshape(sb)
     np.testing.assert_allclose(npy(a.grad), ga)
     np.testing.assert_allclose(npy(b.grad), gb)
+
+
+@settings(max_examples=25, deadline=None)
+@given(shapes=mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3),
+       seed=st.integers(0, 2**16))
+def test_broadcasting_arithmetic_gradients(shapes, seed):
+    from polydl.testing import gradcheck
+
+    rng = np.random.default_rng(seed)
+    sa, sb = shapes.input_shapes
+    a = polydl.tensor(rng.normal(size=sa), requires_grad=True)
+    b = polydl.tensor(rng.uniform(0.5, 2.0, sb) * rng.choice([-1.0, 1.0], sb), requires_grad=True)
+    assert gradcheck(lambda x, y: x * y - x / y + (y - x), a, b)
 
 
 def test_unbroadcast_function():

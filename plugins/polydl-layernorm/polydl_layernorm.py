@@ -22,7 +22,6 @@ import numbers
 import polydl
 from polydl import functional as F
 from polydl.nn import Module
-from polydl.tensor import Parameter
 
 __all__ = ["LayerNorm", "polydl_register_normalizers"]
 __version__ = "0.1.0"
@@ -46,8 +45,8 @@ class LayerNorm(Module):
         self.eps = float(eps)
         self.affine = affine
         if affine:
-            self.gamma = Parameter(polydl.tensor([1.0] * self.num_features, dtype=dtype, device=device).data)
-            self.beta = Parameter(polydl.tensor([0.0] * self.num_features, dtype=dtype, device=device).data)
+            self.gamma = polydl.Parameter(polydl.tensor([1.0] * self.num_features, dtype=dtype, device=device).data)
+            self.beta = polydl.Parameter(polydl.tensor([0.0] * self.num_features, dtype=dtype, device=device).data)
 
     def forward(self, x):
         if not isinstance(x, polydl.Tensor):

@@ -20,7 +20,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainConfig", "ConfigError", "load_toml", "from_dict", "parse_param", "parse_params",
+__all__ = ["TrainConfig", "ConfigError", "load_toml", "from_dict", "merge", "PARAM_TABLES", "parse_param", "parse_params",
            "KEYS", "OPTIMIZER_KEYS", "DTYPES", "SCHEDULE_UNITS"]
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -47,7 +47,8 @@ class TrainConfig:
     target: str | None = None          # label column of a .csv (default: the last column)
     val_split: float = 0.1             # fraction held out for validation
     test_split: float = 0.2            # fraction held out for testing (data without a test split)
-    standardize: bool = True           # z-score features with statistics of the training split
+    standardize: bool | str = "auto"   # z-score features with training-split statistics ("auto":
+    #                                    unless they already lie in [-1, 1], like pixel intensities)
     # model
     hidden: list = field(default_factory=lambda: [128, 64])
     activation: str = "relu"
@@ -61,7 +62,7 @@ class TrainConfig:
     beta1: float | None = None
     beta2: float | None = None
     eps: float | None = None
-    weight_decay: float | None = None
+    weight_decay: float | None = 0.01
     # learning-rate decay
     schedule: str = "inverse_time"
     schedule_unit: str = "epoch"       # α changes once per epoch, or at every mini-batch step
@@ -69,8 +70,9 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     plot: bool = True                  # write curves.png (needs matplotlib)
+    out: str | None = None             # the run directory (default: runs/<timestamp>)
     # parameter tables
-    schedule_params: dict = field(default_factory=lambda: {"decay_rate": 0.5})
+    schedule_params: dict = field(default_factory=dict)
     dataset_params: dict = field(default_factory=dict)
     normalizer_params: dict = field(default_factory=dict)
     loss_params: dict = field(default_factory=dict)
@@ -98,7 +100,8 @@ class TrainConfig:
         if self.val_split + self.test_split >= 1:
             raise ConfigError(f"val_split + test_split must be < 1 to leave training data, not "
                               f"{self.val_split} + {self.test_split}")
-        _check_bool(self, "standardize")
+        if self.standardize != "auto" and not isinstance(self.standardize, bool):
+            raise ConfigError(f"standardize must be true, false or \"auto\", not {self.standardize!r}")
         if not isinstance(self.hidden, (list, tuple)) or any(
                 isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ConfigError(f"hidden must be a list of positive layer sizes such as [128, 64], not {self.hidden!r}")
@@ -119,6 +122,8 @@ class TrainConfig:
         _check_int(self, "epochs", 1, "the number of passes over the training data")
         _check_int(self, "batch_size", 1, "the number of samples per mini-batch")
         _check_bool(self, "plot")
+        if self.out is not None:
+            _check_str(self, "out")
         for key in ("schedule_params", "dataset_params", "normalizer_params", "loss_params"):
             v = getattr(self, key)
             if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
@@ -159,17 +164,45 @@ class TrainConfig:
             lines.append(f"[{name}]")
             for k, v in table.items():
                 lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+            if name == "schedule_params":
+                for k, v in _schedule_defaults(self.schedule).items():
+                    if k != "lr0" and k not in table:
+                        lines.append(f"# {_toml_key(k)} = {_toml_value(v) if v is not None else '(required)'}"
+                                     "  (the schedule's default)")
         return "\n".join(lines) + "\n"
 
 
-_UNSET_NOTE = {"target": "the last column of a .csv"}
+def _schedule_defaults(name) -> dict:
+    from .. import schedules
+    try:
+        return schedules.describe(name)
+    except (KeyError, ValueError, TypeError):
+        return {}
+
+
+_UNSET_NOTE = {"target": "the last column of a .csv", "out": "a new directory runs/<timestamp>"}
 _UNSET_NOTE.update({k: "the optimizer's default" for k in OPTIMIZER_KEYS})
 
 KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 _TABLES = ("schedule_params", "dataset_params", "normalizer_params", "loss_params")
 
 
+#: names people reach for, and the key they mean
+ALIASES = {"learning_rate": "lr", "lr0": "lr", "alpha": "lr", "learningrate": "lr", "num_epochs": "epochs",
+           "n_epochs": "epochs", "epoch": "epochs", "batch": "batch_size", "batchsize": "batch_size",
+           "minibatch_size": "batch_size", "mini_batch_size": "batch_size", "hidden_sizes": "hidden",
+           "hidden_layers": "hidden", "layers": "hidden", "sizes": "hidden", "decay": "schedule_params",
+           "decay_rate": "schedule_params", "lr_schedule": "schedule", "scheduler": "schedule", "optim": "optimizer",
+           "momentum": "beta", "l2": "weight_decay", "lambda": "weight_decay", "lambd": "weight_decay",
+           "random_seed": "seed", "data": "dataset", "label": "target", "norm": "normalizer",
+           "batchnorm": "normalizer", "batch_norm": "normalizer", "keep_prob": "dropout", "epsilon": "eps",
+           "output": "out", "normalize": "standardize"}
+
+
 def _closest(key, valid=KEYS) -> str:
+    alias = ALIASES.get(key.lower().replace("-", "_"))
+    if alias is not None and alias in valid:
+        return alias
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
     return close[0] if close else valid[0]
 
@@ -224,6 +257,32 @@ def _toml_value(v) -> str:
     if isinstance(v, dict):
         return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise ConfigError(f"cannot write {v!r} to TOML")
+
+
+#: a component and the table of its parameters
+PARAM_TABLES = {"schedule": "schedule_params", "normalizer": "normalizer_params", "loss": "loss_params",
+                "dataset": "dataset_params"}
+
+
+def merge(base: dict, over: dict, update_tables: bool = False) -> dict:
+    """``base`` with the keys of ``over``. A parameter table belongs to its component: choosing
+    another schedule (normalizer, loss, dataset) drops the old one's parameters unless ``over``
+    gives new ones; otherwise ``update_tables`` adds ``over``'s parameters to the old ones (flags)
+    instead of replacing the table (a config file)."""
+    out = dict(base)
+    for k, v in over.items():
+        if k not in _TABLES:
+            out[k] = v
+    for comp, table in PARAM_TABLES.items():
+        changed = comp in over and over[comp] != base.get(comp)
+        if table in over:
+            new = dict(over[table]) if isinstance(over[table], dict) else over[table]
+            if update_tables and not changed and isinstance(new, dict):
+                new = {**base.get(table, {}), **new}
+            out[table] = new
+        elif changed:
+            out[table] = {}
+    return out
 
 
 def from_dict(d: dict, source: str = "configuration") -> TrainConfig:

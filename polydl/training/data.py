@@ -323,13 +323,16 @@ def load_dataset(name: str, seed=0, val_split=0.1, test_split=0.2, target=None, 
         if params:
             raise DataError(f"dataset parameters ({', '.join(params)}) apply to named datasets, not to the file {name}")
         return _from_file(Path(name), seed, val_split, test_split, target)
-    datasets.registry.lookup(name)  # raises UnknownNameError listing the names
-    raise DataError(f"unknown dataset {name!r}")  # pragma: no cover
+    raise DataError(f"{datasets.registry.unknown_message(name)}, or a path to a .npz or .csv file")
 
 
-def standardization(X_train: np.ndarray, enabled: bool = True):
-    """(mean, std) of the training features; constant features get std 1."""
+def standardization(X_train: np.ndarray, enabled: bool | str = True):
+    """(mean, std) of the training features; constant features get std 1. ``enabled="auto"``
+    standardises unless every training feature already lies in [-1, 1] (pixel intensities, 0/1
+    columns), where dividing near-constant features by their tiny spread would blow them up."""
     n = X_train.shape[1]
+    if enabled == "auto":
+        enabled = len(X_train) > 0 and not (X_train.min() >= -1 and X_train.max() <= 1)
     if not enabled or len(X_train) == 0:
         return np.zeros(n), np.ones(n)
     mean = X_train.mean(axis=0)

@@ -23,10 +23,10 @@ from .. import backend, losses, nn, optim, schedules
 from .. import random as _random
 from ..tensor import Tensor, no_grad
 from . import checkpoint as ckpt
-from .config import ConfigError, TrainConfig, from_dict
+from .config import ConfigError, TrainConfig, from_dict, merge
 from .data import Data, load_data
 
-__all__ = ["run", "resume", "RunResult", "TrainingDiverged", "TrainingInterrupted", "RunDirError",
+__all__ = ["run", "resume", "resume_config", "load_run_config", "RunResult", "TrainingDiverged", "TrainingInterrupted", "RunDirError",
            "Reporter", "default_out_dir", "RESUME_CHANGEABLE", "build_model", "num_outputs",
            "evaluate_arrays", "Trainer"]
 
@@ -349,11 +349,11 @@ class Trainer:
     def _diverged(self, bad_index: int, epoch: int):
         step = self.epoch_start_step + bad_index + 1
         lr = self.lr_at(epoch, step)
-        good = self.epoch
+        good = f"epoch {self.epoch}" if self.epoch else "epoch 0, the initial weights"
         value = float(backend.to_numpy(self.step_losses)[bad_index])
         msg = (f"the loss became {value} at epoch {epoch}, step {step} (mini-batch {bad_index + 1} of "
                f"{self.n_batches}, learning rate {lr:.4g}): the learning rate is probably too high, try a smaller "
-               f"--lr. The last good checkpoint (epoch {good}) is kept in {self.out_dir}: continue it with "
+               f"--lr. The last good checkpoint ({good}) is kept in {self.out_dir}: continue it with "
                f"polydl train --resume {self.out_dir} --lr {self.config.lr / 10:g}")
         return TrainingDiverged(msg, epoch, step, lr, self.out_dir)
 
@@ -508,6 +508,7 @@ def run(config: TrainConfig | None = None, out_dir=None, *, overwrite: bool = Fa
     :class:`TrainingInterrupted` after Ctrl-C (checkpoint saved)."""
     config = config if config is not None else TrainConfig()
     dev, data = _setup(config)
+    out_dir = out_dir if out_dir is not None else config.out
     exclusive = out_dir is None
     out = Path(out_dir) if out_dir is not None else default_out_dir()
     check_out_dir(out, overwrite)
@@ -521,6 +522,7 @@ def run(config: TrainConfig | None = None, out_dir=None, *, overwrite: bool = Fa
                 raise
             out = default_out_dir()  # another run took the name a moment ago
             trainer.out_dir = out
+    trainer.config = config = config.replace(out=str(out))
     ckpt.atomic_write(out / ckpt.CONFIG, config.to_toml())
     trainer.save()                       # epoch 0: a run killed at once can still be resumed
     ckpt.write_metrics(out / ckpt.METRICS, [])
@@ -546,23 +548,30 @@ def _describe_change(old: TrainConfig, new: TrainConfig) -> str:
     return f"lr changed from {schedule_label(old)} to {schedule_label(new)}"
 
 
-def resume(run_dir, changes: dict | None = None, *, reporter: Reporter | None = None,
-           handle_signals: bool = True) -> RunResult:
-    """Continue the run in ``run_dir`` from its checkpoint, optionally with ``changes`` to the keys
-    in :data:`RESUME_CHANGEABLE` (a new learning rate or schedule, more epochs)."""
-    run_dir = Path(run_dir)
+def _resumed_config(run_dir, changes):
     old, meta, arrays = load_run_config(run_dir)
-    changes = dict(changes or {})
-    fixed = sorted(k for k, v in changes.items() if k not in RESUME_CHANGEABLE and getattr(old, k, v) != v)
+    merged = merge(old.to_dict(), dict(changes or {}), update_tables=True)
+    merged["out"] = str(run_dir)  # the directory may have moved since
+    before = {**old.to_dict(), "out": str(run_dir)}
+    fixed = sorted(k for k in merged if k not in RESUME_CHANGEABLE and k in before and merged[k] != before[k])
     if fixed:
         raise ConfigError(f"cannot change {', '.join(fixed)} when resuming: they define the run; start a new run "
                           f"with --out (changeable on resume: {', '.join(RESUME_CHANGEABLE)})")
-    if "schedule" in changes and changes["schedule"] != old.schedule and "schedule_params" not in changes:
-        changes["schedule_params"] = {}
-    try:
-        config = from_dict({**old.to_dict(), **changes})
-    except TypeError as exc:  # pragma: no cover
-        raise ConfigError(str(exc)) from None
+    return old, from_dict(merged), meta, arrays
+
+
+def resume_config(run_dir, changes: dict | None = None) -> TrainConfig:
+    """The configuration ``resume(run_dir, changes)`` would continue with."""
+    return _resumed_config(run_dir, changes)[1]
+
+
+def resume(run_dir, changes: dict | None = None, *, reporter: Reporter | None = None,
+           handle_signals: bool = True) -> RunResult:
+    """Continue the run in ``run_dir`` from its checkpoint, optionally with ``changes`` to the keys
+    in :data:`RESUME_CHANGEABLE` (a new learning rate or schedule, more epochs). Parameter tables
+    in ``changes`` add to the old ones unless the component (e.g. the schedule) changes."""
+    run_dir = Path(run_dir)
+    old, config, meta, arrays = _resumed_config(run_dir, changes)
     done, mid = int(meta["epoch"]), int(meta.get("batch", 0))
     if done >= config.epochs and not mid:
         raise ConfigError(f"the run in {run_dir} already finished its {done} epochs; pass --epochs N with "
@@ -582,7 +591,7 @@ def resume(run_dir, changes: dict | None = None, *, reporter: Reporter | None = 
     # the directory now matches the checkpoint: metrics of the saved epochs only
     ckpt.remove_temporaries(run_dir)
     ckpt.write_metrics(run_dir / ckpt.METRICS, trainer.history)
-    if config != old:
+    if config.to_dict() != {**old.to_dict(), "out": str(run_dir)}:
         ckpt.atomic_write(run_dir / ckpt.CONFIG, config.to_toml())
         trainer.save()
     return trainer.fit(resumed=True, handle_signals=handle_signals)

@@ -58,6 +58,11 @@ def test_initialisation_scale(init, std):
         assert np.abs(w).max() <= math.sqrt(6 / (fan_in + fan_out))
 
 
+def test_default_initialisation_is_he():
+    w = nn.Linear(300, 200).weight.numpy().astype(np.float64)
+    assert w.std() == pytest.approx(math.sqrt(2 / 300), rel=0.02)
+
+
 def test_unknown_initialisation():
     with pytest.raises(ValueError, match="he"):
         nn.Linear(2, 2, init="glorot_typo")

@@ -1,0 +1,78 @@
+"""``polydl evaluate`` and ``polydl predict``: use the model of a run directory."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import click
+
+from polydl import training
+from polydl.training.checkpoint import atomic_write
+
+from ._common import Command, percent
+
+
+def confusion_table(confusion) -> str:
+    k = len(confusion)
+    width = max(5, max(len(str(v)) for row in confusion for v in row) + 2, len(str(k - 1)) + 2)
+    head = "true\\pred".rjust(9) + "".join(str(j).rjust(width) for j in range(k))
+    lines = [head]
+    for i, row in enumerate(confusion):
+        lines.append(str(i).rjust(9) + "".join(str(v).rjust(width) for v in row))
+    return "\n".join(lines)
+
+
+@click.command("evaluate", cls=Command)
+@click.argument("run_dir", metavar="DIR", type=click.Path())
+@click.option("--dataset", metavar="NAME|FILE", default=None,
+              help="Evaluate on this dataset instead of the run's (standardised with the run's statistics).")
+@click.option("--target", metavar="COLUMN", default=None, help="Label column of a .csv --dataset.")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True,
+              help="Which split to evaluate.")
+@click.option("--device", default=None, help="Device to evaluate on (default: the run's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def evaluate(run_dir, dataset, target, split, device, as_json):
+    """Loss, accuracy and confusion matrix of the model in DIR on the test split (BatchNorm uses
+    its running averages)."""
+    res = training.evaluate(run_dir, dataset=dataset, split=split, device=device, target=target)
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    click.echo(f"{res['dataset']} {res['split']} split ({res['samples']} samples): loss {res['loss']:.4f}  "
+               f"accuracy {percent(res['accuracy'])}")
+    click.echo("confusion matrix (rows: true class, columns: predicted class):")
+    click.echo(confusion_table(res["confusion"]))
+
+
+@click.command("predict", cls=Command)
+@click.argument("run_dir", metavar="DIR", type=click.Path())
+@click.argument("input_file", metavar="INPUT", type=click.Path())
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write the predictions to this CSV file (default: standard output).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--device", default=None, help="Device to predict on (default: the run's).")
+def predict(run_dir, input_file, out_file, overwrite, device):
+    """Class and class probabilities for each sample of INPUT (.npz with X, or .csv of features)
+    with the model in DIR: a CSV with columns class, p_0, p_1, ..."""
+    if out_file is not None:
+        out = Path(out_file)
+        if out.exists() and not overwrite:
+            raise ValueError(f"{out} already exists; pass --overwrite to replace it")
+        if not out.parent.is_dir():
+            raise ValueError(f"cannot write {out}: the directory {out.parent} does not exist")
+    classes, probs = training.predict(run_dir, input_file, device=device)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["class"] + [f"p_{j}" for j in range(probs.shape[1])])
+    for c, p in zip(classes, probs):
+        w.writerow([int(c)] + [f"{v:.6g}" for v in p])
+    if out_file is None:
+        click.echo(buf.getvalue(), nl=False)
+        return
+    try:
+        atomic_write(out_file, buf.getvalue())
+    except OSError as exc:
+        raise ValueError(f"cannot write {out_file}: {exc.strerror or exc}") from None
+    click.echo(f"{len(classes)} predictions written to {out_file}")

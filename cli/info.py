@@ -1,0 +1,67 @@
+"""``polydl info``: versions, CUDA devices and loaded plugins."""
+from __future__ import annotations
+
+import platform
+
+import click
+import numpy as np
+
+import polydl
+from polydl import backend
+
+from ._common import Command
+
+
+def cuda_devices() -> list[str]:
+    """``cuda:N name (memory)`` for each GPU CuPy sees."""
+    out = []
+    cp = backend._cupy()
+    for i in range(backend.cuda_device_count()):
+        try:
+            props = cp.cuda.runtime.getDeviceProperties(i)
+            name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+            mem = f", {props['totalGlobalMem'] / 2**30:.0f} GiB"
+        except Exception:  # pragma: no cover - depends on the driver
+            name, mem = "GPU", ""
+        out.append(f"cuda:{i} {name}{mem}")
+    return out
+
+
+def plugin_rows() -> list[tuple]:
+    """(kind, name, plugin, distribution, version) of every registry entry a plugin added."""
+    from polydl import plugins
+    rows = []
+    for kind, reg in plugins.registries().items():
+        for e in reg.entries():
+            if e.distribution == "polydl" or e.plugin.startswith("polydl."):
+                continue
+            rows.append((reg.singular, e.name, e.plugin, e.distribution, e.version))
+    return rows
+
+
+@click.command("info", cls=Command)
+def info():
+    """polydl, Python, NumPy and CuPy versions, CUDA devices, and the loaded plugins."""
+    click.echo(f"polydl  {polydl.__version__}")
+    click.echo(f"Python  {platform.python_version()}")
+    click.echo(f"NumPy   {np.__version__}")
+    cupy = backend.cupy_version()
+    click.echo(f"CuPy    {cupy if cupy else 'not installed'}")
+    devices = cuda_devices()
+    if devices:
+        click.echo("CUDA devices:")
+        for d in devices:
+            click.echo(f"  {d}")
+    else:
+        click.echo("CUDA devices: none" + (" (CuPy not installed)" if cupy is None else ""))
+    rows = plugin_rows()
+    if not rows:
+        click.echo("plugins: none (built-ins only)")
+        return
+    click.echo("plugins:")
+    by_plugin: dict = {}
+    for kind, name, plugin, dist, version in rows:
+        by_plugin.setdefault((plugin, dist, version), []).append(f"{kind} {name}")
+    for (plugin, dist, version), items in sorted(by_plugin.items(), key=lambda kv: str(kv[0])):
+        origin = f" ({dist} {version})" if dist else ""
+        click.echo(f"  {plugin}{origin}: {', '.join(items)}")

@@ -1,0 +1,61 @@
+"""``polydl schedules``: the registered learning-rate schedules, and α per epoch of one."""
+from __future__ import annotations
+
+import click
+
+from polydl import schedules as _schedules
+from polydl import training
+
+from ._common import Command, Group
+
+
+def _params_text(name) -> str:
+    params = _schedules.describe(name)
+    return ", ".join(k if v is None else f"{k}={v}" for k, v in params.items())
+
+
+@click.group("schedules", cls=Group, invoke_without_command=True)
+@click.pass_context
+def schedules(ctx):
+    """The registered learning-rate schedules with their parameters and defaults."""
+    if ctx.invoked_subcommand is not None:
+        return
+    entries = _schedules.registry.entries()
+    width = max(len(e.name) for e in entries)
+    for e in entries:
+        origin = "" if e.plugin.startswith("polydl.") or e.plugin == "polydl" else f"  [plugin {e.plugin}]"
+        click.echo(f"{e.name.ljust(width)}  {_params_text(e.name)}{origin}")
+
+
+@schedules.command("show", cls=Command)
+@click.argument("name")
+@click.option("--lr0", type=float, default=0.01, show_default=True, help="Initial learning rate α0.")
+@click.option("--epochs", type=int, default=20, show_default=True, help="Epochs to show.")
+@click.option("--steps-per-epoch", type=int, default=1, show_default=True,
+              help="Mini-batches per epoch (the step t at the start of epoch e is (e-1)·steps+1).")
+@click.option("--param", multiple=True, metavar="NAME=VALUE", help="Schedule parameter (repeatable).")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also draw α against epoch into this PNG (needs matplotlib).")
+def show(name, lr0, epochs, steps_per_epoch, param, plot_file):
+    """α at each epoch of schedule NAME, to see a decay before training with it."""
+    if epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, not {epochs}")
+    if steps_per_epoch < 1:
+        raise ValueError(f"--steps-per-epoch must be >= 1, not {steps_per_epoch}")
+    params = training.parse_params(param, "--param")
+    sched = _schedules.get(name, lr0=lr0, **params)
+    values = [float(sched(e, (e - 1) * steps_per_epoch + 1)) for e in range(1, epochs + 1)]
+    if plot_file is not None:
+        from polydl.training import plots
+        if not plots.available():
+            raise ValueError(f"cannot draw {plot_file}: {plots.MISSING_NOTE}")
+    click.echo(f"{name}({', '.join(f'{k}={v}' for k, v in {'lr0': lr0, **params}.items())})")
+    click.echo("epoch  lr")
+    for e, v in enumerate(values, 1):
+        click.echo(f"{e:5d}  {v:.6g}")
+    if plot_file is not None:
+        try:
+            plots.plot_schedule(range(1, epochs + 1), values, plot_file, repr(sched))
+        except OSError as exc:
+            raise ValueError(f"cannot write {plot_file}: {exc.strerror or exc}") from None
+        click.echo(f"plot written to {plot_file}")

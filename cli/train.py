@@ -1,0 +1,207 @@
+"""``polydl train``: a training run from flags and/or a TOML file; ``--resume`` continues one.
+
+The work is done by :mod:`polydl.training`; this module turns flags into a configuration and
+reports progress. ``COMMANDS`` lists every command of this part of the CLI."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from polydl import training
+from polydl.training.config import DTYPES, SCHEDULE_UNITS, ConfigError, TrainConfig
+
+from ._common import Command, number, percent
+
+PARAM = "NAME=VALUE"
+
+
+def _hidden(text: str) -> list:
+    text = text.strip()
+    if text.lower() in ("", "none", "[]"):
+        return []
+    try:
+        sizes = [int(t) for t in text.strip("[]").replace(" ", "").split(",") if t]
+    except ValueError:
+        raise ConfigError(f"--hidden must be layer sizes separated by commas, such as 128,64, not {text!r}") from None
+    return sizes
+
+
+# flag -> config key, for the flags whose value goes straight into the configuration
+_SIMPLE = ("device", "dtype", "seed", "data_seed", "dataset", "target", "val_split", "test_split", "activation",
+           "normalizer", "dropout", "loss", "optimizer", "lr", "beta", "beta1", "beta2", "eps", "weight_decay",
+           "schedule", "schedule_unit", "epochs", "batch_size", "plot", "out")
+_TABLE_FLAGS = {"schedule_param": "schedule_params", "dataset_param": "dataset_params",
+                "normalizer_param": "normalizer_params", "loss_param": "loss_params"}
+
+
+def flag_overrides(opts: dict) -> dict:
+    """The configuration keys that the given flags set (``None`` = flag not given)."""
+    over = {k: opts[k] for k in _SIMPLE if opts.get(k) is not None}
+    if opts.get("hidden") is not None:
+        over["hidden"] = _hidden(opts["hidden"])
+    if opts.get("standardize") is not None:
+        over["standardize"] = opts["standardize"]
+    for flag, table in _TABLE_FLAGS.items():
+        if opts.get(flag):
+            over[table] = training.parse_params(opts[flag], f"--{flag.replace('_', '-')}")
+    return over
+
+
+def resolve_config(config_file, overrides: dict) -> TrainConfig:
+    """Defaults, then the TOML file, then the flags."""
+    base = TrainConfig().to_dict()
+    source = "the flags"
+    if config_file is not None:
+        base = training.merge(base, training.load_toml(config_file))
+        source = f"{config_file} or the flags"
+    merged = training.merge(base, overrides, update_tables=True)
+    return training.from_dict(merged, source=source)
+
+
+# ---------------------------------------------------------------------------- progress
+class LineReporter(training.Reporter):
+    """One plain line per epoch (logs, CI)."""
+
+    def start(self, info):
+        if info["resumed"]:
+            click.echo(f"resuming {info['out_dir']} after epoch {info['epoch']} (step {info['step']}) of "
+                       f"{info['epochs']}, {info['schedule']}")
+            return
+        s = info["sizes"]
+        click.echo(f"training mlp {info['model']} ({info['normalizer']}, {info['activation']}; "
+                   f"{info['num_parameters']:,} parameters) on {info['dataset']} ({s['train']} train / {s['val']} val / "
+                   f"{s['test']} test) with {info['optimizer']}, {info['schedule']}, {info['epochs']} epochs of "
+                   f"{info['n_batches']} mini-batches, on {info['device']} ({info['dtype']}) -> {info['out_dir']}")
+
+    def line(self, r, epochs):
+        extra = f"  [{r['event']}]" if r.get("event") else ""
+        return (f"epoch {r['epoch']}/{epochs}  lr {r['lr']:.4g}  train loss {number(r['train_loss'])} "
+                f"acc {percent(r['train_accuracy'])}  val loss {number(r['val_loss'])} acc {percent(r['val_accuracy'])}"
+                f"  {r['seconds']:.2f}s{extra}")
+
+    def epoch_end(self, record, epochs):
+        click.echo(self.line(record, epochs))
+
+    def note(self, message):
+        click.echo(f"note: {message}", err=True)
+
+
+class BarReporter(LineReporter):
+    """A progress bar per epoch on a terminal, then the epoch's line."""
+
+    bar = None
+
+    def epoch_start(self, epoch, epochs, n_batches, done):
+        self.bar = click.progressbar(length=n_batches, label=f"epoch {epoch}/{epochs}", file=sys.stdout,
+                                     update_min_steps=max(1, n_batches // 100), show_eta=True)
+        self.bar.__enter__()
+        if done:
+            self.bar.update(done)
+
+    def step(self):
+        self.bar.update(1)
+
+    def epoch_end(self, record, epochs):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+        super().epoch_end(record, epochs)
+
+
+class QuietReporter(training.Reporter):
+    pass
+
+
+def summary_line(result) -> str:
+    s = result.summary
+    test = (f"test accuracy {percent(s['test_accuracy'])} (loss {number(s['test_loss'])}, {s['test_samples']} samples)"
+            if s.get("test_accuracy") is not None else "no test split")
+    return (f"{s['dataset']}: {test}, val accuracy {percent(s['val_accuracy'])}, after {s['epochs']} epochs "
+            f"in {s['seconds']:.1f}s; run in {result.out_dir}")
+
+
+# ---------------------------------------------------------------------------- the command
+def _opt(*decls, **kw):
+    kw.setdefault("default", None)
+    return click.option(*decls, **kw)
+
+
+@click.command("train", cls=Command)
+@_opt("--config", "config_file", type=click.Path(dir_okay=False), metavar="FILE",
+      help="TOML file of configuration keys (flags override it).")
+@click.option("--print-config", is_flag=True, help="Print the resolved configuration as TOML and exit.")
+@_opt("--resume", type=click.Path(), metavar="DIR",
+      help="Continue the run in DIR from its checkpoint (optionally with a new --lr, --schedule or --epochs).")
+@_opt("--out", type=click.Path(), metavar="DIR", help="Run directory (default: runs/<timestamp>).")
+@click.option("--overwrite", is_flag=True, help="Replace the run in an existing --out directory.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but the summary line.")
+@_opt("--device", help="cpu, cuda or cuda:N.")
+@_opt("--dtype", type=click.Choice(DTYPES), help="Floating type of weights and data.")
+@_opt("--seed", type=int, help="Seed of the weights, the shuffling and dropout.")
+@_opt("--data-seed", type=int, help="Seed of the train/validation/test split and of synthetic data.")
+@_opt("--dataset", metavar="NAME|FILE", help="digits, moons, spirals, blobs, a plugin's, or a .npz/.csv file.")
+@_opt("--dataset-param", multiple=True, metavar=PARAM, help="Parameter of a named dataset (repeatable).")
+@_opt("--target", metavar="COLUMN", help="Label column of a .csv (default: the last).")
+@_opt("--val-split", type=float, help="Fraction of the data held out for validation.")
+@_opt("--test-split", type=float, help="Fraction held out for testing (data without a test split).")
+@_opt("--standardize/--no-standardize", help="Z-score the features with training statistics (default: auto).")
+@_opt("--hidden", metavar="SIZES", help="Hidden layer sizes, e.g. 128,64 (none: no hidden layer).")
+@_opt("--activation", help="relu, leaky_relu, tanh, sigmoid or identity.")
+@_opt("--normalizer", help="batchnorm, none, or a plugin's.")
+@_opt("--normalizer-param", multiple=True, metavar=PARAM, help="Normalizer parameter (repeatable).")
+@_opt("--dropout", type=float, help="Dropout probability after each hidden layer.")
+@_opt("--loss", help="softmax_cross_entropy, binary_cross_entropy, mse, or a plugin's.")
+@_opt("--loss-param", multiple=True, metavar=PARAM, help="Loss parameter (repeatable).")
+@_opt("--optimizer", help="sgd, momentum, rmsprop, adam, or a plugin's.")
+@_opt("--lr", type=float, help="Learning rate α0 (the schedule decays it).")
+@_opt("--beta", type=float, help="Momentum / RMSprop β.")
+@_opt("--beta1", type=float, help="Adam β1.")
+@_opt("--beta2", type=float, help="Adam β2.")
+@_opt("--eps", type=float, help="RMSprop / Adam ε.")
+@_opt("--weight-decay", type=float, help="L2 regularisation λ.")
+@_opt("--schedule", help="Learning-rate schedule (see polydl schedules).")
+@_opt("--schedule-param", multiple=True, metavar=PARAM, help="Schedule parameter, e.g. decay_rate=1 (repeatable).")
+@_opt("--schedule-unit", type=click.Choice(SCHEDULE_UNITS), help="Update α once per epoch or at every mini-batch.")
+@_opt("--epochs", type=int, help="Passes over the training data.")
+@_opt("--batch-size", type=int, help="Samples per mini-batch.")
+@_opt("--plot/--no-plot", help="Write curves.png (needs matplotlib).")
+def train(config_file, print_config, resume, overwrite, quiet, **opts):
+    """Train a model and write a run directory (metrics.jsonl, config.toml, checkpoint, curves.png).
+
+    With no options: a BatchNorm MLP with Adam and inverse_time decay on the bundled digits."""
+    overrides = flag_overrides(opts)
+    if resume is not None:
+        for flag, value in (("--config", config_file), ("--out", opts["out"]), ("--overwrite", overwrite or None)):
+            if value is not None:
+                raise ConfigError(f"{flag} cannot be combined with --resume: a resumed run keeps its directory and "
+                                  "configuration (change --lr, --schedule or --epochs instead)")
+        if print_config:
+            config = training.resume_config(resume, overrides)
+            click.echo(config.to_toml(), nl=False)
+            return
+    else:
+        config = resolve_config(config_file, overrides)
+        if print_config:
+            click.echo(config.to_toml(), nl=False)
+            return
+    reporter = QuietReporter() if quiet else BarReporter() if sys.stdout.isatty() else LineReporter()
+    try:
+        if resume is not None:
+            result = training.resume(resume, overrides, reporter=reporter)
+        else:
+            result = training.run(config, overwrite=overwrite, reporter=reporter)
+    except training.TrainingDiverged as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except training.TrainingInterrupted as exc:
+        click.echo(f"Interrupted: {exc}", err=True)
+        sys.exit(130)
+    click.echo(summary_line(result))
+
+
+from .evaluate import evaluate, predict  # noqa: E402
+from .info import info  # noqa: E402
+from .schedules_cmd import schedules  # noqa: E402
+
+COMMANDS = [train, evaluate, predict, schedules, info]

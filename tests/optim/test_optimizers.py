@@ -1,0 +1,302 @@
+"""SGD, Momentum, RMSprop and Adam against their formulas computed by hand in NumPy."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import polydl
+from polydl import backend, nn, optim
+from polydl import functional as F
+
+
+# ---------------------------------------------------------------------------- reference updates
+def ref_sgd(lr, weight_decay=0.0):
+    def step(w, g, st, t):
+        g = g + weight_decay * w
+        return w - lr * g
+    return step
+
+
+def ref_momentum(lr, beta=0.9, weight_decay=0.0):
+    def step(w, g, st, t):
+        g = g + weight_decay * w
+        st["v"] = beta * st.get("v", 0.0) + (1 - beta) * g
+        return w - lr * st["v"]
+    return step
+
+
+def ref_rmsprop(lr, beta=0.999, eps=1e-8, weight_decay=0.0):
+    def step(w, g, st, t):
+        g = g + weight_decay * w
+        st["s"] = beta * st.get("s", 0.0) + (1 - beta) * g * g
+        return w - lr * g / (np.sqrt(st["s"]) + eps)
+    return step
+
+
+def ref_adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    def step(w, g, st, t):
+        g = g + weight_decay * w
+        st["m"] = beta1 * st.get("m", 0.0) + (1 - beta1) * g
+        st["v"] = beta2 * st.get("v", 0.0) + (1 - beta2) * g * g
+        m_hat = st["m"] / (1 - beta1 ** t)
+        v_hat = st["v"] / (1 - beta2 ** t)
+        return w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return step
+
+
+CASES = {
+    "sgd": (optim.SGD, {"lr": 0.1}, ref_sgd),
+    "sgd-wd": (optim.SGD, {"lr": 0.1, "weight_decay": 0.05}, ref_sgd),
+    "momentum": (optim.Momentum, {"lr": 0.1, "beta": 0.8}, ref_momentum),
+    "momentum-default": (optim.Momentum, {"lr": 0.05}, ref_momentum),
+    "momentum-wd": (optim.Momentum, {"lr": 0.1, "beta": 0.7, "weight_decay": 0.1}, ref_momentum),
+    "rmsprop": (optim.RMSprop, {"lr": 0.01, "beta": 0.9, "eps": 1e-3}, ref_rmsprop),
+    "rmsprop-default": (optim.RMSprop, {"lr": 0.01}, ref_rmsprop),
+    "rmsprop-wd": (optim.RMSprop, {"lr": 0.01, "beta": 0.95, "weight_decay": 0.2}, ref_rmsprop),
+    "adam": (optim.Adam, {"lr": 0.01, "beta1": 0.8, "beta2": 0.9, "eps": 1e-3}, ref_adam),
+    "adam-default": (optim.Adam, {}, ref_adam),
+    "adam-wd": (optim.Adam, {"lr": 0.02, "weight_decay": 0.1}, ref_adam),
+}
+
+
+def _check_three_steps(device, name, shapes, dtype, rtol):
+    cls, hyper, ref = CASES[name]
+    rng = np.random.default_rng(0)
+    init = [rng.normal(size=s) for s in shapes]
+    params = [polydl.Parameter(backend.to_device(v.astype(dtype), device)) for v in init]
+    opt = cls(params, **hyper)
+    update = ref(**hyper)
+    expected = [v.astype(dtype).astype(np.float64) for v in init]
+    states = [{} for _ in shapes]
+    for t in (1, 2, 3):
+        grads = [rng.normal(0, 1 + t, s) for s in shapes]
+        opt.zero_grad()
+        # L = Σ W·G has dL/dW = G: the gradient reaches the optimizer through backward
+        loss = sum(((p * polydl.tensor(backend.to_device(g.astype(dtype), device))).sum()
+                    for p, g in zip(params, grads)), polydl.tensor(np.zeros((), dtype), device=device))
+        loss.backward()
+        opt.step()
+        assert opt.step_count == t
+        for i in range(len(shapes)):
+            expected[i] = update(expected[i], grads[i].astype(dtype).astype(np.float64), states[i], t)
+            np.testing.assert_allclose(params[i].numpy(), expected[i], rtol=rtol, atol=rtol * 1e-2,
+                                       err_msg=f"{name} step {t} param {i}")
+            assert params[i].dtype == dtype
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_three_steps_match_the_formula_float64(device, name):
+    _check_three_steps(device, name, [(3, 2), (2,)], np.float64, 1e-11)
+
+
+@pytest.mark.parametrize("name", ["sgd-wd", "momentum-wd", "rmsprop", "adam", "adam-wd"])
+def test_three_steps_match_the_formula_float32(device, name):
+    _check_three_steps(device, name, [(3, 2), (2,)], np.float32, 2e-5)
+
+
+@pytest.mark.parametrize("name", ["sgd-wd", "momentum", "rmsprop-wd", "adam-wd"])
+def test_three_steps_match_the_formula_large_buffer(device, name):
+    # > 2 × 65,536 elements: big flat buffers may be updated in chunks
+    _check_three_steps(device, name, [(400, 400), (3,), (50, 7)], np.float64, 1e-11)
+
+
+def test_adam_first_step_moves_each_weight_by_lr(device):
+    # bias correction: m̂₁ = g and v̂₁ = g², so the first step is −α g/(|g| + ε) ≈ −α sign(g)
+    g = np.array([1e-4, -3.0, 250.0, -0.02])
+    w = polydl.Parameter(backend.to_device(np.zeros(4), device))
+    opt = optim.Adam([w], lr=0.01)
+    (w * polydl.tensor(g, device=device)).sum().backward()
+    opt.step()
+    np.testing.assert_allclose(w.numpy(), -0.01 * np.sign(g), rtol=1e-3)
+
+
+# ---------------------------------------------------------------------------- convergence
+@pytest.mark.parametrize("cls, hyper, steps", [
+    (optim.SGD, {"lr": 0.3}, 200),
+    (optim.Momentum, {"lr": 0.3, "beta": 0.9}, 300),
+    (optim.RMSprop, {"lr": 0.01, "beta": 0.9}, 1000),
+    (optim.Adam, {"lr": 0.05}, 1000),
+], ids=["sgd", "momentum", "rmsprop", "adam"])
+def test_converges_on_a_quadratic(device, cls, hyper, steps):
+    # f(w) = ½ Σ aᵢ (wᵢ − cᵢ)², minimum at w = c
+    a = polydl.tensor(np.array([1.0, 4.0, 0.5, 2.0]), device=device)
+    c = np.array([1.0, -2.0, 3.0, 0.5])
+    ct = polydl.tensor(c, device=device)
+    w = polydl.Parameter(backend.to_device(np.zeros(4), device))
+    opt = cls([w], **hyper)
+    for _ in range(steps):
+        opt.zero_grad()
+        (0.5 * (a * (w - ct) ** 2).sum()).backward()
+        opt.step()
+    np.testing.assert_allclose(w.numpy(), c, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------- hyperparameters
+@pytest.mark.parametrize("cls, kwargs, name", [
+    (optim.SGD, {"lr": -0.1}, "lr"), (optim.SGD, {"lr": float("nan")}, "lr"), (optim.SGD, {"lr": "0.1"}, "lr"),
+    (optim.SGD, {"lr": True}, "lr"), (optim.SGD, {"lr": 0.1, "weight_decay": -1.0}, "weight_decay"),
+    (optim.Momentum, {"lr": 0.1, "beta": 1.0}, "beta"), (optim.Momentum, {"lr": 0.1, "beta": -0.1}, "beta"),
+    (optim.RMSprop, {"lr": 0.1, "beta": 1.5}, "beta"), (optim.RMSprop, {"lr": 0.1, "eps": 0.0}, "eps"),
+    (optim.RMSprop, {"lr": -1.0}, "lr"),
+    (optim.Adam, {"beta1": 1.0}, "beta1"), (optim.Adam, {"beta2": -0.5}, "beta2"),
+    (optim.Adam, {"beta2": 1.0}, "beta2"), (optim.Adam, {"eps": -1e-8}, "eps"),
+    (optim.Adam, {"lr": float("inf")}, "lr"), (optim.Adam, {"weight_decay": float("nan")}, "weight_decay"),
+])
+def test_hyperparameters_validated_at_construction(cls, kwargs, name):
+    p = polydl.Parameter(np.zeros(2))
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        cls([p], **kwargs)
+
+
+def test_needs_parameters():
+    with pytest.raises(ValueError, match="no parameters"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError):
+        optim.SGD([polydl.tensor([1.0])], lr=0.1)  # does not require grad
+    with pytest.raises(TypeError):
+        optim.SGD([np.zeros(2)], lr=0.1)
+
+
+def test_accepts_a_module_and_skips_frozen_parameters():
+    m = nn.Linear(2, 2)
+    m.bias.requires_grad = False
+    opt = optim.SGD(m, lr=0.1)
+    assert opt.params == [m.weight]
+
+
+def test_lr_can_change_between_steps(device):
+    w = polydl.Parameter(backend.to_device(np.array([1.0, 2.0]), device))
+    opt = optim.SGD([w], lr=0.1)
+    g = polydl.tensor(np.array([1.0, -1.0]), device=device)
+    expected = np.array([1.0, 2.0])
+    for lr in (0.1, 0.5, 0.01):
+        opt.lr = lr
+        opt.zero_grad()
+        (w * g).sum().backward()
+        opt.step()
+        expected = expected - lr * np.array([1.0, -1.0])
+        np.testing.assert_allclose(w.numpy(), expected, rtol=1e-14)
+    with pytest.raises(ValueError, match="lr"):
+        opt.lr = -0.1
+    assert opt.lr == 0.01
+
+
+def test_zero_grad_clears_gradients(device):
+    m = nn.Linear(3, 2, device=device)
+    opt = optim.Adam(m.parameters())
+    m(polydl.tensor(np.ones((4, 3), np.float32), device=device)).sum().backward()
+    assert np.abs(backend.to_numpy(m.weight.grad)).sum() > 0
+    opt.zero_grad()
+    for p in m.parameters():
+        np.testing.assert_array_equal(backend.to_numpy(p.grad), 0)
+
+
+def test_by_name():
+    assert {"sgd", "momentum", "rmsprop", "adam"} <= set(optim.names())
+    p = polydl.Parameter(np.zeros(2))
+    opt = optim.get("adam", [p], lr=0.5, beta1=0.8)
+    assert isinstance(opt, optim.Adam) and opt.lr == 0.5 and opt.beta1 == 0.8
+    with pytest.raises(ValueError) as info:
+        optim.get("adamw_typo", [p])
+    assert "adam" in str(info.value) and "sgd" in str(info.value)
+    with pytest.raises(ValueError):
+        optim.get("sgd", [p], lr=0.1, beta=0.9)
+
+
+# ---------------------------------------------------------------------------- state
+def _train(model, opt, steps, start=0):
+    rng = np.random.default_rng(100)
+    data = [(rng.normal(size=(8, 3)).astype(np.float32), rng.integers(0, 2, 8)) for _ in range(10)]
+    for i in range(start, start + steps):
+        x, y = data[i]
+        opt.zero_grad()
+        F.softmax_cross_entropy(model(polydl.tensor(x, device=model.device)), backend.to_device(y, model.device)).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("cls, hyper", [(optim.SGD, {"lr": 0.1, "weight_decay": 0.01}),
+                                        (optim.Momentum, {"lr": 0.1}), (optim.RMSprop, {"lr": 0.01}),
+                                        (optim.Adam, {"lr": 0.01, "weight_decay": 0.001})],
+                         ids=["sgd", "momentum", "rmsprop", "adam"])
+def test_state_dict_resume_is_identical_to_not_interrupting(device, cls, hyper):
+    polydl.manual_seed(0)
+    straight = nn.mlp([3, 5, 2]).to(device=device)
+    init = straight.state_dict()
+    opt = cls(straight.parameters(), **hyper)
+    _train(straight, opt, 6)
+
+    polydl.manual_seed(0)
+    first = nn.mlp([3, 5, 2]).to(device=device)
+    first.load_state_dict(init)
+    opt1 = cls(first.parameters(), **hyper)
+    _train(first, opt1, 3)
+    model_sd, opt_sd = first.state_dict(), opt1.state_dict()
+
+    # plain data: numpy arrays and an integer step
+    assert type(opt_sd["step"]) is int and opt_sd["step"] == 3
+    for st in opt_sd["state"]:
+        assert all(type(v) is np.ndarray for v in st.values())
+    assert set(opt_sd["state"][0]) == set(cls.state_names)
+    json.dumps(opt_sd["hyperparameters"])
+
+    polydl.manual_seed(123)
+    resumed = nn.mlp([3, 5, 2]).to(device=device)
+    resumed.load_state_dict(model_sd)
+    opt2 = cls(resumed.parameters(), lr=0.5)  # a different lr: the state dict restores it
+    opt2.load_state_dict(opt_sd)
+    assert opt2.lr == hyper["lr"] and opt2.step_count == 3
+    _train(resumed, opt2, 3, start=3)
+    for k, v in resumed.state_dict().items():
+        np.testing.assert_array_equal(v, straight.state_dict()[k], err_msg=k)
+
+
+def test_state_dict_is_a_copy():
+    w = polydl.Parameter(np.array([1.0, 2.0]))
+    opt = optim.Adam([w], lr=0.1)
+    (w * w).sum().backward()
+    opt.step()
+    sd = opt.state_dict()
+    m = sd["state"][0]["m"].copy()
+    opt.zero_grad()
+    (w * w).sum().backward()
+    opt.step()
+    np.testing.assert_array_equal(sd["state"][0]["m"], m)
+    assert sd["step"] == 1
+
+
+def test_load_state_dict_rejects_a_mismatch():
+    w = polydl.Parameter(np.array([1.0, 2.0]))
+    opt = optim.Adam([w])
+    (w * w).sum().backward()
+    opt.step()
+    sd = opt.state_dict()
+    other = optim.Adam([polydl.Parameter(np.zeros(3))])
+    with pytest.raises(ValueError, match="shape"):
+        other.load_state_dict(sd)
+    with pytest.raises(ValueError, match="Adam"):
+        optim.RMSprop([polydl.Parameter(np.zeros(2))]).load_state_dict(sd)
+
+
+def test_weight_shared_by_two_layers_gets_the_sum_of_both_gradients(device):
+    # a weight used twice in one graph, packed in the flat buffer: dL/dW = xᵀg₁ + hᵀg₂
+    rng = np.random.default_rng(1)
+    wv, xv = rng.normal(size=(3, 3)), rng.normal(size=(4, 3))
+    w = polydl.Parameter(backend.to_device(wv, device))
+    b = polydl.Parameter(backend.to_device(np.zeros(3), device))
+    opt = optim.SGD([w, b], lr=1.0)
+    opt.zero_grad()
+    x = polydl.tensor(xv, device=device)
+    h = F.linear(x, w, b)
+    (F.linear(h, w, b) * 1.0).sum().backward()
+    # L = Σ (h W + b), h = x W + b: dL/dW = hᵀ 1 + xᵀ (1 Wᵀ); dL/db = 4·1 + (1 Wᵀ) summed over rows
+    ones = np.ones((4, 3))
+    hv = xv @ wv
+    gh = ones @ wv.T
+    np.testing.assert_allclose(backend.to_numpy(w.grad), hv.T @ ones + xv.T @ gh, rtol=1e-12)
+    np.testing.assert_allclose(backend.to_numpy(b.grad), ones.sum(0) + gh.sum(0), rtol=1e-12)
+    # and again without zero_grad: accumulated
+    h = F.linear(x, w, b)
+    F.linear(h, w, b).sum().backward()
+    np.testing.assert_allclose(backend.to_numpy(w.grad), 2 * (hv.T @ ones + xv.T @ gh), rtol=1e-12)

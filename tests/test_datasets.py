@@ -1,0 +1,94 @@
+"""The bundled digits and the seeded synthetic data sets."""
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from polydl import datasets
+
+
+def _raw_digits():
+    with resources.files("polydl.datasets").joinpath("data/digits.npz").open("rb") as fh:
+        with np.load(fh) as z:
+            return z["X"], z["y"]
+
+
+def test_digits_shape_and_classes():
+    d = datasets.digits()
+    m = sum(d.sizes().values())
+    assert m == 1797
+    assert d.num_features == 64 and d.num_classes == 10
+    for X, y in ((d.X_train, d.y_train), (d.X_val, d.y_val), (d.X_test, d.y_test)):
+        assert X.dtype == np.float32 and X.shape[1] == 64 and y.dtype == np.int64 and len(X) == len(y)
+        assert X.min() >= 0.0 and X.max() <= 1.0
+    y_all = np.concatenate([d.y_train, d.y_val, d.y_test])
+    assert sorted(np.unique(y_all)) == list(range(10))
+    assert np.bincount(y_all).min() >= 170  # about 180 of each digit
+    assert d.sizes() == {"train": 1258, "val": 180, "test": 359}
+
+
+def test_bundled_file_is_the_uci_digits():
+    X, y = _raw_digits()
+    assert X.shape == (1797, 64) and y.shape == (1797,)
+    assert X.min() == 0 and X.max() == 16  # 4×4 blocks of 32×32 bitmaps: counts 0..16
+    readme = resources.files("polydl.datasets").joinpath("data/README.txt").read_text()
+    assert "UCI" in readme and "CC BY 4.0" in readme
+
+
+def test_digits_splits_are_a_disjoint_cover_of_the_data():
+    d = datasets.digits()
+    X, y = _raw_digits()
+    full = np.concatenate([X.astype(np.float32) / 16, y[:, None].astype(np.float32)], 1)
+    parts = np.concatenate([np.concatenate([Xs, ys[:, None].astype(np.float32)], 1)
+                            for Xs, ys in ((d.X_train, d.y_train), (d.X_val, d.y_val), (d.X_test, d.y_test))])
+    # same multiset of (image, label) rows: every sample in exactly one split
+    np.testing.assert_array_equal(full[np.lexsort(full.T)], parts[np.lexsort(parts.T)])
+
+
+def test_split_is_fixed_for_a_seed_and_disjoint():
+    ids = np.arange(1000)
+    a = datasets.split(ids[:, None], ids % 3, seed=4)
+    b = datasets.split(ids[:, None], ids % 3, seed=4)
+    c = datasets.split(ids[:, None], ids % 3, seed=5)
+    parts = [a.X_train[:, 0], a.X_val[:, 0], a.X_test[:, 0]]
+    assert sorted(np.concatenate(parts).astype(int).tolist()) == ids.tolist()
+    assert a.sizes() == {"train": 700, "val": 100, "test": 200}
+    np.testing.assert_array_equal(a.X_test, b.X_test)
+    np.testing.assert_array_equal(a.y_train, b.y_train)
+    assert not np.array_equal(a.X_test, c.X_test)
+    np.testing.assert_array_equal(a.y_train, a.X_train[:, 0].astype(int) % 3)  # labels travel with rows
+
+
+def test_digits_split_is_fixed_for_a_seed():
+    a, b, c = datasets.digits(seed=0), datasets.digits(seed=0), datasets.digits(seed=1)
+    np.testing.assert_array_equal(a.X_test, b.X_test)
+    np.testing.assert_array_equal(a.y_val, b.y_val)
+    assert not np.array_equal(a.y_test, c.y_test)
+    np.testing.assert_array_equal(datasets.load("digits").X_train, a.X_train)
+
+
+@pytest.mark.parametrize("kwargs", [{"val_fraction": 1.0}, {"test_fraction": -0.1}, {"val_fraction": 0.5, "test_fraction": 0.5}])
+def test_split_fractions_are_validated(kwargs):
+    with pytest.raises(ValueError, match="fraction"):
+        datasets.split(np.zeros((10, 1)), np.zeros(10), **kwargs)
+
+
+@pytest.mark.parametrize("name, features, classes", [("moons", 2, 2), ("spirals", 2, 3), ("blobs", 2, 4)])
+def test_synthetic_sets(name, features, classes):
+    d = datasets.load(name, seed=3)
+    assert d.num_features == features and d.num_classes == classes
+    assert set(np.unique(np.concatenate([d.y_train, d.y_val, d.y_test]))) == set(range(classes))
+    again = datasets.load(name, seed=3)
+    np.testing.assert_array_equal(d.X_train, again.X_train)
+    assert not np.array_equal(d.X_train, datasets.load(name, seed=4).X_train)
+
+
+def test_names_and_unknown_name():
+    assert {"digits", "moons", "spirals", "blobs"} <= set(datasets.names())
+    with pytest.raises(ValueError) as info:
+        datasets.load("mnist_typo")
+    assert "digits" in str(info.value)
+    with pytest.raises(ValueError):
+        datasets.load("digits", colour=True)

@@ -1,0 +1,106 @@
+"""Atomic files, checkpoints and metrics.jsonl."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from polydl.training import checkpoint as ck
+
+
+def test_atomic_write_replaces_and_leaves_no_temporaries(tmp_path):
+    p = tmp_path / "f.txt"
+    ck.atomic_write(p, "one")
+    ck.atomic_write(p, b"two")
+    assert p.read_text() == "two"
+    assert os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path):
+    p = tmp_path / "f.txt"
+    ck.atomic_write(p, "old")
+
+    def writer(fh):
+        fh.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        ck.atomic_write(p, writer=writer)
+    assert p.read_text() == "old"
+    assert os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_atomic_write_fsyncs_and_replaces(tmp_path, monkeypatch):
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (calls.append(("replace", os.path.dirname(a))),
+                                                      real_replace(a, b)))
+    ck.atomic_write(tmp_path / "x", "data")
+    assert calls[0] == "fsync"
+    assert calls[1] == ("replace", str(tmp_path))  # the temporary file is in the same directory
+
+
+def test_checkpoint_round_trip(tmp_path):
+    meta = {"config": {"a": 1}, "epoch": 2, "step": 40, "rng": {"host": {"state": 2 ** 100}}, "history": [{"x": 1.5}]}
+    arrays = {"model/w": np.arange(6, dtype=np.float32).reshape(2, 3), "opt/0/m": np.zeros(4)}
+    ck.save_checkpoint(tmp_path / ck.CHECKPOINT, meta, arrays)
+    m2, a2 = ck.load_checkpoint(tmp_path / ck.CHECKPOINT)
+    assert m2["rng"]["host"]["state"] == 2 ** 100
+    assert m2["epoch"] == 2 and m2["history"] == [{"x": 1.5}]
+    assert a2.keys() == arrays.keys()
+    assert a2["model/w"].dtype == np.float32 and np.array_equal(a2["model/w"], arrays["model/w"])
+
+
+def test_missing_checkpoint_is_not_a_run(tmp_path):
+    with pytest.raises(ck.CheckpointError, match="not a polydl run directory"):
+        ck.load_checkpoint(tmp_path / ck.CHECKPOINT)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "flip"])
+def test_damaged_checkpoint(tmp_path, damage):
+    p = tmp_path / ck.CHECKPOINT
+    meta = {"config": {}, "epoch": 1, "step": 1, "rng": {}, "history": []}
+    ck.save_checkpoint(p, meta, {"model/w": np.arange(1000.0)})
+    raw = p.read_bytes()
+    if damage == "truncate":
+        p.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        p.write_bytes(b"\x00garbage" * 50)
+    elif damage == "empty":
+        p.write_bytes(b"")
+    else:  # one flipped byte inside the stored array: the zip CRC catches it
+        i = raw.index(np.arange(1000.0)[500:501].tobytes())
+        p.write_bytes(raw[:i] + bytes([raw[i] ^ 0xFF]) + raw[i + 1:])
+    with pytest.raises(ck.CheckpointError, match="damaged"):
+        ck.load_checkpoint(p)
+
+
+def test_checkpoint_of_another_format(tmp_path):
+    p = tmp_path / ck.CHECKPOINT
+    np.savez(p, meta=np.frombuffer(json.dumps({"format": "other"}).encode(), np.uint8))
+    with pytest.raises(ck.CheckpointError, match="not a polydl checkpoint"):
+        ck.load_checkpoint(p)
+    ck.save_checkpoint(p, {"config": {}}, {})
+    with pytest.raises(ck.CheckpointError, match="has no 'epoch'"):
+        ck.load_checkpoint(p)
+
+
+def test_metrics_write_append_read(tmp_path):
+    p = tmp_path / ck.METRICS
+    ck.write_metrics(p, [{"epoch": 1}])
+    ck.append_metrics(p, {"epoch": 2, "val_loss": None})
+    assert ck.read_metrics(p) == [{"epoch": 1}, {"epoch": 2, "val_loss": None}]
+    with open(p, "a") as fh:
+        fh.write('{"epoch": 3, "tor')  # a line torn by a crash
+    assert [r["epoch"] for r in ck.read_metrics(p)] == [1, 2]
+    ck.write_metrics(p, [{"epoch": 1}])
+    assert p.read_text() == '{"epoch": 1}\n'
+    assert ck.read_metrics(tmp_path / "none.jsonl") == []
+
+
+def test_remove_temporaries(tmp_path):
+    (tmp_path / ".polydl-tmp-checkpoint.npz.abc").write_text("x")
+    (tmp_path / "keep.txt").write_text("x")
+    ck.remove_temporaries(tmp_path)
+    assert os.listdir(tmp_path) == ["keep.txt"]

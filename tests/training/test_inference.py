@@ -1,0 +1,93 @@
+"""Evaluating and predicting with a run directory."""
+import numpy as np
+import pytest
+
+from polydl.training import CheckpointError, DataError, evaluate, load_model, predict, probabilities, run
+
+from run_helpers import tiny
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("inf") / "r"
+    run(tiny(epochs=3, dropout=0.0, standardize=True), out)
+    return out
+
+
+def test_load_model_is_in_eval_mode_with_the_run_statistics(run_dir):
+    r = load_model(run_dir)
+    assert not r.model.training and not any(m.training for m in r.model.modules())
+    assert r.num_features == 2 and r.num_classes == 2 and r.epoch == 3
+    assert not np.all(r.std == 1)
+
+
+def test_evaluate_uses_batchnorm_running_averages(run_dir):
+    res = evaluate(run_dir)
+    assert res["split"] == "test" and res["samples"] == 40
+    conf = np.array(res["confusion"])
+    assert conf.shape == (2, 2) and conf.sum() == 40
+    assert res["accuracy"] == pytest.approx(np.trace(conf) / 40)
+    # the same number as the run's own test evaluation (eval mode, running averages)
+    import json
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert res["accuracy"] == summary["test_accuracy"]
+    assert res["loss"] == pytest.approx(summary["test_loss"], rel=1e-5)
+    # one sample at a time gives the same predictions: nothing depends on the batch
+    X = np.random.default_rng(0).normal(size=(5, 2))
+    classes, _ = predict(run_dir, X)
+    singles = [predict(run_dir, X[i:i + 1])[0][0] for i in range(5)]
+    assert classes.tolist() == singles
+
+
+def test_evaluate_other_split_and_dataset(run_dir, tmp_path):
+    assert evaluate(run_dir, split="val")["samples"] == 20
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    y = (X[:, 0] > 0).astype(int)
+    np.savez(tmp_path / "d.npz", X=X, y=y, X_test=X, y_test=y)
+    res = evaluate(run_dir, dataset=str(tmp_path / "d.npz"))
+    assert res["samples"] == 30 and res["dataset"] == "d.npz"
+    np.savez(tmp_path / "bad.npz", X=X, y=y + 2, X_test=X, y_test=y + 2)
+    with pytest.raises(DataError, match="out of range: the model has 2 classes"):
+        evaluate(run_dir, dataset=str(tmp_path / "bad.npz"))
+    np.savez(tmp_path / "wide.npz", X=np.zeros((10, 3)), y=np.arange(10) % 2, X_test=np.zeros((4, 3)),
+             y_test=np.arange(4) % 2)
+    with pytest.raises(DataError, match="3 features per sample, but the model takes 2"):
+        evaluate(run_dir, dataset=str(tmp_path / "wide.npz"))
+
+
+def test_predict_probabilities(run_dir, tmp_path):
+    X = np.random.default_rng(1).normal(size=(7, 2))
+    classes, probs = predict(run_dir, X)
+    assert classes.shape == (7,) and probs.shape == (7, 2)
+    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-6)
+    assert (probs.argmax(1) == classes).all()
+    np.savez(tmp_path / "x.npz", X=X)
+    c2, p2 = predict(run_dir, tmp_path / "x.npz")
+    assert np.array_equal(c2, classes) and np.allclose(p2, probs)
+    with pytest.raises(DataError, match="do not fit the model"):
+        predict(run_dir, np.zeros((2, 5)))
+
+
+def test_probabilities_forms():
+    s = np.array([[1.0, 2.0, 3.0]])
+    np.testing.assert_allclose(probabilities(object(), s), np.exp(s) / np.exp(s).sum())
+    p = probabilities(object(), np.array([[0.0], [100.0]]))
+    np.testing.assert_allclose(p, [[0.5, 0.5], [0.0, 1.0]], atol=1e-12)
+
+    class Own:
+        def probabilities(self, scores):
+            return "own"
+
+    assert probabilities(Own(), s) == "own"
+
+
+def test_binary_logistic_run_predicts_two_probabilities(tmp_path):
+    run(tiny(loss="binary_cross_entropy", epochs=1), tmp_path / "b")
+    classes, probs = predict(tmp_path / "b", np.zeros((3, 2)))
+    assert probs.shape == (3, 2) and set(classes.tolist()) <= {0, 1}
+    assert evaluate(tmp_path / "b")["samples"] == 40
+
+
+def test_load_model_of_a_damaged_run(tmp_path):
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path)

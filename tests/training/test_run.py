@@ -1,0 +1,295 @@
+"""The training loop through polydl.training.run / resume."""
+import json
+import signal
+
+import numpy as np
+import pytest
+
+from polydl import backend, schedules
+from polydl.training import (ConfigError, Reporter, RunDirError, TrainingDiverged, TrainingInterrupted,
+                             CheckpointError, resume, resume_config, run)
+from polydl.training import checkpoint as ck
+from polydl.training import plots
+from polydl.training.config import load_toml, from_dict
+
+from run_helpers import arrays, assert_same_run, meta, metrics, tiny
+
+
+def test_run_writes_the_run_directory(tmp_path):
+    out = tmp_path / "r"
+    res = run(tiny(plot=True), out)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["checkpoint.npz", "config.toml", "metrics.jsonl", "summary.json", "curves.png"])
+    recs = metrics(out, drop=())
+    assert [r["epoch"] for r in recs] == [1, 2, 3]
+    for r in recs:
+        assert {"epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"} <= r.keys()
+    assert from_dict(load_toml(out / "config.toml")) == tiny(plot=True).replace(out=str(out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 3 and 0 <= summary["test_accuracy"] <= 1
+    assert res.test_accuracy == summary["test_accuracy"] and res.epochs == 3
+    m = meta(out)
+    assert (m["epoch"], m["step"], m["batch"]) == (3, 3 * 5, 0)  # 140 training samples / 32 = 5 batches
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_is_a_function_of_its_configuration(tmp_path):
+    run(tiny(), tmp_path / "a")
+    run(tiny(), tmp_path / "b")
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+    run(tiny(seed=1), tmp_path / "c")
+    assert not np.array_equal(arrays(tmp_path / "a")["model/0.weight"], arrays(tmp_path / "c")["model/0.weight"])
+
+
+def test_resume_with_more_epochs_equals_the_longer_run(tmp_path):
+    run(tiny(epochs=4), tmp_path / "full")
+    run(tiny(epochs=2), tmp_path / "part")
+    res = resume(tmp_path / "part", {"epochs": 4})
+    assert res.epochs == 4
+    assert_same_run(tmp_path / "full", tmp_path / "part")
+
+
+class InterruptAt(Reporter):
+    """Sends this process a real SIGINT at the n-th step."""
+
+    def __init__(self, n):
+        self.n, self.count = n, 0
+
+    def step(self):
+        self.count += 1
+        if self.count == self.n:
+            signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.parametrize("at", [1, 7, 10, 13])
+def test_sigint_saves_at_the_next_step_and_resume_is_exact(tmp_path, at):
+    run(tiny(), tmp_path / "full")
+    with pytest.raises(TrainingInterrupted) as info:
+        run(tiny(), tmp_path / "cut", reporter=InterruptAt(at))
+    m = meta(tmp_path / "cut")
+    assert m["step"] == at and info.value.step == at
+    assert m["epoch"] * 5 + m["batch"] == at
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    resume(tmp_path / "cut")
+    assert_same_run(tmp_path / "full", tmp_path / "cut")
+
+
+def test_without_signal_handling_ctrl_c_is_a_keyboard_interrupt(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny(), tmp_path / "r", reporter=InterruptAt(2), handle_signals=False)
+
+
+def test_nan_loss_stops_with_epoch_step_and_cause_and_keeps_last_good_checkpoint(tmp_path):
+    out = tmp_path / "r"
+    cfg = tiny(optimizer="sgd", normalizer="none", lr=0.05, schedule="constant", dropout=0.0, weight_decay=None,
+               epochs=1)
+    run(cfg, out)
+    before = arrays(out)
+    with pytest.raises(TrainingDiverged) as info:
+        resume(out, {"epochs": 3, "lr": 1e30})
+    e = info.value
+    assert e.epoch == 2 and 6 <= e.step <= 10
+    msg = str(e)
+    assert "epoch 2" in msg and f"step {e.step}" in msg and "learning rate is probably too high" in msg
+    after = arrays(out)
+    for k in ("model/0.weight", "model/2.weight"):
+        assert np.array_equal(before[k], after[k])
+    assert meta(out)["epoch"] == 1
+    assert [r["epoch"] for r in metrics(out)] == [1]
+
+
+def test_nan_in_the_first_epoch_keeps_the_initial_checkpoint(tmp_path):
+    cfg = tiny(optimizer="sgd", normalizer="none", lr=1e30, schedule="constant", dropout=0.0, weight_decay=None)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, step 2 .*initial weights"):
+        run(cfg, tmp_path / "r")
+    assert meta(tmp_path / "r")["epoch"] == 0
+    assert metrics(tmp_path / "r") == []
+
+
+def test_babysitting_lr_change_is_recorded(tmp_path):
+    out = tmp_path / "r"
+    run(tiny(epochs=2, schedule="constant", lr=0.02), out)
+    resume(out, {"epochs": 4, "lr": 0.005})
+    recs = metrics(out)
+    assert [r["lr"] for r in recs] == [0.02, 0.02, 0.005, 0.005]
+    assert [bool(r.get("lr_changed")) for r in recs] == [False, False, True, False]
+    assert "0.02" in recs[2]["event"] and "0.005" in recs[2]["event"]
+    assert load_toml(out / "config.toml")["lr"] == 0.005
+    # another schedule: its old parameters go, new ones can be given
+    resume(out, {"epochs": 5, "schedule": "staircase", "schedule_params": {"factor": 0.5, "every": 1}})
+    last = metrics(out)[-1]
+    assert last["lr_changed"] and last["lr"] == pytest.approx(0.005 * 0.5 ** 4)
+    assert load_toml(out / "config.toml")["schedule_params"] == {"factor": 0.5, "every": 1}
+
+
+def test_resume_refuses_to_change_what_defines_the_run(tmp_path):
+    out = tmp_path / "r"
+    run(tiny(epochs=1), out)
+    with pytest.raises(ConfigError, match="cannot change hidden, seed when resuming"):
+        resume(out, {"hidden": [4], "seed": 3, "epochs": 2})
+    with pytest.raises(ConfigError, match="already finished its 1 epochs; pass --epochs N with N > 1"):
+        resume(out)
+    assert resume_config(out, {"epochs": 9}).epochs == 9
+
+
+def test_resume_of_a_non_run_or_damaged_run(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        resume(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="not a polydl run directory"):
+        resume(tmp_path)
+    out = tmp_path / "r"
+    run(tiny(epochs=1), out)
+    raw = (out / ck.CHECKPOINT).read_bytes()
+    (out / ck.CHECKPOINT).write_bytes(raw[:100])
+    with pytest.raises(CheckpointError, match="damaged"):
+        resume(out, {"epochs": 2})
+
+
+def test_resume_rewrites_metrics_to_the_checkpoint(tmp_path):
+    out = tmp_path / "r"
+    run(tiny(epochs=2), out)
+    lines = (out / ck.METRICS).read_text()
+    with open(out / ck.METRICS, "a") as fh:  # an epoch the checkpoint never saw, and a torn line
+        fh.write('{"epoch": 3, "train_loss": 9}\n{"epo')
+    (out / ".polydl-tmp-checkpoint.npz.x").write_text("left by a kill")
+    resume(out, {"epochs": 3})
+    assert (out / ck.METRICS).read_text().startswith(lines)
+    assert [r["epoch"] for r in metrics(out)] == [1, 2, 3]
+    assert not list(out.glob(".polydl-tmp-*"))
+
+
+def test_schedule_unit_step_and_epoch(tmp_path):
+    calls = []
+
+    def recording(lr0=0.01):
+        constant = schedules.constant(lr0)  # checks lr0
+        return lambda e, t: calls.append((e, t)) or constant(e, t)
+
+    schedules.registry.register("recording_test", recording)
+    try:
+        calls.clear()
+        run(tiny(schedule="recording_test", schedule_unit="step", epochs=2), tmp_path / "s")
+        assert set(calls) == {(1, t) for t in range(1, 6)} | {(2, t) for t in range(6, 11)}
+        calls.clear()
+        run(tiny(schedule="recording_test", schedule_unit="epoch", epochs=2), tmp_path / "e")
+        assert set(calls) == {(1, 1), (2, 6)}  # at the epoch's first step, once per epoch
+    finally:
+        schedules.registry.unregister("recording_test")
+
+
+def test_data_goes_to_the_device_once_and_syncs_once_per_epoch(tmp_path, monkeypatch):
+    """Transfers between host and device do not grow with the number of mini-batches."""
+    real_dev, real_np = backend.to_device, backend.to_numpy
+    counts = {}
+
+    class Count(Reporter):
+        def start(self, info):
+            counts.update(to_device=0, to_numpy=0)
+
+    def to_device(a, d):
+        counts["to_device"] = counts.get("to_device", 0) + 1
+        return real_dev(a, d)
+
+    def to_numpy(a):
+        counts["to_numpy"] = counts.get("to_numpy", 0) + 1
+        return real_np(a)
+
+    monkeypatch.setattr(backend, "to_device", to_device)
+    monkeypatch.setattr(backend, "to_numpy", to_numpy)
+    seen = []
+    for bs in (4, 70):  # 35 and 2 mini-batches per epoch
+        run(tiny(batch_size=bs, epochs=2), tmp_path / f"r{bs}", reporter=Count())
+        seen.append(dict(counts))
+    assert seen[0] == seen[1]
+    assert seen[0]["to_device"] == 2  # the epoch's permutation, nothing per batch
+
+
+def test_float64_and_half_precision(tmp_path):
+    run(tiny(dtype="float64", epochs=1), tmp_path / "r")
+    assert arrays(tmp_path / "r")["model/0.weight"].dtype == np.float64
+    for dt in ("float16", "bfloat16"):
+        with pytest.raises(ConfigError, match=f"dtype {dt} is not supported on the CPU"):
+            run(tiny(dtype=dt), tmp_path / dt)
+        assert not (tmp_path / dt).exists()
+
+
+def test_binary_cross_entropy_uses_one_output(tmp_path):
+    run(tiny(loss="binary_cross_entropy", epochs=1), tmp_path / "r")
+    assert arrays(tmp_path / "r")["model/4.weight"].shape == (8, 1)
+    with pytest.raises(ConfigError, match="needs 2 classes, the data has 3"):
+        run(tiny(loss="binary_cross_entropy", dataset="spirals", dataset_params={"n_samples": 150}), tmp_path / "s")
+
+
+def test_no_validation_split(tmp_path):
+    run(tiny(val_split=0.0, epochs=1), tmp_path / "r")
+    r = metrics(tmp_path / "r")[0]
+    assert r["val_loss"] is None and r["val_accuracy"] is None
+
+
+def test_out_dir_rules(tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    run(tiny(epochs=1), out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="already exists.*--overwrite.*--resume"):
+        run(tiny(epochs=1), out)
+    run(tiny(epochs=2), out, overwrite=True)
+    assert meta(out)["epoch"] == 2 and (out / "notes.txt").read_text() == "mine"
+    # an empty directory is fine
+    (tmp_path / "empty").mkdir()
+    run(tiny(epochs=1), tmp_path / "empty")
+    # a path under a file cannot be written: nothing is created
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="is a file"):
+        run(tiny(epochs=1), tmp_path / "file" / "run")
+    # out from the configuration, and the default runs/<timestamp>, never colliding
+    run(tiny(epochs=1, out=str(tmp_path / "from_config")))
+    assert (tmp_path / "from_config" / "checkpoint.npz").exists()
+    monkeypatch.chdir(tmp_path)
+    a = run(tiny(epochs=1)).out_dir
+    b = run(tiny(epochs=1)).out_dir
+    assert a != b and a.parent.name == "runs" and b.parent.name == "runs"
+
+
+def test_plot_note_without_matplotlib(tmp_path, monkeypatch):
+    notes = []
+
+    class Notes(Reporter):
+        def note(self, message):
+            notes.append(message)
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    run(tiny(epochs=1, plot=True), tmp_path / "r", reporter=Notes())
+    assert not (tmp_path / "r" / "curves.png").exists()
+    assert any("pip install 'polydl[plot]'" in n for n in notes)
+
+
+def test_reporter_callbacks(tmp_path):
+    seen = []
+
+    class Rec(Reporter):
+        def start(self, info):
+            seen.append(("start", info["dataset"], info["n_batches"]))
+
+        def epoch_start(self, epoch, epochs, n, done):
+            seen.append(("epoch_start", epoch, epochs, n, done))
+
+        def step(self):
+            seen.append("step")
+
+        def epoch_end(self, record, epochs):
+            seen.append(("epoch_end", record["epoch"]))
+
+    run(tiny(epochs=2), tmp_path / "r", reporter=Rec())
+    assert seen[0] == ("start", "moons", 5)
+    assert seen.count("step") == 10
+    assert ("epoch_start", 2, 2, 5, 0) in seen and ("epoch_end", 2) in seen
+
+
+def test_components_are_built_by_registry_name(tmp_path):
+    with pytest.raises(ValueError, match="unknown optimizer 'nope'"):
+        run(tiny(optimizer="nope"), tmp_path / "r")
+    with pytest.raises(ValueError, match="has no parameter 'bogus'"):
+        run(tiny(schedule_params={"bogus": 1}), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    run(tiny(optimizer="momentum", beta=0.8, normalizer="none", activation="tanh", loss="mse", epochs=1,
+             schedule="exponential", schedule_params={"base": 0.9}), tmp_path / "ok")
