@@ -256,6 +256,16 @@ def asarray(data, dtype=None, dev=None):
     return arr if dtype is None or arr.dtype == dtype else arr.astype(dtype)
 
 
+def scatter_add(target, index, values) -> None:
+    """``target[index] += values`` with repeated indices accumulating (``np.add.at``)."""
+    if type(target) is np.ndarray:
+        np.add.at(target, index, values)
+        return
+    import cupyx  # ships with CuPy
+
+    cupyx.scatter_add(target, index, values)
+
+
 # ---------------------------------------------------------------------------- CuPy kernels
 # Fused element-wise kernels for the hot paths on CUDA (one launch instead of several);
 # each has a NumPy form beside it in the op that uses it, and tests compare the two.

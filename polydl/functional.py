@@ -401,7 +401,7 @@ def getitem(a, index):
         if basic:
             z[index] = g
         else:
-            xp.add.at(z, index, g)
+            backend.scatter_add(z, index, g)
         return (z,)
 
     return _make(ad[index], (a,), backward)

@@ -7,6 +7,10 @@ Each hook receives a ``register(name, obj, *, override=False)`` callback::
     @polydl.hookimpl
     def polydl_register_schedules(register):
         register("cosine", cosine_factory)
+
+``register`` validates ``obj`` at once and records the plugin, distribution and version that
+registered ``name``; a name another plugin holds needs ``override=True``. Plugins are found through
+the entry-point group ``polydl`` (see ``polydl.plugins`` and docs/plugins.md).
 """
 import pluggy
 

@@ -17,26 +17,26 @@ def _validate(name, factory):
     from .nn.module import Module
     from .tensor import Tensor, tensor
     try:
-        probe = factory(3)
+        probe = factory(4)
     except TypeError as exc:
         raise RegistrationError(f"normalizer factory '{name}' must accept num_features as its first argument "
                                 f"({exc})") from exc
     if not isinstance(probe, Module):
         raise RegistrationError(f"normalizer factory '{name}' returned {type(probe).__name__}, "
                                 "not a polydl.nn.Module")
-    x = tensor(np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5], [-2.0, 1.0, 0.0], [0.75, -0.25, 1.25]],
+    x = tensor(np.array([[0.5, -1.0, 2.0, 0.1], [1.5, 0.25, -0.5, -0.3], [-2.0, 1.0, 0.0, 0.7]],
                         dtype=np.float32), requires_grad=True)
     for mode in ("training", "evaluation"):
         probe.train(mode == "training")
         try:
             out = probe(x)
         except Exception as exc:
-            raise RegistrationError(f"normalizer '{name}' failed in {mode} mode on a batch of shape (4, 3): "
+            raise RegistrationError(f"normalizer '{name}' failed in {mode} mode on a batch of shape (3, 4): "
                                     f"{type(exc).__name__}: {exc}") from exc
-        if not isinstance(out, Tensor) or tuple(out.shape) != (4, 3):
+        if not isinstance(out, Tensor) or tuple(out.shape) != (3, 4):
             got = f"a Tensor of shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
             raise RegistrationError(f"normalizer '{name}' must map a (batch, num_features) Tensor to a Tensor of "
-                                    f"the same shape; on (4, 3) in {mode} mode it gave {got}")
+                                    f"the same shape; on (3, 4) in {mode} mode it gave {got}")
 
 
 registry = Registry("normalizers", _validate, singular="normalizer")

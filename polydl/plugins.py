@@ -172,17 +172,17 @@ def _check_hooks(pm, obj, info):
                               "so polydl would never call it")
 
 
-def _collect(pm, obj, info) -> list[_Pending]:
+def _collect(pm, plugin, info) -> list[_Pending]:
     """Register ``obj`` with the plugin manager and call its hooks with a collecting ``register``.
 
     Names and objects are validated here; clashes are checked when the collected names are added."""
-    if inspect.isclass(obj):
-        raise PluginError(f"{info.describe()}: the entry point names the class {obj.__name__}; "
+    if inspect.isclass(plugin):
+        raise PluginError(f"{info.describe()}: the entry point names the class {plugin.__name__}; "
                           "name a module or an instance")
     try:
-        pm.register(obj, name=info.name)
+        pm.register(plugin, name=info.name)
     except pluggy.PluginValidationError as exc:
-        _forget(pm, obj)
+        _forget(pm, plugin)
         raise PluginError(f"{info.describe()}: {' '.join(str(exc).split())}") from exc
     except ValueError as exc:
         other = _plugins.get(info.name)
@@ -191,10 +191,10 @@ def _collect(pm, obj, info) -> list[_Pending]:
                               f"{other.describe()}") from exc
         raise PluginError(f"{info.describe()}: {_one_line(exc)}") from exc
     try:
-        _check_hooks(pm, obj, info)
+        _check_hooks(pm, plugin, info)
         regs = registries()
         pending: list[_Pending] = []
-        for hc in pm.get_hookcallers(obj) or ():
+        for hc in pm.get_hookcallers(plugin) or ():
             kind = HOOKS[hc.name]
             info.hooks.append(hc.name)
             reg = regs[kind]
@@ -208,7 +208,7 @@ def _collect(pm, obj, info) -> list[_Pending]:
                 pending.append(_Pending(_kind, name, obj, override))
 
             for impl in hc.get_hookimpls():
-                if impl.plugin is not obj:
+                if impl.plugin is not plugin:
                     continue
                 args = {"register": register}
                 try:
@@ -220,7 +220,7 @@ def _collect(pm, obj, info) -> list[_Pending]:
         info.hooks.sort()
         return pending
     except BaseException:
-        _forget(pm, obj)
+        _forget(pm, plugin)
         raise
 
 
@@ -360,10 +360,16 @@ def _load_all():
 
 
 def _skipped(info, exc) -> str:
+    """The error, naming the plugin with its distribution exactly once."""
     text = str(exc)
-    if info.describe() not in text:
-        text = f"{info.describe()}: {text}"
-    return text
+    if info.describe() in text:
+        return text
+    own = f"plugin '{info.name}'"
+    if text.startswith(own + ": "):
+        return f"{info.describe()}: {text[len(own) + 2:]}"
+    if text.startswith(own + " "):
+        return info.describe() + text[len(own):]
+    return f"{info.describe()}: {text}"
 
 
 # ---------------------------------------------------------------------- public API

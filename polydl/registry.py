@@ -84,7 +84,11 @@ class Registry:
 
     # ------------------------------------------------------------------ changes
     def register(self, name, obj, *, override=False, plugin="polydl", distribution=None, version=None):
-        """Add ``obj`` as ``name``, validated; a name held by another plugin needs ``override=True``."""
+        """Add ``obj`` as ``name``, validated; a name held by another plugin needs ``override=True``.
+
+        Plugins register through their hooks; calling this directly (after the plugins loaded,
+        which it makes happen first) is for code that builds a registry by hand."""
+        self._load()
         if not isinstance(override, bool):
             raise RegistrationError(f"override must be True or False, not {override!r}")
         self.check_name(name, plugin)

@@ -86,8 +86,9 @@ def test_example_packages_are_complete():
 
 def test_cosine_through_polydl_train(tmp_path, via):
     out = tmp_path / "run"
-    summary = _train("polydl-cosine", ["--schedule", "cosine", "--lr", "0.02", "--schedule-param", "epochs=4",
-                                       "--schedule-param", "warmup_epochs=2", "--schedule-param", "min_lr=0.002"], out, via)
+    args = ["--schedule", "cosine", "--lr", "0.02", "--schedule-param", "epochs=4",
+            "--schedule-param", "warmup_epochs=2", "--schedule-param", "min_lr=0.002"]
+    summary = _train("polydl-cosine", args, out, via)
     assert "test accuracy" in summary
     lrs = [m["lr"] for m in _metrics(out)]
     assert lrs == pytest.approx([0.01, 0.02, 0.02, 0.002 + 0.018 * 0.5])  # warm-up, then half a cosine

@@ -498,6 +498,36 @@ def test_registry_remove_plugin_splices_an_override_chain():
     assert "x" not in reg._entries
 
 
+def test_registry_queries_and_direct_registration():
+    reg = Registry("widgets", validate=lambda name, obj: None if callable(obj) else 1 / 0)
+    assert reg.singular == "widget" and repr(reg) == "<Registry widgets>"
+    reg.register("double", lambda x, k=2: x * k, plugin="mine", distribution="my-dist", version="1")
+    assert "double" in reg and list(reg) == ["double"] and reg.names() == ["double"]
+    assert reg.get("double", 3) == 6 and reg.get("double", 3, k=3) == 9
+    (entry,) = reg.entries()
+    assert (entry.name, entry.plugin, entry.distribution, entry.version) == ("double", "mine", "my-dist", "1")
+    with pytest.raises(RegistrationError, match="override must be True or False"):
+        reg.register("double", abs, override=1)
+    with pytest.raises(RegistrationError, match="plugin 'other' registered an invalid widget 'w': ZeroDivisionError"):
+        reg.register("w", 42, plugin="other")
+    with pytest.raises(RegistrationError, match="widget 'double' registered by plugin 'other' is already registered "
+                                                "by plugin 'mine' \\(distribution my-dist 1\\)"):
+        reg.register("double", abs, plugin="other")
+    reg.unregister("double")
+    assert "double" not in reg
+    with pytest.raises(UnknownNameError, match="unknown widget 'double' \\(valid: \\)"):
+        reg.lookup("double")
+    with pytest.raises(UnknownNameError):
+        reg.lookup(["unhashable"])
+
+
+def test_direct_registration_before_first_use_survives_loading(site):
+    assert not plugins.is_loaded()
+    polydl.losses.registry.register("direct_mse", polydl.losses.MSE, plugin="by-hand")
+    assert plugins.is_loaded() and "mse" in polydl.losses.names()
+    assert polydl.losses.registry.entry("direct_mse").plugin == "by-hand"
+
+
 def test_unknown_name_lists_valid_names_and_closest_match():
     with pytest.raises(UnknownNameError) as err:
         polydl.schedules.get("inverse_tme")
@@ -555,6 +585,18 @@ def test_invalid_schedules_are_rejected(factory, message):
     assert "bad_sched" not in polydl.schedules.names()
 
 
+def test_schedule_factory_may_convert_with_float():
+    def factory(lr0=0.1):
+        lr0 = float(lr0)
+        if lr0 < 0:
+            raise ValueError("lr0 must be >= 0")
+        return lambda e, t: lr0
+
+    with registered_plugin(type("P", (), {"polydl_register_schedules": hookimpl(
+            lambda self, register: register("floaty", factory))})(), "floaty"):
+        assert polydl.schedules.get("floaty", lr0="0.5")(1, 1) == 0.5
+
+
 def test_plain_function_schedule_is_wrapped_with_the_builtin_checks():
     def factory(lr0=0.1, drop=0.5):
         if not isinstance(lr0, (int, float)) or not lr0 >= 0:
@@ -601,9 +643,9 @@ class _Broken(polydl.nn.Module):
     (42, "must be a callable factory\\(num_features"),
     (lambda: polydl.nn.Identity(), "must accept num_features as its first argument"),
     (lambda n: "module", "returned str, not a polydl.nn.Module"),
-    (lambda n: _Shrink(), "must map a \\(batch, num_features\\) Tensor to a Tensor of the same shape; on \\(4, 3\\) "
-                          "in training mode it gave a Tensor of shape \\(4, 1\\)"),
-    (lambda n: _Broken(), "failed in training mode on a batch of shape \\(4, 3\\): RuntimeError: no forward today"),
+    (lambda n: _Shrink(), "must map a \\(batch, num_features\\) Tensor to a Tensor of the same shape; on \\(3, 4\\) "
+                          "in training mode it gave a Tensor of shape \\(3, 1\\)"),
+    (lambda n: _Broken(), "failed in training mode on a batch of shape \\(3, 4\\): RuntimeError: no forward today"),
 ])
 def test_invalid_normalizers_are_rejected(factory, message):
     with pytest.raises(PluginError, match=message):
@@ -612,7 +654,7 @@ def test_invalid_normalizers_are_rejected(factory, message):
 
 def test_normalizer_get_checks_the_module_it_builds():
     def factory(num_features):
-        return polydl.nn.Identity() if num_features == 3 else None
+        return polydl.nn.Identity() if num_features == 4 else None
 
     with registered_plugin(type("P", (), {"polydl_register_normalizers": hookimpl(
             lambda self, register: register("odd", factory))})(), "odd"):
@@ -644,6 +686,18 @@ def _nan_grad_loss():
 def test_invalid_losses_are_rejected(factory, message):
     with pytest.raises(PluginError, match=message):
         _register("polydl_register_losses", "bad_loss", factory)
+
+
+def test_loss_get_checks_what_the_factory_builds():
+    def factory(kind="ok"):
+        return _Loss() if kind == "ok" else kind
+
+    with registered_plugin(type("P", (), {"polydl_register_losses": hookimpl(
+            lambda self, register: register("picky", factory))})(), "picky"):
+        with pytest.raises(ValueError, match="loss factory 'picky' returned str, not a callable"):
+            polydl.losses.get("picky", kind="nope")
+        with pytest.raises(ValueError, match="loss 'picky' does not take these parameters"):
+            polydl.losses.get("picky", gamma=1)
 
 
 def test_invalid_optimizers_and_datasets_are_rejected():

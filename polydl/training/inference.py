@@ -92,11 +92,11 @@ def evaluate(run_dir, dataset: str | None = None, split: str = "test", device: s
     if split not in splits:
         raise DataError(f"unknown split '{split}' (valid: train, val, test)")
     X, y = splits[split]
+    if X.shape[1] != run.num_features:
+        raise DataError(f"{label} has {X.shape[1]} features per sample, but the model takes {run.num_features}")
     X, y = validate_split(X, y, f"{label} ({split} split)", run.num_classes)
     if len(y) == 0:
         raise DataError(f"the {split} split of {label} is empty")
-    if X.shape[1] != run.num_features:
-        raise DataError(f"{label} has {X.shape[1]} features per sample, but the model takes {run.num_features}")
     scores = _scores(run, X)
     yd = backend.to_device(y, run.device)
     with no_grad():

@@ -1,0 +1,145 @@
+"""Every bad input: one ``Error:`` line on stderr, exit 2, no traceback, nothing written or overwritten."""
+import os
+
+import numpy as np
+import pytest
+
+from polydl import backend
+
+from cli_helpers import TINY, assert_one_line_error, cli, invoke
+
+
+def npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+X5 = np.arange(10.0).reshape(5, 2)
+Y5 = np.array([0, 1, 0, 1, 0])
+
+
+def make_inputs(tmp):
+    """name -> extra flags; files are created under tmp."""
+    (tmp / "garbage.npz").write_bytes(b"this is not a zip archive")
+    (tmp / "adir.csv").mkdir()
+    (tmp / "empty.csv").write_text("")
+    (tmp / "header_only.csv").write_text("a,b,label\n")
+    (tmp / "labels.csv").write_text("1,2,cat\n3,4,dog\n")
+    (tmp / "badnum.csv").write_text("1,2,0\n3,x,1\n")
+    (tmp / "malformed.toml").write_text("epochs = = 3\n")
+    (tmp / "unknown.toml").write_text("epochz = 3\n")
+    (tmp / "wrongtype.toml").write_text('epochs = "ten"\n')
+    (tmp / "afile").write_text("not a directory")
+    (tmp / "notarun").mkdir()
+    (tmp / "damaged").mkdir()
+    (tmp / "damaged" / "checkpoint.npz").write_bytes(b"PK\x03\x04 truncated")
+    return {
+        "missing data file": (["--dataset", tmp / "missing.npz"], "data file not found"),
+        "unreadable npz": (["--dataset", tmp / "garbage.npz"], "cannot read data file"),
+        "data file is a directory": (["--dataset", tmp / "adir.csv"], "is a directory"),
+        "X and y lengths differ": (["--dataset", npz(tmp / "len.npz", X=X5, y=Y5[:4])], "X has 5 samples but y has 4"),
+        "labels not integers": (["--dataset", npz(tmp / "frac.npz", X=X5, y=[0, 1, 0.5, 1, 0])], "labels must be integers"),
+        "labels are names": (["--dataset", tmp / "labels.csv"], "must be integer class numbers"),
+        "labels out of range": (["--dataset", npz(tmp / "neg.npz", X=X5, y=[0, 1, -1, 1, 0])], "range 0..C-1"),
+        "NaN in X": (["--dataset", npz(tmp / "nan.npz", X=np.where(X5 == 3, np.nan, X5), y=Y5)], "NaN or infinity"),
+        "inf in X": (["--dataset", npz(tmp / "inf.npz", X=np.where(X5 == 3, np.inf, X5), y=Y5)], "NaN or infinity"),
+        "non-numeric feature": (["--dataset", tmp / "badnum.csv"], "not a number"),
+        "empty npz": (["--dataset", npz(tmp / "empty.npz", X=np.zeros((0, 2)), y=np.zeros(0, int))], "empty"),
+        "empty csv": (["--dataset", tmp / "empty.csv"], "empty"),
+        "csv with only a header": (["--dataset", tmp / "header_only.csv"], "empty"),
+        "batch size 0": (["--batch-size", "0"], "batch_size must be >= 1"),
+        "batch size negative": (["--batch-size", "-5"], "batch_size must be >= 1"),
+        "batch size > training set": (["--batch-size", "100000"], "larger than the training set"),
+        "epochs 0": (["--epochs", "0"], "epochs must be >= 1"),
+        "epochs negative": (["--epochs", "-3"], "epochs must be >= 1"),
+        "epochs not a number": (["--epochs", "ten"], "'ten' is not a valid integer"),
+        "unknown schedule": (["--schedule", "cosinus"], "unknown schedule 'cosinus'"),
+        "unknown loss": (["--loss", "hinge"], "unknown loss 'hinge'"),
+        "unknown normalizer": (["--normalizer", "groupnorm"], "unknown normalizer 'groupnorm'"),
+        "unknown optimizer": (["--optimizer", "adamw"], "unknown optimizer 'adamw'"),
+        "unknown dataset": (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+        "unknown activation": (["--activation", "gelu"], "unknown activation 'gelu'"),
+        "unknown schedule parameter": (["--schedule-param", "decay=1"], "has no parameter 'decay'"),
+        "bad schedule parameter value": (["--schedule-param", "decay_rate=-1"], "decay_rate must be >= 0"),
+        "malformed schedule parameter": (["--schedule-param", "decay_rate"], "must look like name=value"),
+        "bad optimizer hyperparameter": (["--beta1", "1.5"], "beta1 must be"),
+        "optimizer without that hyperparameter": (["--beta", "0.9"], "does not take"),
+        "malformed TOML": (["--config", tmp / "malformed.toml"], "malformed TOML"),
+        "unknown TOML key": (["--config", tmp / "unknown.toml"], "closest valid key is 'epochs'"),
+        "wrong TOML type": (["--config", tmp / "wrongtype.toml"], "epochs must be a whole number"),
+        "missing TOML file": (["--config", tmp / "none.toml"], "config file not found"),
+        "cuda:N that does not exist": (["--device", "cuda:99"], "cuda:99"),
+        "unknown device": (["--device", "tpu"], "unknown device 'tpu'"),
+        "half precision on CPU": (["--dtype", "float16"], "not supported on the CPU"),
+        "out under a file": (["--out", tmp / "afile" / "run"], "afile"),
+        "out is a file": (["--out", tmp / "afile"], "is a file"),
+        "resume a missing directory": (["--resume", tmp / "nowhere"], "not found"),
+        "resume a directory that is not a run": (["--resume", tmp / "notarun"], "not a polydl run directory"),
+        "resume a damaged checkpoint": (["--resume", tmp / "damaged"], "damaged"),
+        "resume a file": (["--resume", tmp / "afile"], "not a polydl run directory"),
+    }
+
+
+def case_names():
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as d:
+        return list(make_inputs(Path(d)))
+
+
+def snapshot(root):
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            out[p] = open(p, "rb").read()
+    return out
+
+
+@pytest.mark.parametrize("name", case_names())
+def test_bad_input(tmp_path, name, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    flags, fragment = make_inputs(tmp_path)[name]
+    before = snapshot(tmp_path)
+    has_out = "--out" in flags or "--resume" in flags
+    args = ["train", *map(str, flags)] + ([] if has_out else ["--out", str(tmp_path / "out")])
+    if "--dataset" in flags or "--resume" in flags:
+        args += ["--batch-size", "1"] if "--batch-size" not in flags and "--resume" not in flags else []
+    assert_one_line_error(invoke(*args), 2, fragment)
+    assert snapshot(tmp_path) == before  # nothing written or overwritten
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(backend.cuda_available(), reason="a GPU is present")
+@pytest.mark.parametrize("spec", ["cuda", "cuda:0", "cuda:1"])
+def test_cuda_without_cupy_or_gpu(tmp_path, spec):
+    line = assert_one_line_error(invoke("train", "--device", spec, "--out", tmp_path / "out"), 2, spec)
+    assert "CuPy" in line or "GPU" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_does_not_touch_an_existing_run_even_with_overwrite(tmp_path):
+    out = tmp_path / "r"
+    assert invoke("train", *TINY, "--out", out, "-q").exit_code == 0
+    before = snapshot(out)
+    for flags in (["--epochs", "0"], ["--schedule", "nope"], ["--dataset", tmp_path / "missing.csv"]):
+        assert_one_line_error(invoke("train", *flags, "--out", out, "--overwrite"), 2)
+        assert snapshot(out) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read and write anything")
+def test_unreadable_file_and_unwritable_directory(tmp_path):  # pragma: no cover - not run as root
+    p = npz(tmp_path / "d.npz", X=X5, y=Y5)
+    os.chmod(p, 0)
+    assert_one_line_error(invoke("train", "--dataset", p, "--batch-size", "1", "--out", tmp_path / "o"), 2, "cannot read")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    assert_one_line_error(invoke("train", *TINY, "--out", ro / "run"), 2, "not writable")
+
+
+def test_bad_input_in_a_real_process(tmp_path):
+    r = cli("train", "--epochs", "0", "--out", tmp_path / "o", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip() == "Error: epochs must be >= 1 (the number of passes over the training data), not 0"
+    assert r.stdout == "" and not (tmp_path / "o").exists()

@@ -1,0 +1,168 @@
+"""``polydl evaluate``, ``predict``, ``schedules`` and ``info``."""
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+import polydl
+
+from cli_helpers import TINY, assert_one_line_error, cli, invoke
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cmd") / "r"
+    r = invoke("train", *TINY, "--out", out, "-q")
+    assert r.exit_code == 0, r.output
+    return out
+
+
+# ---------------------------------------------------------------------------- evaluate
+def test_evaluate_prints_loss_accuracy_and_confusion_matrix(run_dir):
+    r = invoke("evaluate", run_dir)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("moons test split (40 samples): loss ") and "accuracy " in lines[0]
+    assert lines[1].startswith("confusion matrix")
+    assert lines[2].split() == ["true\\pred", "0", "1"]
+    rows = [list(map(int, ln.split()[1:])) for ln in lines[3:5]]
+    assert sum(map(sum, rows)) == 40
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert f"{100 * summary['test_accuracy']:.2f}%" in lines[0]
+
+
+def test_evaluate_json_split_dataset_device(run_dir, tmp_path):
+    r = invoke("evaluate", run_dir, "--json", "--split", "val", "--device", "cpu")
+    res = json.loads(r.stdout)
+    assert res["split"] == "val" and res["samples"] == 20 and len(res["confusion"]) == 2
+    X = np.random.default_rng(0).normal(size=(12, 2))
+    y = (X[:, 1] > 0).astype(int)
+    (tmp_path / "d.csv").write_text("\n".join(f"{a},{b},{c}" for (a, b), c in zip(X, y)) + "\n")
+    r = invoke("evaluate", run_dir, "--dataset", tmp_path / "d.csv", "--split", "train", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["dataset"] == "d.csv" and res["samples"] == 9  # 12 less the run's 20% test and 10% val
+    (tmp_path / "t.csv").write_text("f1,lab,f2\n" + "\n".join(f"{a},{c},{b}" for (a, b), c in zip(X, y)) + "\n")
+    r = invoke("evaluate", run_dir, "--dataset", tmp_path / "t.csv", "--target", "lab", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["samples"] == 2
+
+
+def test_evaluate_bad_input(run_dir, tmp_path):
+    assert_one_line_error(invoke("evaluate", tmp_path), 2, "not a polydl run directory")
+    assert_one_line_error(invoke("evaluate", run_dir, "--dataset", "digits"), 2, "64 features per sample, but the model takes 2")
+    assert_one_line_error(invoke("evaluate", run_dir, "--dataset", tmp_path / "none.npz"), 2, "not found")
+    assert_one_line_error(invoke("evaluate", run_dir, "--split", "all"), 2, "'all' is not one of")
+
+
+# ---------------------------------------------------------------------------- predict
+def test_predict_to_csv_file(run_dir, tmp_path):
+    X = np.random.default_rng(2).normal(size=(6, 2))
+    np.savez(tmp_path / "x.npz", X=X)
+    out = tmp_path / "predictions.csv"
+    r = invoke("predict", run_dir, tmp_path / "x.npz", "--out", out)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip() == f"6 predictions written to {out}"
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["class", "p_0", "p_1"] and len(rows) == 7
+    for row in rows[1:]:
+        p = np.array(row[1:], dtype=float)
+        assert abs(p.sum() - 1) < 1e-4 and int(row[0]) == p.argmax()
+    assert_one_line_error(invoke("predict", run_dir, tmp_path / "x.npz", "--out", out), 2, "--overwrite")
+    assert invoke("predict", run_dir, tmp_path / "x.npz", "--out", out, "--overwrite", "--device", "cpu").exit_code == 0
+
+
+def test_predict_csv_to_stdout(run_dir, tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n0.1,0.2\n-1,3\n")
+    r = invoke("predict", run_dir, tmp_path / "x.csv")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.reader(io.StringIO(r.stdout)))
+    assert rows[0] == ["class", "p_0", "p_1"] and len(rows) == 3
+
+
+def test_predict_bad_input(run_dir, tmp_path):
+    (tmp_path / "wide.csv").write_text("1,2,3,4\n")
+    assert_one_line_error(invoke("predict", run_dir, tmp_path / "wide.csv"), 2, "4 features per sample, but the model takes 2")
+    assert_one_line_error(invoke("predict", run_dir, tmp_path / "none.csv"), 2, "input file not found")
+    (tmp_path / "nan.csv").write_text("1,nan\n")
+    assert_one_line_error(invoke("predict", run_dir, tmp_path / "nan.csv"), 2, "NaN")
+    np.savez(tmp_path / "x.npz", X=np.zeros((2, 2)))
+    assert_one_line_error(invoke("predict", run_dir, tmp_path / "x.npz", "--out", tmp_path / "no" / "p.csv"), 2,
+                          "does not exist")
+    assert_one_line_error(invoke("predict", tmp_path, tmp_path / "x.npz"), 2, "not a polydl run directory")
+
+
+# ---------------------------------------------------------------------------- schedules
+def test_schedules_lists_every_registered_schedule_with_parameters():
+    r = invoke("schedules")
+    assert r.exit_code == 0
+    listed = {ln.split()[0]: ln for ln in r.stdout.splitlines()}
+    assert set(listed) == set(polydl.schedules.names())
+    assert "decay_rate=1.0" in listed["inverse_time"] and "lr0=0.01" in listed["inverse_time"]
+    assert "factor=0.5" in listed["staircase"] and "every=10" in listed["staircase"]
+
+
+def test_schedules_show_prints_alpha_per_epoch(tmp_path):
+    r = invoke("schedules", "show", "inverse_time", "--lr0", "0.2", "--epochs", "20", "--param", "decay_rate=1")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0] == "inverse_time(lr0=0.2, decay_rate=1)" and lines[1] == "epoch  lr"
+    values = [float(ln.split()[1]) for ln in lines[2:]]
+    assert len(values) == 20
+    np.testing.assert_allclose(values, [0.2 / (1 + e) for e in range(1, 21)], rtol=1e-5)
+    r = invoke("schedules", "show", "inverse_sqrt_step", "--lr0", "1", "--epochs", "3", "--steps-per-epoch", "4")
+    values = [float(ln.split()[1]) for ln in r.stdout.splitlines()[2:]]
+    np.testing.assert_allclose(values, [1 / np.sqrt(t) for t in (1, 5, 9)], rtol=1e-5)
+
+
+def test_schedules_show_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = invoke("schedules", "show", "staircase", "--epochs", "5", "--plot", tmp_path / "lr.png")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "lr.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"plot written to {tmp_path / 'lr.png'}" in r.stdout
+
+
+def test_schedules_show_bad_input(tmp_path, monkeypatch):
+    assert_one_line_error(invoke("schedules", "show", "nope"), 2, "unknown schedule 'nope'", "inverse_time")
+    assert_one_line_error(invoke("schedules", "show", "inverse_time", "--param", "k=1"), 2, "has no parameter 'k'")
+    assert_one_line_error(invoke("schedules", "show", "constant", "--epochs", "0"), 2, "--epochs must be >= 1")
+    assert_one_line_error(invoke("schedules", "show", "constant", "--steps-per-epoch", "0"), 2, "--steps-per-epoch")
+    assert_one_line_error(invoke("schedules", "show", "constant", "--lr0", "-1"), 2, "lr0")
+    assert_one_line_error(invoke("schedules", "nope"), 2, "No such command 'nope'")
+    from polydl.training import plots
+    monkeypatch.setattr(plots, "available", lambda: False)
+    assert_one_line_error(invoke("schedules", "show", "constant", "--plot", tmp_path / "x.png"), 2, "polydl[plot]")
+    assert not (tmp_path / "x.png").exists()
+
+
+# ---------------------------------------------------------------------------- info
+def test_info():
+    r = cli("info")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert f"polydl  {polydl.__version__}" in out
+    assert f"NumPy   {np.__version__}" in out
+    cupy = polydl.backend.cupy_version()
+    assert f"CuPy    {cupy or 'not installed'}" in out
+    assert "CUDA devices:" in out
+    assert "plugins:" in out
+
+
+def test_info_lists_loaded_plugins(monkeypatch):
+    from polydl import schedules
+
+    def fake(lr0=0.01):
+        return schedules.constant(lr0)
+
+    schedules.registry.register("fake_sched_for_info", fake, plugin="fakeplugin", distribution="polydl-fake",
+                                version="9.9")
+    try:
+        r = invoke("info")
+        assert r.exit_code == 0, r.output
+        assert "  fakeplugin (polydl-fake 9.9): schedule fake_sched_for_info" in r.stdout
+    finally:
+        schedules.registry.unregister("fake_sched_for_info")
+    r = invoke("info")
+    assert "fake_sched_for_info" not in r.stdout
