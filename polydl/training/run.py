@@ -370,7 +370,6 @@ class Trainer:
 
     def train(self) -> None:
         cfg = self.config
-        xp = self.dev.xp
         X, y = self.X["train"], self.y["train"]
         bs = cfg.batch_size
         model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
@@ -429,8 +428,10 @@ class Trainer:
                 self.epoch_seconds = 0.0
                 self.step_losses.fill(0)
                 self.step_correct.fill(0)
-                self.save()
+                # metrics first: a kill between the two leaves a line that the resume drops (it rewrites
+                # metrics.jsonl from the checkpoint's history), never a checkpoint without its line
                 ckpt.append_metrics(self.out_dir / ckpt.METRICS, record)
+                self.save()
                 self.reporter.epoch_end(record, cfg.epochs)
                 if self.sigint is not None and self.sigint.set and self.epoch < cfg.epochs:
                     raise self._interrupted(e)
@@ -573,7 +574,15 @@ def resume(run_dir, changes: dict | None = None, *, reporter: Reporter | None = 
     run_dir = Path(run_dir)
     old, config, meta, arrays = _resumed_config(run_dir, changes)
     done, mid = int(meta["epoch"]), int(meta.get("batch", 0))
-    if done >= config.epochs and not mid:
+    finished = done >= config.epochs and not mid
+    if finished and config.replace(out=old.out) == old and not (run_dir / ckpt.SUMMARY).exists():
+        # killed after its last epoch, before the summary: finish it
+        dev, data = _setup(config)
+        trainer = Trainer(config, data, dev, run_dir, reporter)
+        trainer.load(meta, arrays)
+        ckpt.write_metrics(run_dir / ckpt.METRICS, trainer.history)
+        return trainer.finish()
+    if finished:
         raise ConfigError(f"the run in {run_dir} already finished its {done} epochs; pass --epochs N with "
                           f"N > {done} to train longer")
     if config.epochs < done + (1 if mid else 0):

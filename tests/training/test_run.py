@@ -132,6 +132,18 @@ def test_resume_refuses_to_change_what_defines_the_run(tmp_path):
     assert resume_config(out, {"epochs": 9}).epochs == 9
 
 
+def test_resume_finishes_a_run_killed_before_its_summary(tmp_path):
+    out = tmp_path / "r"
+    run(tiny(epochs=2), out)
+    summary = (out / "summary.json").read_text()
+    (out / "summary.json").unlink()
+    with open(out / ck.METRICS, "a") as fh:
+        fh.write('{"epo')
+    res = resume(out)
+    assert res.epochs == 2 and (out / "summary.json").read_text() == summary
+    assert [r["epoch"] for r in metrics(out)] == [1, 2]
+
+
 def test_resume_of_a_non_run_or_damaged_run(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         resume(tmp_path / "missing")
@@ -293,3 +305,26 @@ def test_components_are_built_by_registry_name(tmp_path):
     assert not (tmp_path / "r").exists()
     run(tiny(optimizer="momentum", beta=0.8, normalizer="none", activation="tanh", loss="mse", epochs=1,
              schedule="exponential", schedule_params={"base": 0.9}), tmp_path / "ok")
+
+
+def test_building_blocks(tmp_path, monkeypatch):
+    from polydl import losses
+    from polydl.training import default_out_dir, load_dataset, load_run_config
+    from polydl.training.run import RESUME_CHANGEABLE, build_model, evaluate_arrays, num_outputs
+
+    assert num_outputs(losses.get("softmax_cross_entropy"), 5) == 5
+    assert num_outputs(losses.get("binary_cross_entropy"), 2) == 1
+    model = build_model(tiny(hidden=[3, 4]), 2, 5, backend.device("cpu"))
+    assert [p.shape for p in model.parameters()][0] == (2, 3)
+    X = np.zeros((3, 2), np.float32)
+    loss, acc, pred = evaluate_arrays(model, losses.get("softmax_cross_entropy"), X, np.array([0, 1, 2]))
+    assert np.isfinite(loss) and 0 <= acc <= 1 and pred.shape == (3,)
+    assert evaluate_arrays(model, losses.get("softmax_cross_entropy"), X[:0], np.zeros(0, int)) == (None, None, None)
+    name, splits, k = load_dataset("blobs", seed=1, params={"n_samples": 50, "centers": 3})
+    assert name == "blobs" and k == 3 and sum(len(s[1]) for s in splits.values()) == 50
+    run(tiny(epochs=1), tmp_path / "r")
+    config, m, arrs = load_run_config(tmp_path / "r")
+    assert config.epochs == 1 and m["epoch"] == 1 and "model/0.weight" in arrs
+    monkeypatch.chdir(tmp_path)
+    assert default_out_dir().parent.name == "runs"
+    assert {"lr", "schedule", "epochs"} <= set(RESUME_CHANGEABLE) and "hidden" not in RESUME_CHANGEABLE
