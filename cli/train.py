@@ -99,7 +99,7 @@ class BarReporter(LineReporter):
         if done:
             self.bar.update(done)
 
-    def step(self):
+    def step(self, loss=None):
         self.bar.update(1)
 
     def epoch_end(self, record, epochs):
@@ -137,7 +137,8 @@ def _opt(*decls, **kw):
 @click.option("--overwrite", is_flag=True, help="Replace the run in an existing --out directory.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the summary line.")
 @_opt("--device", help="cpu, cuda or cuda:N.")
-@_opt("--dtype", type=click.Choice(DTYPES), help="Floating type of weights and data.")
+@_opt("--dtype", type=click.Choice(DTYPES), help="Floating type of weights and data; float16/bfloat16 train in mixed precision "
+     "(half products, float32 master weights, loss scaling for float16): fast on GPUs.")
 @_opt("--seed", type=int, help="Seed of the weights, the shuffling and dropout.")
 @_opt("--data-seed", type=int, help="Seed of the train/validation/test split and of synthetic data.")
 @_opt("--dataset", metavar="NAME|FILE", help="digits, moons, spirals, blobs, a plugin's, or a .npz/.csv file.")

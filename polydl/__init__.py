@@ -14,7 +14,7 @@ from .random import manual_seed
 from .tensor import Parameter, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from . import functional
 from . import functional as F
-from . import nn, optim, schedules, losses, normalizers, datasets, testing
+from . import nn, optim, schedules, losses, normalizers, datasets, testing, amp
 from . import plugins  # the loader; importing it loads no plugin (that happens on first use)
 
 __all__ = [

@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 from . import backend
+from .amp import _STATE as _amp
 from .tensor import Tensor, _make, unbroadcast, is_grad_enabled
 
 __all__ = [
@@ -430,25 +431,39 @@ def stack(tensors, axis=0):
 
 # ---------------------------------------------------------------------------- fused layers
 def linear(x, weight, bias=None):
-    """z = x W + b in one node; W has shape (in, out) (leading batch axes allowed on both)."""
+    """z = x W + b in one node; W has shape (in, out) (leading batch axes allowed on both).
+
+    Under ``polydl.amp.autocast`` the product runs in the half dtype (x, W and b cast to it) and
+    W's gradient is accumulated in W's own dtype (float32 master weights)."""
     x, w = _operands(x, weight)
     xd, wd = x.data, w.data
     xp = _xp(xd)
+    half = _amp.dtype
+    if half is not None and xd.dtype.kind == "f":
+        xd = xd.astype(half, copy=False)
+        wd = wd.astype(half)
     out = xp.matmul(xd, wd)
+    if half is not None and out.dtype != xd.dtype:
+        out = out.astype(xd.dtype)  # NumPy's bfloat16 products come back as float32
     if bias is not None:
-        out += bias.data
+        out += bias.data if half is None else bias.data.astype(out.dtype)
         parents = (x, w, bias)
     else:
         parents = (x, w)
 
     def backward(g):
-        gx = xp.matmul(g, wd.T) if x.requires_grad and wd.ndim == 2 else (
-            xp.matmul(g, xp.swapaxes(wd, -1, -2)) if x.requires_grad else None)
+        if half is not None:
+            g = g.astype(xd.dtype, copy=False)
+        gx = None
+        if x.requires_grad:
+            gx = xp.matmul(g, wd.T if wd.ndim == 2 else xp.swapaxes(wd, -1, -2))
+            if gx.dtype != x.data.dtype:
+                gx = gx.astype(x.data.dtype)
         if not w.requires_grad:
             gw = None
         elif wd.ndim == 2:
             x2, g2 = xd.reshape(-1, xd.shape[-1]).T, g.reshape(-1, g.shape[-1])
-            if w._gzero:  # a freshly zeroed slot of the flat gradient buffer: write dW straight in
+            if w._gzero and half is None:  # a freshly zeroed slot of the flat gradient buffer: write dW there
                 xp.matmul(x2, g2, out=w.grad)
                 w._gzero = False
                 gw = None
@@ -460,7 +475,7 @@ def linear(x, weight, bias=None):
             return gx, gw
         if not bias.requires_grad:
             gb = None
-        elif bias._gzero and g.ndim == 2:
+        elif bias._gzero and g.ndim == 2 and half is None:
             g.sum(axis=0, out=bias.grad)
             bias._gzero = False
             gb = None
@@ -484,6 +499,9 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     xp = _xp(xd)
     if xd.ndim < 2:
         raise ValueError(f"batch_norm needs input of shape (batch, features), not {xd.shape}")
+    in_dtype = xd.dtype
+    if in_dtype != gd.dtype and in_dtype.itemsize < gd.dtype.itemsize:
+        xd = xd.astype(gd.dtype)  # half activations: statistics in the parameters' precision
     flat = xd.ndim == 2  # (m, F); otherwise (..., m, F) with leading model axes
 
     def batch_sum(a):
@@ -516,8 +534,12 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     scale = gd * inv_std  # γ/√(σ² + ε) per feature
     out = xc * scale
     out += bd
+    if out.dtype != in_dtype:
+        out = out.astype(in_dtype)
 
     def backward(g):
+        if g.dtype != xd.dtype:
+            g = g.astype(xd.dtype)
         gbeta = batch_sum(g)
         ggamma = batch_dot(g, xc)
         ggamma *= inv_std  # Σ g·z_norm
@@ -531,6 +553,8 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
                 gx *= scale
             else:
                 gx = g * scale
+            if gx.dtype != in_dtype:
+                gx = gx.astype(in_dtype)
         return gx, unbroadcast(ggamma, gd.shape), unbroadcast(gbeta, bd.shape)
 
     return _make(out, (x, gamma, beta), backward)
@@ -597,6 +621,9 @@ def softmax_cross_entropy(logits, targets):
     td = targets.data if isinstance(targets, Tensor) else targets
     if not backend.same_device(zd, td):
         raise _dev_error(zd, td)
+    in_dtype = zd.dtype
+    if in_dtype.itemsize < 4:
+        zd = zd.astype(np.float32)  # half scores: the loss and ŷ in float32
     c = zd.shape[-1]
     m = zd.size // c if c else 0
     zmax = zd.max(axis=-1, keepdims=True)
@@ -627,7 +654,7 @@ def softmax_cross_entropy(logits, targets):
         else:
             gz = p - td
         gz *= g * (1.0 / m)
-        return (gz,)
+        return (gz if gz.dtype == in_dtype else gz.astype(in_dtype),)
 
     return _make(loss, (z,), backward)
 

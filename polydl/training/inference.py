@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backend
+from .. import amp, backend
 from ..tensor import Tensor, no_grad
 from .config import TrainConfig
 from .data import DataError, load_dataset, read_features, validate_split
@@ -52,9 +52,12 @@ def load_model(run_dir, device: str | None = None) -> LoadedRun:
 
 def _scores(run: LoadedRun, X: np.ndarray):
     """Scores of standardised features on the run's device (no graph, eval mode)."""
-    Xd = backend.to_device(np.ascontiguousarray(run.standardize(X), dtype=np.dtype(run.config.dtype)), run.device)
+    from .run import compute_dtype, param_dtype
+
+    Xd = backend.to_device(np.ascontiguousarray(run.standardize(X), dtype=param_dtype(run.config)), run.device)
     out = []
-    with no_grad():
+    half = compute_dtype(run.config)
+    with no_grad(), amp.autocast(half, enabled=half is not None):
         for i in range(0, len(Xd), 8192):
             out.append(run.model(Tensor(Xd[i:i + 8192])).data)
     xp = run.device.xp

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backend, losses, nn, optim, schedules
+from .. import amp, backend, losses, nn, optim, schedules
 from .. import random as _random
 from ..tensor import Tensor, no_grad
 from . import checkpoint as ckpt
@@ -62,7 +62,7 @@ class Reporter:
 
     def start(self, info: dict) -> None: ...
     def epoch_start(self, epoch: int, epochs: int, n_batches: int, done: int) -> None: ...
-    def step(self) -> None: ...
+    def step(self, loss=None) -> None: ...  # loss: the step's loss Tensor, still on the device
     def epoch_end(self, record: dict, epochs: int) -> None: ...
     def note(self, message: str) -> None: ...
 
@@ -98,13 +98,23 @@ def num_outputs(loss_fn, num_classes: int) -> int:
     return num_classes
 
 
+def param_dtype(config: TrainConfig) -> np.dtype:
+    """The dtype of weights and data: ``config.dtype``, or float32 master weights for half dtypes."""
+    return np.dtype(np.float32) if config.dtype in amp.HALF_DTYPES else np.dtype(config.dtype)
+
+
+def compute_dtype(config: TrainConfig):
+    """The autocast dtype of the matrix products (None unless ``config.dtype`` is a half dtype)."""
+    return amp.resolve(config.dtype) if config.dtype in amp.HALF_DTYPES else None
+
+
 def build_model(config: TrainConfig, num_features: int, outputs: int, dev):
-    """The MLP of ``config`` on ``dev`` in ``config.dtype`` (weights drawn from ``config.seed``)."""
+    """The MLP of ``config`` on ``dev`` in ``param_dtype(config)`` (weights drawn from ``config.seed``)."""
     _random.manual_seed(config.seed)
     model = nn.mlp([num_features, *config.hidden, outputs], activation=config.activation,
                    normalizer=config.normalizer, dropout=config.dropout,
                    normalizer_params=config.normalizer_params or None)
-    return model.to(device=dev, dtype=np.dtype(config.dtype))
+    return model.to(device=dev, dtype=param_dtype(config))
 
 
 def build_schedule(config: TrainConfig):
@@ -116,11 +126,13 @@ def build_loss(config: TrainConfig):
 
 
 def check_dtype(config: TrainConfig, dev) -> None:
-    if config.dtype in ("float16", "bfloat16"):
-        if dev.type == "cpu":
-            raise ConfigError(f"dtype {config.dtype} is not supported on the CPU (NumPy has no fast half-precision "
-                              "matrix products); use --dtype float32 or float64")
-        raise ConfigError(f"dtype {config.dtype} is not supported yet; use --dtype float32 or float64")
+    """Half dtypes train with float32 master weights (mixed precision). They work on every device,
+    but only a GPU has fast half-precision matrix products; bfloat16 needs ml_dtypes."""
+    if config.dtype in amp.HALF_DTYPES:
+        try:
+            amp.resolve(config.dtype)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def schedule_label(config: TrainConfig) -> str:
@@ -128,7 +140,7 @@ def schedule_label(config: TrainConfig) -> str:
     return f"{config.schedule}(lr0={config.lr}{', ' + params if params else ''}) per {config.schedule_unit}"
 
 
-def evaluate_arrays(model, loss_fn, X, y):
+def evaluate_arrays(model, loss_fn, X, y, half=None):
     """(mean loss, accuracy, predictions) over device arrays, BatchNorm in eval mode, no graph.
 
     One device-to-host transfer for the loss and the count."""
@@ -141,7 +153,7 @@ def evaluate_arrays(model, loss_fn, X, y):
     total = xp.zeros((), dtype=np.float64)
     preds = []
     try:
-        with no_grad():
+        with no_grad(), amp.autocast(half, enabled=half is not None):
             for i in range(0, m, _EVAL_CHUNK):
                 xb, yb = X[i:i + _EVAL_CHUNK], y[i:i + _EVAL_CHUNK]
                 scores = model(Tensor(xb))
@@ -257,7 +269,9 @@ class Trainer:
         self.optimizer = optim.get(config.optimizer, self.model.parameters(), **config.optimizer_params())
         self.schedule = build_schedule(config)
         self.schedule(1, 1)  # a schedule that cannot give α fails now, not mid-run
-        dt = np.dtype(config.dtype)
+        dt = param_dtype(config)
+        self.half = compute_dtype(config)
+        self.scaler = amp.GradScaler(self.half) if self.half is not None else None
         to = lambda a, t: backend.to_device(np.ascontiguousarray(a, dtype=t), dev)  # noqa: E731
         # the data goes to the device once
         self.X = {s: to(data.split(s)[0], dt) for s in ("train", "val", "test")}
@@ -302,6 +316,7 @@ class Trainer:
             "schedule": {"name": self.config.schedule, "repr": repr(self.schedule)},
             "history": self.history,
             "pending_event": self.pending_event,
+            "loss_scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "dataset": self.data.name, "num_classes": self.data.num_classes,
             "num_features": self.data.num_features, "num_outputs": self.outputs,
         }
@@ -328,6 +343,8 @@ class Trainer:
             self.epoch_seconds = float(meta.get("epoch_seconds", 0.0))
             self.history = list(meta["history"])
             self.pending_event = meta.get("pending_event")
+            if self.scaler is not None and meta.get("loss_scaler"):
+                self.scaler.load_state_dict(meta["loss_scaler"])
             losses_, correct = arrays["partial/losses"], arrays["partial/correct"]
             if losses_.shape != (self.n_batches,) or correct.shape != (self.n_batches,):
                 raise ValueError("partial epoch of another length")
@@ -392,14 +409,21 @@ class Trainer:
                     idx = perm[k * bs:(k + 1) * bs]
                     xb, yb = Tensor(X[idx]), y[idx]
                     opt.zero_grad()
-                    scores = model(xb)
-                    loss = loss_fn(scores, yb)
-                    loss.backward()
-                    opt.step()
+                    if self.half is None:
+                        scores = model(xb)
+                        loss = loss_fn(scores, yb)
+                        loss.backward()
+                        opt.step()
+                    else:  # mixed precision: half products, float32 master weights, loss scaling
+                        with amp.autocast(self.half):
+                            scores = model(xb)
+                            loss = loss_fn(scores, yb)
+                        self.scaler.scale(loss).backward()
+                        self.scaler.step(opt)
                     self.step_losses[k] = loss.data
                     self.step_correct[k] = (losses.predict(loss_fn, scores).reshape(-1) == yb).sum()
                     self.step, self.batch = t, k + 1
-                    self.reporter.step()
+                    self.reporter.step(loss)
                     if self.sigint is not None and self.sigint.set and self.batch < self.n_batches:
                         self._check_finite(self.batch, e)
                         self.epoch_seconds += time.perf_counter() - t0
@@ -411,7 +435,7 @@ class Trainer:
                 if bad.size:
                     raise self._diverged(int(bad[0]), e)
                 correct = backend.to_numpy(self.step_correct)
-                val_loss, val_acc, _ = evaluate_arrays(model, loss_fn, self.X["val"], self.y["val"])
+                val_loss, val_acc, _ = evaluate_arrays(model, loss_fn, self.X["val"], self.y["val"], self.half)
                 record = {
                     "epoch": e, "step": self.step, "lr": self.lr_at(e, self.epoch_start_step + 1),
                     "train_loss": float(np.dot(step_losses, self.batch_sizes) / self.m),
@@ -438,7 +462,8 @@ class Trainer:
 
     def finish(self) -> RunResult:
         """Test-set evaluation, ``summary.json`` and ``curves.png`` of a finished run."""
-        test_loss, test_acc, _ = evaluate_arrays(self.model, self.loss_fn, self.X["test"], self.y["test"])
+        test_loss, test_acc, _ = evaluate_arrays(self.model, self.loss_fn, self.X["test"], self.y["test"],
+                                              self.half)
         last = self.history[-1] if self.history else {}
         summary = {
             "dataset": self.data.name, "epochs": self.epoch, "step": self.step,

@@ -70,7 +70,6 @@ def make_inputs(tmp):
         "missing TOML file": (["--config", tmp / "none.toml"], "config file not found"),
         "cuda:N that does not exist": (["--device", "cuda:99"], "cuda:99"),
         "unknown device": (["--device", "tpu"], "unknown device 'tpu'"),
-        "half precision on CPU": (["--dtype", "float16"], "not supported on the CPU"),
         "out under a file": (["--out", tmp / "afile" / "run"], "afile"),
         "out is a file": (["--out", tmp / "afile"], "is a file"),
         "resume a missing directory": (["--resume", tmp / "nowhere"], "not found"),

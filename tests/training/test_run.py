@@ -55,7 +55,7 @@ class InterruptAt(Reporter):
     def __init__(self, n):
         self.n, self.count = n, 0
 
-    def step(self):
+    def step(self, loss=None):
         self.count += 1
         if self.count == self.n:
             signal.raise_signal(signal.SIGINT)
@@ -219,10 +219,21 @@ def test_data_goes_to_the_device_once_and_syncs_once_per_epoch(tmp_path, monkeyp
 def test_float64_and_half_precision(tmp_path):
     run(tiny(dtype="float64", epochs=1), tmp_path / "r")
     assert arrays(tmp_path / "r")["model/0.weight"].dtype == np.float64
-    for dt in ("float16", "bfloat16"):
-        with pytest.raises(ConfigError, match=f"dtype {dt} is not supported on the CPU"):
-            run(tiny(dtype=dt), tmp_path / dt)
-        assert not (tmp_path / dt).exists()
+    # half dtypes: mixed precision, float32 master weights on every device
+    run(tiny(dtype="float16", epochs=1), tmp_path / "h")
+    assert arrays(tmp_path / "h")["model/0.weight"].dtype == np.float32
+
+
+def test_bfloat16_without_ml_dtypes_is_refused_before_writing(tmp_path, monkeypatch):
+    from polydl import amp
+
+    def no_ml_dtypes(name):
+        raise ValueError("dtype bfloat16 needs the ml_dtypes package (pip install ml_dtypes)")
+
+    monkeypatch.setattr(amp, "resolve", no_ml_dtypes)
+    with pytest.raises(ConfigError, match="pip install ml_dtypes"):
+        run(tiny(dtype="bfloat16"), tmp_path / "b")
+    assert not (tmp_path / "b").exists()
 
 
 def test_binary_cross_entropy_uses_one_output(tmp_path):
@@ -285,7 +296,7 @@ def test_reporter_callbacks(tmp_path):
         def epoch_start(self, epoch, epochs, n, done):
             seen.append(("epoch_start", epoch, epochs, n, done))
 
-        def step(self):
+        def step(self, loss=None):
             seen.append("step")
 
         def epoch_end(self, record, epochs):
