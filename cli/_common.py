@@ -2,39 +2,64 @@
 from __future__ import annotations
 
 import click
+from click.parser import _split_opt
+
+from polydl.registry import did_you_mean
+
+
+def one_line(exc: click.UsageError) -> click.UsageError:
+    """A usage error as one ``Error: ...`` line (no usage block): the problem, then the fix, which
+    is the closest valid name where there is one and the command's ``--help`` otherwise."""
+    ctx = exc.ctx
+    if ctx is None or isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return exc  # already one line, or the help text that a bare group prints
+    hint = ""
+    if isinstance(exc, click.NoSuchOption):
+        message = f"No such option '{exc.option_name}'"
+        names = [o for p in ctx.command.get_params(ctx) for o in (*p.opts, *p.secondary_opts)]
+        hint = did_you_mean(exc.option_name, names)
+    else:
+        message = exc.format_message().rstrip(".")
+    line = click.UsageError(message + (hint or f" (see '{ctx.command_path} --help')"))
+    line.exit_code = exc.exit_code
+    return line
 
 
 class Command(click.Command):
-    """A command whose usage errors (a bad option value) are one ``Error: ...`` line, like the
-    errors polydl itself reports."""
+    """A command whose usage errors (an unknown option, a bad value) are one ``Error: ...`` line,
+    like the errors polydl itself reports."""
 
     def parse_args(self, ctx, args):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            raise _one_line(exc) from None
-
-
-def _one_line(exc):
-    if exc.ctx is None:
-        return exc
-    return click.UsageError(f"{exc.format_message()} (see '{exc.ctx.command_path} --help')")
+            raise one_line(exc) from None
 
 
 class Group(click.Group):
-    """A group with one-line usage errors (an unknown subcommand, a bad option value)."""
+    """A group with one-line usage errors: ``No such command 'trian'; did you mean 'train'?``."""
 
     def parse_args(self, ctx, args):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            raise _one_line(exc) from None
+            raise one_line(exc) from None
 
     def resolve_command(self, ctx, args):
+        name = click.utils.make_str(args[0])
+        if not ctx.resilient_parsing and not _split_opt(name)[0] and self.get_command(ctx, name) is None:
+            hint = did_you_mean(name, self.list_commands(ctx)) or f" (see '{ctx.command_path} --help')"
+            raise click.UsageError(f"No such command '{name}'{hint}")
         try:
             return super().resolve_command(ctx, args)
         except click.UsageError as exc:
-            raise _one_line(exc) from None
+            raise one_line(exc) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's, raised while it parses or runs
+            raise one_line(exc) from None
 
 
 def percent(x) -> str:

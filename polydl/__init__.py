@@ -7,7 +7,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import os as _os
+
 from . import backend
+
+if _os.environ.get("POLYDL_MALLOC_TUNING", "1") != "0":
+    backend.tune_malloc()
 from .backend import Device, DeviceError, cuda_available, device
 from .hookspecs import hookimpl
 from .random import manual_seed

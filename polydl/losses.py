@@ -8,14 +8,13 @@ With C = 2, softmax cross-entropy on the logits [0, z] equals the logistic loss 
 """
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
+from . import backend
 from . import functional as F
 from .hookspecs import hookimpl
 from .registry import Registry, RegistrationError
-from .tensor import Tensor
+from .tensor import Tensor, no_grad
 
 hardmax = F.hardmax
 
@@ -68,10 +67,23 @@ class MSE(Loss):
 def predict(loss, scores):
     """Class predictions for ``scores`` under ``loss`` (arg-max unless the loss says otherwise)."""
     fn = getattr(loss, "predict", None)
+    return fn(scores) if fn is not None else Loss.predict(loss, scores)
+
+
+def probabilities(loss, scores):
+    """Class probabilities (an array of shape (m, C)) for ``scores`` under ``loss``: the loss's own
+    ``probabilities(scores)`` if it has one; else σ(z) = 1/(1 + e^−z) for one logit per sample
+    (columns 1 − σ, σ), and softmax(z) for one score per class."""
+    fn = getattr(loss, "probabilities", None)
     if fn is not None:
         return fn(scores)
     sd = scores.data if isinstance(scores, Tensor) else scores
-    return sd.argmax(axis=-1)
+    with no_grad():
+        s = Tensor(sd.astype(np.float64))
+        if s.ndim == 1 or s.shape[1] == 1:
+            p1 = F.sigmoid(s.reshape(-1)).data
+            return backend.get_array_module(p1).stack([1.0 - p1, p1], axis=1)
+        return F.softmax(s, axis=1).data
 
 
 def _validate(name, factory):
@@ -117,14 +129,7 @@ registry = Registry("losses", _validate, singular="loss")
 
 def get(name: str, **params):
     """The loss ``name``, e.g. ``get("softmax_cross_entropy")``."""
-    factory = registry.lookup(name)
-    try:
-        inspect.signature(factory).bind(**params)
-    except TypeError as exc:
-        raise ValueError(f"loss '{name}' does not take these parameters: {exc}") from None
-    except ValueError:
-        pass
-    loss = factory(**params)
+    loss = registry.build(name, **params)
     if not callable(loss):
         raise ValueError(f"loss factory '{name}' returned {type(loss).__name__}, not a callable "
                          "(scores, targets) -> scalar Tensor")

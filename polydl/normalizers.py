@@ -1,7 +1,9 @@
-"""Normalization layers by name: ``get(name, num_features, **params)`` returns a Module."""
-from __future__ import annotations
+"""Normalization layers by name: ``get(name, num_features, **params)`` returns a Module.
 
-import inspect
+``batchnorm``  z̃ = γ · (z − μ_B) / √(σ²_B + ε) + β with mini-batch statistics (running averages in
+              evaluation mode); ``none``  the identity.
+"""
+from __future__ import annotations
 
 from .hookspecs import hookimpl
 from .registry import Registry, RegistrationError
@@ -44,14 +46,7 @@ registry = Registry("normalizers", _validate, singular="normalizer")
 
 def get(name: str, num_features: int, **params):
     """A normalization Module for ``num_features`` features, e.g. ``get("batchnorm", 64, momentum=0.9)``."""
-    factory = registry.lookup(name)
-    try:
-        inspect.signature(factory).bind(num_features, **params)
-    except TypeError as exc:
-        raise ValueError(f"normalizer '{name}' does not take these parameters: {exc}") from None
-    except ValueError:
-        pass
-    module = factory(num_features, **params)
+    module = registry.build(name, num_features, **params)
     from .nn.module import Module
     if not isinstance(module, Module):
         raise ValueError(f"normalizer factory '{name}' returned {type(module).__name__}, not a polydl.nn.Module")

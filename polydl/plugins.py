@@ -21,7 +21,6 @@ Environment variables, read when loading happens:
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import os
@@ -32,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 import pluggy
 
 from . import hookspecs
-from .registry import RegistrationError
+from .registry import RegistrationError, did_you_mean
 
 __all__ = ["load", "is_loaded", "reset", "plugin_manager", "plugins", "failed", "problems",
            "register_plugin", "unregister_plugin", "report", "settings", "registries",
@@ -156,9 +155,7 @@ def _check_hooks(pm, obj, info):
     """Unknown (misspelt) hooks, unmarked hook functions and wrappers, each with a clear error."""
     for hc in pm.get_hookcallers(obj) or ():
         if not hc.has_spec():
-            close = difflib.get_close_matches(hc.name, list(HOOKS), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise PluginError(f"{info.describe()} implements unknown hook '{hc.name}'{hint} "
+            raise PluginError(f"{info.describe()} implements unknown hook '{hc.name}'{did_you_mean(hc.name, HOOKS)} "
                               f"(polydl's hooks: {', '.join(HOOKS)})")
         for impl in hc.get_hookimpls():
             if impl.plugin is obj and (impl.hookwrapper or impl.wrapper):
@@ -471,9 +468,8 @@ def unregister_plugin(name: str) -> PluginInfo:
     with _lock:
         info = _plugins.pop(name, None)
         if info is None:
-            close = difflib.get_close_matches(str(name), list(_plugins), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise PluginError(f"no plugin named '{name}' is loaded{hint} (loaded: {', '.join(_plugins)})")
+            raise PluginError(f"no plugin named '{name}' is loaded{did_you_mean(name, _plugins)} "
+                              f"(loaded: {', '.join(_plugins)})")
         for reg in registries().values():
             reg.remove_plugin(name)
         obj = _pm.get_plugin(name)

@@ -2,15 +2,73 @@
 
 Built-ins and third-party plugins fill them through the same hooks (``polydl.hookspecs``);
 each entry remembers which plugin, distribution and version registered it.
+
+Also the checks every part of polydl shares for names and parameters: ``did_you_mean`` for an
+unknown name, ``check_number`` / ``check_whole`` for a parameter's value, and
+``Registry.build``, which checks parameter names against the factory's signature.
 """
 from __future__ import annotations
 
 import difflib
+import inspect
+import math
+import numbers
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+# ---------------------------------------------------------------------- shared checks
+def closest(name, choices, cutoff: float = 0.6) -> str | None:
+    """The choice most similar to ``name`` (difflib ratio ≥ ``cutoff``), or None."""
+    found = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+def did_you_mean(name, choices) -> str:
+    """``"; did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
+    best = closest(name, choices)
+    return f"; did you mean '{best}'?" if best is not None else ""
+
+
+def _bound(value, low, high, low_open, high_open) -> str | None:
+    """The violated range as text (``">= 0"``, ``"in (0, 1]"``), or None when ``value`` is in it."""
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if not (below or above):
+        return None
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"{'<' if high_open else '<='} {high}"
+
+
+def check_number(label: str, value, low=None, high=None, *, low_open=False, high_open=False) -> float:
+    """``value`` as a float if it is a finite real number within the bounds; else ``ValueError``
+    ``"<label> must be a finite number"`` or ``"<label> must be >= low"`` (``in [low, high)``, ...)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{label} must be a finite number, not {value!r}")
+    value = float(value)
+    rule = _bound(value, low, high, low_open, high_open)
+    if rule is not None:
+        raise ValueError(f"{label} must be {rule}, not {value:g}")
+    return value
+
+
+def check_whole(label: str, value, low=None, *, meaning: str = "", integral_floats=False) -> int:
+    """``value`` as an int if it is a whole number ≥ ``low``; ``integral_floats`` also accepts
+    ``10.0``. ``meaning`` is added to the message: ``"epochs must be >= 1 (<meaning>), not 0"``."""
+    ok = isinstance(value, numbers.Integral) or (integral_floats and isinstance(value, numbers.Real)
+                                                 and math.isfinite(value) and value == int(value))
+    if isinstance(value, bool) or not ok:
+        raise ValueError(f"{label} must be a whole number, not {value!r}")
+    value = int(value)
+    if low is not None and value < low:
+        raise ValueError(f"{label} must be >= {low}{f' ({meaning})' if meaning else ''}, not {value}")
+    return value
 
 
 class UnknownNameError(KeyError, ValueError):
@@ -37,6 +95,11 @@ class Entry:
     version: str | None = None
     overridden: list = field(default_factory=list)
     previous: "Entry | None" = field(default=None, repr=False, compare=False)
+
+    @property
+    def builtin(self) -> bool:
+        """Registered by polydl itself (its default plugins ``polydl.schedules``, ...)."""
+        return self.plugin == "polydl" or self.plugin.startswith("polydl.")
 
 
 class Registry:
@@ -152,18 +215,58 @@ class Registry:
 
     def unknown_message(self, name) -> str:
         names = sorted(self._entries)
-        close = difflib.get_close_matches(str(name), names, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return f"unknown {self.singular} '{name}'{hint} (valid: {', '.join(names)})"
+        return f"unknown {self.singular} '{name}'{did_you_mean(name, names)} (valid: {', '.join(names)})"
 
     def lookup(self, name):
         """The registered object itself (a factory or class)."""
         return self.entry(name).obj
 
-    def get(self, name, *args, **params):
-        """Build the named object: ``obj(*args, **params)``."""
+    def parameters(self, name, skip: int = 0) -> list[str]:
+        """The names of the parameters the factory ``name`` takes, less its first ``skip``
+        (those polydl passes itself, such as ``num_features``)."""
+        try:
+            params = inspect.signature(self.lookup(name)).parameters.values()
+        except (TypeError, ValueError):
+            return []
+        plain = [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return [p.name for p in plain[skip:]]
+
+    def check_params(self, name, *args, **params) -> inspect.BoundArguments | None:
+        """Bind ``(*args, **params)`` to the factory's signature; an unknown or missing parameter is
+        a ``ValueError`` naming it and listing the ones the factory takes. None when the factory
+        has no signature to check."""
         factory = self.lookup(name)
-        return factory(*args, **params)
+        try:
+            sig = inspect.signature(factory)
+        except (TypeError, ValueError):
+            return None
+        try:
+            return sig.bind(*args, **params)
+        except TypeError as exc:
+            valid = self.parameters(name, skip=len(args))
+            takes = f"(its parameters: {', '.join(valid) or 'none'})"
+            takes_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+            bad = [k for k in params if k not in sig.parameters] if not takes_kw else []
+            if bad:
+                hint = did_you_mean(bad[0], valid) if len(bad) == 1 else ""
+                raise ValueError(f"{self.singular} '{name}' has no parameter {', '.join(map(repr, bad))}{hint} "
+                                 f"{takes}") from None
+            raise ValueError(f"{self.singular} '{name}': {exc} {takes}") from None
+
+    def build(self, name, *args, **params):
+        """``factory(*args, **params)`` after :meth:`check_params`; a ``TypeError`` the factory
+        raises for a parameter's value (a string where it wants a number) becomes a ``ValueError``."""
+        self.check_params(name, *args, **params)
+        try:
+            return self.lookup(name)(*args, **params)
+        except TypeError as exc:
+            given = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            raise ValueError(f"{self.singular} '{name}' cannot be built with {given or 'its defaults'}: "
+                             f"{exc}") from None
+
+    def get(self, name, *args, **params):
+        """Build the named object: ``obj(*args, **params)`` (see :meth:`build`)."""
+        return self.build(name, *args, **params)
 
     def names(self) -> list[str]:
         self._load()

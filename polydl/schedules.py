@@ -19,30 +19,22 @@ import math
 import numbers
 
 from .hookspecs import hookimpl
-from .registry import Registry, RegistrationError
+from .registry import Registry, RegistrationError, check_number, check_whole
 
 __all__ = ["Schedule", "get", "names", "registry", "constant", "inverse_time", "exponential",
            "inverse_sqrt_epoch", "inverse_sqrt_step", "staircase", "describe"]
 
 
-def _number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"schedule parameter {name} must be a finite number, not {value!r}")
-    return float(value)
+def _number(name, value, low=None, high=None, **bounds):
+    return check_number(f"schedule parameter {name}", value, low, high, **bounds)
 
 
 def _non_negative(name, value):
-    value = _number(name, value)
-    if value < 0:
-        raise ValueError(f"schedule parameter {name} must be >= 0, not {value}")
-    return value
+    return _number(name, value, 0)
 
 
 def _positive(name, value):
-    value = _number(name, value)
-    if value <= 0:
-        raise ValueError(f"schedule parameter {name} must be > 0, not {value}")
-    return value
+    return _number(name, value, 0, low_open=True)
 
 
 def _check_position(epoch, step):
@@ -90,9 +82,7 @@ def inverse_time(lr0=0.01, decay_rate=1.0):
 def exponential(lr0=0.01, base=0.95):
     """α = base^epoch · α0, base in (0, 1]."""
     lr0 = _non_negative("lr0", lr0)
-    base = _number("base", base)
-    if not 0 < base <= 1:
-        raise ValueError(f"schedule parameter base must be in (0, 1], not {base}")
+    base = _number("base", base, 0, 1, low_open=True)
     return Schedule("exponential", {"lr0": lr0, "base": base}, lambda e, t: base ** e * lr0)
 
 
@@ -113,12 +103,8 @@ def inverse_sqrt_step(lr0=0.01, k=1.0):
 def staircase(lr0=0.01, factor=0.5, every=10):
     """α = α0 · factor^⌊(epoch − 1)/every⌋: α drops by ``factor`` every ``every`` epochs."""
     lr0 = _non_negative("lr0", lr0)
-    factor = _number("factor", factor)
-    if not 0 < factor <= 1:
-        raise ValueError(f"schedule parameter factor must be in (0, 1], not {factor}")
-    if isinstance(every, bool) or not isinstance(every, (int, float)) or every != int(every) or every < 1:
-        raise ValueError(f"schedule parameter every must be a whole number of epochs >= 1, not {every!r}")
-    every = int(every)
+    factor = _number("factor", factor, 0, 1, low_open=True)
+    every = check_whole("schedule parameter every", every, 1, meaning="epochs between drops", integral_floats=True)
     return Schedule("staircase", {"lr0": lr0, "factor": factor, "every": every},
                     lambda e, t: lr0 * factor ** ((e - 1) // every))
 
@@ -194,25 +180,14 @@ registry = Registry("schedules", _validate, singular="schedule")
 
 def get(name: str, **params):
     """The schedule ``name`` with its parameters, e.g. ``get("inverse_time", lr0=0.2, decay_rate=1)``."""
-    factory = registry.lookup(name)
+    bound = registry.check_params(name, **params)
     shown = dict(params)
-    try:
-        sig = inspect.signature(factory)
-        bound = sig.bind(**params)
-    except TypeError as exc:
-        valid = [p for p in inspect.signature(factory).parameters]
-        bad = [k for k in params if k not in valid]
-        if bad:
-            raise ValueError(f"schedule '{name}' has no parameter {', '.join(map(repr, bad))} "
-                             f"(its parameters: {', '.join(valid)})") from None
-        raise ValueError(f"schedule '{name}': {exc} (its parameters: {', '.join(valid)})") from None
-    except ValueError:
-        pass
-    else:
+    if bound is not None:
         bound.apply_defaults()
+        kinds = bound.signature.parameters
         shown = {k: v for k, v in bound.arguments.items()
-                 if sig.parameters[k].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
-    schedule = factory(**params)
+                 if kinds[k].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
+    schedule = registry.build(name, **params)
     if isinstance(schedule, Schedule):
         return schedule
     if not callable(schedule):

@@ -6,16 +6,16 @@ as NumPy arrays (features float32, labels int64). Loaders are registered through
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
 
 from ..hookspecs import hookimpl
-from ..registry import Registry, RegistrationError
+from ..registry import Registry, RegistrationError, check_number, check_whole
 
-__all__ = ["Dataset", "digits", "moons", "spirals", "blobs", "load", "names", "registry", "split"]
+__all__ = ["Dataset", "digits", "moons", "spirals", "blobs", "load", "names", "registry", "split",
+           "split_indices"]
 
 
 @dataclass
@@ -39,22 +39,35 @@ class Dataset:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
 
-def split(X, y, seed=0, val_fraction=0.1, test_fraction=0.2, name="data", num_classes=None) -> Dataset:
-    """A seeded random split of (X, y) into train / validation / test."""
-    for label, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= frac < 1:
-            raise ValueError(f"{label} must be in [0, 1), not {frac}")
+def split_indices(m: int, seed=0, val_fraction=0.1, test_fraction=0.2):
+    """(train, val, test) index arrays of a seeded permutation of ``range(m)``: the first
+    round(m·test_fraction) indices are the test split, the next round(m·val_fraction) validation."""
+    check_number("val_fraction", val_fraction, 0, 1, high_open=True)
+    check_number("test_fraction", test_fraction, 0, 1, high_open=True)
     if val_fraction + test_fraction >= 1:
-        raise ValueError("val_fraction + test_fraction must leave some training data (< 1)")
-    m = len(y)
+        raise ValueError(f"val_fraction + test_fraction must leave some training data (< 1), not "
+                         f"{val_fraction} + {test_fraction}")
     perm = np.random.default_rng(seed).permutation(m)
     n_test = int(round(m * test_fraction))
     n_val = int(round(m * val_fraction))
-    test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
-    X = np.asarray(X, dtype=np.float32)
+    return perm[n_test + n_val:], perm[n_test:n_test + n_val], perm[:n_test]
+
+
+def split(X, y, seed=0, val_fraction=0.1, test_fraction=0.2, name="data", num_classes=None) -> Dataset:
+    """A seeded random split of (X, y) into train / validation / test (see :func:`split_indices`)."""
     y = np.asarray(y, dtype=np.int64)
-    k = int(num_classes if num_classes is not None else (y.max() + 1 if m else 0))
+    train, val, test = split_indices(len(y), seed, val_fraction, test_fraction)
+    X = np.asarray(X, dtype=np.float32)
+    k = int(num_classes if num_classes is not None else (y.max() + 1 if len(y) else 0))
     return Dataset(name, X[train], y[train], X[val], y[val], X[test], y[test], k)
+
+
+def _size(name, value, low):
+    return check_whole(f"dataset parameter {name}", value, low)
+
+
+def _scale(name, value):
+    return check_number(f"dataset parameter {name}", value, 0)
 
 
 def digits(seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Dataset:
@@ -67,7 +80,8 @@ def digits(seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2)
 
 
 def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0, val_fraction=0.1, test_fraction=0.2) -> Dataset:
-    """Two interleaving half circles (2 features, 2 classes)."""
+    """Two interleaving half circles (2 features, 2 classes), with Gaussian noise of std ``noise``."""
+    n_samples, noise = _size("n_samples", n_samples, 2), _scale("noise", noise)
     rng = np.random.default_rng(seed)
     n_out = n_samples // 2
     n_in = n_samples - n_out
@@ -82,7 +96,10 @@ def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0, val_fraction
 
 def spirals(n_samples: int = 1500, classes: int = 3, noise: float = 0.2, seed: int = 0,
             val_fraction=0.1, test_fraction=0.2) -> Dataset:
-    """Interleaved spiral arms, one per class (2 features)."""
+    """Interleaved spiral arms, one per class c (2 features): x = (r sin θ, r cos θ) with r from 0.05
+    to 1 and θ from 2πc/classes to 2πc/classes + 4 along the arm, plus noise N(0, ``noise``²) on θ."""
+    classes = _size("classes", classes, 2)
+    n_samples, noise = _size("n_samples", n_samples, classes), _scale("noise", noise)
     rng = np.random.default_rng(seed)
     per = n_samples // classes
     Xs, ys = [], []
@@ -97,7 +114,10 @@ def spirals(n_samples: int = 1500, classes: int = 3, noise: float = 0.2, seed: i
 
 def blobs(n_samples: int = 1000, centers: int = 4, features: int = 2, spread: float = 1.0, seed: int = 0,
           val_fraction=0.1, test_fraction=0.2) -> Dataset:
-    """Gaussian clusters around random centres, one class each."""
+    """Gaussian clusters (std ``spread``) around ``centers`` uniform random centres in [−8, 8]^features,
+    one class each."""
+    centers, features = _size("centers", centers, 1), _size("features", features, 1)
+    n_samples, spread = _size("n_samples", n_samples, 1), _scale("spread", spread)
     rng = np.random.default_rng(seed)
     C = rng.uniform(-8, 8, (centers, features))
     y = rng.integers(0, centers, n_samples)
@@ -115,12 +135,7 @@ registry = Registry("datasets", _validate, singular="dataset")
 
 def load(name: str, seed: int = 0, **params) -> Dataset:
     """The dataset ``name`` (``digits``, ``moons``, ``spirals``, ``blobs`` or a plugin's)."""
-    loader = registry.lookup(name)
-    try:
-        inspect.signature(loader).bind(seed=seed, **params)
-    except TypeError as exc:
-        raise ValueError(f"dataset '{name}' does not take these parameters: {exc}") from None
-    ds = loader(seed=seed, **params)
+    ds = registry.build(name, seed=seed, **params)
     if not isinstance(ds, Dataset):
         raise TypeError(f"dataset loader '{name}' returned {type(ds).__name__}, not polydl.datasets.Dataset")
     return ds

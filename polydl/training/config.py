@@ -8,12 +8,13 @@ Every key has a default, so ``TrainConfig()`` is the default run (a BatchNorm ML
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..registry import check_number, check_whole, closest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -94,9 +95,7 @@ class TrainConfig:
         if self.target is not None:
             _check_str(self, "target")
         for key in ("val_split", "test_split"):
-            v = _check_number(self, key)
-            if not 0 <= v < 1:
-                raise ConfigError(f"{key} must be in [0, 1), not {v}")
+            _check_number(self, key, 0, 1, high_open=True)
         if self.val_split + self.test_split >= 1:
             raise ConfigError(f"val_split + test_split must be < 1 to leave training data, not "
                               f"{self.val_split} + {self.test_split}")
@@ -108,12 +107,8 @@ class TrainConfig:
         self.hidden = [int(h) for h in self.hidden]
         for key in ("activation", "normalizer", "loss", "optimizer", "schedule"):
             _check_str(self, key)
-        d = _check_number(self, "dropout")
-        if not 0 <= d < 1:
-            raise ConfigError(f"dropout must be in [0, 1), not {d}")
-        lr = _check_number(self, "lr")
-        if lr < 0:
-            raise ConfigError(f"lr must be >= 0, not {lr}")
+        _check_number(self, "dropout", 0, 1, high_open=True)
+        _check_number(self, "lr", 0)
         for key in OPTIMIZER_KEYS:
             if getattr(self, key) is not None:
                 _check_number(self, key)
@@ -124,10 +119,13 @@ class TrainConfig:
         _check_bool(self, "plot")
         if self.out is not None:
             _check_str(self, "out")
-        for key in ("schedule_params", "dataset_params", "normalizer_params", "loss_params"):
+        for key in _TABLES:
             v = getattr(self, key)
             if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
                 raise ConfigError(f"{key} must be a table of name = value, not {v!r}")
+            for param, owner in RESERVED_PARAMS.get(key, {}).items():
+                if param in v:
+                    raise ConfigError(f"{key} cannot set {param}: it comes from {owner}; set that instead")
         return self
 
     # ------------------------------------------------------------------ conversions
@@ -203,8 +201,7 @@ def _closest(key, valid=KEYS) -> str:
     alias = ALIASES.get(key.lower().replace("-", "_"))
     if alias is not None and alias in valid:
         return alias
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
-    return close[0] if close else valid[0]
+    return closest(key, valid, cutoff=0.0) or valid[0]
 
 
 def _check_str(cfg, key):
@@ -219,20 +216,27 @@ def _check_bool(cfg, key):
         raise ConfigError(f"{key} must be true or false, not {v!r}")
 
 
-def _check_number(cfg, key):
-    v = getattr(cfg, key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(f"{key} must be a finite number, not {v!r}")
-    return float(v)
+def _check_number(cfg, key, low=None, high=None, **bounds) -> float:
+    try:
+        return check_number(key, getattr(cfg, key), low, high, **bounds)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
-def _check_int(cfg, key, low, meaning=None):
-    v = getattr(cfg, key)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{key} must be a whole number, not {v!r}")
-    if v < low:
-        what = f" ({meaning})" if meaning else ""
-        raise ConfigError(f"{key} must be >= {low}{what}, not {v}")
+def _check_int(cfg, key, low, meaning=""):
+    try:
+        return check_whole(key, getattr(cfg, key), low, meaning=meaning)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+#: parameters a table cannot set, because another key (its flag) does
+RESERVED_PARAMS = {
+    "schedule_params": {"lr0": "lr (--lr)"},
+    "dataset_params": {"seed": "data_seed (--data-seed)", "val_fraction": "val_split (--val-split)",
+                       "test_fraction": "test_split (--test-split)"},
+    "normalizer_params": {"num_features": "hidden (--hidden)"},
+}
 
 
 def _toml_key(k: str) -> str:
@@ -289,10 +293,7 @@ def from_dict(d: dict, source: str = "configuration") -> TrainConfig:
     """A validated configuration from a dict; an unknown key names the closest valid one."""
     if not isinstance(d, dict):
         raise ConfigError(f"{source} must be a table of keys, not {type(d).__name__}")
-    for key in d:
-        if key not in KEYS:
-            raise ConfigError(f"unknown key '{key}' in {source}; the closest valid key is "
-                              f"'{_closest(str(key))}'")
+    _check_keys(d, source)
     d = dict(d)
     if isinstance(d.get("hidden"), tuple):
         d["hidden"] = list(d["hidden"])
@@ -317,10 +318,14 @@ def load_toml(path) -> dict:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"malformed TOML in {path}: {exc}; check the syntax (key = value, strings in quotes)") from None
-    for key in data:
-        if key not in KEYS:
-            raise ConfigError(f"unknown key '{key}' in {path}; the closest valid key is '{_closest(str(key))}'")
+    _check_keys(data, path)
     return data
+
+
+def _check_keys(d: dict, source) -> None:
+    for key in d:
+        if key not in KEYS:
+            raise ConfigError(f"unknown key '{key}' in {source}; the closest valid key is '{_closest(str(key))}'")
 
 
 def parse_param(text: str, what: str = "parameter") -> tuple[str, object]:

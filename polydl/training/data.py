@@ -291,11 +291,9 @@ def _from_file(path: Path, seed, val_split, test_split, target):
     widths = {s: xy[0].shape[1] for s, xy in checked.items() if len(xy[0])}
     if len(set(widths.values())) > 1:
         raise DataError(f"{path}: the splits have different numbers of features ({widths})")
-    # split off what the file does not provide, with a seeded permutation
-    perm = np.random.default_rng(seed).permutation(len(y))
-    n_test = 0 if "test" in checked else int(round(len(y) * test_split))
-    n_val = 0 if "val" in checked else int(round(len(y) * val_split))
-    test_idx, val_idx, train_idx = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+    # split off what the file does not provide, with the seeded permutation of the named datasets
+    train_idx, val_idx, test_idx = datasets.split_indices(len(y), seed, 0 if "val" in checked else val_split,
+                                                          0 if "test" in checked else test_split)
     out = {"train": (X[train_idx], y[train_idx])}
     out["val"] = checked.get("val", (X[val_idx], y[val_idx]))
     out["test"] = checked.get("test", (X[test_idx], y[test_idx]))
@@ -317,7 +315,11 @@ def _from_registry(name, seed, val_split, test_split, params):
 def load_dataset(name: str, seed=0, val_split=0.1, test_split=0.2, target=None, params=None):
     """(name, {split: (X float64, y int64)}, num_classes), checked, not standardised."""
     params = dict(params or {})
-    if name in datasets.registry and not Path(name).is_file():
+    named = name in datasets.registry and not Path(name).is_file()
+    if target is not None and (named or Path(name).suffix.lower() != ".csv"):
+        raise DataError(f"--target {target!r} chooses the label column of a .csv file; {name} is not one "
+                        "(a .npz file has its labels in y, a named dataset its own)")
+    if named:
         return _from_registry(name, seed, val_split, test_split, params)
     if is_data_file(name) or Path(name).exists():
         if params:

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import amp, backend
+from ..losses import probabilities
 from ..tensor import Tensor, no_grad
 from .config import TrainConfig
 from .data import DataError, load_dataset, read_features, validate_split
 
-__all__ = ["LoadedRun", "load_model", "evaluate", "predict", "probabilities"]
+__all__ = ["LoadedRun", "load_model", "evaluate", "predict", "probabilities"]  # probabilities: polydl.losses
 
 
 @dataclass
@@ -64,22 +65,6 @@ def _scores(run: LoadedRun, X: np.ndarray):
     return out[0] if len(out) == 1 else xp.concatenate(out)
 
 
-def probabilities(loss_fn, scores):
-    """Class probabilities from scores: the loss's own ``probabilities`` if it has one, the logistic
-    function for one logit per sample, softmax otherwise."""
-    fn = getattr(loss_fn, "probabilities", None)
-    if fn is not None:
-        return fn(scores)
-    xp = backend.get_array_module(scores)
-    s = scores.astype(np.float64)
-    if s.ndim == 1 or s.shape[1] == 1:
-        p1 = 1.0 / (1.0 + xp.exp(-s.reshape(-1)))
-        return xp.stack([1.0 - p1, p1], axis=1)
-    s = s - s.max(axis=1, keepdims=True)
-    e = xp.exp(s)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def evaluate(run_dir, dataset: str | None = None, split: str = "test", device: str | None = None,
              target: str | None = None) -> dict:
     """Loss, accuracy and confusion matrix of a run's model on a split of its dataset (or of
@@ -90,8 +75,9 @@ def evaluate(run_dir, dataset: str | None = None, split: str = "test", device: s
     cfg = run.config
     name = dataset if dataset is not None else cfg.dataset
     params = cfg.dataset_params if dataset is None else {}
-    label, splits, _ = load_dataset(name, cfg.data_seed, cfg.val_split, cfg.test_split,
-                                    target if target is not None else cfg.target, params)
+    if target is None and dataset is None:
+        target = cfg.target  # the run's own label column
+    label, splits, _ = load_dataset(name, cfg.data_seed, cfg.val_split, cfg.test_split, target, params)
     if split not in splits:
         raise DataError(f"unknown split '{split}' (valid: train, val, test)")
     X, y = splits[split]
