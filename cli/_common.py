@@ -1,8 +1,9 @@
 """Shared pieces of the polydl commands: one-line usage errors and number formatting."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import click
-from click.parser import _split_opt
 
 from polydl.registry import did_you_mean
 
@@ -47,7 +48,7 @@ class Group(click.Group):
 
     def resolve_command(self, ctx, args):
         name = click.utils.make_str(args[0])
-        if not ctx.resilient_parsing and not _split_opt(name)[0] and self.get_command(ctx, name) is None:
+        if not ctx.resilient_parsing and not name.startswith("-") and self.get_command(ctx, name) is None:
             hint = did_you_mean(name, self.list_commands(ctx)) or f" (see '{ctx.command_path} --help')"
             raise click.UsageError(f"No such command '{name}'{hint}")
         try:
@@ -60,6 +61,16 @@ class Group(click.Group):
             return super().invoke(ctx)
         except click.UsageError as exc:  # a subcommand's, raised while it parses or runs
             raise one_line(exc) from None
+
+
+@contextmanager
+def writing(path):
+    """An ``OSError`` while writing ``path`` (a missing directory, no permission, a full disk)
+    becomes one ``Error: cannot write PATH: reason`` line, exit status 2."""
+    try:
+        yield
+    except OSError as exc:
+        raise ValueError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def percent(x) -> str:

@@ -11,7 +11,7 @@ import click
 from polydl import training
 from polydl.training.checkpoint import atomic_write
 
-from ._common import Command, percent
+from ._common import Command, percent, writing
 
 
 def confusion_table(confusion) -> str:
@@ -71,8 +71,6 @@ def predict(run_dir, input_file, out_file, overwrite, device):
     if out_file is None:
         click.echo(buf.getvalue(), nl=False)
         return
-    try:
+    with writing(out_file):
         atomic_write(out_file, buf.getvalue())
-    except OSError as exc:
-        raise ValueError(f"cannot write {out_file}: {exc.strerror or exc}") from None
     click.echo(f"{len(classes)} predictions written to {out_file}")

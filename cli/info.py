@@ -13,30 +13,20 @@ from ._common import Command
 
 
 def cuda_devices() -> list[str]:
-    """``cuda:N name (memory)`` for each GPU CuPy sees."""
+    """``cuda:N name (memory, compute capability)`` for each GPU CuPy sees."""
     out = []
-    cp = backend._cupy()
-    for i in range(backend.cuda_device_count()):
-        try:
-            props = cp.cuda.runtime.getDeviceProperties(i)
-            name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-            mem = f", {props['totalGlobalMem'] / 2**30:.0f} GiB"
-        except Exception:  # pragma: no cover - depends on the driver
-            name, mem = "GPU", ""
-        out.append(f"cuda:{i} {name}{mem}")
+    for d in backend.cuda_devices():
+        extra = [f"{d['memory_gib']:g} GiB"] if "memory_gib" in d else []
+        extra += [f"compute capability {d['compute_capability']}"] if "compute_capability" in d else []
+        out.append(f"cuda:{d['index']} {d['name']}" + (f" ({', '.join(extra)})" if extra else ""))
     return out
 
 
 def plugin_rows() -> list[tuple]:
     """(kind, name, plugin, distribution, version) of every registry entry a plugin added."""
     from polydl import plugins
-    rows = []
-    for kind, reg in plugins.registries().items():
-        for e in reg.entries():
-            if e.distribution == "polydl" or e.plugin.startswith("polydl."):
-                continue
-            rows.append((reg.singular, e.name, e.plugin, e.distribution, e.version))
-    return rows
+    return [(reg.singular, e.name, e.plugin, e.distribution, e.version)
+            for reg in plugins.registries().values() for e in reg.entries() if not e.builtin]
 
 
 @click.command("info", cls=Command)

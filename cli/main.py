@@ -8,9 +8,12 @@ import click
 
 import polydl
 
+from ._common import Group
 
-class PolydlGroup(click.Group):
-    """Turns expected errors into one ``Error: ...`` line on stderr (exit 2 for bad input)."""
+
+class PolydlGroup(Group):
+    """Turns the errors polydl raises for bad input (``ValueError`` and its subclasses, a missing
+    file, an unusable device) into one ``Error: ...`` line on stderr and exit status 2."""
 
     def invoke(self, ctx):
         try:
@@ -20,9 +23,8 @@ class PolydlGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             sys.exit(130)
-        except (ValueError, KeyError, FileNotFoundError, polydl.DeviceError) as exc:
-            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            click.echo(f"Error: {msg}", err=True)
+        except (ValueError, FileNotFoundError, polydl.DeviceError) as exc:
+            click.echo(f"Error: {' '.join(str(exc).split())}", err=True)
             sys.exit(2)
 
 
@@ -33,17 +35,14 @@ def main():
 
 
 def _add_commands():
-    from importlib import import_module
+    from .evaluate import evaluate, predict
+    from .info import info
+    from .plugins_cmd import plugins
+    from .schedules_cmd import schedules
+    from .train import train
 
-    for modname in ("train", "plugins_cmd"):
-        try:
-            mod = import_module(f"{__package__}.{modname}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__package__}.{modname}":
-                continue
-            raise
-        for cmd in getattr(mod, "COMMANDS", ()):
-            main.add_command(cmd)
+    for cmd in (train, evaluate, predict, schedules, info, plugins):
+        main.add_command(cmd)
 
 
 _add_commands()

@@ -8,6 +8,8 @@ import click
 
 from polydl import plugins as _plugins
 
+from ._common import Command
+
 _KINDS = ("schedules", "normalizers", "losses", "optimizers", "datasets")
 
 
@@ -61,7 +63,7 @@ def _text(report: dict) -> str:
     return "\n".join(lines)
 
 
-@click.command("plugins")
+@click.command("plugins", cls=Command)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (plugins, failed, warnings, settings).")
 def plugins(as_json):
     """List the loaded plugins: distribution, version, hooks and the names each registered.
@@ -76,5 +78,3 @@ def plugins(as_json):
     else:
         click.echo(_text(report))
 
-
-COMMANDS = [plugins]

@@ -6,7 +6,7 @@ import click
 from polydl import schedules as _schedules
 from polydl import training
 
-from ._common import Command, Group
+from ._common import Command, Group, writing
 
 
 def _params_text(name) -> str:
@@ -23,7 +23,7 @@ def schedules(ctx):
     entries = _schedules.registry.entries()
     width = max(len(e.name) for e in entries)
     for e in entries:
-        origin = "" if e.plugin.startswith("polydl.") or e.plugin == "polydl" else f"  [plugin {e.plugin}]"
+        origin = "" if e.builtin else f"  [plugin {e.plugin}]"
         click.echo(f"{e.name.ljust(width)}  {_params_text(e.name)}{origin}")
 
 
@@ -43,19 +43,19 @@ def show(name, lr0, epochs, steps_per_epoch, param, plot_file):
     if steps_per_epoch < 1:
         raise ValueError(f"--steps-per-epoch must be >= 1, not {steps_per_epoch}")
     params = training.parse_params(param, "--param")
+    if "lr0" in params:
+        raise ValueError("--param cannot set lr0: give it with --lr0")
     sched = _schedules.get(name, lr0=lr0, **params)
     values = [float(sched(e, (e - 1) * steps_per_epoch + 1)) for e in range(1, epochs + 1)]
-    if plot_file is not None:
+    if plot_file is not None:  # first, so that a plot that cannot be written prints nothing else
         from polydl.training import plots
         if not plots.available():
             raise ValueError(f"cannot draw {plot_file}: {plots.MISSING_NOTE}")
+        with writing(plot_file):
+            plots.plot_schedule(range(1, epochs + 1), values, plot_file, repr(sched))
     click.echo(f"{name}({', '.join(f'{k}={v}' for k, v in {'lr0': lr0, **params}.items())})")
     click.echo("epoch  lr")
     for e, v in enumerate(values, 1):
         click.echo(f"{e:5d}  {v:.6g}")
     if plot_file is not None:
-        try:
-            plots.plot_schedule(range(1, epochs + 1), values, plot_file, repr(sched))
-        except OSError as exc:
-            raise ValueError(f"cannot write {plot_file}: {exc.strerror or exc}") from None
         click.echo(f"plot written to {plot_file}")

@@ -1,7 +1,7 @@
 """``polydl train``: a training run from flags and/or a TOML file; ``--resume`` continues one.
 
 The work is done by :mod:`polydl.training`; this module turns flags into a configuration and
-reports progress. ``COMMANDS`` lists every command of this part of the CLI."""
+reports progress."""
 from __future__ import annotations
 
 import sys
@@ -117,7 +117,8 @@ def summary_line(result) -> str:
     s = result.summary
     test = (f"test accuracy {percent(s['test_accuracy'])} (loss {number(s['test_loss'])}, {s['test_samples']} samples)"
             if s.get("test_accuracy") is not None else "no test split")
-    return (f"{s['dataset']}: {test}, val accuracy {percent(s['val_accuracy'])}, after {s['epochs']} epochs "
+    epochs = f"{s['epochs']} epoch{'' if s['epochs'] == 1 else 's'}"
+    return (f"{s['dataset']}: {test}, val accuracy {percent(s['val_accuracy'])}, after {epochs} "
             f"in {s['seconds']:.1f}s; run in {result.out_dir}")
 
 
@@ -199,10 +200,3 @@ def train(config_file, print_config, resume, overwrite, quiet, **opts):
         click.echo(f"Interrupted: {exc}", err=True)
         sys.exit(130)
     click.echo(summary_line(result))
-
-
-from .evaluate import evaluate, predict  # noqa: E402
-from .info import info  # noqa: E402
-from .schedules_cmd import schedules  # noqa: E402
-
-COMMANDS = [train, evaluate, predict, schedules, info]

@@ -92,3 +92,28 @@ def test_names_and_unknown_name():
     assert "digits" in str(info.value)
     with pytest.raises(ValueError):
         datasets.load("digits", colour=True)
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("moons", {"n_samples": 1}, "dataset parameter n_samples must be >= 2, not 1"),
+    ("moons", {"n_samples": "many"}, "dataset parameter n_samples must be a whole number, not 'many'"),
+    ("moons", {"noise": -0.1}, "dataset parameter noise must be >= 0, not -0.1"),
+    ("spirals", {"classes": 1}, "dataset parameter classes must be >= 2, not 1"),
+    ("spirals", {"classes": 5, "n_samples": 4}, "dataset parameter n_samples must be >= 5, not 4"),
+    ("blobs", {"centers": 0}, "dataset parameter centers must be >= 1, not 0"),
+    ("blobs", {"features": 2.5}, "dataset parameter features must be a whole number, not 2.5"),
+    ("blobs", {"spread": float("inf")}, "dataset parameter spread must be a finite number, not inf"),
+    ("digits", {"colour": True}, r"dataset 'digits' has no parameter 'colour' \(its parameters: seed, val_fraction, test_fraction\)"),
+])
+def test_synthetic_parameters_are_validated(name, params, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        datasets.load(name, **params)
+
+
+def test_split_indices_partition_the_permutation():
+    train, val, test = datasets.split_indices(50, seed=4, val_fraction=0.2, test_fraction=0.1)
+    assert (len(train), len(val), len(test)) == (35, 10, 5)
+    assert sorted(np.concatenate([test, val, train]).tolist()) == list(range(50))
+    np.testing.assert_array_equal(np.concatenate([test, val, train]), np.random.default_rng(4).permutation(50))
+    d = datasets.split(np.arange(50.0)[:, None], np.zeros(50), seed=4, val_fraction=0.2, test_fraction=0.1)
+    np.testing.assert_array_equal(d.X_val[:, 0], val)

@@ -149,3 +149,31 @@ def test_gradcheck_every_loss(device, name, z, t):
     fn = losses.get(name)
     zt = polydl.tensor(rng.normal(0, 1.5, z), device=device, requires_grad=True)
     assert gradcheck(fn, zt, backend.to_device(t, device))
+
+
+def test_probabilities_softmax_sigmoid_and_the_loss_own(device):
+    z = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 5.0]])
+    p = losses.probabilities(losses.get("softmax_cross_entropy"), polydl.tensor(z, device=device))
+    np.testing.assert_allclose(npy(p), _softmax(z), rtol=1e-12)
+    logits = np.array([[0.0], [2.0], [-800.0]])
+    p = npy(losses.probabilities(losses.get("binary_cross_entropy"), polydl.tensor(logits, device=device).data))
+    s = 1 / (1 + np.exp(-np.array([0.0, 2.0])))
+    np.testing.assert_allclose(p, [[1 - s[0], s[0]], [1 - s[1], s[1]], [1.0, 0.0]], rtol=1e-12)
+    assert p.dtype == np.float64 and np.isfinite(p).all()
+
+    class Own:
+        def probabilities(self, scores):
+            return "own"
+
+    assert losses.probabilities(Own(), z) == "own"
+
+
+def test_predict_defaults_to_the_arg_max():
+    z = np.array([[0.1, 0.9], [2.0, -1.0]])
+    assert losses.predict(object(), z).tolist() == [1, 0]
+    assert losses.predict(losses.get("binary_cross_entropy"), np.array([[0.3], [-0.2]])).tolist() == [1, 0]
+
+
+def test_unknown_parameter_names_the_valid_ones():
+    with pytest.raises(ValueError, match=r"^loss 'mse' has no parameter 'reduction' \(its parameters: none\)$"):
+        losses.get("mse", reduction="sum")

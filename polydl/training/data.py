@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import inspect
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import numpy as np
 
 from .. import datasets
 
-__all__ = ["DataError", "Data", "load_data", "load_dataset", "read_features", "validate_split",
-           "is_data_file"]
+__all__ = ["DataError", "Data", "load_data", "load_dataset", "read_features", "check_features",
+           "validate_split", "is_data_file"]
 
 FILE_SUFFIXES = (".npz", ".csv")
 
@@ -56,34 +57,34 @@ def is_data_file(name: str) -> bool:
 
 
 # ---------------------------------------------------------------------------- reading files
-def _read_npz(path: Path) -> dict:
+@contextmanager
+def _reading(path: Path, kind: str, invalid=(), fix: str = ""):
+    """Turn the errors of reading the data file ``path`` into one :class:`DataError` each; a
+    missing file stays ``FileNotFoundError`` (its callers name it). ``invalid``: the exception
+    types that mean the content is not a valid ``kind`` file, ``fix``: how to write one."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: np.asarray(z[k]) for k in z.files}
+        yield
     except FileNotFoundError:
         raise
     except PermissionError as exc:
         raise DataError(f"cannot read data file {path}: {exc.strerror}; check its permissions") from None
     except IsADirectoryError:
-        raise DataError(f"data file {path} is a directory, not a .npz file") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise DataError(f"cannot read data file {path}: not a valid .npz archive ({exc}); "
-                        "write it with numpy.savez(path, X=..., y=...)") from None
+        raise DataError(f"data file {path} is a directory, not a {kind} file") from None
+    except (OSError, UnicodeDecodeError, *invalid) as exc:
+        raise DataError(f"cannot read data file {path}: not a valid {kind} file ({exc}){fix}") from None
+
+
+def _read_npz(path: Path) -> dict:
+    with _reading(path, ".npz", (ValueError, zipfile.BadZipFile, EOFError, KeyError),
+                  "; write it with numpy.savez(path, X=..., y=...)"):
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in z.files}
 
 
 def _read_csv_rows(path: Path) -> list[list[str]]:
-    try:
+    with _reading(path, ".csv", (csv.Error,), "; save it as UTF-8 text with one sample per line"):
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
-    except FileNotFoundError:
-        raise
-    except PermissionError as exc:
-        raise DataError(f"cannot read data file {path}: {exc.strerror}; check its permissions") from None
-    except IsADirectoryError:
-        raise DataError(f"data file {path} is a directory, not a .csv file") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read data file {path}: {exc}") from None
-    return rows
+            return [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
 
 
 def _is_number(s: str) -> bool:
@@ -186,12 +187,18 @@ def read_features(path, num_features: int | None = None) -> np.ndarray:
         X = _to_float(path, rows, cols, header, 2 if header is not None else 1) if rows else np.empty((0, width))
     else:
         raise DataError(f"cannot read {path}: use a .npz or .csv file")
-    X = _features(X, f"{path}")
+    return check_features(X, str(path), num_features)
+
+
+def check_features(X, what: str, num_features: int | None = None) -> np.ndarray:
+    """Features to predict on as float64 (m, n), checked: numbers, ``num_features`` per sample,
+    at least one sample, no NaN or infinity."""
+    X = _features(X, what)
     if num_features is not None and X.shape[1] != num_features:
-        raise DataError(f"{path} has {X.shape[1]} features per sample, but the model takes {num_features}")
+        raise DataError(f"{what} has {X.shape[1]} features per sample, but the model takes {num_features}")
     if len(X) == 0:
-        raise DataError(f"{path} has no samples")
-    _check_finite(X, str(path))
+        raise DataError(f"{what} has no samples")
+    _check_finite(X, what)
     return X
 
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import amp, backend
+from .. import amp, backend, losses
 from ..losses import probabilities
 from ..tensor import Tensor, no_grad
 from .config import TrainConfig
-from .data import DataError, load_dataset, read_features, validate_split
+from .data import DataError, check_features, load_dataset, read_features, validate_split
 
 __all__ = ["LoadedRun", "load_model", "evaluate", "predict", "probabilities"]  # probabilities: polydl.losses
 
@@ -51,16 +51,23 @@ def load_model(run_dir, device: str | None = None) -> LoadedRun:
     return LoadedRun(config, model, loss_fn, mean, std, num_classes, num_features, int(meta["epoch"]), dev)
 
 
+def _on_device(run: LoadedRun, X: np.ndarray):
+    """Standardised features on the run's device, in its parameters' dtype."""
+    from .run import param_dtype
+
+    return backend.to_device(np.ascontiguousarray(run.standardize(X), dtype=param_dtype(run.config)), run.device)
+
+
 def _scores(run: LoadedRun, X: np.ndarray):
     """Scores of standardised features on the run's device (no graph, eval mode)."""
-    from .run import compute_dtype, param_dtype
+    from .run import _EVAL_CHUNK, compute_dtype
 
-    Xd = backend.to_device(np.ascontiguousarray(run.standardize(X), dtype=param_dtype(run.config)), run.device)
+    Xd = _on_device(run, X)
     out = []
     half = compute_dtype(run.config)
     with no_grad(), amp.autocast(half, enabled=half is not None):
-        for i in range(0, len(Xd), 8192):
-            out.append(run.model(Tensor(Xd[i:i + 8192])).data)
+        for i in range(0, len(Xd), _EVAL_CHUNK):
+            out.append(run.model(Tensor(Xd[i:i + _EVAL_CHUNK])).data)
     xp = run.device.xp
     return out[0] if len(out) == 1 else xp.concatenate(out)
 
@@ -69,8 +76,6 @@ def evaluate(run_dir, dataset: str | None = None, split: str = "test", device: s
              target: str | None = None) -> dict:
     """Loss, accuracy and confusion matrix of a run's model on a split of its dataset (or of
     ``dataset``, a name or a file, standardised with the run's training statistics)."""
-    from .. import losses
-
     run = load_model(run_dir, device)
     cfg = run.config
     name = dataset if dataset is not None else cfg.dataset
@@ -86,31 +91,25 @@ def evaluate(run_dir, dataset: str | None = None, split: str = "test", device: s
     X, y = validate_split(X, y, f"{label} ({split} split)", run.num_classes)
     if len(y) == 0:
         raise DataError(f"the {split} split of {label} is empty")
-    scores = _scores(run, X)
-    yd = backend.to_device(y, run.device)
-    with no_grad():
-        loss = float(backend.to_numpy(run.loss_fn(Tensor(scores), yd).data))
-    pred = backend.to_numpy(losses.predict(run.loss_fn, scores)).reshape(-1).astype(np.int64)
+    from .run import compute_dtype, evaluate_arrays
+
+    loss, accuracy, pred = evaluate_arrays(run.model, run.loss_fn, _on_device(run, X),
+                                           backend.to_device(y, run.device), compute_dtype(run.config))
+    pred = backend.to_numpy(pred).reshape(-1).astype(np.int64)
     k = run.num_classes
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (y, pred), 1)
     return {"dataset": label, "split": split, "samples": int(len(y)), "loss": loss,
-            "accuracy": float((pred == y).mean()), "confusion": confusion.tolist(), "num_classes": k}
+            "accuracy": accuracy, "confusion": confusion.tolist(), "num_classes": k}
 
 
 def predict(run_dir, X_or_path, device: str | None = None):
     """(classes, probabilities) as NumPy arrays for features (an array, or a .npz/.csv path)."""
-    from .. import losses
-
     run = load_model(run_dir, device)
     if isinstance(X_or_path, (str, Path)):
         X = read_features(X_or_path, run.num_features)
     else:
-        X = np.asarray(X_or_path, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != run.num_features:
-            raise DataError(f"features of shape {X.shape} do not fit the model, which takes {run.num_features} per sample")
-        if not np.isfinite(X).all():
-            raise DataError("features have NaN or infinity")
+        X = check_features(X_or_path, "the input", run.num_features)
     scores = _scores(run, X)
     classes = backend.to_numpy(losses.predict(run.loss_fn, scores)).reshape(-1).astype(np.int64)
     probs = backend.to_numpy(probabilities(run.loss_fn, scores))

@@ -14,7 +14,7 @@ TINY = ["--dataset", "moons", "--dataset-param", "n_samples=200", "--hidden", "8
 
 def invoke(*args):
     """``polydl ARGS`` in process; returns click's Result (stdout, stderr, exit_code)."""
-    return CliRunner().invoke(main, [str(a) for a in args])
+    return CliRunner().invoke(main, [str(a) for a in args], prog_name="polydl")
 
 
 def cli(*args, cwd=None, **kw):

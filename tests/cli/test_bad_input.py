@@ -62,6 +62,18 @@ def make_inputs(tmp):
         "unknown schedule parameter": (["--schedule-param", "decay=1"], "has no parameter 'decay'"),
         "bad schedule parameter value": (["--schedule-param", "decay_rate=-1"], "decay_rate must be >= 0"),
         "malformed schedule parameter": (["--schedule-param", "decay_rate"], "must look like name=value"),
+        "lr0 as a schedule parameter": (["--schedule-param", "lr0=0.1"], "schedule_params cannot set lr0: it comes from lr (--lr)"),
+        "seed as a dataset parameter": (["--dataset", "moons", "--dataset-param", "seed=1"], "cannot set seed: it comes from data_seed (--data-seed)"),
+        "split as a dataset parameter": (["--dataset", "moons", "--dataset-param", "val_fraction=0.5"], "it comes from val_split (--val-split)"),
+        "num_features as a normalizer parameter": (["--normalizer-param", "num_features=3"], "normalizer_params cannot set num_features"),
+        "unknown normalizer parameter": (["--normalizer-param", "momentm=0.5"], "normalizer 'batchnorm' has no parameter 'momentm'; did you mean 'momentum'? (its parameters: momentum, eps)"),
+        "unknown loss parameter": (["--loss-param", "gamma=2"], "loss 'softmax_cross_entropy' has no parameter 'gamma' (its parameters: none)"),
+        "unknown dataset parameter": (["--dataset", "moons", "--dataset-param", "samples=5"], "dataset 'moons' has no parameter 'samples'; did you mean 'n_samples'?"),
+        "dataset parameter of the wrong type": (["--dataset", "moons", "--dataset-param", "n_samples=abc"], "dataset parameter n_samples must be a whole number, not 'abc'"),
+        "negative dataset parameter": (["--dataset", "moons", "--dataset-param", "noise=-1"], "dataset parameter noise must be >= 0, not -1"),
+        "zero classes": (["--dataset", "spirals", "--dataset-param", "classes=0"], "dataset parameter classes must be >= 2, not 0"),
+        "target of a named dataset": (["--dataset", "moons", "--target", "label"], "--target 'label' chooses the label column of a .csv file"),
+        "target of a .npz file": (["--dataset", npz(tmp / "t.npz", X=X5, y=Y5), "--target", "y"], "a .npz file has its labels in y"),
         "bad optimizer hyperparameter": (["--beta1", "1.5"], "beta1 must be"),
         "optimizer without that hyperparameter": (["--beta", "0.9"], "does not take"),
         "malformed TOML": (["--config", tmp / "malformed.toml"], "malformed TOML"),
@@ -135,6 +147,24 @@ def test_unreadable_file_and_unwritable_directory(tmp_path):  # pragma: no cover
     ro.mkdir()
     os.chmod(ro, 0o500)
     assert_one_line_error(invoke("train", *TINY, "--out", ro / "run"), 2, "not writable")
+
+
+def test_unwritable_output_directory_even_as_root(tmp_path, monkeypatch):
+    """The permission check itself (the test above cannot run as root, who may write anywhere)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if os.fspath(path) == str(ro)
+                        else real_access(path, mode, **kw))
+    assert_one_line_error(invoke("train", *TINY, "--out", ro / "run"), 2, f"{ro} is not writable", "--out DIR")
+    assert list(ro.iterdir()) == []
+
+
+def test_csv_that_is_not_text(tmp_path):
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00\x01,2\n")
+    assert_one_line_error(invoke("train", "--dataset", tmp_path / "bin.csv", "--out", tmp_path / "o"), 2,
+                          "not a valid .csv file", "UTF-8")
+    assert not (tmp_path / "o").exists()
 
 
 def test_bad_input_in_a_real_process(tmp_path):

@@ -166,3 +166,50 @@ def test_info_lists_loaded_plugins(monkeypatch):
         schedules.registry.unregister("fake_sched_for_info")
     r = invoke("info")
     assert "fake_sched_for_info" not in r.stdout
+
+
+def test_schedules_show_takes_lr0_from_its_own_option():
+    assert_one_line_error(invoke("schedules", "show", "constant", "--param", "lr0=1"), 2,
+                          "--param cannot set lr0: give it with --lr0")
+
+
+def test_schedules_marks_plugin_schedules():
+    from polydl import schedules
+
+    schedules.registry.register("fake_sched_for_list", lambda lr0=0.01: schedules.constant(lr0), plugin="fakeplugin")
+    try:
+        listed = {ln.split()[0]: ln for ln in invoke("schedules").stdout.splitlines()}
+        assert listed["fake_sched_for_list"].endswith("  [plugin fakeplugin]")
+        assert "[plugin" not in listed["constant"]
+    finally:
+        schedules.registry.unregister("fake_sched_for_list")
+
+
+def test_info_lists_cuda_devices(monkeypatch):
+    from polydl import backend
+    monkeypatch.setattr(backend, "cuda_devices", lambda: [
+        {"index": 0, "name": "NVIDIA H100", "memory_gib": 79.2, "compute_capability": "9.0"},
+        {"index": 1, "name": "unknown (driver error)"}])
+    r = invoke("info")
+    assert r.exit_code == 0, r.output
+    assert "CUDA devices:\n  cuda:0 NVIDIA H100 (79.2 GiB, compute capability 9.0)\n  cuda:1 unknown (driver error)\n" \
+        in r.stdout
+
+
+def test_outputs_that_cannot_be_written(run_dir, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    r = invoke("schedules", "show", "constant", "--plot", tmp_path / "no" / "lr.png")
+    assert_one_line_error(r, 2, f"cannot write {tmp_path / 'no' / 'lr.png'}: No such file or directory")
+    assert r.stdout == ""
+    np.savez(tmp_path / "x.npz", X=np.zeros((2, 2)))
+    (tmp_path / "p.csv").write_text("kept")
+    from polydl.training import checkpoint
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "atomic_write", disk_full)
+    monkeypatch.setattr("polydl_cli.evaluate.atomic_write", disk_full)
+    r = invoke("predict", run_dir, tmp_path / "x.npz", "--out", tmp_path / "p.csv", "--overwrite")
+    assert_one_line_error(r, 2, f"cannot write {tmp_path / 'p.csv'}: No space left on device")
+    assert (tmp_path / "p.csv").read_text() == "kept"

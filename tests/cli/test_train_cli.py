@@ -47,6 +47,14 @@ def test_quiet_prints_only_the_summary(tmp_path):
     assert line.startswith("moons: test accuracy ") and str(tmp_path / "r") in line
 
 
+def test_summary_line_counts_epochs(tmp_path):
+    r = invoke("train", *TINY, "--epochs", "1", "--out", tmp_path / "r", "-q")
+    assert r.exit_code == 0, r.output
+    assert ", after 1 epoch in " in r.stdout
+    r = invoke("train", *TINY, "--out", tmp_path / "s", "-q")
+    assert ", after 2 epochs in " in r.stdout
+
+
 def test_plain_lines_when_not_a_terminal(tmp_path):
     r = invoke("train", *TINY, "--out", tmp_path / "r")
     lines = r.stdout.splitlines()

@@ -77,6 +77,10 @@ def test_missing_config_file():
     ({"plot": 1}, "plot must be true or false"),
     ({"beta": "x"}, "beta must be a finite number"),
     ({"schedule_params": [1]}, "schedule_params must be a table"),
+    ({"schedule_params": {"lr0": 0.1}}, r"schedule_params cannot set lr0: it comes from lr \(--lr\)"),
+    ({"dataset_params": {"seed": 1}}, r"dataset_params cannot set seed: it comes from data_seed \(--data-seed\)"),
+    ({"dataset_params": {"test_fraction": 0.1}}, r"it comes from test_split \(--test-split\)"),
+    ({"normalizer_params": {"num_features": 4}}, r"normalizer_params cannot set num_features"),
     ({"optimizer": ""}, "optimizer must be a non-empty string"),
     ({"out": 3}, "out must be a non-empty string"),
 ])

@@ -180,3 +180,22 @@ def test_read_features(tmp_path):
         D.read_features(tmp_path / "n.csv", 2)
     with pytest.raises(FileNotFoundError):
         D.read_features(tmp_path / "none.csv")
+
+
+def test_a_file_is_split_like_a_named_dataset(tmp_path):
+    """The same seeded permutation splits a file and a named dataset (polydl.datasets.split_indices)."""
+    from polydl import datasets
+    X = np.arange(60.0).reshape(30, 2)
+    p = write_npz(tmp_path / "d.npz", X=X, y=np.arange(30) % 2)
+    d = D.load_data(cfg(dataset=p, data_seed=3, standardize=False))
+    train, val, test = datasets.split_indices(30, 3, 0.1, 0.2)
+    np.testing.assert_array_equal(d.X_train, X[train])
+    np.testing.assert_array_equal(d.X_val, X[val])
+    np.testing.assert_array_equal(d.X_test, X[test])
+
+
+def test_target_is_only_for_csv_files(tmp_path):
+    p = write_npz(tmp_path / "d.npz", X=np.zeros((10, 2)), y=np.arange(10) % 2)
+    for name in ("moons", p):
+        with pytest.raises(DataError, match="--target 'label' chooses the label column of a .csv file"):
+            D.load_data(cfg(dataset=name, target="label"))

@@ -64,8 +64,12 @@ def test_predict_probabilities(run_dir, tmp_path):
     np.savez(tmp_path / "x.npz", X=X)
     c2, p2 = predict(run_dir, tmp_path / "x.npz")
     assert np.array_equal(c2, classes) and np.allclose(p2, probs)
-    with pytest.raises(DataError, match="do not fit the model"):
+    with pytest.raises(DataError, match="^the input has 5 features per sample, but the model takes 2$"):
         predict(run_dir, np.zeros((2, 5)))
+    with pytest.raises(DataError, match="the input has NaN or infinity in 1 sample"):
+        predict(run_dir, np.array([[0.0, 1.0], [np.inf, 0.0]]))
+    with pytest.raises(DataError, match="the input has no samples"):
+        predict(run_dir, np.zeros((0, 2)))
 
 
 def test_probabilities_forms():
@@ -91,3 +95,18 @@ def test_binary_logistic_run_predicts_two_probabilities(tmp_path):
 def test_load_model_of_a_damaged_run(tmp_path):
     with pytest.raises(CheckpointError):
         load_model(tmp_path)
+
+
+def test_evaluate_a_csv_run_uses_its_target_only_for_its_own_data(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = (X[:, 0] > 0).astype(int)
+    rows = ["x0,kind,x1"] + [f"{a},{c},{b}" for (a, b), c in zip(X, y)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    run(tiny(dataset=str(tmp_path / "d.csv"), target="kind", dataset_params={}, epochs=1, batch_size=8),
+        tmp_path / "r")
+    assert evaluate(tmp_path / "r")["samples"] == 12          # the run's file and label column
+    (tmp_path / "o.csv").write_text("\n".join(f"{a},{b},{c}" for (a, b), c in zip(X, y)) + "\n")
+    assert evaluate(tmp_path / "r", dataset=str(tmp_path / "o.csv"))["samples"] == 12   # label last
+    with pytest.raises(DataError, match="--target 'kind' is not a column"):
+        evaluate(tmp_path / "r", dataset=str(tmp_path / "o.csv"), target="kind")

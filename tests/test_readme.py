@@ -1,0 +1,85 @@
+"""The README is accurate: its flags exist, every ``polydl train`` flag is in it, the run files it
+names are the ones a run writes, its set-up commands are the ones CI runs, and its error examples
+are what ``polydl`` prints."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from polydl.training import checkpoint
+
+sys.path.insert(0, str(Path(__file__).parent / "cli"))
+from cli_helpers import invoke  # noqa: E402
+
+from polydl_cli.main import main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+SETUP = "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && polydl train"
+TESTS = "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && bash scripts/test"
+
+
+def _options(command: click.Command) -> set[str]:
+    ctx = click.Context(command)
+    out = {o for p in command.get_params(ctx) for o in (*p.opts, *p.secondary_opts) if o.startswith("--")}
+    for sub in getattr(command, "commands", {}).values():
+        out |= _options(sub)
+    return out
+
+
+def test_every_flag_the_readme_names_exists():
+    known = _options(main)
+    named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", README))
+    assert named - known == set()
+
+
+def test_the_readme_names_every_train_flag():
+    missing = {o for o in _options(main.commands["train"]) if not re.search(rf"{o}(?![\w-])", README)}
+    assert missing == set()
+
+
+def test_the_run_files_are_the_ones_a_run_writes():
+    section = README[README.index("The run directory"):README.index("**Crashes and babysitting.**")]
+    assert set(re.findall(r"`([a-z_]+\.(?:toml|jsonl|npz|json|png))`", section)) == set(checkpoint.RUN_FILES)
+
+
+def test_the_setup_commands_are_the_ones_ci_runs():
+    blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
+    assert blocks[0].strip() == SETUP and blocks[1].strip() == TESTS
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python3 -m venv .venv" in ci and "pip install -q -e '.[test]'" in ci and "bash scripts/test" in ci
+    assert "python -m pytest" in (ROOT / "scripts" / "test").read_text()
+
+
+def _console_examples():
+    for block in re.findall(r"```console\n(.*?)```", README, re.S):
+        lines = block.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("$ polydl ") and i + 1 < len(lines) and lines[i + 1].startswith("Error: "):
+                yield line[len("$ polydl "):], lines[i + 1]
+
+
+@pytest.mark.parametrize("command, expected", list(_console_examples()))
+def test_the_error_examples_are_what_polydl_prints(command, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*command.split())
+    assert result.exit_code == 2
+    pattern = ".*".join(re.escape(part) for part in expected.split("..."))
+    assert re.fullmatch(pattern, result.stderr.strip()), (expected, result.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_there_are_error_examples():
+    assert len(list(_console_examples())) >= 2
+
+
+def test_the_toml_example_is_a_valid_configuration(tmp_path):
+    (block,) = re.findall(r"```toml\n(.*?)```", README, re.S)
+    (tmp_path / "run.toml").write_text(block)
+    result = invoke("train", "--config", tmp_path / "run.toml", "--epochs", "30", "--print-config")
+    assert result.exit_code == 0, result.output
+    assert 'dataset = "moons"' in result.stdout and "epochs = 30" in result.stdout and "every = 10" in result.stdout
