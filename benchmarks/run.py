@@ -370,10 +370,9 @@ def main(argv=None):
         with open(args.json, "w") as fh:
             json.dump({"results": results, "overhead": overhead, "memory": memory, "versions": info}, fh, indent=1)
     if args.write:
-        tmp = args.write + ".tmp"
-        with open(tmp, "w") as fh:
-            fh.write(text + "\n")
-        os.replace(tmp, args.write)
+        from polydl.training.checkpoint import atomic_write
+
+        atomic_write(args.write, text + "\n")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ __all__ = [
 _CUPY = None          # the cupy module once imported
 _CUPY_ERROR = None    # why it could not be imported
 _DEFAULT_DTYPE = np.dtype(np.float32)
-_INSTALL_HINT = "install it with pip install 'polydl[cuda]' (cupy-cuda12x; cupy-cuda13x for CUDA 13)"
+_INSTALL_HINT = "install it with pip install 'polydl[cuda]' (CUDA 12) or pip install 'polydl[cuda13]' (CUDA 13)"
 
 
 class DeviceError(RuntimeError):

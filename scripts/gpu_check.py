@@ -174,9 +174,9 @@ def main(argv=None):
     text = render(commit, env, tests, bench, parity)
     report = Path(args.report)
     report.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = report.with_suffix(".md.tmp")
-    tmp_path.write_text(text)
-    os.replace(tmp_path, report)
+    from polydl.training.checkpoint import atomic_write
+
+    atomic_write(report, text)
     out = os.environ.get("OUT")
     if out:
         Path(out, "gpu-report.md").write_text(text)

@@ -24,12 +24,7 @@ registry = Registry("optimizers", _validate, singular="optimizer")
 
 def get(name: str, params, **hyperparameters):
     """The optimizer ``name`` over ``params``, e.g. ``get("adam", model.parameters(), lr=1e-3)``."""
-    cls = registry.lookup(name)
-    try:
-        inspect.signature(cls).bind(params, **hyperparameters)
-    except TypeError as exc:
-        raise ValueError(f"optimizer '{name}' does not take these parameters: {exc}") from None
-    return cls(params, **hyperparameters)
+    return registry.build(name, params, **hyperparameters)
 
 
 def names():

@@ -60,14 +60,14 @@ def _on_device(run: LoadedRun, X: np.ndarray):
 
 def _scores(run: LoadedRun, X: np.ndarray):
     """Scores of standardised features on the run's device (no graph, eval mode)."""
-    from .run import _EVAL_CHUNK, compute_dtype
+    from .run import EVAL_CHUNK, compute_dtype
 
     Xd = _on_device(run, X)
     out = []
     half = compute_dtype(run.config)
     with no_grad(), amp.autocast(half, enabled=half is not None):
-        for i in range(0, len(Xd), _EVAL_CHUNK):
-            out.append(run.model(Tensor(Xd[i:i + _EVAL_CHUNK])).data)
+        for i in range(0, len(Xd), EVAL_CHUNK):
+            out.append(run.model(Tensor(Xd[i:i + EVAL_CHUNK])).data)
     xp = run.device.xp
     return out[0] if len(out) == 1 else xp.concatenate(out)
 

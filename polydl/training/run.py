@@ -8,6 +8,7 @@ the step where Ctrl-C arrives) and holds everything the rest of the run depends 
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import signal
@@ -34,7 +35,7 @@ __all__ = ["run", "resume", "resume_config", "load_run_config", "RunResult", "Tr
 RESUME_CHANGEABLE = ("lr", "beta", "beta1", "beta2", "eps", "weight_decay", "schedule", "schedule_params",
                      "schedule_unit", "epochs", "device", "plot")
 _LR_KEYS = ("lr", "schedule", "schedule_params", "schedule_unit")
-_EVAL_CHUNK = 8192
+EVAL_CHUNK = 8192
 
 
 class RunDirError(ValueError):
@@ -154,8 +155,8 @@ def evaluate_arrays(model, loss_fn, X, y, half=None):
     preds = []
     try:
         with no_grad(), amp.autocast(half, enabled=half is not None):
-            for i in range(0, m, _EVAL_CHUNK):
-                xb, yb = X[i:i + _EVAL_CHUNK], y[i:i + _EVAL_CHUNK]
+            for i in range(0, m, EVAL_CHUNK):
+                xb, yb = X[i:i + EVAL_CHUNK], y[i:i + EVAL_CHUNK]
                 scores = model(Tensor(xb))
                 total += loss_fn(scores, yb).data.astype(np.float64) * xb.shape[0]
                 preds.append(losses.predict(loss_fn, scores))
@@ -263,6 +264,10 @@ class Trainer:
         self.dev = dev
         self.out_dir = Path(out_dir)
         self.reporter = reporter or Reporter()
+        try:  # reporters written as step(self) keep working
+            self._step_takes_loss = len(inspect.signature(self.reporter.step).parameters) >= 1
+        except (TypeError, ValueError):
+            self._step_takes_loss = False
         self.loss_fn = build_loss(config)
         self.outputs = num_outputs(self.loss_fn, data.num_classes)
         self.model = build_model(config, data.num_features, self.outputs, dev)
@@ -390,6 +395,7 @@ class Trainer:
         X, y = self.X["train"], self.y["train"]
         bs = cfg.batch_size
         model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
+        report_step = self.reporter.step
         model.train()
         with np.errstate(all="ignore"):
             while self.epoch < cfg.epochs:
@@ -423,7 +429,7 @@ class Trainer:
                     self.step_losses[k] = loss.data
                     self.step_correct[k] = (losses.predict(loss_fn, scores).reshape(-1) == yb).sum()
                     self.step, self.batch = t, k + 1
-                    self.reporter.step(loss)
+                    report_step(loss) if self._step_takes_loss else report_step()
                     if self.sigint is not None and self.sigint.set and self.batch < self.n_batches:
                         self._check_finite(self.batch, e)
                         self.epoch_seconds += time.perf_counter() - t0

@@ -75,7 +75,7 @@ def make_inputs(tmp):
         "target of a named dataset": (["--dataset", "moons", "--target", "label"], "--target 'label' chooses the label column of a .csv file"),
         "target of a .npz file": (["--dataset", npz(tmp / "t.npz", X=X5, y=Y5), "--target", "y"], "a .npz file has its labels in y"),
         "bad optimizer hyperparameter": (["--beta1", "1.5"], "beta1 must be"),
-        "optimizer without that hyperparameter": (["--beta", "0.9"], "does not take"),
+        "optimizer without that hyperparameter": (["--beta", "0.9"], "has no parameter 'beta'"),
         "malformed TOML": (["--config", tmp / "malformed.toml"], "malformed TOML"),
         "unknown TOML key": (["--config", tmp / "unknown.toml"], "closest valid key is 'epochs'"),
         "wrong TOML type": (["--config", tmp / "wrongtype.toml"], "epochs must be a whole number"),

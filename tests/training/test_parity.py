@@ -38,3 +38,17 @@ def test_cpu_against_cuda(device):
     out = parity.compare_devices("cpu", "cuda", steps=50)
     assert out["losses_agree"], out["max_loss_diff"]
     assert out["accuracies_agree"], out["accuracy_diff_points"]
+
+
+def test_reporter_without_loss_argument_still_works(tmp_path):
+    from polydl.training.run import Reporter, run
+
+    class Old(Reporter):
+        steps = 0
+
+        def step(self):
+            Old.steps += 1
+
+    run(TrainConfig(epochs=1, hidden=[16], batch_size=256, plot=False), tmp_path / "r", reporter=Old(),
+        handle_signals=False)
+    assert Old.steps == 5
