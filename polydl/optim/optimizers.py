@@ -11,8 +11,6 @@ Adam      m ← β1 m + (1 − β1) g;  v ← β2 v + (1 − β2) g²;
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -93,15 +91,15 @@ class Optimizer:
                 grad = grad + group.xp.asarray(self.weight_decay, dtype=grad.dtype) * group.data
             if group.xp is not np and self._fused(group, grad, state, c):
                 continue
-            _run_chunked(self._kernel, group.xp, group.data, grad, state, c)
+            self._kernel(group.xp, group.data, grad, state, c)
 
     def _coefficients(self) -> dict:
         """Scalars of this step, computed once for all groups and chunks."""
         return {"lr": self.lr}
 
     def _kernel(self, xp, p, g, st, c):
-        """Update parameters ``p`` in place from gradient ``g`` and state arrays ``st`` (all views
-        of one chunk of the flat buffers; ``st["tmp"]`` is scratch space)."""
+        """Update the flat parameter buffer ``p`` in place from the gradient ``g`` and the state
+        arrays ``st`` (``st["tmp"]`` is scratch space)."""
         raise NotImplementedError
 
     def _fused(self, group, grad, state, c) -> bool:
@@ -249,37 +247,3 @@ class Adam(Optimizer):
         kernel(grad, dt(self.beta1), dt(self.beta2), dt(c["step_size"]), dt(c["eps_hat"]),
                group.data, state["m"], state["v"])
         return True
-
-
-# ---------------------------------------------------------------------------- host threads
-# NumPy releases the GIL inside ufuncs, so a large flat buffer is updated in contiguous chunks
-# on several threads at once (PyTorch's fused CPU optimizers do the same).
-_MIN_CHUNK = 1 << 16
-_POOL = None
-
-
-def _threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def _run_chunked(kernel, xp, p, g, state, c):
-    n = p.shape[0]
-    chunks = min(_threads(), n // _MIN_CHUNK) if xp is np else 1
-    if chunks <= 1:
-        kernel(xp, p, g, state, c)
-        return
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="polydl-optim")
-    bounds = [n * i // chunks for i in range(chunks + 1)]
-    futures = []
-    for lo, hi in zip(bounds[1:-1], bounds[2:]):
-        st = {k: v[lo:hi] for k, v in state.items()}
-        futures.append(_POOL.submit(kernel, xp, p[lo:hi], g[lo:hi], st, c))
-    hi = bounds[1]  # the first chunk on this thread while the pool does the others
-    kernel(xp, p[:hi], g[:hi], {k: v[:hi] for k, v in state.items()}, c)
-    for f in futures:
-        f.result()

@@ -98,7 +98,7 @@ def test_three_steps_match_the_formula_float32(device, name):
 
 @pytest.mark.parametrize("name", ["sgd-wd", "momentum", "rmsprop-wd", "adam-wd"])
 def test_three_steps_match_the_formula_large_buffer(device, name):
-    # > 2 × 65,536 elements: big flat buffers may be updated in chunks
+    # a flat buffer of more than 131,072 elements (the size of real models)
     _check_three_steps(device, name, [(400, 400), (3,), (50, 7)], np.float64, 1e-11)
 
 
