@@ -249,7 +249,7 @@ def op_overhead(reps=200000):
 def peak_memory(name, side, device, threads):
     """Peak RSS growth (MiB) of one side training one epoch of ``name``, in a fresh process."""
     code = f"""
-import os, sys, resource
+import os, sys
 os.environ.setdefault('OPENBLAS_NUM_THREADS', '{threads}'); os.environ.setdefault('OMP_NUM_THREADS', '{threads}')
 sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
 import run as R
@@ -258,13 +258,12 @@ X, y = R.make_data(sizes, samples)
 side = {{'polydl': lambda: R.PolydlSide(sizes, batch, X, y, {device!r}),
         'torch': lambda: R.TorchSide(sizes, batch, X, y, {device!r}),
         'torch fused': lambda: R.TorchSide(sizes, batch, X, y, {device!r}, fused=True)}}[{side!r}]()
-def rss():
+def status(key):  # VmHWM is this process image's own peak (ru_maxrss inherits the parent's at exec)
     for line in open('/proc/self/status'):
-        if line.startswith('VmRSS'): return int(line.split()[1])
-base = rss()
+        if line.startswith(key): return int(line.split()[1])
+base = status('VmRSS')
 side.epoch(); side.epoch()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((peak - base) / 1024)
+print((status('VmHWM') - base) / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])

@@ -307,7 +307,7 @@ _KERNEL_SOURCES = {
     "adam": (
         "T g, T beta1, T beta2, T step_size, T eps_hat",
         "T p, T m, T v",
-        "m = beta1 * m + (1 - beta1) * g; v = beta2 * v + (1 - beta2) * g * g; "
+        "m = beta1 * m + g; v = beta2 * v + g * g; "
         "p -= step_size * m / (sqrt(v) + eps_hat);",
     ),
 }

@@ -35,6 +35,20 @@ class Optimizer:
 
     #: names of the per-parameter state buffers (same shape as the flat parameter buffer)
     state_names: tuple = ()
+    #: state buffers kept divided by (1 − β) of the named hyperparameter, which saves a pass over
+    #: the buffer per step (β x + (1 − β) g becomes β x' + g); changing β rescales them
+    scaled_state: dict = {}
+
+    def __setattr__(self, name, value):
+        old = self.__dict__.get(name)
+        object.__setattr__(self, name, value)
+        if old is None or old == value or name not in self.scaled_state.values():
+            return
+        factor = (1.0 - old) / (1.0 - value)
+        for st in self.__dict__.get("state", ()):
+            for buf, hyper in self.scaled_state.items():
+                if hyper == name and buf in st:
+                    st[buf] *= st[buf].dtype.type(factor)
 
     def __init__(self, params, lr, weight_decay=0.0):
         if hasattr(params, "parameters") and callable(params.parameters):
@@ -108,7 +122,8 @@ class Optimizer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        """Plain data: the integer step, the hyperparameters and NumPy copies of the state buffers."""
+        """Plain data: the integer step, the hyperparameters and NumPy copies of the state buffers
+        (those named in ``scaled_state`` hold the moving average divided by (1 − β))."""
         return {
             "type": type(self).__name__,
             "step": int(self.step_count),
@@ -160,6 +175,7 @@ class Momentum(Optimizer):
     """Gradient descent with momentum, the notes' form: v ← β v + (1 − β) g; W ← W − α v."""
 
     state_names = ("v",)
+    scaled_state = {"v": "beta"}  # v' = v/(1 − β): v' ← β v' + g; W ← W − α(1 − β) v'
 
     def __init__(self, params, lr=0.01, beta=0.9, weight_decay=0.0):
         self.beta = _check_number("beta", beta, 0.0, 1.0)
@@ -171,9 +187,8 @@ class Momentum(Optimizer):
     def _kernel(self, xp, p, g, st, c):
         v, tmp, dt = st["v"], st["tmp"], g.dtype.type
         v *= dt(self.beta)
-        xp.multiply(g, dt(1 - self.beta), out=tmp)
-        v += tmp
-        xp.multiply(v, dt(c["lr"]), out=tmp)
+        v += g
+        xp.multiply(v, dt(c["lr"] * (1 - self.beta)), out=tmp)
         p -= tmp
 
 
@@ -181,6 +196,7 @@ class RMSprop(Optimizer):
     """s ← β s + (1 − β) g²; W ← W − α g / (√s + ε)."""
 
     state_names = ("s",)
+    scaled_state = {"s": "beta"}  # s' = s/(1 − β): α g/(√s + ε) = (α/√(1 − β)) g/(√s' + ε/√(1 − β))
 
     def __init__(self, params, lr=0.001, beta=0.999, eps=1e-8, weight_decay=0.0):
         self.beta = _check_number("beta", beta, 0.0, 1.0)
@@ -192,14 +208,14 @@ class RMSprop(Optimizer):
 
     def _kernel(self, xp, p, g, st, c):
         s, tmp, dt = st["s"], st["tmp"], g.dtype.type
+        root = math.sqrt(1 - self.beta)
         s *= dt(self.beta)
         xp.multiply(g, g, out=tmp)
-        tmp *= dt(1 - self.beta)
         s += tmp
         xp.sqrt(s, out=tmp)
-        tmp += dt(self.eps)
+        tmp += dt(self.eps / root)
         xp.divide(g, tmp, out=tmp)
-        tmp *= dt(c["lr"])
+        tmp *= dt(c["lr"] / root)
         p -= tmp
 
 
@@ -207,6 +223,7 @@ class Adam(Optimizer):
     """Adam with bias correction (β1 = 0.9, β2 = 0.999, ε = 1e-8 by default)."""
 
     state_names = ("m", "v")
+    scaled_state = {"m": "beta1", "v": "beta2"}  # m' = m/(1 − β1), v' = v/(1 − β2)
 
     def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         self.beta1 = _check_number("beta1", beta1, 0.0, 1.0)
@@ -218,20 +235,20 @@ class Adam(Optimizer):
         return {**super().hyperparameters(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
     def _coefficients(self):
-        # α m̂ / (√v̂ + ε) = (α √bc2 / bc1) · m / (√v + ε √bc2), bc = 1 − βᵗ
+        # with bc = 1 − βᵗ and r = √((1 − β2)/bc2): m̂ = (1 − β1) m'/bc1, √v̂ = r √v', so
+        # α m̂/(√v̂ + ε) = [α (1 − β1)/(bc1 r)] · m'/(√v' + ε/r)
         t = self.step_count
         bc1 = 1.0 - self.beta1 ** t
         bc2 = 1.0 - self.beta2 ** t
-        return {"lr": self.lr, "step_size": self.lr * math.sqrt(bc2) / bc1, "eps_hat": self.eps * math.sqrt(bc2)}
+        r = math.sqrt((1.0 - self.beta2) / bc2)
+        return {"lr": self.lr, "step_size": self.lr * (1.0 - self.beta1) / (bc1 * r), "eps_hat": self.eps / r}
 
     def _kernel(self, xp, p, g, st, c):
         m, v, tmp, dt = st["m"], st["v"], st["tmp"], g.dtype.type
         m *= dt(self.beta1)
-        xp.multiply(g, dt(1 - self.beta1), out=tmp)
-        m += tmp
+        m += g
         v *= dt(self.beta2)
         xp.multiply(g, g, out=tmp)
-        tmp *= dt(1 - self.beta2)
         v += tmp
         xp.sqrt(v, out=tmp)
         tmp += dt(c["eps_hat"])

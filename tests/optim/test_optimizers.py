@@ -300,3 +300,31 @@ def test_weight_shared_by_two_layers_gets_the_sum_of_both_gradients(device):
     h = F.linear(x, w, b)
     F.linear(h, w, b).sum().backward()
     np.testing.assert_allclose(backend.to_numpy(w.grad), 2 * (hv.T @ ones + xv.T @ gh), rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls,kw,hyper,new", [
+    (optim.Adam, {"lr": 0.01, "beta1": 0.9, "beta2": 0.99}, "beta1", 0.5),
+    (optim.Adam, {"lr": 0.01, "beta1": 0.9, "beta2": 0.99}, "beta2", 0.9),
+    (optim.RMSprop, {"lr": 0.01, "beta": 0.9}, "beta", 0.5),
+    (optim.Momentum, {"lr": 0.1, "beta": 0.9}, "beta", 0.5),
+])
+def test_changing_beta_between_steps_follows_the_formula(device, cls, kw, hyper, new):
+    """Babysitting may change β mid-run: the moving averages carry over unchanged and the next
+    step uses the new β, exactly as the written formula."""
+    rng = np.random.default_rng(7)
+    w0 = rng.standard_normal(6)
+    grads = [rng.standard_normal(6) for _ in range(3)]
+    p = polydl.tensor(w0, device=device, requires_grad=True)
+    opt = cls([p], **kw)
+    ref_kw = dict(kw)
+    refs = {optim.Adam: ref_adam, optim.RMSprop: ref_rmsprop, optim.Momentum: ref_momentum}
+    w, st = w0.copy(), {}
+    for t, g in enumerate(grads, start=1):
+        if t == 3:
+            setattr(opt, hyper, new)
+            ref_kw[hyper] = new
+        opt.zero_grad()
+        p.grad[...] = backend.to_device(g, device)
+        opt.step()
+        w = refs[cls](**ref_kw)(w, g, st, t)
+    np.testing.assert_allclose(backend.to_numpy(p.data), w, rtol=1e-10, atol=1e-12)
