@@ -109,3 +109,27 @@ def registered_plugin(obj, name: str | None = None, *, distribution: str | None 
         yield plugins.register_plugin(obj, name, distribution=distribution, version=version)
     finally:
         plugins._restore(snap)
+
+
+# ---------------------------------------------------------------------------- devices in tests
+def devices() -> list[str]:
+    """The devices a test suite should run on: ``POLYDL_TEST_DEVICES`` (e.g. ``cpu`` or
+    ``cpu,cuda``), else both ``cpu`` and ``cuda``. Use with :func:`require_device`::
+
+        @pytest.fixture(params=polydl.testing.devices())
+        def device(request):
+            polydl.testing.require_device(request.param)
+            return request.param
+    """
+    import os
+
+    env = os.environ.get("POLYDL_TEST_DEVICES")
+    return [d.strip() for d in env.split(",") if d.strip()] if env else ["cpu", "cuda"]
+
+
+def require_device(name: str) -> None:
+    """Skip the calling test (pytest) when device ``name`` is a GPU that is not available."""
+    if name.startswith("cuda") and not backend.cuda_available():
+        import pytest
+
+        pytest.skip("no CUDA GPU (CuPy missing or no visible device)")

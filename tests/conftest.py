@@ -3,26 +3,16 @@
 limits the run to the listed devices."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 import polydl
 from polydl import backend
 
-_ALL = ("cpu", "cuda")
-
-
-def _wanted():
-    env = os.environ.get("POLYDL_TEST_DEVICES")
-    return tuple(d.strip() for d in env.split(",")) if env else _ALL
-
-
 def pytest_generate_tests(metafunc):
     if "device" in metafunc.fixturenames:
         params = []
-        for d in _wanted():
+        for d in polydl.testing.devices():
             marks = [pytest.mark.cuda] if d == "cuda" else []
             params.append(pytest.param(d, marks=marks, id=d))
         metafunc.parametrize("device", params)
@@ -31,8 +21,8 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(autouse=True)
 def _skip_unavailable_device(request):
     dev = request.node.callspec.params.get("device") if hasattr(request.node, "callspec") else None
-    if dev == "cuda" and not backend.cuda_available():
-        pytest.skip("no CUDA GPU (CuPy missing or no visible device)")
+    if dev is not None:
+        polydl.testing.require_device(dev)
 
 
 @pytest.fixture(autouse=True)

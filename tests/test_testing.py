@@ -117,3 +117,19 @@ def test_needs_an_input_that_requires_grad():
 def test_fn_must_return_a_tensor():
     with pytest.raises(TypeError, match="Tensor"):
         gradcheck(lambda a: 3.0, polydl.tensor([1.0], requires_grad=True))
+
+
+def test_devices_follow_the_environment(monkeypatch):
+    monkeypatch.delenv("POLYDL_TEST_DEVICES", raising=False)
+    assert polydl.testing.devices() == ["cpu", "cuda"]
+    monkeypatch.setenv("POLYDL_TEST_DEVICES", "cpu, cuda:1")
+    assert polydl.testing.devices() == ["cpu", "cuda:1"]
+
+
+def test_require_device_skips_only_missing_gpus(monkeypatch):
+    import pytest as _pytest
+
+    polydl.testing.require_device("cpu")  # never skips
+    monkeypatch.setattr(polydl.backend, "cuda_available", lambda: False)
+    with _pytest.raises(_pytest.skip.Exception, match="no CUDA GPU"):
+        polydl.testing.require_device("cuda")

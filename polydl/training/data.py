@@ -28,23 +28,11 @@ class DataError(ValueError):
 
 
 @dataclass
-class Data:
-    """Standardised splits (NumPy), the number of classes and the statistics used."""
+class Data(datasets.Dataset):
+    """A :class:`polydl.datasets.Dataset` standardised with the training split's ``mean`` and ``std``."""
 
-    name: str
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_val: np.ndarray
-    y_val: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int
-    mean: np.ndarray
-    std: np.ndarray
-
-    @property
-    def num_features(self) -> int:
-        return int(self.X_train.shape[1])
+    mean: np.ndarray = None
+    std: np.ndarray = None
 
     def split(self, name: str):
         if name not in ("train", "val", "test"):
