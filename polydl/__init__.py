@@ -25,6 +25,6 @@ from . import plugins  # the loader; importing it loads no plugin (that happens 
 __all__ = [
     "__version__", "tensor", "Tensor", "Parameter", "no_grad", "enable_grad", "is_grad_enabled",
     "manual_seed", "device", "Device", "DeviceError", "cuda_available", "hookimpl", "backend",
-    "functional", "F", "nn", "optim", "schedules", "losses", "normalizers", "datasets", "testing",
+    "functional", "F", "nn", "optim", "schedules", "losses", "normalizers", "datasets", "testing", "amp",
     "plugins",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import backend
 from .amp import _STATE as _amp
-from .tensor import Tensor, _make, unbroadcast, is_grad_enabled
+from .tensor import Tensor, _make, unbroadcast
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "matmul", "sum", "mean", "max", "exp", "log", "sqrt",
@@ -697,5 +697,3 @@ def mse(pred, target):
     loss = _xp(pd).asarray((diff * diff).sum() / n, dtype=pd.dtype)
     return _make(loss, (pred,), lambda g: (diff * (g * (2.0 / n)),))
 
-
-_ = is_grad_enabled  # re-exported for ops written outside this module
