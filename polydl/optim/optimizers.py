@@ -108,7 +108,7 @@ class Optimizer:
             self._kernel(group.xp, group.data, grad, state, c)
 
     def _coefficients(self) -> dict:
-        """Scalars of this step, computed once for all groups and chunks."""
+        """Scalars of this step, computed once for all parameter groups."""
         return {"lr": self.lr}
 
     def _kernel(self, xp, p, g, st, c):
@@ -184,11 +184,14 @@ class Momentum(Optimizer):
     def hyperparameters(self):
         return {**super().hyperparameters(), "beta": self.beta}
 
+    def _coefficients(self):
+        return {"lr": self.lr, "step_size": self.lr * (1 - self.beta)}
+
     def _kernel(self, xp, p, g, st, c):
         v, tmp, dt = st["v"], st["tmp"], g.dtype.type
         v *= dt(self.beta)
         v += g
-        xp.multiply(v, dt(c["lr"] * (1 - self.beta)), out=tmp)
+        xp.multiply(v, dt(c["step_size"]), out=tmp)
         p -= tmp
 
 
@@ -206,16 +209,19 @@ class RMSprop(Optimizer):
     def hyperparameters(self):
         return {**super().hyperparameters(), "beta": self.beta, "eps": self.eps}
 
+    def _coefficients(self):
+        root = math.sqrt(1 - self.beta)
+        return {"lr": self.lr, "step_size": self.lr / root, "eps_hat": self.eps / root}
+
     def _kernel(self, xp, p, g, st, c):
         s, tmp, dt = st["s"], st["tmp"], g.dtype.type
-        root = math.sqrt(1 - self.beta)
         s *= dt(self.beta)
         xp.multiply(g, g, out=tmp)
         s += tmp
         xp.sqrt(s, out=tmp)
-        tmp += dt(self.eps / root)
+        tmp += dt(c["eps_hat"])
         xp.divide(g, tmp, out=tmp)
-        tmp *= dt(c["lr"] / root)
+        tmp *= dt(c["step_size"])
         p -= tmp
 
 

@@ -409,9 +409,13 @@ class Trainer:
                 perm = np.random.default_rng([cfg.seed, e]).permutation(self.m)
                 perm = backend.to_device(perm, self.dev)
                 self.reporter.epoch_start(e, cfg.epochs, self.n_batches, self.batch)
+                per_step = cfg.schedule_unit == "step"
+                if not per_step:  # one α for the whole epoch
+                    opt.lr = self.lr_at(e, self.epoch_start_step + 1)
                 for k in range(self.batch, self.n_batches):
                     t = self.step + 1
-                    opt.lr = self.lr_at(e, t)
+                    if per_step:
+                        opt.lr = self.lr_at(e, t)
                     idx = perm[k * bs:(k + 1) * bs]
                     xb, yb = Tensor(X[idx]), y[idx]
                     opt.zero_grad()
