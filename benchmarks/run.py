@@ -58,12 +58,15 @@ def make_data(sizes, samples, seed=0):
 
 # ---------------------------------------------------------------------------- polydl
 class PolydlSide:
-    name = "polydl"
+    """polydl's training loop; ``kernels=False`` runs it with the fused CPU kernels off (the
+    NumPy form of every op and optimizer step, as without Numba installed)."""
 
-    def __init__(self, sizes, batch, X, y, device):
+    def __init__(self, sizes, batch, X, y, device, kernels=True):
         import polydl
         from polydl import backend, nn, optim, losses
 
+        self.name = "polydl" if kernels else "polydl NumPy only"
+        self.kernels = "auto" if kernels else "off"
         self.polydl = polydl
         polydl.manual_seed(0)
         self.device = device
@@ -79,11 +82,12 @@ class PolydlSide:
         tensor, model, opt, loss_fn = self.polydl.Tensor, self.model, self.opt, self.loss
         X, y, b = self.X, self.y, self.batch
         last = None
-        for i in range(0, len(y) - b + 1, b):
-            opt.zero_grad()
-            last = loss_fn(model(tensor(X[i:i + b])), y[i:i + b])
-            last.backward()
-            opt.step()
+        with self.polydl.cpu_kernels.use(self.kernels):
+            for i in range(0, len(y) - b + 1, b):
+                opt.zero_grad()
+                last = loss_fn(model(tensor(X[i:i + b])), y[i:i + b])
+                last.backward()
+                opt.step()
         self.sync()
         return float(last.item())
 
@@ -180,6 +184,8 @@ def bench_workload(name, device, reps, pause, sides_wanted):
     sides = []
     if "polydl" in sides_wanted:
         sides.append(PolydlSide(sizes, batch, X, y, device))
+    if "numpy" in sides_wanted and not device.startswith("cuda"):
+        sides.append(PolydlSide(sizes, batch, X, y, device, kernels=False))
     if "torch" in sides_wanted:
         sides.append(TorchSide(sizes, batch, X, y, device))
     if "fused" in sides_wanted:
@@ -255,9 +261,14 @@ sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
 import run as R
 sizes, batch, samples = R.WORKLOADS[{name!r}]
 X, y = R.make_data(sizes, samples)
-side = {{'polydl': lambda: R.PolydlSide(sizes, batch, X, y, {device!r}),
-        'torch': lambda: R.TorchSide(sizes, batch, X, y, {device!r}),
-        'torch fused': lambda: R.TorchSide(sizes, batch, X, y, {device!r}, fused=True)}}[{side!r}]()
+make = {{'polydl': lambda *a: R.PolydlSide(*a, {device!r}),
+        'polydl NumPy only': lambda *a: R.PolydlSide(*a, {device!r}, kernels=False),
+        'torch': lambda *a: R.TorchSide(*a, {device!r}),
+        'torch fused': lambda *a: R.TorchSide(*a, {device!r}, fused=True)}}[{side!r}]
+# warm-up on a tiny model: the library's lazy imports and compiled kernels load before the baseline
+tx, ty = R.make_data((8, 8, 2), 16)
+make((8, 8, 2), 4, tx, ty).epoch()
+side = make(sizes, batch, X, y)
 def status(key):  # VmHWM is this process image's own peak (ru_maxrss inherits the parent's at exec)
     for line in open('/proc/self/status'):
         if line.startswith(key): return int(line.split()[1])
@@ -280,8 +291,9 @@ def versions():
     try:
         import polydl
         out["polydl"] = polydl.__version__
-        from polydl import backend
+        from polydl import backend, cpu_kernels
         out["cupy"] = backend.cupy_version() or "not installed"
+        out["numba"] = cpu_kernels.numba_version() or "not installed"
     except ImportError:
         pass
     try:
@@ -296,32 +308,45 @@ def versions():
 
 
 def render(results, overhead, memory, info, args):
+    cpu = not args.device.startswith("cuda")
     lines = [f"Machine: {info.get('cpu_model', info['processor'])}, {info['cpus']} cores; Python {info['python']}, "
              f"NumPy {info['numpy']}, PyTorch {info['torch']}, polydl {info.get('polydl')}"
-             + (f", CuPy {info.get('cupy')}" if args.device.startswith("cuda") else "") + f"; {args.threads} threads.",
+             + (f", Numba {info.get('numba')}" if cpu else f", CuPy {info.get('cupy')}") + f"; {args.threads} threads.",
              "", f"Device `{args.device}`, float32, {args.reps} repetitions, median seconds per epoch.", "",
              "| workload | batch | samples | polydl (s) | torch (s) | torch fused (s) | GEMM floor (s) | "
              "polydl samples/s | vs torch | vs torch fused | polydl / GEMM floor |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(x):
+        return "—" if x is None else f"{x:.4f}"
+
+    def ratio(a, b):
+        return "—" if a is None or b is None else f"{a / b:.2f}×"
+
     for r in results:
         med = r["median_s"]
         p = med.get("polydl")
         t = med.get("torch")
         f = med.get("torch fused")
         g = med.get("GEMM floor")
-
-        def fmt(x):
-            return "—" if x is None else f"{x:.4f}"
-
-        def ratio(a, b):
-            return "—" if a is None or b is None else f"{a / b:.2f}×"
-
         lines.append(f"| {r['workload']} {'-'.join(map(str, r['sizes']))} | {r['batch']} | {r['samples']} | {fmt(p)} | "
                      f"{fmt(t)} | {fmt(f)} | {fmt(g)} | {'—' if p is None else format(r['samples'] / p, ',.0f')} | "
                      f"{ratio(t, p)} | {ratio(f, p)} | {ratio(p, g)} |")
     lines.append("")
     lines.append("\"vs torch\" is PyTorch's time over polydl's (higher is better for polydl); "
                  "\"polydl / GEMM floor\" is polydl's time over the matrix products alone.")
+    if any("polydl NumPy only" in r["median_s"] for r in results):
+        lines += ["", "The same runs with the fused CPU kernels off (`POLYDL_CPU_KERNELS=off`, or Numba not "
+                  "installed: the NumPy form of every op and optimizer step):", "",
+                  "| workload | polydl NumPy only (s) | vs torch | vs torch fused | / GEMM floor | polydl with kernels, speed-up |",
+                  "|---|---|---|---|---|---|"]
+        for r in results:
+            med = r["median_s"]
+            n = med.get("polydl NumPy only")
+            if n is None:
+                continue
+            lines.append(f"| {r['workload']} | {fmt(n)} | {ratio(med.get('torch'), n)} | {ratio(med.get('torch fused'), n)} | "
+                         f"{ratio(n, med.get('GEMM floor'))} | {ratio(n, med.get('polydl'))} |")
     if overhead:
         lines += ["", f"Autodiff bookkeeping: a recorded tiny op costs {overhead['recorded_add_us']:.2f} µs against "
                   f"{overhead['numpy_add_us']:.2f} µs for the bare NumPy call ({overhead['forward_overhead_us']:.2f} µs "
@@ -339,7 +364,8 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--pause", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--sides", default="polydl,torch,fused,gemm")
+    ap.add_argument("--sides", default="polydl,numpy,torch,fused,gemm",
+                    help="comma-separated: polydl, numpy (polydl with the CPU kernels off), torch, fused, gemm")
     ap.add_argument("--no-memory", action="store_true", help="skip the W2 peak-memory comparison")
     ap.add_argument("--no-overhead", action="store_true", help="skip the per-op overhead measurement")
     ap.add_argument("--json", help="also write the raw results to this JSON file")
@@ -361,7 +387,8 @@ def main(argv=None):
     memory = None
     if not args.no_memory and "W2" in args.workloads and not args.device.startswith("cuda"):
         memory = {s: peak_memory("W2", s, args.device, args.threads)
-                  for s in ("polydl", "torch", "torch fused") if s == "polydl" or "torch" in sys.modules}
+                  for s in ("polydl", "polydl NumPy only", "torch", "torch fused")
+                  if s.startswith("polydl") or "torch" in sys.modules}
     info = versions()
     text = render(results, overhead, memory, info, args)
     print(text)

@@ -1,4 +1,4 @@
-"""``polydl info``: versions, CUDA devices and loaded plugins."""
+"""``polydl info``: versions, CPU kernels, CUDA devices and loaded plugins."""
 from __future__ import annotations
 
 import platform
@@ -7,7 +7,7 @@ import click
 import numpy as np
 
 import polydl
-from polydl import backend
+from polydl import backend, cpu_kernels
 
 from ._common import Command
 
@@ -31,10 +31,18 @@ def plugin_rows() -> list[tuple]:
 
 @click.command("info", cls=Command)
 def info():
-    """polydl, Python, NumPy and CuPy versions, CUDA devices, and the loaded plugins."""
+    """polydl, Python, NumPy, Numba and CuPy versions, CUDA devices, and the loaded plugins."""
     click.echo(f"polydl  {polydl.__version__}")
     click.echo(f"Python  {platform.python_version()}")
     click.echo(f"NumPy   {np.__version__}")
+    numba = cpu_kernels.numba_version() if cpu_kernels.mode() != "off" else None
+    if numba:
+        kernels = f"{numba} (fused CPU kernels: {cpu_kernels.mode()})"
+    elif cpu_kernels.mode() == "off":
+        kernels = "not used (POLYDL_CPU_KERNELS=off)"
+    else:
+        kernels = "not installed (fused CPU kernels off; pip install 'polydl[fast]')"
+    click.echo(f"Numba   {kernels}")
     cupy = backend.cupy_version()
     click.echo(f"CuPy    {cupy if cupy else 'not installed'}")
     devices = cuda_devices()

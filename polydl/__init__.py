@@ -19,12 +19,12 @@ from .random import manual_seed
 from .tensor import Parameter, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from . import functional
 from . import functional as F
-from . import nn, optim, schedules, losses, normalizers, datasets, testing, amp
+from . import nn, optim, schedules, losses, normalizers, datasets, testing, amp, cpu_kernels
 from . import plugins  # the loader; importing it loads no plugin (that happens on first use)
 
 __all__ = [
     "__version__", "tensor", "Tensor", "Parameter", "no_grad", "enable_grad", "is_grad_enabled",
     "manual_seed", "device", "Device", "DeviceError", "cuda_available", "hookimpl", "backend",
     "functional", "F", "nn", "optim", "schedules", "losses", "normalizers", "datasets", "testing", "amp",
-    "plugins",
+    "cpu_kernels", "plugins",
 ]

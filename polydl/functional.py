@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from . import backend
+from . import backend, cpu_kernels
 from .amp import _STATE as _amp
 from .tensor import Tensor, _make, unbroadcast
 
@@ -44,6 +44,21 @@ def _as_tensor_like(x, ref):
     if not backend.same_device(arr, ref):
         raise _dev_error(ref, arr)
     return Tensor(arr)
+
+
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _cpu_kernel(name, *arrays):
+    """The compiled CPU kernel ``name`` (``polydl.cpu_kernels``) when every array is a
+    C-contiguous NumPy float32/float64 array of one dtype; otherwise None (the NumPy form runs)."""
+    dt = arrays[0].dtype
+    if dt not in _KERNEL_DTYPES or cpu_kernels._MODE == "off":
+        return None
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != dt or not a.flags.c_contiguous:
+            return None
+    return cpu_kernels.get(name, arrays[0].size)
 
 
 def _operands(a, b):
@@ -300,7 +315,16 @@ def relu(a):
     a = _tensor(a)
     xp = _xp(a.data)
     out = xp.maximum(a.data, 0)
-    return _make(out, (a,), lambda g: (g * (out > 0),))
+
+    def backward(g):
+        kern = _cpu_kernel("relu_backward", g, out) if g.shape == out.shape else None
+        if kern is None:
+            return (g * (out > 0),)
+        gx = np.empty_like(g)
+        kern(g.reshape(-1), out.reshape(-1), gx.reshape(-1), g.dtype.type(0))
+        return (gx,)
+
+    return _make(out, (a,), backward)
 
 
 def leaky_relu(a, negative_slope=0.01):
@@ -487,13 +511,26 @@ def linear(x, weight, bias=None):
 
 
 def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=True,
-               momentum=0.9, eps=1e-5):
+               momentum=0.9, eps=1e-5, activation=None):
     """Batch normalization over the batch axis (axis −2) as in the notes.
 
     Training: μ = mean(z), σ² = mean((z − μ)²) (biased), z_norm = (z − μ)/√(σ² + ε),
     z̃ = γ·z_norm + β, and the running averages become momentum·old + (1 − momentum)·batch.
     Evaluation: μ and σ² are the running averages.
-    Backward (closed form): dz = γ/√(σ² + ε) · (g − mean(g) − z_norm·mean(g·z_norm))."""
+    Backward (closed form): dz = γ/√(σ² + ε) · (g − mean(g) − z_norm·mean(g·z_norm)).
+
+    ``activation="relu"`` returns relu(z̃): one fused node where the CPU kernels run, else the
+    two nodes ``relu(batch_norm(...))``."""
+    if activation is not None:
+        if activation != "relu":
+            raise ValueError(f"batch_norm activation must be None or 'relu', not {activation!r}")
+        x = _tensor(x)
+        xd = x.data
+        if xd.ndim == 2 and gamma.data.ndim == 1 and beta.data.ndim == 1 and xd.dtype == gamma.data.dtype:
+            fast = _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, momentum, eps, True)
+            if fast is not None:
+                return fast
+        return relu(batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps))
     x = _tensor(x)
     xd, gd, bd = x.data, gamma.data, beta.data
     xp = _xp(xd)
@@ -503,6 +540,10 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     if in_dtype != gd.dtype and in_dtype.itemsize < gd.dtype.itemsize:
         xd = xd.astype(gd.dtype)  # half activations: statistics in the parameters' precision
     flat = xd.ndim == 2  # (m, F); otherwise (..., m, F) with leading model axes
+    if flat and xd.dtype == in_dtype and gd.ndim == 1 and bd.ndim == 1:
+        fast = _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, momentum, eps)
+        if fast is not None:
+            return fast
 
     def batch_sum(a):
         return a.sum(axis=-2, keepdims=not flat)
@@ -556,6 +597,54 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
             if gx.dtype != in_dtype:
                 gx = gx.astype(in_dtype)
         return gx, unbroadcast(ggamma, gd.shape), unbroadcast(gbeta, bd.shape)
+
+    return _make(out, (x, gamma, beta), backward)
+
+
+def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, momentum, eps, relu_=False):
+    """``batch_norm`` of a 2-D input through the compiled CPU kernels (two passes forward, two
+    backward; no centred copy of the input is kept), followed by ReLU in the same node when
+    ``relu_``; None where the kernels do not apply."""
+    gd, bd = gamma.data, beta.data
+    if not training and running_mean is None:
+        return None
+    name = "bn_forward_train" if training else "bn_forward_eval"
+    kern = _cpu_kernel(name, xd, gd, bd)
+    kern_back = _cpu_kernel("bn_backward_train", xd) if training else None
+    if kern is None or (training and kern_back is None):
+        return None
+    m, f = xd.shape
+    dt = xd.dtype
+    out = np.empty_like(xd)
+    if training:
+        mu, var, inv_std = np.empty(f, dt), np.empty(f, dt), np.empty(f, dt)
+        kern(xd, gd, bd, float(eps), relu_, out, mu, var, inv_std)
+        if running_mean is not None:
+            mom = float(momentum)
+            rm, rv = running_mean.data, running_var.data
+            rm *= mom
+            rm += (1 - mom) * mu.reshape(rm.shape)
+            rv *= mom
+            rv += (1 - mom) * var.reshape(rv.shape)
+    else:
+        mu = running_mean.data.reshape(f)
+        inv_std = (running_var.data.reshape(f) + eps) ** -0.5
+        scale = gd * inv_std
+        if _cpu_kernel(name, xd, gd, bd, mu, scale) is None:
+            return None
+        kern(xd, mu, scale, bd, relu_, out)
+
+    def backward(g):
+        if not training:
+            if relu_:
+                g = g * (out > 0)
+            return (g * scale if x.requires_grad else None), (g * ((xd - mu) * inv_std)).sum(axis=0), g.sum(axis=0)
+        if g.dtype != dt or not g.flags.c_contiguous:
+            g = np.ascontiguousarray(g, dtype=dt)
+        ggamma, gbeta = np.empty(f, dt), np.empty(f, dt)
+        gx = np.empty_like(xd) if x.requires_grad else None
+        kern_back(g, xd, mu, inv_std, gd, out if relu_ else None, gx, ggamma, gbeta)
+        return gx, ggamma, gbeta
 
     return _make(out, (x, gamma, beta), backward)
 
@@ -624,6 +713,10 @@ def softmax_cross_entropy(logits, targets):
         zd = zd.astype(np.float32)  # half scores: the loss and ŷ in float32
     c = zd.shape[-1]
     m = zd.size // c if c else 0
+    if td.dtype.kind in "iu" and zd.ndim == 2 and c:
+        fast = _softmax_cross_entropy_cpu(z, zd, td, in_dtype)
+        if fast is not None:
+            return fast
     zmax = zd.max(axis=-1, keepdims=True)
     p = zd - zmax
     xp.exp(p, out=p)
@@ -635,6 +728,8 @@ def softmax_cross_entropy(logits, targets):
         _check_labels(zd, td)
         rows = xp.arange(m)
         t1 = td.reshape(m)
+        if xp is np and m and (t1.min() < 0 or t1.max() >= c):
+            _bad_label(t1, c)
         # −log ŷ_y = log Σ exp z − z_y
         loss = (lse.sum() - zd.reshape(m, c)[rows, t1].sum()) * (1.0 / m)
     else:
@@ -652,6 +747,34 @@ def softmax_cross_entropy(logits, targets):
         else:
             gz = p - td
         gz *= g * (1.0 / m)
+        return (gz if gz.dtype == in_dtype else gz.astype(in_dtype),)
+
+    return _make(loss, (z,), backward)
+
+
+def _bad_label(labels, c):
+    bad = int(np.flatnonzero((labels < 0) | (labels >= c))[0])
+    raise ValueError(f"label {int(labels[bad])} (row {bad}) is not a class index: "
+                     f"labels must be integers in [0, {c}) for {c} classes")
+
+
+def _softmax_cross_entropy_cpu(z, zd, td, in_dtype):
+    """``softmax_cross_entropy`` of (m, C) scores with integer labels through the compiled CPU
+    kernels (one call forward, one backward); None where they do not apply."""
+    kern = _cpu_kernel("softmax_xent", zd)
+    if kern is None or type(td) is not np.ndarray or td.shape != zd.shape[:1] or not zd.shape[0]:
+        return None
+    m, c = zd.shape
+    p = np.empty_like(zd)
+    total = kern(zd, td, p)
+    if total < 0:
+        _bad_label(td, c)
+    loss = np.asarray(total / m, dtype=zd.dtype)
+    kern_back = cpu_kernels.get("softmax_xent_backward", zd.size)
+
+    def backward(g):
+        gz = np.empty_like(p)
+        kern_back(p, td, zd.dtype.type(float(g) * (1.0 / m)), gz)
         return (gz if gz.dtype == in_dtype else gz.astype(in_dtype),)
 
     return _make(loss, (z,), backward)

@@ -39,5 +39,15 @@ class BatchNorm(Module):
         return F.batch_norm(x, self.gamma, self.beta, self.running_mean, self.running_var,
                             self.training, self.momentum, self.eps)
 
+    def forward_fused(self, x, following):
+        """``following(self(x))`` in one node when ``following`` is a plain ``ReLU`` (what
+        ``Sequential`` does with the pair); None when this pair does not fuse."""
+        from .layers import ReLU
+
+        if type(following) is not ReLU or type(self).forward is not BatchNorm.forward:
+            return None
+        return F.batch_norm(x, self.gamma, self.beta, self.running_mean, self.running_var,
+                            self.training, self.momentum, self.eps, activation="relu")
+
     def extra_repr(self):
         return f"{self.num_features}, momentum={self.momentum}, eps={self.eps}"

@@ -168,8 +168,19 @@ class Sequential(Module):
         self._layers = list(layers)
 
     def forward(self, x):
-        for layer in self._layers:
+        layers = self._layers
+        i, n = 0, len(layers)
+        while i < n:
+            layer = layers[i]
+            fuse = getattr(layer, "forward_fused", None)
+            if fuse is not None and i + 1 < n:
+                out = fuse(x, layers[i + 1])  # e.g. BatchNorm then ReLU as one node
+                if out is not None:
+                    x = out
+                    i += 2
+                    continue
             x = layer(x)
+            i += 1
         return x
 
     def append(self, layer: Module):

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .. import backend
+from .. import backend, cpu_kernels
 from ..tensor import Tensor
 from .flat import pack
 
@@ -30,6 +30,9 @@ def _check_number(name, value, low=0.0, high=None, low_inclusive=True, high_incl
     return value
 
 
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 class Optimizer:
     """Base class: packs parameters into flat buffers, validates hyperparameters, keeps state."""
 
@@ -38,6 +41,8 @@ class Optimizer:
     #: state buffers kept divided by (1 − β) of the named hyperparameter, which saves a pass over
     #: the buffer per step (β x + (1 − β) g becomes β x' + g); changing β rescales them
     scaled_state: dict = {}
+    #: name of the fused CPU kernel in ``polydl.cpu_kernels`` (None: NumPy form only)
+    cpu_kernel: str | None = None
 
     def __setattr__(self, name, value):
         old = self.__dict__.get(name)
@@ -96,16 +101,35 @@ class Optimizer:
         for group, state in zip(self.groups, self.state):
             group.check()
             if not state:
-                xp = group.xp
                 for name in self.state_names:
-                    state[name] = xp.zeros_like(group.data)
-                state["tmp"] = xp.empty_like(group.data)
+                    state[name] = group.xp.zeros_like(group.data)
             grad = group.grad
             if self.weight_decay:
                 grad = grad + group.xp.asarray(self.weight_decay, dtype=grad.dtype) * group.data
-            if group.xp is not np and self._fused(group, grad, state, c):
+            if group.xp is np:
+                kern = self._cpu_kernel(grad)
+                if kern is not None:
+                    self._cpu(kern, group.data, grad, state, c)
+                    continue
+            elif self._fused(group, grad, state, c):
                 continue
+            if "tmp" not in state:  # scratch space of the NumPy form
+                state["tmp"] = group.xp.empty_like(group.data)
             self._kernel(group.xp, group.data, grad, state, c)
+
+    def _cpu_kernel(self, grad):
+        if self.cpu_kernel is None or grad.dtype not in _KERNEL_DTYPES or not self._cpu_matches():
+            return None
+        return cpu_kernels.get(self.cpu_kernel, grad.size)
+
+    @classmethod
+    def _cpu_matches(cls) -> bool:
+        """The compiled kernel stands in for ``_kernel`` only where the class that defines
+        ``_kernel`` also defines ``_cpu`` (a subclass that changes the update keeps its own)."""
+        for klass in cls.__mro__:
+            if "_kernel" in klass.__dict__:
+                return "_cpu" in klass.__dict__
+        return False
 
     def _coefficients(self) -> dict:
         """Scalars of this step, computed once for all parameter groups."""
@@ -119,6 +143,10 @@ class Optimizer:
     def _fused(self, group, grad, state, c) -> bool:
         """A fused device kernel for the whole buffer; False when there is none."""
         return False
+
+    def _cpu(self, kern, p, g, st, c):
+        """The same update as ``_kernel`` in one pass, through the compiled CPU kernel."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -145,14 +173,15 @@ class Optimizer:
                 if tuple(v.shape) != (group.size,):
                     raise ValueError(f"optimizer state '{k}' has shape {tuple(v.shape)}, expected ({group.size},): "
                                      "the model does not match this checkpoint")
-                out[k] = backend.to_device(np.asarray(v, dtype=group.dtype), group.device)
-            if out:
-                out["tmp"] = group.xp.empty_like(group.data)
+                # a copy: stepping must not write into the caller's state dict
+                out[k] = backend.to_device(np.array(v, dtype=group.dtype, copy=True), group.device)
             new.append(out)
-        self.state = new
-        self.step_count = int(sd["step"])
+        # hyperparameters first, while the old buffers are in place: a changed β rescales those,
+        # never the loaded ones (already scaled for the saved β)
         for k, v in sd.get("hyperparameters", {}).items():
             setattr(self, k, v)
+        self.state = new
+        self.step_count = int(sd["step"])
 
     def __repr__(self):
         args = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
@@ -165,10 +194,15 @@ class SGD(Optimizer):
     def __init__(self, params, lr=0.01, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
 
+    cpu_kernel = "sgd"
+
     def _kernel(self, xp, p, g, st, c):
         tmp = st["tmp"]
         xp.multiply(g, g.dtype.type(c["lr"]), out=tmp)
         p -= tmp
+
+    def _cpu(self, kern, p, g, st, c):
+        kern(p, g, g.dtype.type(c["lr"]))
 
 
 class Momentum(Optimizer):
@@ -193,6 +227,12 @@ class Momentum(Optimizer):
         v += g
         xp.multiply(v, dt(c["step_size"]), out=tmp)
         p -= tmp
+
+    cpu_kernel = "momentum"
+
+    def _cpu(self, kern, p, g, st, c):
+        dt = g.dtype.type
+        kern(p, g, st["v"], dt(self.beta), dt(c["step_size"]))
 
 
 class RMSprop(Optimizer):
@@ -223,6 +263,12 @@ class RMSprop(Optimizer):
         xp.divide(g, tmp, out=tmp)
         tmp *= dt(c["step_size"])
         p -= tmp
+
+    cpu_kernel = "rmsprop"
+
+    def _cpu(self, kern, p, g, st, c):
+        dt = g.dtype.type
+        kern(p, g, st["s"], dt(self.beta), dt(c["step_size"]), dt(c["eps_hat"]))
 
 
 class Adam(Optimizer):
@@ -261,6 +307,12 @@ class Adam(Optimizer):
         xp.divide(m, tmp, out=tmp)
         tmp *= dt(c["step_size"])
         p -= tmp
+
+    cpu_kernel = "adam"
+
+    def _cpu(self, kern, p, g, st, c):
+        dt = g.dtype.type
+        kern(p, g, st["m"], st["v"], dt(self.beta1), dt(self.beta2), dt(c["step_size"]), dt(c["eps_hat"]))
 
     def _fused(self, group, grad, state, c):
         kernel = backend.fused_kernel("adam")

@@ -150,6 +150,33 @@ def test_info():
     assert "plugins:" in out
 
 
+def test_info_names_numba_and_the_cpu_kernel_mode(monkeypatch):
+    """The line after NumPy's: Numba's version and the mode of the fused CPU kernels; "not used"
+    when POLYDL_CPU_KERNELS=off (read as the process starts)."""
+    numba = pytest.importorskip("numba")
+    from polydl import cpu_kernels
+
+    for mode in ("auto", "on"):
+        with cpu_kernels.use(mode):
+            r = invoke("info")
+        assert r.exit_code == 0, r.output
+        assert r.stdout.splitlines()[3] == f"Numba   {numba.__version__} (fused CPU kernels: {mode})"
+    monkeypatch.setenv("POLYDL_CPU_KERNELS", "off")
+    r = cli("info")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[3] == "Numba   not used (POLYDL_CPU_KERNELS=off)"
+
+
+def test_info_without_numba(monkeypatch):
+    from polydl import cpu_kernels
+
+    monkeypatch.setattr(cpu_kernels, "_numba", lambda: None)  # as if it could not be imported
+    with cpu_kernels.use("auto"):
+        r = invoke("info")
+    assert r.exit_code == 0, r.output
+    assert "Numba   not installed (fused CPU kernels off; pip install 'polydl[fast]')\n" in r.stdout
+
+
 def test_info_lists_loaded_plugins(monkeypatch):
     from polydl import schedules
 

@@ -266,6 +266,37 @@ def test_state_dict_is_a_copy():
     assert sd["step"] == 1
 
 
+@pytest.mark.parametrize("cls, saved, default", [(optim.Momentum, {"beta": 0.5}, {}),
+                                                  (optim.RMSprop, {"beta": 0.9}, {}),
+                                                  (optim.Adam, {"beta1": 0.5, "beta2": 0.99}, {})],
+                         ids=["momentum", "rmsprop", "adam"])
+def test_load_state_dict_into_an_optimizer_built_with_other_betas(cls, saved, default):
+    # the saved β comes back with buffers scaled for it, and the caller's dict is left alone
+    def make(**kw):
+        w = polydl.Parameter(np.array([1.0, 2.0, -3.0]))
+        return w, cls([w], lr=0.1, **kw)
+
+    w, opt = make(**saved)
+    for g in ([1.0, -1.0, 0.5], [0.2, 0.3, -2.0]):
+        w.grad[...] = g
+        opt.step()
+    sd = opt.state_dict()
+    kept = {k: v.copy() for k, v in sd["state"][0].items()}
+    w2, opt2 = make(**default)
+    w2.data[...] = w.data
+    opt2.load_state_dict(sd)
+    for k, v in kept.items():
+        np.testing.assert_array_equal(opt2.state[0][k], v, err_msg=k)
+    for g in ([0.7, -0.1, 0.4],):
+        w.grad[...] = g
+        w2.grad[...] = g
+        opt.step()
+        opt2.step()
+    np.testing.assert_array_equal(w2.data, w.data)
+    for k, v in kept.items():
+        np.testing.assert_array_equal(sd["state"][0][k], v, err_msg=f"{k} of the state dict was written to")
+
+
 def test_load_state_dict_rejects_a_mismatch():
     w = polydl.Parameter(np.array([1.0, 2.0]))
     opt = optim.Adam([w])

@@ -1,0 +1,294 @@
+"""Fused CPU kernels: one pass over memory where NumPy needs several.
+
+Each kernel sits beside the NumPy form of the same computation (in ``optim`` and
+``functional``) and is tested against it. They are compiled by Numba (``pip install
+'polydl[fast]'``) on first use and cached on disk; without Numba the NumPy form runs. The optimizer kernels compute exactly what the NumPy form computes, in the same order,
+so their results are bit-identical; the batch-normalization kernels accumulate their sums in
+float64 and agree with the NumPy form to float32 rounding.
+
+``POLYDL_CPU_KERNELS`` picks when they run: ``auto`` (default: when Numba is installed, for
+arrays of at least ``MIN_SIZE`` elements), ``on`` (always; an error if Numba is missing) or
+``off``. ``use("off")`` does the same in code, also as a context manager.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+
+import numpy as np
+
+__all__ = ["MIN_SIZE", "available", "mode", "use", "get", "numba_version"]
+
+#: smallest array (elements) that ``auto`` hands to a kernel. One kernel call replaces 5 to 12
+#: NumPy calls, so kernels pay off from a few elements on; only the one-off import of Numba
+#: (about 0.3 s, with the compiled kernels cached on disk) is a cost, for runs of a few steps.
+MIN_SIZE = 1
+_MODES = ("auto", "on", "off")
+_ALIASES = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}
+
+
+def _mode_from_env() -> str:
+    raw = os.environ.get("POLYDL_CPU_KERNELS", "auto").strip().lower() or "auto"
+    value = _ALIASES.get(raw, raw)
+    if value not in _MODES:
+        raise ValueError(f"POLYDL_CPU_KERNELS must be one of auto, on, off, not {raw!r}")
+    return value
+
+
+try:
+    _MODE = _mode_from_env()
+except ValueError as _exc:  # a typo in the environment must not stop the import
+    warnings.warn(f"{_exc}; using auto", RuntimeWarning, stacklevel=1)
+    _MODE = "auto"
+_NUMBA = None        # the numba module once imported
+_NUMBA_ERROR = None  # why it could not be imported
+_COMPILED: dict = {}
+
+
+def _numba():
+    global _NUMBA, _NUMBA_ERROR
+    if _NUMBA is None and _NUMBA_ERROR is None:
+        try:
+            import numba
+            _NUMBA = numba
+        except Exception as exc:  # not installed, or broken against this NumPy
+            _NUMBA_ERROR = exc
+    return _NUMBA
+
+
+def available() -> bool:
+    """Whether Numba can be imported (imports it)."""
+    return _numba() is not None
+
+
+def numba_version() -> str | None:
+    nb = _numba()
+    return None if nb is None else nb.__version__
+
+
+def mode() -> str:
+    return _MODE
+
+
+class _Use(contextlib.ContextDecorator):
+    def __init__(self, value):
+        value = _ALIASES.get(str(value).lower(), str(value).lower())
+        if value not in _MODES:
+            raise ValueError(f"CPU kernel mode must be one of auto, on, off, not {value!r}")
+        global _MODE
+        self._old, _MODE = _MODE, value
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _MODE
+        _MODE = self._old
+        return False
+
+
+def use(value: str) -> _Use:
+    """Set the mode (``auto``, ``on``, ``off``); as a context manager, restore it on exit."""
+    return _Use(value)
+
+
+def get(name: str, size: int):
+    """The compiled kernel ``name`` for an array of ``size`` elements, or None where the NumPy
+    form should run (mode ``off``, a small array in mode ``auto``, or no Numba in ``auto``)."""
+    m = _MODE
+    if m == "off" or (m == "auto" and size < MIN_SIZE):
+        return None
+    kern = _COMPILED.get(name)
+    if kern is not None:
+        return kern
+    nb = _numba()
+    if nb is None:
+        if m == "on":
+            from .backend import DeviceError  # a RuntimeError, reported by the CLI as one line
+            raise DeviceError(f"POLYDL_CPU_KERNELS=on needs Numba ({_NUMBA_ERROR or 'not installed'}); "
+                               "install it with pip install 'polydl[fast]' or set POLYDL_CPU_KERNELS=auto")
+        return None
+    kern = _COMPILED[name] = _build(nb, name)
+    return kern
+
+
+def _build(nb, name):
+    # error_model="numpy": division by zero gives inf/nan as in NumPy (and lets loops vectorize).
+    # No fastmath in element-wise kernels, so they round exactly as the NumPy form; the
+    # reductions may reassociate (their sums are float64).
+    jit = nb.njit(nogil=True, cache=True, error_model="numpy", boundscheck=False)
+    jit_sum = nb.njit(nogil=True, cache=True, error_model="numpy", boundscheck=False,
+                      fastmath={"reassoc", "nsz"})
+    src = _SOURCES[name]
+    return (jit_sum if name.startswith("bn_") else jit)(src)
+
+
+# ---------------------------------------------------------------------------- optimizers
+# Flat 1-D buffers; scalars arrive in the buffers' dtype. Each loop body is the NumPy form of
+# the optimizer (polydl.optim.optimizers) written per element, in the same order of operations.
+def _sgd(p, g, lr):
+    for i in range(p.shape[0]):
+        p[i] -= g[i] * lr
+
+
+def _momentum(p, g, v, beta, step):
+    for i in range(p.shape[0]):
+        vi = v[i] * beta + g[i]
+        v[i] = vi
+        p[i] -= vi * step
+
+
+def _rmsprop(p, g, s, beta, step, eps):
+    for i in range(p.shape[0]):
+        gi = g[i]
+        si = s[i] * beta + gi * gi
+        s[i] = si
+        p[i] -= gi / (np.sqrt(si) + eps) * step
+
+
+def _adam(p, g, m, v, beta1, beta2, step, eps):
+    for i in range(p.shape[0]):
+        gi = g[i]
+        mi = m[i] * beta1 + gi
+        vi = v[i] * beta2 + gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= mi / (np.sqrt(vi) + eps) * step
+
+
+# ---------------------------------------------------------------------------- activations
+def _relu_backward(g, out, gx, zero):
+    """gx = g·[out > 0] (flat 1-D views; ``zero`` in g's dtype, so NaN·0 stays NaN as in NumPy)."""
+    for i in range(g.shape[0]):
+        gi = g[i]
+        gx[i] = gi if out[i] > 0 else gi * zero
+
+
+# ---------------------------------------------------------------------------- batch norm
+# x, g, out: (m, F) C-contiguous; per-feature vectors (F,). Sums in float64.
+# With ``relu`` true the output is max(0, ·) of the normalized one (batch norm then ReLU in one
+# node); the backward kernels then take that output and mask the gradient with out > 0.
+def _bn_forward_train(x, gamma, beta, eps, relu, out, mu, var, inv_std):
+    """μ, σ² (biased) per feature; out = (x − μ)·γ/√(σ² + ε) + β. Two passes: float64 sums of
+    x − x₀ and (x − x₀)² (shifted by the first row, which keeps σ² stable), then the output."""
+    m, f = x.shape
+    s1 = np.zeros(f, np.float64)
+    s2 = np.zeros(f, np.float64)
+    for i in range(m):
+        for j in range(f):
+            d = np.float64(x[i, j]) - np.float64(x[0, j])
+            s1[j] += d
+            s2[j] += d * d
+    scale = np.empty(f, x.dtype)
+    for j in range(f):
+        d1 = s1[j] / m
+        vj = s2[j] / m - d1 * d1
+        if vj < 0.0:
+            vj = 0.0
+        mj = np.float64(x[0, j]) + d1
+        r = 1.0 / np.sqrt(vj + eps)
+        mu[j] = mj
+        var[j] = vj
+        inv_std[j] = r
+        scale[j] = np.float64(gamma[j]) * r
+    for i in range(m):
+        for j in range(f):
+            v = (x[i, j] - mu[j]) * scale[j] + beta[j]
+            if relu and v <= 0:
+                v = v - v  # +0 (NaN stays NaN, as with NumPy's maximum)
+            out[i, j] = v
+
+
+def _bn_forward_eval(x, mu, scale, beta, relu, out):
+    """out = (x − μ)·scale + β per feature (scale = γ/√(σ² + ε), μ and σ² the running averages)."""
+    m, f = x.shape
+    for i in range(m):
+        for j in range(f):
+            v = (x[i, j] - mu[j]) * scale[j] + beta[j]
+            if relu and v <= 0:
+                v = v - v
+            out[i, j] = v
+
+
+def _bn_backward_train(g, x, mu, inv_std, gamma, out, gx, ggamma, gbeta):
+    """Σg, Σg·z_norm, and gx = γ/√(σ²+ε)·(g − Σg/m − z_norm·Σ(g·z_norm)/m), as
+    gx = a·g + b·(x − μ) + c per feature. ``gx`` may be None (input needs no gradient); ``out``
+    is None, or the fused ReLU's output, and then g is first multiplied by [out > 0]."""
+    m, f = g.shape
+    sg = np.zeros(f, np.float64)
+    sgx = np.zeros(f, np.float64)
+    for i in range(m):
+        for j in range(f):
+            gij = np.float64(g[i, j])
+            if out is not None:
+                if not out[i, j] > 0:
+                    gij = gij * 0.0
+            sg[j] += gij
+            sgx[j] += gij * np.float64(x[i, j])
+    a = np.empty(f, g.dtype)
+    b = np.empty(f, g.dtype)
+    c = np.empty(f, g.dtype)
+    for j in range(f):
+        r = np.float64(inv_std[j])
+        mj = np.float64(mu[j])
+        sgz = (sgx[j] - mj * sg[j]) * r  # Σ g·z_norm
+        gbeta[j] = sg[j]
+        ggamma[j] = sgz
+        aj = np.float64(gamma[j]) * r
+        bj = -aj * r * sgz / m
+        a[j] = aj
+        b[j] = bj
+        c[j] = -aj * sg[j] / m
+    if gx is not None:
+        for i in range(m):
+            for j in range(f):
+                gij = g[i, j]
+                if out is not None:
+                    if not out[i, j] > 0:
+                        gij = gij - gij  # 0, and NaN for NaN or ±inf as NumPy's g·0
+                gx[i, j] = gij * a[j] + (x[i, j] - mu[j]) * b[j] + c[j]
+
+
+# ---------------------------------------------------------------------------- softmax cross-entropy
+def _softmax_xent(z, labels, p):
+    """Row-wise ŷ = softmax(z) into p and Σᵢ (log Σⱼ exp zᵢⱼ − zᵢ,yᵢ) (float64). A label outside
+    [0, C) stops the kernel and returns −1 − (its row)."""
+    m, c = z.shape
+    total = 0.0
+    for i in range(m):
+        t = labels[i]
+        if t < 0 or t >= c:
+            return -1.0 - i
+        zmax = z[i, 0]
+        for j in range(1, c):
+            if z[i, j] > zmax:
+                zmax = z[i, j]
+        s = 0.0
+        for j in range(c):
+            e = np.exp(z[i, j] - zmax)
+            p[i, j] = e
+            s += e
+        for j in range(c):
+            p[i, j] = p[i, j] / s
+        total += np.log(s) + zmax - z[i, t]
+    return total
+
+
+def _softmax_xent_backward(p, labels, scale, gz):
+    """gz = (ŷ − onehot(y))·scale."""
+    m, c = p.shape
+    for i in range(m):
+        t = labels[i]
+        for j in range(c):
+            gz[i, j] = p[i, j] * scale
+        gz[i, t] = (p[i, t] - 1) * scale
+
+
+_SOURCES = {
+    "sgd": _sgd, "momentum": _momentum, "rmsprop": _rmsprop, "adam": _adam,
+    "relu_backward": _relu_backward,
+    "bn_forward_train": _bn_forward_train, "bn_forward_eval": _bn_forward_eval,
+    "bn_backward_train": _bn_backward_train,
+    "softmax_xent": _softmax_xent, "softmax_xent_backward": _softmax_xent_backward,
+}
