@@ -73,6 +73,14 @@ def _operands(a, b):
     return _as_tensor_like(a, b.data), b
 
 
+def _shape(x):
+    """``np.shape(x)`` without its call overhead for arrays and NumPy scalars."""
+    try:
+        return x.shape
+    except AttributeError:
+        return ()
+
+
 def _tensor(x):
     return x if isinstance(x, Tensor) else Tensor(backend.asarray(x))
 
@@ -93,11 +101,17 @@ def _norm_axis(axis, ndim):
 def add(a, b):
     a, b = _operands(a, b)
     ad, bd = a.data, b.data
-    sa, sb = np.shape(ad), np.shape(bd)
 
     def backward(g):
-        return (unbroadcast(g, sa) if a.requires_grad else None,
-                unbroadcast(g, sb) if b.requires_grad else None)
+        gs = g.shape
+        ga = gb = None
+        if a.requires_grad:
+            sa = _shape(ad)
+            ga = g if sa == gs else unbroadcast(g, sa)
+        if b.requires_grad:
+            sb = _shape(bd)
+            gb = g if sb == gs else unbroadcast(g, sb)
+        return ga, gb
 
     return _make(ad + bd, (a, b), backward)
 
@@ -105,11 +119,10 @@ def add(a, b):
 def sub(a, b):
     a, b = _operands(a, b)
     ad, bd = a.data, b.data
-    sa, sb = np.shape(ad), np.shape(bd)
 
     def backward(g):
-        return (unbroadcast(g, sa) if a.requires_grad else None,
-                unbroadcast(-g, sb) if b.requires_grad else None)
+        return (unbroadcast(g, _shape(ad)) if a.requires_grad else None,
+                unbroadcast(-g, _shape(bd)) if b.requires_grad else None)
 
     return _make(ad - bd, (a, b), backward)
 
@@ -119,8 +132,8 @@ def mul(a, b):
     ad, bd = a.data, b.data
 
     def backward(g):
-        return (unbroadcast(g * bd, np.shape(ad)) if a.requires_grad else None,
-                unbroadcast(g * ad, np.shape(bd)) if b.requires_grad else None)
+        return (unbroadcast(g * bd, _shape(ad)) if a.requires_grad else None,
+                unbroadcast(g * ad, _shape(bd)) if b.requires_grad else None)
 
     return _make(ad * bd, (a, b), backward)
 

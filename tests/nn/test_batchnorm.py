@@ -139,3 +139,49 @@ def test_validation():
         nn.BatchNorm(3, eps=0.0)
     with pytest.raises(ValueError, match="batch"):
         nn.BatchNorm(3)(polydl.tensor(np.ones(3, np.float32)))
+
+
+# ---------------------------------------------------------------------------- BatchNorm → ReLU
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("kernels", ["off", "on"])
+def test_batch_norm_with_relu_gradcheck(device, training, kernels):
+    """``batch_norm(..., activation="relu")`` is relu(batch_norm(...)) and its gradient is right,
+    as one fused node (CPU kernels on) or two nodes (off, and on CUDA)."""
+    from polydl import F, cpu_kernels
+    from polydl.testing import gradcheck
+
+    if kernels == "on":
+        pytest.importorskip("numba")
+    z, x = _batch(device, m=16)
+    rng = np.random.default_rng(3)
+    gamma = polydl.tensor(rng.uniform(0.5, 1.5, 3), device=device, requires_grad=True)
+    beta = polydl.tensor(rng.normal(0, 0.3, 3), device=device, requires_grad=True)
+    rm, rv = polydl.tensor(z.mean(0) + 0.1, device=device), polydl.tensor(z.var(0) * 1.2, device=device)
+    x.requires_grad = True
+    with cpu_kernels.use(kernels):
+        fused = F.batch_norm(x, gamma, beta, rm, rv, training=training, activation="relu")
+        plain = F.relu(F.batch_norm(x, gamma, beta, rm, rv, training=training))
+        np.testing.assert_allclose(fused.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+        assert gradcheck(lambda x, g, b: F.batch_norm(x, g, b, rm, rv, training=training, activation="relu"),
+                         x, gamma, beta)
+
+
+def test_sequential_fuses_only_plain_batchnorm_then_relu():
+    """A BatchNorm or ReLU subclass keeps its own forward: Sequential does not fuse it."""
+    from polydl import F
+
+    class ShiftedReLU(nn.ReLU):
+        def forward(self, x):
+            return F.relu(x) + 1.0
+
+    class ScaledBatchNorm(nn.BatchNorm):
+        def forward(self, x):
+            return super().forward(x) * 2.0
+
+    _, x = _batch("cpu", m=8)
+    for model, expected in ((nn.Sequential(nn.BatchNorm(3, dtype=np.float64), ShiftedReLU()), lambda y: np.maximum(y, 0) + 1),
+                            (nn.Sequential(ScaledBatchNorm(3, dtype=np.float64), nn.ReLU()), lambda y: np.maximum(2 * y, 0))):
+        ref = nn.BatchNorm(3, dtype=np.float64)(x).numpy()
+        np.testing.assert_allclose(model(x).numpy(), expected(ref), rtol=1e-12)
+    with pytest.raises(ValueError, match="activation must be None or 'relu'"):
+        F.batch_norm(x, nn.BatchNorm(3).gamma, nn.BatchNorm(3).beta, activation="tanh")
