@@ -1,10 +1,13 @@
 """Fused CPU kernels: one pass over memory where NumPy needs several.
 
 Each kernel sits beside the NumPy form of the same computation (in ``optim`` and
-``functional``) and is tested against it. They are compiled by Numba (``pip install
-'polydl[fast]'``) on first use and cached on disk; without Numba the NumPy form runs. The optimizer kernels compute exactly what the NumPy form computes, in the same order,
-so their results are bit-identical; the batch-normalization kernels accumulate their sums in
-float64 and agree with the NumPy form to float32 rounding.
+``functional``) and is tested against it: the optimizer steps (SGD, momentum, RMSprop, Adam),
+batch normalization (alone or followed by ReLU in the same node), ReLU's backward and softmax
+cross-entropy with integer labels. They are compiled by Numba (``pip install 'polydl[fast]'``)
+on first use and cached on disk; without Numba the NumPy form runs. The optimizer and ReLU
+kernels compute exactly what the NumPy form computes, in the same order, so their results are
+bit-identical; the batch-normalization and softmax kernels accumulate their sums in float64 and
+agree with the NumPy form to float32 rounding.
 
 ``POLYDL_CPU_KERNELS`` picks when they run: ``auto`` (default: when Numba is installed, for
 arrays of at least ``MIN_SIZE`` elements), ``on`` (always; an error if Numba is missing) or
