@@ -35,13 +35,18 @@ def info():
     click.echo(f"polydl  {polydl.__version__}")
     click.echo(f"Python  {platform.python_version()}")
     click.echo(f"NumPy   {np.__version__}")
-    numba = cpu_kernels.numba_version() if cpu_kernels.mode() != "off" else None
+    mode = cpu_kernels.mode()
+    numba = cpu_kernels.numba_version() if mode != "off" else None
     if numba:
-        kernels = f"{numba} (fused CPU kernels: {cpu_kernels.mode()})"
-    elif cpu_kernels.mode() == "off":
+        kernels = f"{numba} (fused CPU kernels: {mode})"
+    elif mode == "off":
         kernels = "not used (POLYDL_CPU_KERNELS=off)"
     else:
-        kernels = "not installed (fused CPU kernels off; pip install 'polydl[fast]')"
+        err = cpu_kernels._NUMBA_ERROR
+        why = "not installed" if err is None or isinstance(err, ModuleNotFoundError) else f"fails to import ({err})"
+        then = ("every fused op will fail: pip install 'polydl[fast]' or set POLYDL_CPU_KERNELS=auto"
+                if mode == "on" else "fused CPU kernels off; pip install 'polydl[fast]'")
+        kernels = f"{why} ({then})"
     click.echo(f"Numba   {kernels}")
     cupy = backend.cupy_version()
     click.echo(f"CuPy    {cupy if cupy else 'not installed'}")

@@ -15,7 +15,6 @@ arrays of at least ``MIN_SIZE`` elements), ``on`` (always; an error if Numba is 
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 
@@ -24,8 +23,9 @@ import numpy as np
 __all__ = ["MIN_SIZE", "available", "mode", "use", "get", "numba_version"]
 
 #: smallest array (elements) that ``auto`` hands to a kernel. One kernel call replaces 5 to 12
-#: NumPy calls, so kernels pay off from a few elements on; only the one-off import of Numba
-#: (about 0.3 s, with the compiled kernels cached on disk) is a cost, for runs of a few steps.
+#: NumPy calls, so kernels pay off from a few elements on. The costs are one-off: compiling each
+#: kernel for each dtype the first time it runs on a new install (0.2–0.6 s each, a few seconds
+#: for a first training run), then about 0.3 s per process to import Numba and load the cache.
 MIN_SIZE = 1
 _MODES = ("auto", "on", "off")
 _ALIASES = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}
@@ -74,26 +74,42 @@ def mode() -> str:
     return _MODE
 
 
-class _Use(contextlib.ContextDecorator):
+def _check_mode(value) -> str:
+    value = _ALIASES.get(str(value).lower(), str(value).lower())
+    if value not in _MODES:
+        raise ValueError(f"CPU kernel mode must be one of auto, on, off, not {value!r}")
+    return value
+
+
+class _Use:
+    """Context manager returned by ``use``: restores the mode that was in place on entry."""
+
     def __init__(self, value):
-        value = _ALIASES.get(str(value).lower(), str(value).lower())
-        if value not in _MODES:
-            raise ValueError(f"CPU kernel mode must be one of auto, on, off, not {value!r}")
         global _MODE
-        self._old, _MODE = _MODE, value
+        self.value = value
+        self._saved = [_MODE]
+        self._pending = True  # use() has set the mode already; the first ``with`` only records it
+        _MODE = value
 
     def __enter__(self):
+        global _MODE
+        if self._pending:
+            self._pending = False
+        else:  # the same object entered again
+            self._saved.append(_MODE)
+            _MODE = self.value
         return self
 
     def __exit__(self, *exc):
         global _MODE
-        _MODE = self._old
+        _MODE = self._saved.pop()
         return False
 
 
 def use(value: str) -> _Use:
-    """Set the mode (``auto``, ``on``, ``off``); as a context manager, restore it on exit."""
-    return _Use(value)
+    """Set the mode (``auto``, ``on``, ``off``) for the whole process (all threads); used as
+    ``with use("off"): ...`` the previous mode comes back at the end of the block."""
+    return _Use(_check_mode(value))
 
 
 def get(name: str, size: int):
@@ -120,11 +136,13 @@ def _build(nb, name):
     # error_model="numpy": division by zero gives inf/nan as in NumPy (and lets loops vectorize).
     # No fastmath in element-wise kernels, so they round exactly as the NumPy form; the
     # reductions may reassociate (their sums are float64).
-    jit = nb.njit(nogil=True, cache=True, error_model="numpy", boundscheck=False)
-    jit_sum = nb.njit(nogil=True, cache=True, error_model="numpy", boundscheck=False,
-                      fastmath={"reassoc", "nsz"})
-    src = _SOURCES[name]
-    return (jit_sum if name.startswith("bn_") else jit)(src)
+    options = {"nogil": True, "error_model": "numpy", "boundscheck": False}
+    if name.startswith(("bn_", "softmax_")):
+        options["fastmath"] = {"reassoc", "nsz"}
+    try:
+        return nb.njit(cache=True, **options)(_SOURCES[name])
+    except RuntimeError:  # no writable cache directory: compile in every process instead
+        return nb.njit(cache=False, **options)(_SOURCES[name])
 
 
 # ---------------------------------------------------------------------------- optimizers

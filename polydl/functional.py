@@ -549,6 +549,8 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     xp = _xp(xd)
     if xd.ndim < 2:
         raise ValueError(f"batch_norm needs input of shape (batch, features), not {xd.shape}")
+    if training and xd.shape[-2] == 0:
+        raise ValueError("batch_norm in training needs a batch of at least one sample, not an empty one")
     in_dtype = xd.dtype
     if in_dtype != gd.dtype and in_dtype.itemsize < gd.dtype.itemsize:
         xd = xd.astype(gd.dtype)  # half activations: statistics in the parameters' precision
@@ -616,10 +618,11 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
 
 def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, momentum, eps, relu_=False):
     """``batch_norm`` of a 2-D input through the compiled CPU kernels (two passes forward, two
-    backward; no centred copy of the input is kept), followed by ReLU in the same node when
-    ``relu_``; None where the kernels do not apply."""
+    backward), followed by ReLU in the same node when ``relu_``; None where the kernels do not
+    apply. No centred copy of the input is kept: like ``linear``, the backward pass reads the
+    input array itself (the per-feature statistics and γ are those of the forward pass)."""
     gd, bd = gamma.data, beta.data
-    if not training and running_mean is None:
+    if (not training and running_mean is None) or (training and xd.shape[0] == 0):
         return None
     name = "bn_forward_train" if training else "bn_forward_eval"
     kern = _cpu_kernel(name, xd, gd, bd)
@@ -629,6 +632,7 @@ def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, mom
     m, f = xd.shape
     dt = xd.dtype
     out = np.empty_like(xd)
+    gd = gd.copy()  # γ as it was in the forward pass, whatever the optimizer does before backward
     if training:
         mu, var, inv_std = np.empty(f, dt), np.empty(f, dt), np.empty(f, dt)
         kern(xd, gd, bd, float(eps), relu_, out, mu, var, inv_std)
@@ -640,7 +644,7 @@ def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, mom
             rv *= mom
             rv += (1 - mom) * var.reshape(rv.shape)
     else:
-        mu = running_mean.data.reshape(f)
+        mu = running_mean.data.reshape(f).copy()  # a training pass may update it before backward
         inv_std = (running_var.data.reshape(f) + eps) ** -0.5
         scale = gd * inv_std
         if _cpu_kernel(name, xd, gd, bd, mu, scale) is None:
@@ -775,7 +779,8 @@ def _softmax_cross_entropy_cpu(z, zd, td, in_dtype):
     """``softmax_cross_entropy`` of (m, C) scores with integer labels through the compiled CPU
     kernels (one call forward, one backward); None where they do not apply."""
     kern = _cpu_kernel("softmax_xent", zd)
-    if kern is None or type(td) is not np.ndarray or td.shape != zd.shape[:1] or not zd.shape[0]:
+    if (kern is None or type(td) is not np.ndarray or not td.dtype.isnative or td.shape != zd.shape[:1]
+            or not zd.shape[0]):
         return None
     m, c = zd.shape
     p = np.empty_like(zd)

@@ -162,9 +162,8 @@ def test_optimizer_state_dict_round_trip(name, save_mode, load_mode):
     assert all("tmp" not in st for st in sd["state"])
     assert sd["step"] == 3 and set(sd["state"][0]) == set(cls.state_names)
     copies = [polydl.Parameter(p.numpy().copy()) for p in opt.params]
-    # lr comes from the state dict (β is given as saved: loading a different β rescales the
-    # loaded buffers, a separate bug in load_state_dict)
-    restored = cls(copies, **{**hyper, "lr": 0.5})
+    # lr and β come from the state dict (the buffers are loaded as saved, not rescaled)
+    restored = cls(copies, lr=0.5)
     restored.load_state_dict(sd)
     with cpu_kernels.use(load_mode):
         for o in (opt, restored):
@@ -588,3 +587,109 @@ def test_without_numba_auto_uses_numpy_and_on_raises(no_numba):
             cpu_kernels.get("adam", 100)
         with pytest.raises(RuntimeError, match=r"needs Numba"):
             opt.step()
+
+
+# ---------------------------------------------------------------------------- edge cases
+@pytest.mark.usefixtures("needs_numba")
+@pytest.mark.parametrize("label_dtype", ["uint8", "int16", "int32", "uint64", ">i4", "<i8"])
+def test_softmax_cross_entropy_label_dtypes(label_dtype, calls):
+    """Any integer label dtype works with the kernels on; a non-native byte order (files from
+    big-endian machines) takes the NumPy form instead of failing to compile."""
+    rng = np.random.default_rng(9)
+    z = rng.normal(0, 2, (12, 4))
+    y = rng.integers(0, 4, 12).astype(label_dtype)
+    res = in_modes(lambda: F.softmax_cross_entropy(polydl.tensor(z), y).item())
+    np.testing.assert_allclose(res["on"], res["off"], rtol=1e-12)
+    assert ("softmax_xent" in calls) == np.dtype(label_dtype).isnative
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_norm_rejects_an_empty_training_batch(mode):
+    if mode == "on":
+        pytest.importorskip("numba")
+    bn = nn.BatchNorm(4)
+    with cpu_kernels.use(mode), pytest.raises(ValueError, match="at least one sample"):
+        bn(polydl.tensor(np.zeros((0, 4), np.float32)))
+    np.testing.assert_array_equal(bn.running_mean.numpy(), 0)
+    np.testing.assert_array_equal(bn.running_var.numpy(), 1)
+
+
+@pytest.mark.usefixtures("needs_numba")
+def test_batch_norm_backward_uses_the_forward_passes_gamma_and_statistics(calls):
+    """An optimizer step (γ changes) or a training pass (the running averages change) between a
+    forward and its backward does not change the gradient, with the kernels on or off."""
+    rng = np.random.default_rng(10)
+    x = rng.normal(1, 2, (16, 3))
+    g = rng.normal(size=x.shape)
+
+    def run(training):
+        bn = nn.BatchNorm(3, dtype=np.float64)
+        bn(polydl.tensor(x * 0.5 + 1))  # running averages away from 0 and 1
+        bn.training = training
+        xt = polydl.tensor(x, requires_grad=True)
+        out = bn(xt)
+        with polydl.no_grad():
+            bn.gamma.data *= 3.0
+        bn.training = True
+        bn(polydl.tensor(x * 2.0 - 5))  # updates the running averages in place
+        out.backward(g)
+        return xt.grad, bn.gamma.grad, bn.beta.grad
+
+    for training in (True, False):
+        res = in_modes(run, training)
+        for a, b in zip(res["on"], res["off"]):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert "bn_forward_train" in calls and "bn_forward_eval" in calls
+
+
+@pytest.mark.usefixtures("needs_numba")
+def test_use_object_entered_twice_and_nested():
+    start = cpu_kernels.mode()
+    cm = cpu_kernels.use("off")
+    assert cpu_kernels.mode() == "off"  # a plain call sets the mode at once
+    with cm:
+        with cpu_kernels.use("on"):
+            assert cpu_kernels.mode() == "on"
+        assert cpu_kernels.mode() == "off"
+    assert cpu_kernels.mode() == start
+    with cm:  # the same object again
+        assert cpu_kernels.mode() == "off"
+    assert cpu_kernels.mode() == start
+
+
+def test_patched_or_subclassed_forward_is_not_fused(monkeypatch):
+    """Sequential only fuses the library's own BatchNorm → ReLU: a forward replaced on an
+    instance or on the class is called."""
+    seen = []
+    x = polydl.tensor(np.random.default_rng(11).normal(size=(8, 3)))
+
+    def spy(self_or_x, *rest):
+        seen.append(1)
+        return F.relu(rest[0] if rest else self_or_x)
+
+    relu = nn.ReLU()
+    relu.forward = spy
+    nn.Sequential(nn.BatchNorm(3, dtype=np.float64), relu)(x)
+    assert seen == [1]
+    monkeypatch.setattr(nn.ReLU, "forward", spy)
+    nn.Sequential(nn.BatchNorm(3, dtype=np.float64), nn.ReLU())(x)
+    assert seen == [1, 1]
+
+
+def test_build_compiles_without_a_cache_where_no_cache_directory_is_writable():
+    """Numba refuses cache=True where it finds no writable cache directory (read-only
+    site-packages and home): the kernel is then compiled without a cache, not an error."""
+    asked = []
+
+    class FakeNumba:
+        @staticmethod
+        def njit(cache, **options):
+            asked.append((cache, options.get("fastmath")))
+            if cache:
+                raise RuntimeError("cannot cache function '_adam': no locator available for file")
+            return lambda fn: fn
+
+    assert cpu_kernels._build(FakeNumba, "adam") is cpu_kernels._adam
+    assert asked == [(True, None), (False, None)]
+    cpu_kernels._build(FakeNumba, "bn_backward_train")
+    assert asked[-1] == (False, {"reassoc", "nsz"})

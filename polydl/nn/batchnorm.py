@@ -44,10 +44,20 @@ class BatchNorm(Module):
         ``Sequential`` does with the pair); None when this pair does not fuse."""
         from .layers import ReLU
 
-        if type(following) is not ReLU or type(self).forward is not BatchNorm.forward:
-            return None
+        if (type(following) is not ReLU or ReLU.forward is not _RELU_FORWARD or "forward" in vars(following)
+                or type(self).forward is not _FORWARD or "forward" in vars(self)):
+            return None  # a subclass or a patched forward keeps its own behaviour
         return F.batch_norm(x, self.gamma, self.beta, self.running_mean, self.running_var,
                             self.training, self.momentum, self.eps, activation="relu")
 
     def extra_repr(self):
         return f"{self.num_features}, momentum={self.momentum}, eps={self.eps}"
+
+
+def _originals():
+    from .layers import ReLU
+
+    return BatchNorm.forward, ReLU.forward
+
+
+_FORWARD, _RELU_FORWARD = _originals()

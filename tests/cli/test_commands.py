@@ -175,6 +175,14 @@ def test_info_without_numba(monkeypatch):
         r = invoke("info")
     assert r.exit_code == 0, r.output
     assert "Numba   not installed (fused CPU kernels off; pip install 'polydl[fast]')\n" in r.stdout
+    with cpu_kernels.use("on"):  # every fused op would fail: say so
+        r = invoke("info")
+    assert "Numba   not installed (every fused op will fail: pip install 'polydl[fast]' or set " \
+           "POLYDL_CPU_KERNELS=auto)\n" in r.stdout
+    monkeypatch.setattr(cpu_kernels, "_NUMBA_ERROR", ImportError("numpy version mismatch"))
+    with cpu_kernels.use("auto"):
+        r = invoke("info")
+    assert "Numba   fails to import (numpy version mismatch) (fused CPU kernels off;" in r.stdout
 
 
 def test_info_lists_loaded_plugins(monkeypatch):

@@ -144,7 +144,7 @@ def test_validation():
 # ---------------------------------------------------------------------------- BatchNorm → ReLU
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("kernels", ["off", "on"])
-def test_batch_norm_with_relu_gradcheck(device, training, kernels):
+def test_batch_norm_with_relu_gradcheck(device, training, kernels, monkeypatch):
     """``batch_norm(..., activation="relu")`` is relu(batch_norm(...)) and its gradient is right,
     as one fused node (CPU kernels on) or two nodes (off, and on CUDA)."""
     from polydl import F, cpu_kernels
@@ -152,6 +152,16 @@ def test_batch_norm_with_relu_gradcheck(device, training, kernels):
 
     if kernels == "on":
         pytest.importorskip("numba")
+    ran = []
+    real_get = cpu_kernels.get
+
+    def get(name, size):  # records which compiled kernels run
+        kern = real_get(name, size)
+        if kern is not None:
+            ran.append(name)
+        return kern
+
+    monkeypatch.setattr(cpu_kernels, "get", get)
     z, x = _batch(device, m=16)
     rng = np.random.default_rng(3)
     gamma = polydl.tensor(rng.uniform(0.5, 1.5, 3), device=device, requires_grad=True)
@@ -164,6 +174,8 @@ def test_batch_norm_with_relu_gradcheck(device, training, kernels):
         np.testing.assert_allclose(fused.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
         assert gradcheck(lambda x, g, b: F.batch_norm(x, g, b, rm, rv, training=training, activation="relu"),
                          x, gamma, beta)
+    fused_ran = ("bn_forward_train" if training else "bn_forward_eval") in ran
+    assert fused_ran == (kernels == "on" and device == "cpu")
 
 
 def test_sequential_fuses_only_plain_batchnorm_then_relu():
