@@ -176,6 +176,15 @@ def pow(a, exponent):
     return _make(ad ** p, (a,), lambda g: (g * (p * ad ** (p - 1.0)),))
 
 
+def _mm(xp, a, b):
+    """``xp.matmul``; on the CPU, float16 operands are multiplied by float32 BLAS and the product
+    rounded once to float16 (as a GPU's half-precision GEMM with float32 accumulation), instead of
+    NumPy's float16 loop, which is 30–60 times slower than BLAS."""
+    if xp is np and a.dtype == np.float16 and b.dtype == np.float16:
+        return np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)
+    return xp.matmul(a, b)
+
+
 def matmul(a, b):
     """Matrix product, 2-D or with leading batch dimensions (broadcast as in NumPy)."""
     a, b = _operands(a, b)
@@ -194,18 +203,18 @@ def matmul(a, b):
             b2 = bd[:, None]
             g2 = g2[..., None]
         if a.requires_grad:
-            ga = xp.matmul(g2, xp.swapaxes(b2, -1, -2))
+            ga = _mm(xp, g2, xp.swapaxes(b2, -1, -2))
             if ad.ndim == 1:
                 ga = ga[..., 0, :]
             ga = unbroadcast(ga, ad.shape)
         if b.requires_grad:
-            gb = xp.matmul(xp.swapaxes(a2, -1, -2), g2)
+            gb = _mm(xp, xp.swapaxes(a2, -1, -2), g2)
             if bd.ndim == 1:
                 gb = gb[..., 0]
             gb = unbroadcast(gb, bd.shape)
         return ga, gb
 
-    return _make(xp.matmul(ad, bd), (a, b), backward)
+    return _make(_mm(xp, ad, bd), (a, b), backward)
 
 
 # ---------------------------------------------------------------------------- reductions
@@ -479,7 +488,7 @@ def linear(x, weight, bias=None):
     if half is not None and xd.dtype.kind == "f":
         xd = xd.astype(half, copy=False)
         wd = wd.astype(half)
-    out = xp.matmul(xd, wd)
+    out = _mm(xp, xd, wd)
     if half is not None and out.dtype != xd.dtype:
         out = out.astype(xd.dtype)  # NumPy's bfloat16 products come back as float32
     if bias is not None:
@@ -493,7 +502,7 @@ def linear(x, weight, bias=None):
             g = g.astype(xd.dtype, copy=False)
         gx = None
         if x.requires_grad:
-            gx = xp.matmul(g, wd.T if wd.ndim == 2 else xp.swapaxes(wd, -1, -2))
+            gx = _mm(xp, g, wd.T if wd.ndim == 2 else xp.swapaxes(wd, -1, -2))
             if gx.dtype != x.data.dtype:
                 gx = gx.astype(x.data.dtype)
         if not w.requires_grad:
@@ -505,9 +514,9 @@ def linear(x, weight, bias=None):
                 w._gzero = False
                 gw = None
             else:
-                gw = xp.matmul(x2, g2)
+                gw = _mm(xp, x2, g2)
         else:
-            gw = unbroadcast(xp.matmul(xp.swapaxes(xd, -1, -2), g), wd.shape)
+            gw = unbroadcast(_mm(xp, xp.swapaxes(xd, -1, -2), g), wd.shape)
         if bias is None:
             return gx, gw
         if not bias.requires_grad:

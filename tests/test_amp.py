@@ -51,6 +51,33 @@ def test_autocast_linear_runs_in_half_and_keeps_float32_master_grads(device, rng
     assert amp.current() is None  # the context is left
 
 
+def test_float16_products_accumulate_in_float32_and_round_once(device, rng):
+    """float16 matmul and linear (forward and both backward products) equal the float32 product
+    of the float16 operands rounded once to float16: a GPU's half GEMM with float32 accumulation,
+    and on the CPU float32 BLAS instead of NumPy's slow float16 loop."""
+    a = rng.standard_normal((6, 40)).astype(np.float16)
+    b = rng.standard_normal((40, 7)).astype(np.float16)
+    g = rng.standard_normal((6, 7)).astype(np.float16)
+
+    def once(p, q):  # the reference: exact float32 product of half operands, rounded once
+        return (p.astype(np.float32) @ q.astype(np.float32)).astype(np.float16)
+
+    at, bt = _t(a, device, True), _t(b, device, True)
+    out = F.matmul(at, bt)
+    out.backward(backend.to_device(g, device))
+    for got, want in ((out.data, once(a, b)), (at.grad, once(g, b.T)), (bt.grad, once(a.T, g))):
+        got = backend.to_numpy(got)
+        assert got.dtype == np.float16
+        np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=2e-3, atol=2e-3)
+    x = _t(a.astype(np.float32), device, True)
+    lin = nn.Linear(40, 7, bias=False).to(device)
+    w = backend.to_numpy(lin.weight.data)
+    with amp.autocast("float16"):
+        z = lin(x)
+    np.testing.assert_allclose(backend.to_numpy(z.data).astype(np.float32),
+                               once(a, w.astype(np.float16)).astype(np.float32), rtol=2e-3, atol=2e-3)
+
+
 def test_batchnorm_statistics_in_float32_under_half_input(device, rng):
     bn = nn.BatchNorm(4).to(device)
     x = _t(rng.standard_normal((16, 4)).astype(np.float16) * 3 + 1, device, requires_grad=True)
