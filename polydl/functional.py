@@ -53,7 +53,7 @@ def _cpu_kernel(name, *arrays):
     """The compiled CPU kernel ``name`` (``polydl.cpu_kernels``) when every array is a
     C-contiguous NumPy float32/float64 array of one dtype; otherwise None (the NumPy form runs)."""
     dt = arrays[0].dtype
-    if dt not in _KERNEL_DTYPES or cpu_kernels._MODE == "off":
+    if dt not in _KERNEL_DTYPES:
         return None
     for a in arrays:
         if type(a) is not np.ndarray or a.dtype != dt or not a.flags.c_contiguous:
@@ -584,12 +584,7 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
         var *= 1.0 / m
         inv_std = (var + eps) ** -0.5
         if running_mean is not None:
-            mom = float(momentum)
-            rm, rv = running_mean.data, running_var.data
-            rm *= mom
-            rm += (1 - mom) * mu.reshape(rm.shape)
-            rv *= mom
-            rv += (1 - mom) * var.reshape(rv.shape)
+            _update_running(running_mean, running_var, mu, var, momentum)
     else:
         if running_mean is None:
             raise ValueError("batch_norm in evaluation mode needs running_mean and running_var")
@@ -625,38 +620,43 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     return _make(out, (x, gamma, beta), backward)
 
 
+def _update_running(running_mean, running_var, mu, var, momentum):
+    """running = momentum · running + (1 − momentum) · batch, in place."""
+    mom = float(momentum)
+    rm, rv = running_mean.data, running_var.data
+    rm *= mom
+    rm += (1 - mom) * mu.reshape(rm.shape)
+    rv *= mom
+    rv += (1 - mom) * var.reshape(rv.shape)
+
+
 def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, momentum, eps, relu_=False):
     """``batch_norm`` of a 2-D input through the compiled CPU kernels (two passes forward, two
     backward), followed by ReLU in the same node when ``relu_``; None where the kernels do not
     apply. No centred copy of the input is kept: like ``linear``, the backward pass reads the
     input array itself (the per-feature statistics and γ are those of the forward pass)."""
     gd, bd = gamma.data, beta.data
-    if (not training and running_mean is None) or (training and xd.shape[0] == 0):
-        return None
-    name = "bn_forward_train" if training else "bn_forward_eval"
-    kern = _cpu_kernel(name, xd, gd, bd)
-    kern_back = _cpu_kernel("bn_backward_train", xd) if training else None
-    if kern is None or (training and kern_back is None):
-        return None
     m, f = xd.shape
     dt = xd.dtype
     out = np.empty_like(xd)
-    gd = gd.copy()  # γ as it was in the forward pass, whatever the optimizer does before backward
     if training:
+        kern = _cpu_kernel("bn_forward_train", xd, gd, bd) if m else None
+        kern_back = _cpu_kernel("bn_backward_train", xd)
+        if kern is None or kern_back is None:
+            return None
+        gd = gd.copy()  # γ as it was in the forward pass, whatever the optimizer does before backward
         mu, var, inv_std = np.empty(f, dt), np.empty(f, dt), np.empty(f, dt)
         kern(xd, gd, bd, float(eps), relu_, out, mu, var, inv_std)
         if running_mean is not None:
-            mom = float(momentum)
-            rm, rv = running_mean.data, running_var.data
-            rm *= mom
-            rm += (1 - mom) * mu.reshape(rm.shape)
-            rv *= mom
-            rv += (1 - mom) * var.reshape(rv.shape)
+            _update_running(running_mean, running_var, mu, var, momentum)
     else:
+        if running_mean is None:
+            return None
         mu = running_mean.data.reshape(f).copy()  # a training pass may update it before backward
         inv_std = (running_var.data.reshape(f) + eps) ** -0.5
         scale = gd * inv_std
-        if _cpu_kernel(name, xd, gd, bd, mu, scale) is None:
+        kern = _cpu_kernel("bn_forward_eval", xd, gd, bd, mu, scale)
+        if kern is None:
             return None
         kern(xd, mu, scale, bd, relu_, out)
 
