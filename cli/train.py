@@ -128,6 +128,49 @@ def _opt(*decls, **kw):
     return click.option(*decls, **kw)
 
 
+def config_options(fn):
+    """The flags that set configuration keys (shared by the commands that build a training
+    configuration: ``train``, and those that run many trainings)."""
+    for option in reversed(_CONFIG_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+_CONFIG_OPTIONS = [
+    _opt("--device", help="cpu, cuda or cuda:N."),
+    _opt("--dtype", type=click.Choice(DTYPES), help="Floating type of weights and data; float16/bfloat16 train in mixed precision "
+         "(half products, float32 master weights, loss scaling for float16): fast on GPUs."),
+    _opt("--seed", type=int, help="Seed of the weights, the shuffling and dropout."),
+    _opt("--data-seed", type=int, help="Seed of the train/validation/test split and of synthetic data."),
+    _opt("--dataset", metavar="NAME|FILE", help="digits, moons, spirals, blobs, a plugin's, or a .npz/.csv file."),
+    _opt("--dataset-param", multiple=True, metavar=PARAM, help="Parameter of a named dataset (repeatable)."),
+    _opt("--target", metavar="COLUMN", help="Label column of a .csv (default: the last)."),
+    _opt("--val-split", type=float, help="Fraction of the data held out for validation."),
+    _opt("--test-split", type=float, help="Fraction held out for testing (data without a test split)."),
+    _opt("--standardize/--no-standardize", help="Z-score the features with training statistics (default: auto)."),
+    _opt("--hidden", metavar="SIZES", help="Hidden layer sizes, e.g. 128,64 (none: no hidden layer)."),
+    _opt("--activation", help="relu, leaky_relu, tanh, sigmoid or identity."),
+    _opt("--normalizer", help="batchnorm, none, or a plugin's."),
+    _opt("--normalizer-param", multiple=True, metavar=PARAM, help="Normalizer parameter (repeatable)."),
+    _opt("--dropout", type=float, help="Dropout probability after each hidden layer."),
+    _opt("--loss", help="softmax_cross_entropy, binary_cross_entropy, mse, or a plugin's."),
+    _opt("--loss-param", multiple=True, metavar=PARAM, help="Loss parameter (repeatable)."),
+    _opt("--optimizer", help="sgd, momentum, rmsprop, adam, or a plugin's."),
+    _opt("--lr", type=float, help="Learning rate α0 (the schedule decays it)."),
+    _opt("--beta", type=float, help="Momentum / RMSprop β."),
+    _opt("--beta1", type=float, help="Adam β1."),
+    _opt("--beta2", type=float, help="Adam β2."),
+    _opt("--eps", type=float, help="RMSprop / Adam ε."),
+    _opt("--weight-decay", type=float, help="L2 regularisation λ."),
+    _opt("--schedule", help="Learning-rate schedule (see polydl schedules)."),
+    _opt("--schedule-param", multiple=True, metavar=PARAM, help="Schedule parameter, e.g. decay_rate=1 (repeatable)."),
+    _opt("--schedule-unit", type=click.Choice(SCHEDULE_UNITS), help="Update α once per epoch or at every mini-batch."),
+    _opt("--epochs", type=int, help="Passes over the training data."),
+    _opt("--batch-size", type=int, help="Samples per mini-batch."),
+    _opt("--plot/--no-plot", help="Write curves.png (needs matplotlib)."),
+]
+
+
 @click.command("train", cls=Command)
 @_opt("--config", "config_file", type=click.Path(dir_okay=False), metavar="FILE",
       help="TOML file of configuration keys (flags override it).")
@@ -137,37 +180,7 @@ def _opt(*decls, **kw):
 @_opt("--out", type=click.Path(), metavar="DIR", help="Run directory (default: runs/<timestamp>).")
 @click.option("--overwrite", is_flag=True, help="Replace the run in an existing --out directory.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the summary line.")
-@_opt("--device", help="cpu, cuda or cuda:N.")
-@_opt("--dtype", type=click.Choice(DTYPES), help="Floating type of weights and data; float16/bfloat16 train in mixed precision "
-     "(half products, float32 master weights, loss scaling for float16): fast on GPUs.")
-@_opt("--seed", type=int, help="Seed of the weights, the shuffling and dropout.")
-@_opt("--data-seed", type=int, help="Seed of the train/validation/test split and of synthetic data.")
-@_opt("--dataset", metavar="NAME|FILE", help="digits, moons, spirals, blobs, a plugin's, or a .npz/.csv file.")
-@_opt("--dataset-param", multiple=True, metavar=PARAM, help="Parameter of a named dataset (repeatable).")
-@_opt("--target", metavar="COLUMN", help="Label column of a .csv (default: the last).")
-@_opt("--val-split", type=float, help="Fraction of the data held out for validation.")
-@_opt("--test-split", type=float, help="Fraction held out for testing (data without a test split).")
-@_opt("--standardize/--no-standardize", help="Z-score the features with training statistics (default: auto).")
-@_opt("--hidden", metavar="SIZES", help="Hidden layer sizes, e.g. 128,64 (none: no hidden layer).")
-@_opt("--activation", help="relu, leaky_relu, tanh, sigmoid or identity.")
-@_opt("--normalizer", help="batchnorm, none, or a plugin's.")
-@_opt("--normalizer-param", multiple=True, metavar=PARAM, help="Normalizer parameter (repeatable).")
-@_opt("--dropout", type=float, help="Dropout probability after each hidden layer.")
-@_opt("--loss", help="softmax_cross_entropy, binary_cross_entropy, mse, or a plugin's.")
-@_opt("--loss-param", multiple=True, metavar=PARAM, help="Loss parameter (repeatable).")
-@_opt("--optimizer", help="sgd, momentum, rmsprop, adam, or a plugin's.")
-@_opt("--lr", type=float, help="Learning rate α0 (the schedule decays it).")
-@_opt("--beta", type=float, help="Momentum / RMSprop β.")
-@_opt("--beta1", type=float, help="Adam β1.")
-@_opt("--beta2", type=float, help="Adam β2.")
-@_opt("--eps", type=float, help="RMSprop / Adam ε.")
-@_opt("--weight-decay", type=float, help="L2 regularisation λ.")
-@_opt("--schedule", help="Learning-rate schedule (see polydl schedules).")
-@_opt("--schedule-param", multiple=True, metavar=PARAM, help="Schedule parameter, e.g. decay_rate=1 (repeatable).")
-@_opt("--schedule-unit", type=click.Choice(SCHEDULE_UNITS), help="Update α once per epoch or at every mini-batch.")
-@_opt("--epochs", type=int, help="Passes over the training data.")
-@_opt("--batch-size", type=int, help="Samples per mini-batch.")
-@_opt("--plot/--no-plot", help="Write curves.png (needs matplotlib).")
+@config_options
 def train(config_file, print_config, resume, overwrite, quiet, **opts):
     """Train a model and write a run directory (metrics.jsonl, config.toml, checkpoint, curves.png).
 
