@@ -63,7 +63,7 @@ class PolydlSide:
 
     def __init__(self, sizes, batch, X, y, device, kernels=True):
         import polydl
-        from polydl import backend, nn, optim, losses
+        from polydl import backend, losses, nn, optim
 
         self.name = "polydl" if kernels else "polydl NumPy only"
         self.kernels = "auto" if kernels else "off"

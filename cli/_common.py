@@ -5,7 +5,7 @@ from contextlib import contextmanager
 
 import click
 
-from polydl.registry import did_you_mean
+from polydl.checks import did_you_mean
 
 
 def one_line(exc: click.UsageError) -> click.UsageError:
@@ -79,3 +79,10 @@ def percent(x) -> str:
 
 def number(x, fmt=".4f") -> str:
     return "n/a" if x is None else format(x, fmt)
+
+
+def plural(n: int, word: str) -> str:
+    """``1 epoch``, ``20 epochs``; ``1 mini-batch``, ``3 mini-batches``."""
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n:,} {word}{'es' if word.endswith(('batch', 'sh', 'ss', 'x')) else 's'}"

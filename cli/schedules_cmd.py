@@ -5,6 +5,7 @@ import click
 
 from polydl import schedules as _schedules
 from polydl import training
+from polydl.schedules import Position
 
 from ._common import Command, Group, writing
 
@@ -46,7 +47,8 @@ def show(name, lr0, epochs, steps_per_epoch, param, plot_file):
     if "lr0" in params:
         raise ValueError("--param cannot set lr0: give it with --lr0")
     sched = _schedules.get(name, lr0=lr0, **params)
-    values = [float(sched(e, (e - 1) * steps_per_epoch + 1)) for e in range(1, epochs + 1)]
+    # α at each epoch's first step, in a run of --epochs epochs (what a schedule that follows the run's length sees)
+    values = [sched(Position(e, (e - 1) * steps_per_epoch + 1, 0, steps_per_epoch, epochs)) for e in range(1, epochs + 1)]
     if plot_file is not None:  # first, so that a plot that cannot be written prints nothing else
         from polydl.training import plots
         if not plots.available():

@@ -11,7 +11,7 @@ import click
 from polydl import training
 from polydl.training.config import DTYPES, SCHEDULE_UNITS, ConfigError, TrainConfig
 
-from ._common import Command, number, percent
+from ._common import Command, number, percent, plural
 
 PARAM = "NAME=VALUE"
 
@@ -32,12 +32,22 @@ _SIMPLE = ("device", "dtype", "seed", "data_seed", "dataset", "target", "val_spl
            "normalizer", "dropout", "loss", "optimizer", "lr", "beta", "beta1", "beta2", "eps", "weight_decay",
            "schedule", "schedule_unit", "epochs", "batch_size", "plot", "out")
 _TABLE_FLAGS = {"schedule_param": "schedule_params", "dataset_param": "dataset_params",
-                "normalizer_param": "normalizer_params", "loss_param": "loss_params"}
+                "normalizer_param": "normalizer_params", "loss_param": "loss_params",
+                "optimizer_param": "optimizer_params"}
 
 
-def flag_overrides(opts: dict) -> dict:
-    """The configuration keys that the given flags set (``None`` = flag not given)."""
+def flag_overrides(opts: dict, resuming: bool = False) -> dict:
+    """The configuration keys that the given flags set (``None`` = flag not given). ``--lr0`` sets
+    α0 (the key ``lr``); resuming, ``--lr`` is the rate from now on and ``--lr0`` a new α0, which
+    ``polydl.training.resume`` tells apart as ``lr`` and ``lr0``."""
     over = {k: opts[k] for k in _SIMPLE if opts.get(k) is not None}
+    if opts.get("lr0") is not None:
+        if resuming:
+            over["lr0"] = opts["lr0"]
+        elif "lr" in over and over["lr"] != opts["lr0"]:
+            raise ConfigError("--lr and --lr0 both set α0 of a new run; give one of them")
+        else:
+            over["lr"] = opts["lr0"]
     if opts.get("hidden") is not None:
         over["hidden"] = _hidden(opts["hidden"])
     if opts.get("standardize") is not None:
@@ -65,14 +75,18 @@ class LineReporter(training.Reporter):
 
     def start(self, info):
         if info["resumed"]:
+            before, after = info.get("lr_before"), info.get("lr_after")
+            change = (f"; α {before:.4g} -> {after:.4g} from epoch {info['epoch'] + 1}"
+                      if before is not None and before != after else f"; α {info['next_lr']:.4g}")
             click.echo(f"resuming {info['out_dir']} after epoch {info['epoch']} (step {info['step']}) of "
-                       f"{info['epochs']}, {info['schedule']}")
+                       f"{plural(info['epochs'], 'epoch')}, {info['schedule']}{change}")
             return
         s = info["sizes"]
         click.echo(f"training mlp {info['model']} ({info['normalizer']}, {info['activation']}; "
                    f"{info['num_parameters']:,} parameters) on {info['dataset']} ({s['train']} train / {s['val']} val / "
-                   f"{s['test']} test) with {info['optimizer']}, {info['schedule']}, {info['epochs']} epochs of "
-                   f"{info['n_batches']} mini-batches, on {info['device']} ({info['dtype']}) -> {info['out_dir']}")
+                   f"{s['test']} test) with {info['loss']} and {info['optimizer']}, {info['schedule']}, "
+                   f"{plural(info['epochs'], 'epoch')} of {plural(info['n_batches'], 'mini-batch')}, on {info['device']} "
+                   f"({info['dtype']}) -> {info['out_dir']}")
 
     def line(self, r, epochs):
         extra = f"  [{r['event']}]" if r.get("event") else ""
@@ -117,8 +131,7 @@ def summary_line(result) -> str:
     s = result.summary
     test = (f"test accuracy {percent(s['test_accuracy'])} (loss {number(s['test_loss'])}, {s['test_samples']} samples)"
             if s.get("test_accuracy") is not None else "no test split")
-    epochs = f"{s['epochs']} epoch{'' if s['epochs'] == 1 else 's'}"
-    return (f"{s['dataset']}: {test}, val accuracy {percent(s['val_accuracy'])}, after {epochs} "
+    return (f"{s['dataset']}: {test}, val accuracy {percent(s['val_accuracy'])}, after {plural(s['epochs'], 'epoch')} "
             f"in {s['seconds']:.1f}s; run in {result.out_dir}")
 
 
@@ -156,7 +169,12 @@ _CONFIG_OPTIONS = [
     _opt("--loss", help="softmax_cross_entropy, binary_cross_entropy, mse, or a plugin's."),
     _opt("--loss-param", multiple=True, metavar=PARAM, help="Loss parameter (repeatable)."),
     _opt("--optimizer", help="sgd, momentum, rmsprop, adam, or a plugin's."),
-    _opt("--lr", type=float, help="Learning rate α0 (the schedule decays it)."),
+    _opt("--optimizer-param", multiple=True, metavar=PARAM,
+         help="Optimizer hyperparameter, e.g. a plugin optimizer's own (repeatable)."),
+    _opt("--lr", type=float, help="Learning rate α0, which the schedule decays; with --resume, the rate from "
+         "the next step on (the decay continues from it)."),
+    _opt("--lr0", type=float, help="α0 of the schedule (with --resume: a new α0, as if the run had started "
+         "with it)."),
     _opt("--beta", type=float, help="Momentum / RMSprop β."),
     _opt("--beta1", type=float, help="Adam β1."),
     _opt("--beta2", type=float, help="Adam β2."),
@@ -185,7 +203,7 @@ def train(config_file, print_config, resume, overwrite, quiet, **opts):
     """Train a model and write a run directory (metrics.jsonl, config.toml, checkpoint, curves.png).
 
     With no options: a BatchNorm MLP with Adam and inverse_time decay on the bundled digits."""
-    overrides = flag_overrides(opts)
+    overrides = flag_overrides(opts, resuming=resume is not None)
     if resume is not None:
         for flag, value in (("--config", config_file), ("--out", opts["out"]), ("--overwrite", overwrite or None)):
             if value is not None:

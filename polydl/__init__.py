@@ -13,14 +13,24 @@ from . import backend
 
 if _os.environ.get("POLYDL_MALLOC_TUNING", "1") != "0":
     backend.tune_malloc()
+from . import (
+    amp,
+    cpu_kernels,
+    datasets,
+    functional,
+    losses,
+    nn,
+    normalizers,
+    optim,
+    plugins,  # the loader; importing it loads no plugin (that happens on first use)
+    schedules,
+    testing,
+)
+from . import functional as F
 from .backend import Device, DeviceError, cuda_available, device
 from .hookspecs import hookimpl
 from .random import manual_seed
 from .tensor import Parameter, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
-from . import functional
-from . import functional as F
-from . import nn, optim, schedules, losses, normalizers, datasets, testing, amp, cpu_kernels
-from . import plugins  # the loader; importing it loads no plugin (that happens on first use)
 
 __all__ = [
     "__version__", "tensor", "Tensor", "Parameter", "no_grad", "enable_grad", "is_grad_enabled",

@@ -106,9 +106,13 @@ class GradScaler:
         return finite
 
     def step(self, optimizer) -> bool:
+        """Step ``optimizer`` if the unscaled gradients are finite, else count the mini-batch as
+        skipped (``optimizer.skip()``: its schedule moves on, its update count does not)."""
         ok = self.unscale_and_check(optimizer)
         if ok:
             optimizer.step()
+        else:
+            optimizer.skip()
         self.update(ok)
         return ok
 

@@ -6,6 +6,7 @@ imports CuPy itself. Device strings are ``"cpu"``, ``"cuda"`` (the current GPU) 
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import numpy as np
@@ -14,7 +15,7 @@ __all__ = [
     "Device", "DeviceError", "device", "get_array_module", "device_of", "asarray",
     "to_device", "to_numpy", "cuda_available", "cuda_device_count", "cupy_version", "cuda_devices",
     "cuda_versions", "fused_kernel", "tune_malloc",
-    "default_dtype", "set_default_dtype", "is_floating", "check_device", "same_device",
+    "default_dtype", "set_default_dtype", "check_device", "same_device", "device_context",
 ]
 
 _CUPY = None          # the cupy module once imported
@@ -208,11 +209,11 @@ def set_default_dtype(dtype) -> None:
     _DEFAULT_DTYPE = dt
 
 
-def is_floating(array) -> bool:
-    return array.dtype.kind == "f"
-
-
-def _cuda_context(dev: Device):
+def device_context(dev):
+    """A context that makes ``dev`` current for allocations: a CUDA device, or nothing on the CPU."""
+    dev = device(dev)
+    if dev.type == "cpu":
+        return contextlib.nullcontext()
     cp = _require_cupy(dev)
     return cp.cuda.Device(dev.index if dev.index is not None else cp.cuda.Device().id)
 
@@ -222,7 +223,7 @@ def to_device(array, dev) -> object:
     dev = device(dev)
     if dev.type == "cpu":
         return to_numpy(array)
-    with _cuda_context(dev):
+    with device_context(dev):
         cp = _CUPY
         if isinstance(array, cp.ndarray) and dev.index in (None, array.device.id):
             return array

@@ -20,13 +20,15 @@ import warnings
 
 import numpy as np
 
-__all__ = ["MIN_SIZE", "available", "mode", "use", "get", "numba_version"]
+__all__ = ["MIN_SIZE", "DTYPES", "available", "mode", "use", "get", "numba_version"]
 
 #: smallest array (elements) that ``auto`` hands to a kernel. One kernel call replaces 5 to 12
 #: NumPy calls, so kernels pay off from a few elements on. The costs are one-off: compiling each
 #: kernel for each dtype the first time it runs on a new install (0.2–0.6 s each, a few seconds
 #: for a first training run), then 0.3–0.6 s per process to import Numba and load the cache.
 MIN_SIZE = 1
+#: the dtypes the kernels are compiled for
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _MODES = ("auto", "on", "off")
 _ALIASES = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}
 

@@ -1,7 +1,7 @@
 """Differentiable ops. Each computes its output with ``xp`` (NumPy or CuPy, from the input) and a
 closure that maps the output's gradient to the gradients of its inputs.
 
-Fused nodes use the closed forms of the notes: ``softmax_cross_entropy`` has
+Fused nodes use closed forms: ``softmax_cross_entropy`` has
 dJ/dz = (ŷ − y)/m, ``batch_norm`` has the closed-form batch-normalization backward, ``linear``
 is z = xW + b in one node.
 """
@@ -46,14 +46,11 @@ def _as_tensor_like(x, ref):
     return Tensor(arr)
 
 
-_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
 def _cpu_kernel(name, *arrays):
     """The compiled CPU kernel ``name`` (``polydl.cpu_kernels``) when every array is a
     C-contiguous NumPy float32/float64 array of one dtype; otherwise None (the NumPy form runs)."""
     dt = arrays[0].dtype
-    if dt not in _KERNEL_DTYPES:
+    if dt not in cpu_kernels.DTYPES:
         return None
     for a in arrays:
         if type(a) is not np.ndarray or a.dtype != dt or not a.flags.c_contiguous:
@@ -384,7 +381,7 @@ def _softmax_data(zd, axis):
 
 
 def softmax(a, axis=-1):
-    """exp(a − max) / Σ exp(a − max): ŷ of the notes, numerically stable."""
+    """ŷ = exp(a − max) / Σ exp(a − max), numerically stable."""
     a = _tensor(a)
     y = _softmax_data(a.data, axis)
 
@@ -484,21 +481,21 @@ def linear(x, weight, bias=None):
     x, w = _operands(x, weight)
     xd, wd = x.data, w.data
     xp = _xp(xd)
-    half = _amp.dtype
-    if half is not None and xd.dtype.kind == "f":
-        xd = xd.astype(half, copy=False)
-        wd = wd.astype(half)
+    autocast_dtype = _amp.dtype
+    if autocast_dtype is not None and xd.dtype.kind == "f":
+        xd = xd.astype(autocast_dtype, copy=False)
+        wd = wd.astype(autocast_dtype)
     out = _mm(xp, xd, wd)
-    if half is not None and out.dtype != xd.dtype:
+    if autocast_dtype is not None and out.dtype != xd.dtype:
         out = out.astype(xd.dtype)  # NumPy's bfloat16 products come back as float32
     if bias is not None:
-        out += bias.data if half is None else bias.data.astype(out.dtype)
+        out += bias.data if autocast_dtype is None else bias.data.astype(out.dtype)
         parents = (x, w, bias)
     else:
         parents = (x, w)
 
     def backward(g):
-        if half is not None:
+        if autocast_dtype is not None:
             g = g.astype(xd.dtype, copy=False)
         gx = None
         if x.requires_grad:
@@ -509,7 +506,7 @@ def linear(x, weight, bias=None):
             gw = None
         elif wd.ndim == 2:
             x2, g2 = xd.reshape(-1, xd.shape[-1]).T, g.reshape(-1, g.shape[-1])
-            if w._gzero and half is None:  # a freshly zeroed slot of the flat gradient buffer: write dW there
+            if w._gzero and autocast_dtype is None:  # a freshly zeroed slot of the flat gradient buffer: write dW there
                 xp.matmul(x2, g2, out=w.grad)
                 w._gzero = False
                 gw = None
@@ -521,7 +518,7 @@ def linear(x, weight, bias=None):
             return gx, gw
         if not bias.requires_grad:
             gb = None
-        elif bias._gzero and g.ndim == 2 and half is None:
+        elif bias._gzero and g.ndim == 2 and autocast_dtype is None:
             g.sum(axis=0, out=bias.grad)
             bias._gzero = False
             gb = None
@@ -534,7 +531,7 @@ def linear(x, weight, bias=None):
 
 def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=True,
                momentum=0.9, eps=1e-5, activation=None):
-    """Batch normalization over the batch axis (axis −2) as in the notes.
+    """Batch normalization over the batch axis (axis −2).
 
     Training: μ = mean(z), σ² = mean((z − μ)²) (biased), z_norm = (z − μ)/√(σ² + ε),
     z̃ = γ·z_norm + β, and the running averages become momentum·old + (1 − momentum)·batch.
@@ -711,7 +708,7 @@ def one_hot(labels, num_classes, dtype=np.float32):
 
 
 def hardmax(scores):
-    """One-hot of the arg-max of each row: the notes' hard max, e.g. [0.8, 0.1, 0.1] → [1, 0, 0]."""
+    """Hard max: the one-hot of the arg-max of each row, e.g. [0.8, 0.1, 0.1] → [1, 0, 0]."""
     sd = scores.data if isinstance(scores, Tensor) else scores
     xp = _xp(sd)
     idx = sd.argmax(axis=-1)

@@ -13,7 +13,7 @@ import numpy as np
 from . import backend
 from . import functional as F
 from .hookspecs import hookimpl
-from .registry import Registry, RegistrationError
+from .registry import RegistrationError, Registry
 from .tensor import Tensor, no_grad
 
 hardmax = F.hardmax

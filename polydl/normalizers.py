@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from .hookspecs import hookimpl
-from .registry import Registry, RegistrationError
+from .registry import RegistrationError, Registry
 
 
 def _validate(name, factory):

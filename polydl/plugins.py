@@ -21,6 +21,7 @@ Environment variables, read when loading happens:
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -31,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 import pluggy
 
 from . import hookspecs
-from .registry import RegistrationError, did_you_mean
+from .checks import did_you_mean
+from .registry import RegistrationError, Registry
 
 __all__ = ["load", "is_loaded", "reset", "plugin_manager", "plugins", "failed", "problems",
            "register_plugin", "unregister_plugin", "report", "settings", "registries",
@@ -221,6 +223,22 @@ def _collect(pm, plugin, info) -> list[_Pending]:
         raise
 
 
+@contextlib.contextmanager
+def _validation_guard():
+    """Validators build and run probe objects (with gradients on, even inside ``no_grad``); they
+    must not move ``polydl.random``'s state, or a seeded run would depend on when plugins loaded."""
+    from . import random as _random
+    from .tensor import enable_grad
+    seed, host = _random._SEED, _random._HOST
+    state = host.bit_generator.state
+    try:
+        with enable_grad():
+            yield
+    finally:
+        _random._SEED, _random._HOST = seed, host
+        host.bit_generator.state = state
+
+
 def _forget(pm, obj):
     try:
         if pm.is_registered(obj):
@@ -244,9 +262,9 @@ def _add(info, pending, override: bool):
             raise PluginError(str(exc)) from exc
     for p in todo:
         reg = regs[p.kind]
-        if p.name in reg._entries:
+        if reg.holds(p.name):
             info.overrides.setdefault(p.kind, []).append(p.name)
-        reg._add(p.name, p.obj, info.name, info.distribution, info.version)
+        reg.add(p.name, p.obj, info.name, info.distribution, info.version)
         names = info.registered.setdefault(p.kind, [])
         if p.name not in names:
             names.append(p.name)
@@ -516,3 +534,6 @@ def report() -> dict:
         "failed": [p.as_dict() for p in _failed],
         "warnings": list(_problems),
     }
+
+
+Registry.connect(load, _validation_guard)

@@ -1,74 +1,23 @@
 """Named registries of schedules, normalizers, losses, optimizers and datasets.
 
 Built-ins and third-party plugins fill them through the same hooks (``polydl.hookspecs``);
-each entry remembers which plugin, distribution and version registered it.
+each entry remembers which plugin, distribution and version registered it. ``Registry.build``
+checks parameter names against the factory's signature.
 
-Also the checks every part of polydl shares for names and parameters: ``did_you_mean`` for an
-unknown name, ``check_number`` / ``check_whole`` for a parameter's value, and
-``Registry.build``, which checks parameter names against the factory's signature.
+This module is a leaf: it imports nothing of polydl but ``polydl.checks``. The plugin loader
+(``polydl.plugins``) connects itself through :meth:`Registry.connect`: a registry then loads the
+plugins on first use, and runs validators inside the loader's guard.
 """
 from __future__ import annotations
 
-import difflib
+import contextlib
 import inspect
-import math
-import numbers
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .checks import did_you_mean
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-
-
-# ---------------------------------------------------------------------- shared checks
-def closest(name, choices, cutoff: float = 0.6) -> str | None:
-    """The choice most similar to ``name`` (difflib ratio ≥ ``cutoff``), or None."""
-    found = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=cutoff)
-    return found[0] if found else None
-
-
-def did_you_mean(name, choices) -> str:
-    """``"; did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
-    best = closest(name, choices)
-    return f"; did you mean '{best}'?" if best is not None else ""
-
-
-def _bound(value, low, high, low_open, high_open) -> str | None:
-    """The violated range as text (``">= 0"``, ``"in (0, 1]"``), or None when ``value`` is in it."""
-    below = low is not None and (value <= low if low_open else value < low)
-    above = high is not None and (value >= high if high_open else value > high)
-    if not (below or above):
-        return None
-    if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-    if low is not None:
-        return f"{'>' if low_open else '>='} {low}"
-    return f"{'<' if high_open else '<='} {high}"
-
-
-def check_number(label: str, value, low=None, high=None, *, low_open=False, high_open=False) -> float:
-    """``value`` as a float if it is a finite real number within the bounds; else ``ValueError``
-    ``"<label> must be a finite number"`` or ``"<label> must be >= low"`` (``in [low, high)``, ...)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{label} must be a finite number, not {value!r}")
-    value = float(value)
-    rule = _bound(value, low, high, low_open, high_open)
-    if rule is not None:
-        raise ValueError(f"{label} must be {rule}, not {value:g}")
-    return value
-
-
-def check_whole(label: str, value, low=None, *, meaning: str = "", integral_floats=False) -> int:
-    """``value`` as an int if it is a whole number ≥ ``low``; ``integral_floats`` also accepts
-    ``10.0``. ``meaning`` is added to the message: ``"epochs must be >= 1 (<meaning>), not 0"``."""
-    ok = isinstance(value, numbers.Integral) or (integral_floats and isinstance(value, numbers.Real)
-                                                 and math.isfinite(value) and value == int(value))
-    if isinstance(value, bool) or not ok:
-        raise ValueError(f"{label} must be a whole number, not {value!r}")
-    value = int(value)
-    if low is not None and value < low:
-        raise ValueError(f"{label} must be >= {low}{f' ({meaning})' if meaning else ''}, not {value}")
-    return value
 
 
 class UnknownNameError(KeyError, ValueError):
@@ -103,7 +52,12 @@ class Entry:
 
 
 class Registry:
-    """``register(name, obj)``, ``lookup(name)``, ``get(name, **params)``, ``names()``."""
+    """``register(name, obj)``, ``lookup(name)``, ``build(name, **params)``, ``names()``."""
+
+    #: called before every query (the plugin loader's ``load``; it returns at once once loaded)
+    _loader = None
+    #: a context manager that every validator runs inside (the loader keeps RNG state there)
+    _guard = contextlib.nullcontext
 
     def __init__(self, kind: str, validate=None, singular: str | None = None):
         self.kind = kind
@@ -111,9 +65,17 @@ class Registry:
         self._validate = validate
         self._entries: dict[str, Entry] = {}
 
+    @classmethod
+    def connect(cls, loader, guard=None) -> None:
+        """Make every registry call ``loader()`` before it answers, and run validators inside
+        ``guard()`` (the plugin loader connects itself when it is imported)."""
+        cls._loader = staticmethod(loader)
+        if guard is not None:
+            cls._guard = staticmethod(guard)
+
     def _load(self):
-        from . import plugins
-        plugins.load()
+        if self._loader is not None:
+            self._loader()
 
     # ------------------------------------------------------------------ checks
     def check_name(self, name, plugin="polydl"):
@@ -127,7 +89,7 @@ class Registry:
         if self._validate is None:
             return
         try:
-            with _rng_preserved():
+            with self._guard():
                 self._validate(name, obj)
         except RegistrationError as exc:
             raise RegistrationError(f"plugin '{plugin}': {exc}") from exc
@@ -157,15 +119,22 @@ class Registry:
         self.check_name(name, plugin)
         self.check_clash(name, plugin, override)
         self.validate(name, obj, plugin)
-        self._add(name, obj, plugin, distribution, version)
+        self.add(name, obj, plugin, distribution, version)
 
-    def _add(self, name, obj, plugin, distribution=None, version=None):
+    def add(self, name, obj, plugin="polydl", distribution=None, version=None) -> Entry:
+        """Insert an already validated ``obj`` as ``name`` (what the plugin loader does once a
+        plugin's names are checked); an entry it replaces is kept as ``previous``."""
         existing = self._entries.get(name)
         entry = Entry(name, obj, plugin, distribution, version)
         if existing is not None:
             entry.overridden = existing.overridden + [existing.plugin]
             entry.previous = existing
         self._entries[name] = entry
+        return entry
+
+    def holds(self, name) -> bool:
+        """Whether ``name`` is registered now (without loading plugins first)."""
+        return name in self._entries
 
     def unregister(self, name):
         """Forget ``name`` (whatever it overrode is not restored; see ``remove_plugin``)."""
@@ -264,10 +233,6 @@ class Registry:
             raise ValueError(f"{self.singular} '{name}' cannot be built with {given or 'its defaults'}: "
                              f"{exc}") from None
 
-    def get(self, name, *args, **params):
-        """Build the named object: ``obj(*args, **params)`` (see :meth:`build`)."""
-        return self.build(name, *args, **params)
-
     def names(self) -> list[str]:
         self._load()
         return sorted(self._entries)
@@ -285,22 +250,6 @@ class Registry:
 
     def __repr__(self):
         return f"<Registry {self.kind}>"
-
-
-@contextmanager
-def _rng_preserved():
-    """Validators build and run probe objects (with gradients on, even inside ``no_grad``); they
-    must not move ``polydl.random``'s state, or a seeded run would depend on when plugins loaded."""
-    from . import random as _random
-    from .tensor import enable_grad
-    seed, host = _random._SEED, _random._HOST
-    state = host.bit_generator.state
-    try:
-        with enable_grad():
-            yield
-    finally:
-        _random._SEED, _random._HOST = seed, host
-        host.bit_generator.state = state
 
 
 def _dist(entry) -> str:

@@ -169,10 +169,6 @@ class Tensor:
     def detach(self) -> "Tensor":
         return Tensor(self.data)
 
-    def requires_grad_(self, flag: bool = True) -> "Tensor":
-        self.requires_grad = flag
-        return self
-
     def zero_grad(self) -> None:
         if self._packed:
             self.grad.fill(0)

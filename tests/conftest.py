@@ -3,11 +3,18 @@
 limits the run to the listed devices."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import polydl
 from polydl import backend
+
+sys.path.insert(0, str(Path(__file__).parent))
+from plugin_fakes import site  # noqa: E402,F401  (a fixture: fake distributions on sys.path)
+
 
 def pytest_generate_tests(metafunc):
     if "device" in metafunc.fixturenames:

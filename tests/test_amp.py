@@ -6,8 +6,8 @@ import pytest
 import polydl
 from polydl import amp, backend, nn, optim
 from polydl import functional as F
-from polydl.training.run import run as train_run
 from polydl.training.config import TrainConfig
+from polydl.training.run import run as train_run
 
 
 def _t(a, device, requires_grad=False):

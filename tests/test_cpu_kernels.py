@@ -52,6 +52,10 @@ def calls(monkeypatch):
     return names
 
 
+def _params_of(opt):
+    return [p for g in opt.groups for p in g.params]
+
+
 def in_modes(fn, *args, **kwargs):
     """{mode: fn(*args, **kwargs)} with the kernels off (NumPy form) and forced on."""
     out = {}
@@ -90,7 +94,7 @@ def _params(dtype):
 def _set_grads(opt, rng, t):
     """Fresh gradients for step t, written straight into the flat gradient buffer (some exact
     zeros, and a scale that changes from step to step)."""
-    for p in opt.params:
+    for p in _params_of(opt):
         g = rng.normal(0, 1 + t, p.shape)
         g[rng.random(p.shape) < 0.1] = 0
         p.grad[...] = g.astype(p.dtype)
@@ -127,7 +131,7 @@ def test_optimizer_kernel_is_bit_identical_to_numpy_form(name, dtype, weight_dec
         assert calls == ([name] * 6 if m == "on" else [])
     off, on = runs["off"], runs["on"]
     start = _params(dtype)
-    for p_off, p_on, p0 in zip(off.params, on.params, start):
+    for p_off, p_on, p0 in zip(_params_of(off), _params_of(on), start):
         assert p_on.dtype == dtype
         assert not np.array_equal(p_off.numpy(), p0.numpy())  # the run moved the parameters
         assert same_bits(p_off.numpy(), p_on.numpy())
@@ -144,7 +148,7 @@ def test_optimizer_float16_falls_back_to_numpy_form(name, calls):
     """float16 parameters have no kernel: mode on runs the NumPy form, with the same result."""
     runs = in_modes(_train, name, np.float16, 0.1, steps=2)
     assert calls == [] and "tmp" in runs["on"].state[0]
-    for p_off, p_on in zip(runs["off"].params, runs["on"].params):
+    for p_off, p_on in zip(_params_of(runs["off"]), _params_of(runs["on"])):
         assert same_bits(p_off.numpy(), p_on.numpy())
 
 
@@ -161,7 +165,7 @@ def test_optimizer_state_dict_round_trip(name, save_mode, load_mode):
     sd = opt.state_dict()
     assert all("tmp" not in st for st in sd["state"])
     assert sd["step"] == 3 and set(sd["state"][0]) == set(cls.state_names)
-    copies = [polydl.Parameter(p.numpy().copy()) for p in opt.params]
+    copies = [polydl.Parameter(p.numpy().copy()) for p in _params_of(opt)]
     # lr and β come from the state dict (the buffers are loaded as saved, not rescaled)
     restored = cls(copies, lr=0.5)
     restored.load_state_dict(sd)
@@ -170,7 +174,7 @@ def test_optimizer_state_dict_round_trip(name, save_mode, load_mode):
             o.lr = 0.02  # the same change on both, after loading
             _run(o, 3, seed=2)
     assert restored.hyperparameters() == opt.hyperparameters()
-    for a, b in zip(opt.params, restored.params):
+    for a, b in zip(_params_of(opt), _params_of(restored)):
         assert same_bits(a.numpy(), b.numpy())
     for st_a, st_b in zip(opt.state, restored.state):
         assert ("tmp" in st_b) == (load_mode == "off")
@@ -181,17 +185,17 @@ def test_optimizer_state_dict_round_trip(name, save_mode, load_mode):
 class SignAdam(optim.Adam):
     """Changes the NumPy form only (W ← W − α sign(g)): Adam's compiled kernel must not run."""
 
-    def _kernel(self, xp, p, g, st, c):
-        p -= xp.sign(g) * g.dtype.type(c["lr"])
+    def _update_numpy(self, xp, p, g, state, coef):
+        p -= xp.sign(g) * g.dtype.type(coef["lr"])
 
 
 class AdamWithOwnKernel(optim.Adam):
-    """Changes both forms: its ``_cpu`` (handed Adam's kernel) runs."""
+    """Changes both forms: its ``_update_numba`` (handed Adam's kernel) runs."""
 
-    _kernel = SignAdam._kernel
+    _update_numpy = SignAdam._update_numpy
 
-    def _cpu(self, kern, p, g, st, c):
-        p -= g.dtype.type(c["lr"])
+    def _update_numba(self, kernel, p, g, state, coef):
+        p -= g.dtype.type(coef["lr"])
 
 
 class PlainAdam(optim.Adam):

@@ -161,3 +161,12 @@ def test_readme_example_trains_a_model(tmp_path):
     assert proc.returncode == 0, proc.stderr
     numbers = re.findall(r"accuracy\D*([0-9.]+)", proc.stdout)
     assert numbers and float(numbers[-1]) > 0.9, proc.stdout
+    # the optimizer evaluated its schedule itself: the last epoch's α is the formula's at epoch 20
+    assert float(proc.stdout.split("last α")[1]) == pytest.approx(0.01 / (1 + 0.1 * 20), rel=1e-12)
+
+
+def test_the_linter_runs_in_ci_before_the_tests():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "ruff check ." in ci and ci.index("ruff check .") < ci.index("bash scripts/test")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert "[tool.ruff]" in pyproject and "ruff" in pyproject.split("test = [")[1].split("]")[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -124,7 +125,8 @@ def test_installed_examples_are_listed_by_polydl_plugins():
     found = {p["name"]: p for p in json.loads(res.stdout)["plugins"]}
     for dist, (ep, module, kind) in EXAMPLES.items():
         p = found[ep]
-        assert (p["distribution"], p["version"], p["target"]) == (dist, "0.1.0", module)
+        version = importlib.metadata.version(dist)
+        assert (p["distribution"], p["version"], p["target"]) == (dist, version, module)
         assert p["registered"] == {kind: [ep]} and p["source"] == "entry point"
 
 
@@ -153,7 +155,7 @@ from polydl.schedules import Schedule
 def stepdown(lr0=0.01, at=2):
     if isinstance(lr0, bool) or not isinstance(lr0, (int, float)) or not lr0 >= 0:
         raise ValueError(f"stepdown: lr0 must be a number >= 0, not {lr0!r}")
-    return Schedule("stepdown", {"lr0": lr0, "at": at}, lambda e, t: lr0 if e < at else lr0 / 10)
+    return Schedule("stepdown", {"lr0": lr0, "at": at}, lambda pos: lr0 if pos.epoch < at else lr0 / 10)
 
 
 @polydl.hookimpl

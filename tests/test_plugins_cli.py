@@ -13,7 +13,7 @@ from polydl import plugins
 from polydl_cli.plugins_cmd import plugins as plugins_command
 
 sys.path.insert(0, str(Path(__file__).parent))
-from plugin_fakes import make_dist, run_cli, site  # noqa: E402,F401  (site: a fixture)
+from plugin_fakes import make_dist, run_cli  # noqa: E402
 
 GOOD = """
 import polydl

@@ -83,3 +83,4 @@ def test_the_toml_example_is_a_valid_configuration(tmp_path):
     result = invoke("train", "--config", tmp_path / "run.toml", "--epochs", "30", "--print-config")
     assert result.exit_code == 0, result.output
     assert 'dataset = "moons"' in result.stdout and "epochs = 30" in result.stdout and "every = 10" in result.stdout
+

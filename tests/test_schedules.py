@@ -71,7 +71,7 @@ def test_epoch_and_step_are_counted_from_one(epoch, step):
     ("staircase", {"lr0": 0.1, "factor": 0.0}, "factor"),
     ("staircase", {"lr0": 0.1, "factor": 1.5}, "factor"),
     ("staircase", {"lr0": 0.1, "every": 0}, "every"),
-    ("staircase", {"lr0": 0.1, "every": 2.5}, "every"),
+    ("staircase", {"lr0": 0.1, "every": -1}, "every"),
     ("staircase", {"lr0": -0.1}, "lr0"),
     ("constant", {"lr0": float("nan")}, "lr0"),
     ("constant", {"lr0": "0.1"}, "lr0"),
@@ -95,3 +95,74 @@ def test_names_unknown_schedule_and_unknown_parameter():
     assert "inverse_time" in str(info.value)
     with pytest.raises(ValueError, match="decay"):
         schedules.get("exponential", lr0=0.1, decay=0.5)
+
+
+# ---------------------------------------------------------------------------- the position
+from polydl.schedules import Position  # noqa: E402
+
+DECAYING = [("inverse_time", {"decay_rate": 1.0}), ("exponential", {"base": 0.5}), ("inverse_sqrt_epoch", {}),
+            ("inverse_sqrt_step", {}), ("staircase", {"factor": 0.5, "every": 0.5})]
+
+
+@pytest.mark.parametrize("name, params", DECAYING, ids=[n for n, _ in DECAYING])
+def test_per_step_reading_changes_alpha_within_an_epoch(name, params):
+    """Read at every step (at the fractional epoch), every decaying built-in changes α inside an
+    epoch; read per epoch (at the epoch's first step) it does not, and it meets the per-step value
+    at each epoch's first step."""
+    s = schedules.get(name, lr0=0.2, **params)
+    n = 4
+    for epoch in (1, 2, 5):
+        steps = [Position(epoch, (epoch - 1) * n + b + 1, b, n, 10) for b in range(n)]
+        per_step = [s(p) for p in steps]
+        per_epoch = [s(p.read_at("epoch")) for p in steps]
+        assert len(set(per_step)) > 1, per_step
+        assert len(set(per_epoch)) == 1 and per_epoch[0] == per_step[0]
+
+
+def test_position_derived_values_and_checks():
+    p = Position(3, 11, 2, 4, 10)
+    assert p.fractional_epoch == 3.5 and p.total_steps == 40 and p.progress == pytest.approx(0.25)
+    assert Position(3).fractional_epoch == 3 and Position(3).progress is None and Position(3).total_steps is None
+    assert p.read_at("epoch") == Position(3, 9, 0, 4, 10) and p.read_at("step") is p
+    for bad in (dict(epoch=0), dict(epoch=1, step=0), dict(epoch=1, batch=-1), dict(epoch=1, batch=4, steps_per_epoch=4),
+                dict(epoch=1, epochs=0)):
+        with pytest.raises(ValueError):
+            Position(**bad)
+
+
+def test_staircase_may_drop_inside_an_epoch():
+    s = schedules.get("staircase", lr0=1.0, factor=0.5, every=0.5)
+    assert [s(Position(1, b + 1, b, 4)) for b in range(4)] == [1.0, 1.0, 0.5, 0.5]
+
+
+@pytest.mark.parametrize("name, params", [("constant", {}), *DECAYING])
+def test_solve_lr0_gives_the_rate_at_the_position(name, params):
+    pos = Position(6, 51, 0, 10, 20)
+    lr0 = schedules.solve_lr0(name, params, 0.05, 0.003, pos)
+    assert schedules.get(name, lr0=lr0, **params)(pos) == pytest.approx(0.003, rel=1e-12)
+
+
+def test_solve_lr0_says_when_no_lr0_gives_the_rate():
+    from polydl import plugins
+
+    def floor(lr0=0.1):
+        if lr0 < 0:
+            raise ValueError("bad lr0")
+        return lambda pos: 0.01 + 0 * lr0
+
+    with polydl_testing_plugin("floored", floor):
+        with pytest.raises(ValueError, match="whatever its lr0"):
+            schedules.solve_lr0("floored", {}, 0.1, 0.5, Position(2))
+    assert plugins.is_loaded()
+
+
+def polydl_testing_plugin(name, factory):
+    import polydl
+    from polydl.testing import registered_plugin
+
+    obj = type("P", (), {"polydl_register_schedules": polydl.hookimpl(lambda self, register: register(name, factory))})()
+    return registered_plugin(obj, f"test_{name}")
+
+
+def test_formula_is_the_docstring_line():
+    assert schedules.formula("inverse_time") == "α = α0 / (1 + decay_rate · e)"

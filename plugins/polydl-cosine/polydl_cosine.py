@@ -1,16 +1,17 @@
 """Cosine annealing with linear warm-up, a learning-rate schedule for polydl.
 
-With α0 = ``lr0``, W = ``warmup_epochs``, T = ``epochs`` and α_min = ``min_lr``, the rate at
-epoch e (counted from 1) is
+With α0 = ``lr0``, W = ``warmup_epochs``, T = the run's length in epochs (``epochs``, or by
+default the length of the run the schedule is used in) and α_min = ``min_lr``, the rate at the
+epoch e (counted from 1; fractional with ``--schedule-unit step``) is
 
     e ≤ W:   α = α0 · e / W                                      (linear warm-up)
     e > W:   α = α_min + (α0 − α_min) · (1 + cos(π · p)) / 2,    p = min(1, (e − W − 1) / (T − W))
 
-so the first epoch after the warm-up runs at α0 and the rate falls along half a cosine towards
-α_min, which it keeps after epoch T. The rate depends on the epoch only, so the schedule is a pure
-function of (epoch, step): resuming at an epoch restores its learning rate.
+so the first epoch after the warm-up runs at α0 and the rate falls along half a cosine to α_min
+at epoch T + 1. The rate is a pure function of the position: resuming at an epoch restores its
+learning rate, and resuming with more epochs stretches the curve over the new length.
 
-    polydl train --schedule cosine --schedule-param epochs=30 --schedule-param warmup_epochs=3
+    polydl train --schedule cosine --schedule-param warmup_epochs=3 --epochs 30
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import polydl
 from polydl.schedules import Schedule
 
 __all__ = ["cosine", "polydl_register_schedules"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def _rate(name, value):
@@ -39,23 +40,29 @@ def _whole(name, value, low):
     return int(value)
 
 
-def cosine(lr0: float = 0.01, epochs: int = 100, warmup_epochs: int = 0, min_lr: float = 0.0) -> Schedule:
-    """Cosine annealing from ``lr0`` to ``min_lr`` over ``epochs`` epochs, after ``warmup_epochs``
-    epochs of linear warm-up from ``lr0 / warmup_epochs`` to ``lr0``."""
+def cosine(lr0: float = 0.01, epochs: int | None = None, warmup_epochs: int = 0, min_lr: float = 0.0) -> Schedule:
+    """Cosine annealing from ``lr0`` to ``min_lr`` over the run (or over ``epochs`` epochs), after
+    ``warmup_epochs`` epochs of linear warm-up from ``lr0 / warmup_epochs`` to ``lr0``."""
     lr0 = _rate("lr0", lr0)
     min_lr = _rate("min_lr", min_lr)
-    epochs = _whole("epochs", epochs, 1)
+    epochs = None if epochs is None else _whole("epochs", epochs, 1)
     warmup = _whole("warmup_epochs", warmup_epochs, 0)
-    if warmup >= epochs:
+    if epochs is not None and warmup >= epochs:
         raise ValueError(f"cosine: warmup_epochs ({warmup}) must be smaller than epochs ({epochs})")
     if min_lr > lr0:
         raise ValueError(f"cosine: min_lr ({min_lr}) must not exceed lr0 ({lr0})")
-    span = epochs - warmup
 
-    def rate(epoch: int, step: int) -> float:
-        if epoch <= warmup:
-            return lr0 * epoch / warmup
-        p = min(1.0, (epoch - warmup - 1) / span)
+    def rate(pos) -> float:
+        e = pos.fractional_epoch
+        if e <= warmup:
+            return lr0 * e / warmup
+        total = epochs if epochs is not None else pos.epochs
+        if total is None:
+            raise ValueError("cosine needs the run's length: give epochs=N, or evaluate it at a position "
+                             "with epochs (as training does)")
+        if warmup >= total:
+            raise ValueError(f"cosine: warmup_epochs ({warmup}) must be smaller than the run's {total} epochs")
+        p = min(1.0, (e - warmup - 1) / (total - warmup))
         return min_lr + (lr0 - min_lr) * (1.0 + math.cos(math.pi * p)) / 2.0
 
     params = {"lr0": lr0, "epochs": epochs, "warmup_epochs": warmup, "min_lr": min_lr}

@@ -11,8 +11,9 @@ from importlib import resources
 
 import numpy as np
 
+from ..checks import check_number, check_whole
 from ..hookspecs import hookimpl
-from ..registry import Registry, RegistrationError, check_number, check_whole
+from ..registry import RegistrationError, Registry
 
 __all__ = ["Dataset", "digits", "moons", "spirals", "blobs", "load", "names", "registry", "split",
            "split_indices"]

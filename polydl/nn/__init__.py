@@ -2,10 +2,10 @@
 ``Dropout`` and the ``mlp`` builder."""
 from __future__ import annotations
 
+from . import init
 from .batchnorm import BatchNorm
 from .layers import ACTIVATIONS, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .module import Module, Sequential
-from . import init
 
 __all__ = ["Module", "Sequential", "Linear", "BatchNorm", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
            "Softmax", "Dropout", "Identity", "mlp", "init"]

@@ -1,4 +1,5 @@
-"""Batch normalization, exactly as in the notes."""
+"""Batch normalization: z̃ = γ · (z − μ)/√(σ² + ε) + β with the mini-batch μ and σ² in training and
+the running averages in evaluation."""
 from __future__ import annotations
 
 import numpy as np

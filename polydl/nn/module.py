@@ -36,9 +36,6 @@ class Module:
             if isinstance(value, Module):
                 yield name, value
 
-    def children(self):
-        return [m for _, m in self.named_children()]
-
     def named_modules(self, prefix=""):
         yield prefix, self
         for name, child in self.named_children():

@@ -1,14 +1,15 @@
-"""Optimizers: ``SGD``, ``Momentum``, ``RMSprop``, ``Adam``; ``get(name, params, **hyper)`` by name."""
+"""Optimizers: ``SGD``, ``Momentum``, ``RMSprop``, ``Adam``; ``get(name, params, **hyper)`` by name;
+``Hyper`` declares a validated hyperparameter of an optimizer class (a plugin's too)."""
 from __future__ import annotations
 
 import inspect
 
 from ..hookspecs import hookimpl
-from ..registry import Registry, RegistrationError
+from ..registry import RegistrationError, Registry
 from .flat import FlatGroup, pack
-from .optimizers import SGD, Adam, Momentum, Optimizer, RMSprop
+from .optimizers import SGD, Adam, Hyper, Momentum, Optimizer, RMSprop
 
-__all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "get", "names", "registry",
+__all__ = ["Optimizer", "Hyper", "SGD", "Momentum", "RMSprop", "Adam", "get", "names", "registry",
            "FlatGroup", "pack"]
 
 

@@ -21,7 +21,7 @@ class FlatGroup:
         self.dtype = first.dtype
         self.params = params
         total = sum(int(p.data.size) for p in params)
-        with _on(self.device):
+        with backend.device_context(self.device):
             self.data = xp.empty(total, dtype=self.dtype)
             self.grad = xp.zeros(total, dtype=self.dtype)
         self.slices = []
@@ -50,24 +50,6 @@ class FlatGroup:
                 raise RuntimeError(
                     "a parameter's array was replaced after the optimizer was built (for example by "
                     "Module.to); build the optimizer after moving or casting the model")
-
-
-class _on:
-    """Context that makes ``device`` current for CuPy allocations (a no-op on CPU)."""
-
-    def __init__(self, device):
-        self.ctx = None
-        if device.type == "cuda":
-            cp = device.xp
-            self.ctx = cp.cuda.Device(device.index if device.index is not None else cp.cuda.Device().id)
-
-    def __enter__(self):
-        if self.ctx is not None:
-            self.ctx.__enter__()
-
-    def __exit__(self, *exc):
-        if self.ctx is not None:
-            self.ctx.__exit__(*exc)
 
 
 def pack(params) -> list[FlatGroup]:

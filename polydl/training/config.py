@@ -2,8 +2,10 @@
 
 Every key has a default, so ``TrainConfig()`` is the default run (a BatchNorm MLP with Adam and
 ``inverse_time`` decay on the bundled digits). Parameters of registered components (a schedule's
-``decay_rate``, a dataset's ``n_samples``) live in the tables ``schedule_params``,
-``dataset_params``, ``normalizer_params`` and ``loss_params``.
+``decay_rate``, a dataset's ``n_samples``, an optimizer's own hyperparameters) live in the
+tables ``schedule_params``, ``dataset_params``, ``normalizer_params``, ``loss_params`` and
+``optimizer_params``; ``beta``, ``beta1``, ``beta2``, ``eps`` and ``weight_decay`` are shortcuts
+for the built-in optimizers' hyperparameters. ``lr`` is α0, the schedule's initial rate.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..registry import check_number, check_whole, closest
+from ..checks import check_number, check_whole, closest
+from ..schedules import SCHEDULE_UNITS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,12 +25,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["TrainConfig", "ConfigError", "load_toml", "from_dict", "merge", "PARAM_TABLES", "parse_param", "parse_params",
-           "KEYS", "OPTIMIZER_KEYS", "DTYPES", "SCHEDULE_UNITS"]
+           "KEYS", "SHORTCUT_KEYS", "DTYPES", "SCHEDULE_UNITS"]
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
-SCHEDULE_UNITS = ("epoch", "step")
-#: optimizer hyperparameters; ``None`` means the optimizer's own default
-OPTIMIZER_KEYS = ("beta", "beta1", "beta2", "eps", "weight_decay")
+#: keys for the built-in optimizers' hyperparameters; ``None`` means the optimizer's own default
+SHORTCUT_KEYS = ("beta", "beta1", "beta2", "eps", "weight_decay")
 
 
 class ConfigError(ValueError):
@@ -58,7 +60,7 @@ class TrainConfig:
     loss: str = "softmax_cross_entropy"
     # optimizer
     optimizer: str = "adam"
-    lr: float = 0.01
+    lr: float = 0.01                   # α0: the schedule's initial learning rate
     beta: float | None = None
     beta1: float | None = None
     beta2: float | None = None
@@ -77,6 +79,7 @@ class TrainConfig:
     dataset_params: dict = field(default_factory=dict)
     normalizer_params: dict = field(default_factory=dict)
     loss_params: dict = field(default_factory=dict)
+    optimizer_params: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> "TrainConfig":
@@ -108,10 +111,7 @@ class TrainConfig:
         for key in ("activation", "normalizer", "loss", "optimizer", "schedule"):
             _check_str(self, key)
         _check_number(self, "dropout", 0, 1, high_open=True)
-        _check_number(self, "lr", 0)
-        for key in OPTIMIZER_KEYS:
-            if getattr(self, key) is not None:
-                _check_number(self, key)
+        _check_number(self, "lr", 0)  # the shortcut keys are checked by the optimizer they reach
         if self.schedule_unit not in SCHEDULE_UNITS:
             raise ConfigError(f"schedule_unit must be 'epoch' or 'step', not {self.schedule_unit!r}")
         _check_int(self, "epochs", 1, "the number of passes over the training data")
@@ -126,6 +126,9 @@ class TrainConfig:
             for param, owner in RESERVED_PARAMS.get(key, {}).items():
                 if param in v:
                     raise ConfigError(f"{key} cannot set {param}: it comes from {owner}; set that instead")
+        both = [k for k in SHORTCUT_KEYS if getattr(self, k) is not None and k in self.optimizer_params]
+        if both:
+            raise ConfigError(f"{both[0]} is set twice, as a key and in optimizer_params; keep one of them")
         return self
 
     # ------------------------------------------------------------------ conversions
@@ -135,14 +138,9 @@ class TrainConfig:
     def replace(self, **changes) -> "TrainConfig":
         return from_dict({**self.to_dict(), **changes})
 
-    def optimizer_params(self) -> dict:
-        """The hyperparameters to pass to the optimizer (lr and those that are set)."""
-        out = {"lr": float(self.lr)}
-        for key in OPTIMIZER_KEYS:
-            v = getattr(self, key)
-            if v is not None:
-                out[key] = float(v)
-        return out
+    def shortcut_hyperparameters(self) -> list[str]:
+        """The shortcut keys (``beta``, ``beta1``, ...) that are set, for the optimizer."""
+        return [k for k in SHORTCUT_KEYS if getattr(self, k) is not None]
 
     def to_toml(self) -> str:
         """The configuration as TOML that ``load_toml`` reads back to an equal configuration."""
@@ -179,10 +177,10 @@ def _schedule_defaults(name) -> dict:
 
 
 _UNSET_NOTE = {"target": "the last column of a .csv", "out": "a new directory runs/<timestamp>"}
-_UNSET_NOTE.update({k: "the optimizer's default" for k in OPTIMIZER_KEYS})
+_UNSET_NOTE.update({k: "the optimizer's default" for k in SHORTCUT_KEYS})
 
 KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
-_TABLES = ("schedule_params", "dataset_params", "normalizer_params", "loss_params")
+_TABLES = ("schedule_params", "dataset_params", "normalizer_params", "loss_params", "optimizer_params")
 
 
 #: names people reach for, and the key they mean
@@ -236,6 +234,7 @@ RESERVED_PARAMS = {
     "dataset_params": {"seed": "data_seed (--data-seed)", "val_fraction": "val_split (--val-split)",
                        "test_fraction": "test_split (--test-split)"},
     "normalizer_params": {"num_features": "hidden (--hidden)"},
+    "optimizer_params": {"lr": "lr (--lr)", "params": "the model"},
 }
 
 
@@ -265,7 +264,7 @@ def _toml_value(v) -> str:
 
 #: a component and the table of its parameters
 PARAM_TABLES = {"schedule": "schedule_params", "normalizer": "normalizer_params", "loss": "loss_params",
-                "dataset": "dataset_params"}
+                "dataset": "dataset_params", "optimizer": "optimizer_params"}
 
 
 def merge(base: dict, over: dict, update_tables: bool = False) -> dict:

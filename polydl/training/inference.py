@@ -9,8 +9,12 @@ import numpy as np
 from .. import amp, backend, losses
 from ..losses import probabilities
 from ..tensor import Tensor, no_grad
+from .build import build_loss, build_model, compute_dtype, param_dtype
+from .checkpoint import CheckpointError
 from .config import TrainConfig
 from .data import DataError, check_features, load_dataset, read_features, validate_split
+from .evaluation import EVAL_CHUNK, evaluate_arrays
+from .resume import load_run_config
 
 __all__ = ["LoadedRun", "load_model", "evaluate", "predict", "probabilities"]  # probabilities: polydl.losses
 
@@ -33,8 +37,6 @@ class LoadedRun:
 
 def load_model(run_dir, device: str | None = None) -> LoadedRun:
     """The model of a run directory in evaluation mode, on ``device`` (default: the run's device)."""
-    from .run import build_loss, build_model, load_run_config
-
     config, meta, arrays = load_run_config(run_dir)
     dev = backend.check_device(device if device is not None else config.device)
     loss_fn = build_loss(config)
@@ -44,7 +46,6 @@ def load_model(run_dir, device: str | None = None) -> LoadedRun:
         model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
         mean, std = arrays["data/mean"], arrays["data/std"]
     except (KeyError, ValueError, TypeError) as exc:
-        from .checkpoint import CheckpointError
         raise CheckpointError(f"the checkpoint in {run_dir} is damaged or does not match its configuration "
                               f"({exc})") from None
     model.eval()
@@ -53,19 +54,15 @@ def load_model(run_dir, device: str | None = None) -> LoadedRun:
 
 def _on_device(run: LoadedRun, X: np.ndarray):
     """Standardised features on the run's device, in its parameters' dtype."""
-    from .run import param_dtype
-
     return backend.to_device(np.ascontiguousarray(run.standardize(X), dtype=param_dtype(run.config)), run.device)
 
 
 def _scores(run: LoadedRun, X: np.ndarray):
     """Scores of standardised features on the run's device (no graph, eval mode)."""
-    from .run import EVAL_CHUNK, compute_dtype
-
     Xd = _on_device(run, X)
     out = []
-    half = compute_dtype(run.config)
-    with no_grad(), amp.autocast(half, enabled=half is not None):
+    autocast_dtype = compute_dtype(run.config)
+    with no_grad(), amp.autocast(autocast_dtype, enabled=autocast_dtype is not None):
         for i in range(0, len(Xd), EVAL_CHUNK):
             out.append(run.model(Tensor(Xd[i:i + EVAL_CHUNK])).data)
     xp = run.device.xp
@@ -91,8 +88,6 @@ def evaluate(run_dir, dataset: str | None = None, split: str = "test", device: s
     X, y = validate_split(X, y, f"{label} ({split} split)", run.num_classes)
     if len(y) == 0:
         raise DataError(f"the {split} split of {label} is empty")
-    from .run import compute_dtype, evaluate_arrays
-
     loss, accuracy, pred = evaluate_arrays(run.model, run.loss_fn, _on_device(run, X),
                                            backend.to_device(y, run.device), compute_dtype(run.config))
     pred = backend.to_numpy(pred).reshape(-1).astype(np.int64)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig
-from .run import Reporter, run
+from .reporting import Reporter
+from .run import run
 
 
 class _StepLosses(Reporter):

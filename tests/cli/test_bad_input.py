@@ -3,10 +3,9 @@ import os
 
 import numpy as np
 import pytest
+from cli_helpers import TINY, assert_one_line_error, cli, invoke
 
 from polydl import backend
-
-from cli_helpers import TINY, assert_one_line_error, cli, invoke
 
 
 def npz(path, **arrays):

@@ -5,10 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import TINY, assert_one_line_error, cli, invoke
 
 import polydl
-
-from cli_helpers import TINY, assert_one_line_error, cli, invoke
 
 
 @pytest.fixture(scope="module")

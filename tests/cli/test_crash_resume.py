@@ -6,7 +6,6 @@ import signal
 import time
 
 import pytest
-
 from cli_helpers import TINY, cli, popen
 from run_helpers import assert_same_run, meta
 

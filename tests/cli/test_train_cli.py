@@ -5,12 +5,10 @@ import time
 
 import numpy as np
 import pytest
+from cli_helpers import TINY, assert_one_line_error, invoke
+from run_helpers import meta, metrics
 
 from polydl.training.config import KEYS, from_dict, load_toml
-
-from cli_helpers import TINY, assert_one_line_error, invoke
-
-from run_helpers import meta, metrics
 
 
 @pytest.mark.slow
@@ -92,6 +90,8 @@ FLAGS = [
     (["--loss-param", "gamma=2"], "loss_params", {"gamma": 2}),
     (["--optimizer", "momentum"], "optimizer", "momentum"),
     (["--lr", "0.2"], "lr", 0.2),
+    (["--lr0", "0.3"], "lr", 0.3),
+    (["--optimizer", "rmsprop", "--optimizer-param", "beta=0.5"], "optimizer_params", {"beta": 0.5}),
     (["--beta", "0.8"], "beta", 0.8),
     (["--beta1", "0.85"], "beta1", 0.85),
     (["--beta2", "0.99"], "beta2", 0.99),
@@ -167,7 +167,8 @@ def test_a_run_with_many_flags(tmp_path):
     assert m["optimizer"]["hyperparameters"]["beta"] == 0.9 and m["optimizer"]["hyperparameters"]["eps"] == 1e-7
     assert m["num_classes"] == 3 and m["step"] == 2 * 6  # 90 training samples / 16
     recs = metrics(out)
-    assert recs[0]["lr"] == pytest.approx(0.005 * 0.9)  # exponential: base^epoch · α0
+    # exponential read at every step: base^e · α0 at the fractional epoch e = 1 + 5/6 of the epoch's last step
+    assert recs[0]["lr"] == pytest.approx(0.005 * 0.9 ** (1 + 5 / 6), rel=1e-12)
     with np.load(out / "checkpoint.npz") as z:
         assert z["a/model/0.weight"].shape == (2, 12) and z["a/model/0.weight"].dtype == np.float64
     assert not (out / "curves.png").exists()
@@ -207,14 +208,36 @@ def test_resume_with_a_new_learning_rate(tmp_path):
     r = invoke("train", "--resume", out, "--lr", "0.002", "--epochs", "4")
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith(f"resuming {out} after epoch 2")
-    assert "[lr changed from constant(lr0=0.02) per epoch to constant(lr0=0.002) per epoch]" in r.stdout
+    assert "α 0.02 -> 0.002 from epoch 3" in r.stdout.splitlines()[0]
+    assert ("[lr changed from constant(lr0=0.02) per epoch to constant(lr0=0.002) per epoch: α 0.02 → 0.002 at "
+            "epoch 3]") in r.stdout
     recs = metrics(out)
     assert [x["lr"] for x in recs] == [0.02, 0.02, 0.002, 0.002]
     assert recs[2]["lr_changed"] is True and "lr_changed" not in recs[3]
+    # another schedule keeps α0 (its decay starts from it)
     r = invoke("train", "--resume", out, "--schedule", "inverse_time", "--schedule-param", "decay_rate=1",
                "--epochs", "5", "-q")
     assert r.exit_code == 0, r.output
     assert metrics(out)[-1]["lr"] == pytest.approx(0.002 / 6)
+
+
+def test_resume_with_lr_continues_the_decay_from_it(tmp_path):
+    """--lr X on resume: the next epoch trains at X and the schedule decays from there; --lr0 sets α0."""
+    out = tmp_path / "r"
+    assert invoke("train", *TINY, "--schedule", "inverse_time", "--schedule-param", "decay_rate=1", "--lr", "0.01",
+                  "--epochs", "2", "--out", out, "-q").exit_code == 0
+    r = invoke("train", "--resume", out, "--lr", "0.001", "--epochs", "4")
+    assert r.exit_code == 0, r.output
+    # α at epoch 3 would have been 0.01/(1 + 3); it is 0.001 instead, then 0.001 · (1 + 3)/(1 + 4)
+    assert "α 0.0025 -> 0.001 from epoch 3" in r.stdout.splitlines()[0]
+    recs = metrics(out)
+    assert recs[2]["lr"] == pytest.approx(0.001, rel=1e-12) and recs[3]["lr"] == pytest.approx(0.0008, rel=1e-12)
+    assert load_toml(out / "config.toml")["lr"] == pytest.approx(0.004)  # the α0 that gives 0.001 at epoch 3
+    r = invoke("train", "--resume", out, "--lr0", "0.06", "--epochs", "5", "-q")
+    assert r.exit_code == 0, r.output
+    assert metrics(out)[-1]["lr"] == pytest.approx(0.06 / 6)
+    r = invoke("train", "--resume", out, "--lr", "0.01", "--lr0", "0.1", "--epochs", "6")
+    assert_one_line_error(r, 2, "--lr", "--lr0", "not both")
 
 
 def test_resume_print_config(tmp_path):
@@ -257,7 +280,7 @@ def test_schedule_unit_step_via_cli(tmp_path):
     m = meta(out)
     assert m["config"]["schedule_unit"] == "step"
     epoch2 = metrics(out)[1]
-    assert epoch2["lr"] == pytest.approx(0.01 / np.sqrt(6))  # α at the first step (t = 6) of epoch 2
+    assert epoch2["lr"] == pytest.approx(0.01 / np.sqrt(10))  # α of the last step (t = 10) of epoch 2
 
 
 def test_csv_with_target_column(tmp_path):

@@ -1,10 +1,9 @@
 """Usage errors of the ``polydl`` group and of every command are one ``Error:`` line (exit 2) that
 names the problem and the fix; ``--help`` and ``--version`` still work."""
 import pytest
+from cli_helpers import assert_one_line_error, cli, invoke
 
 from polydl_cli.main import main
-
-from cli_helpers import assert_one_line_error, cli, invoke
 
 
 @pytest.mark.parametrize("args, line", [

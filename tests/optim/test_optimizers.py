@@ -163,7 +163,7 @@ def test_accepts_a_module_and_skips_frozen_parameters():
     m = nn.Linear(2, 2)
     m.bias.requires_grad = False
     opt = optim.SGD(m, lr=0.1)
-    assert opt.params == [m.weight]
+    assert [p for g in opt.groups for p in g.params] == [m.weight]
 
 
 def test_lr_can_change_between_steps(device):
@@ -359,3 +359,135 @@ def test_changing_beta_between_steps_follows_the_formula(device, cls, kw, hyper,
         opt.step()
         w = refs[cls](**ref_kw)(w, g, st, t)
     np.testing.assert_allclose(backend.to_numpy(p.data), w, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- the optimizer owns α
+def _quadratic_steps(opt, w, n):
+    """n steps on f(w) = ½ Σ w², recording the α each step used."""
+    used = []
+    for _ in range(n):
+        opt.zero_grad()
+        (0.5 * (w * w).sum()).backward()
+        opt.step()
+        used.append(opt.last_lr)
+    return used
+
+
+@pytest.mark.parametrize("unit", ["epoch", "step"])
+def test_the_optimizer_evaluates_its_schedule_at_its_own_position(unit):
+    from polydl import schedules
+
+    w = polydl.Parameter(np.ones(3))
+    sched = schedules.get("inverse_time", lr0=0.2, decay_rate=1)
+    opt = optim.SGD([w], lr=sched).set_run(epochs=3, steps_per_epoch=4, schedule_unit=unit)
+    assert opt.last_lr is None and opt.next_lr() == pytest.approx(0.1)
+    used = _quadratic_steps(opt, w, 12)
+    if unit == "epoch":  # the lecture's table: 0.1, 0.067, 0.05, once per epoch
+        assert used == [0.2 / 2] * 4 + [0.2 / 3] * 4 + [0.2 / 4] * 4
+    else:  # at every step, at the fractional epoch e + b/4
+        assert used == pytest.approx([0.2 / (1 + e + b / 4) for e in (1, 2, 3) for b in range(4)], rel=1e-15)
+    assert (opt.epoch, opt.batch, opt.batches, opt.step_count) == (4, 0, 12, 12)
+
+
+def test_without_steps_per_epoch_the_epoch_advances_when_set():
+    from polydl import schedules
+
+    w = polydl.Parameter(np.ones(2))
+    opt = optim.SGD([w], lr=schedules.get("exponential", lr0=1.0, base=0.5))
+    assert _quadratic_steps(opt, w, 3) == [0.5, 0.5, 0.5]
+    opt.epoch = 3
+    assert (opt.batch, _quadratic_steps(opt, w, 1)) == (0, [0.125])
+    with pytest.raises(ValueError, match="epoch"):
+        opt.epoch = 0
+
+
+@pytest.mark.parametrize("unit", ["epoch", "step"])
+def test_a_schedule_survives_state_dict_and_load_state_dict(unit):
+    """Restoring the optimizer restores α: the next step of the restored optimizer uses the same α
+    and lands on the same weights as the original's."""
+    from polydl import schedules
+
+    def make():
+        w = polydl.Parameter(np.linspace(-1, 1, 5))
+        opt = optim.Adam([w], lr=schedules.get("staircase", lr0=0.1, factor=0.5, every=1.5))
+        return w, opt.set_run(epochs=6, steps_per_epoch=3, schedule_unit=unit)
+
+    w, opt = make()
+    _quadratic_steps(opt, w, 7)  # mid-epoch 3
+    sd = json.loads(json.dumps({k: v for k, v in opt.state_dict().items() if k != "state"}))
+    sd["state"] = opt.state_dict()["state"]
+    assert sd["hyperparameters"]["lr"] == {"schedule": "staircase", "params": {"lr0": 0.1, "factor": 0.5, "every": 1.5}}
+    w2, fresh = make()
+    w2.data[...] = w.data
+    fresh2 = optim.Adam([w2], lr=0.5)  # another α: the state dict brings the schedule back
+    fresh2.load_state_dict(sd)
+    assert fresh2.position() == opt.position() and fresh2.next_lr() == opt.next_lr()
+    assert _quadratic_steps(fresh2, w2, 5) == _quadratic_steps(opt, w, 5)
+    np.testing.assert_array_equal(w2.numpy(), w.numpy())
+
+
+def test_load_state_dict_can_keep_the_optimizer_s_own_hyperparameters():
+    w = polydl.Parameter(np.ones(4))
+    opt = optim.Momentum([w], lr=0.1, beta=0.9)
+    _quadratic_steps(opt, w, 3)
+    sd = opt.state_dict()
+    w2 = polydl.Parameter(w.numpy().copy())
+    other = optim.Momentum([w2], lr=0.01, beta=0.5)
+    other.load_state_dict(sd, hyperparameters=False)
+    assert (other.lr, other.beta, other.step_count) == (0.01, 0.5, 3)
+    # the velocity is the same moving average, kept scaled for the optimizer's own β
+    np.testing.assert_allclose(other.state[0]["v"] * (1 - 0.5), opt.state[0]["v"] * (1 - 0.9), rtol=1e-15)
+
+
+def test_skip_advances_the_position_but_not_the_update_count():
+    from polydl import schedules
+
+    w = polydl.Parameter(np.ones(2))
+    opt = optim.Adam([w], lr=schedules.get("inverse_sqrt_step", lr0=1.0)).set_run(steps_per_epoch=2,
+                                                                                   schedule_unit="step")
+    before = w.numpy().copy()
+    opt.skip()
+    assert (opt.step_count, opt.batches, opt.epoch, opt.last_lr) == (0, 1, 1, 1.0)
+    np.testing.assert_array_equal(w.numpy(), before)
+    assert _quadratic_steps(opt, w, 1) == [pytest.approx(1 / np.sqrt(2))] and opt.step_count == 1
+    assert opt.epoch == 2
+
+
+@pytest.mark.parametrize("cls, name, bad", [
+    (optim.Adam, "beta1", 5.0), (optim.Adam, "beta1", 1.0), (optim.Adam, "beta2", -0.1), (optim.Adam, "eps", 0.0),
+    (optim.RMSprop, "beta", 1.0), (optim.RMSprop, "eps", float("nan")), (optim.Momentum, "beta", 1.5),
+    (optim.SGD, "weight_decay", -1.0), (optim.SGD, "lr", "0.1"),
+])
+def test_hyperparameters_set_after_construction_are_validated(cls, name, bad):
+    opt = cls([polydl.Parameter(np.zeros(2))])
+    old = getattr(opt, name)
+    with pytest.raises(ValueError, match=rf"optimizer {name} must be"):
+        setattr(opt, name, bad)
+    assert getattr(opt, name) == old
+
+
+def test_hyperparameter_names_and_a_plain_function_as_lr():
+    assert optim.Adam.hyperparameter_names() == ["lr", "weight_decay", "beta1", "beta2", "eps"]
+    assert optim.SGD.hyperparameter_names() == ["lr", "weight_decay"]
+    w = polydl.Parameter(np.ones(2))
+    opt = optim.SGD([w], lr=lambda pos: 0.1 * pos.epoch).set_run(steps_per_epoch=1)
+    assert _quadratic_steps(opt, w, 3) == pytest.approx([0.1, 0.2, 0.3])
+    opt.lr = lambda pos: -1.0
+    with pytest.raises(ValueError, match="a learning rate must be a finite number >= 0"):
+        opt.step()
+
+
+def test_coefficients_work_on_arrays_of_hyperparameters_elementwise():
+    """The per-update scalars are written so that a hyperparameter may be an array over members
+    (a population): each element equals the scalar computation."""
+    opt = optim.Adam([polydl.Parameter(np.zeros(2))])
+    opt.step_count = 3
+    betas1, betas2, eps = np.array([0.9, 0.5]), np.array([0.999, 0.9]), np.array([1e-8, 1e-3])
+    scalar = []
+    for b1, b2, e in zip(betas1, betas2, eps):
+        opt.beta1, opt.beta2, opt.eps = float(b1), float(b2), float(e)
+        scalar.append(opt._coefficients(0.01))
+    opt.__dict__.update(beta1=betas1, beta2=betas2, eps=eps)  # arrays, bypassing the scalar check
+    vec = opt._coefficients(np.array([0.01, 0.01]))
+    for k in ("step_size", "eps_hat"):
+        np.testing.assert_allclose(vec[k], [c[k] for c in scalar], rtol=1e-15)

@@ -1,10 +1,9 @@
 """Evaluating and predicting with a run directory."""
 import numpy as np
 import pytest
+from run_helpers import tiny
 
 from polydl.training import CheckpointError, DataError, evaluate, load_model, predict, probabilities, run
-
-from run_helpers import tiny
 
 
 @pytest.fixture(scope="module")

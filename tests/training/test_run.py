@@ -4,15 +4,24 @@ import signal
 
 import numpy as np
 import pytest
-
-from polydl import backend, schedules
-from polydl.training import (ConfigError, Reporter, RunDirError, TrainingDiverged, TrainingInterrupted,
-                             CheckpointError, resume, resume_config, run)
-from polydl.training import checkpoint as ck
-from polydl.training import plots
-from polydl.training.config import load_toml, from_dict
-
 from run_helpers import arrays, assert_same_run, meta, metrics, tiny
+
+import polydl
+from polydl import backend, optim, schedules
+from polydl.training import (
+    CheckpointError,
+    ConfigError,
+    Reporter,
+    RunDirError,
+    TrainingDiverged,
+    TrainingInterrupted,
+    plots,
+    resume,
+    resume_config,
+    run,
+)
+from polydl.training import checkpoint as ck
+from polydl.training.config import from_dict, load_toml
 
 
 def test_run_writes_the_run_directory(tmp_path):
@@ -175,16 +184,17 @@ def test_schedule_unit_step_and_epoch(tmp_path):
 
     def recording(lr0=0.01):
         constant = schedules.constant(lr0)  # checks lr0
-        return lambda e, t: calls.append((e, t)) or constant(e, t)
+        return lambda pos: calls.append((pos.epoch, pos.step, pos.fractional_epoch)) or constant(pos)
 
     schedules.registry.register("recording_test", recording)
     try:
         calls.clear()
         run(tiny(schedule="recording_test", schedule_unit="step", epochs=2), tmp_path / "s")
-        assert set(calls) == {(1, t) for t in range(1, 6)} | {(2, t) for t in range(6, 11)}
+        # at every step, at the fractional epoch e + b/n of 5 mini-batches per epoch
+        assert set(calls) == {(e, 5 * (e - 1) + b + 1, e + b / 5) for e in (1, 2) for b in range(5)}
         calls.clear()
         run(tiny(schedule="recording_test", schedule_unit="epoch", epochs=2), tmp_path / "e")
-        assert set(calls) == {(1, 1), (2, 6)}  # at the epoch's first step, once per epoch
+        assert set(calls) == {(1, 1, 1), (2, 6, 2)}  # at the epoch's first step, once per epoch
     finally:
         schedules.registry.unregister("recording_test")
 
@@ -321,7 +331,9 @@ def test_components_are_built_by_registry_name(tmp_path):
 def test_building_blocks(tmp_path, monkeypatch):
     from polydl import losses
     from polydl.training import default_out_dir, load_dataset, load_run_config
-    from polydl.training.run import RESUME_CHANGEABLE, build_model, evaluate_arrays, num_outputs
+    from polydl.training.build import build_model, num_outputs
+    from polydl.training.evaluation import evaluate_arrays
+    from polydl.training.resume import RESUME_CHANGEABLE
 
     assert num_outputs(losses.get("softmax_cross_entropy"), 5) == 5
     assert num_outputs(losses.get("binary_cross_entropy"), 2) == 1
@@ -339,3 +351,59 @@ def test_building_blocks(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert default_out_dir().parent.name == "runs"
     assert {"lr", "schedule", "epochs"} <= set(RESUME_CHANGEABLE) and "hidden" not in RESUME_CHANGEABLE
+
+
+class ScaledSGD(optim.SGD):
+    """A plugin optimizer with a hyperparameter of its own: W ← W − α · scale · g."""
+
+    scale = optim.Hyper(0, low_open=True)
+
+    def __init__(self, params, lr=0.01, scale=1.0, weight_decay=0.0):
+        self.scale = scale
+        super().__init__(params, lr, weight_decay)
+
+    def _coefficients(self, lr):
+        return {"lr": lr * self.scale}
+
+
+class _ScaledPlugin:
+    @polydl.hookimpl
+    def polydl_register_optimizers(self, register):
+        register("scaled_sgd", ScaledSGD)
+
+
+def test_an_optimizer_params_key_reaches_a_plugin_optimizer(tmp_path):
+    from click.testing import CliRunner
+
+    from polydl.testing import registered_plugin
+    from polydl_cli.main import main
+
+    def final_weights(out):
+        with np.load(out / "checkpoint.npz") as z:
+            return z["a/model/0.weight"]
+
+    with registered_plugin(_ScaledPlugin(), "scaled"):
+        base = dict(optimizer="scaled_sgd", schedule="constant", lr=0.1, epochs=1, dropout=0.0, weight_decay=None)
+        run(tiny(**base, optimizer_params={"scale": 0.5}), tmp_path / "half")
+        run(tiny(**{**base, "lr": 0.05}), tmp_path / "plain")  # α·scale is all that matters
+        assert meta(tmp_path / "half")["optimizer"]["hyperparameters"]["scale"] == 0.5
+        np.testing.assert_array_equal(final_weights(tmp_path / "half"), final_weights(tmp_path / "plain"))
+        assert load_toml(tmp_path / "half" / "config.toml")["optimizer_params"] == {"scale": 0.5}
+        # from the command line, and a bad value is the optimizer's own one-line error
+        r = CliRunner().invoke(main, ["train", "--dataset", "moons", "--dataset-param", "n_samples=200", "--hidden",
+                                      "8", "--epochs", "1", "--no-plot", "--optimizer", "scaled_sgd",
+                                      "--optimizer-param", "scale=0.5", "--out", str(tmp_path / "cli"), "-q"])
+        assert r.exit_code == 0, r.output
+        assert meta(tmp_path / "cli")["optimizer"]["hyperparameters"]["scale"] == 0.5
+        with pytest.raises(ValueError, match="optimizer scale must be > 0, not -1"):
+            run(tiny(**base, optimizer_params={"scale": -1}), tmp_path / "bad")
+        assert not (tmp_path / "bad").exists()
+        with pytest.raises(ValueError, match="has no parameter 'sclae'; did you mean 'scale'"):
+            run(tiny(**base, optimizer_params={"sclae": 2}), tmp_path / "typo")
+
+
+def test_resume_changes_optimizer_params(tmp_path):
+    out = tmp_path / "r"
+    run(tiny(optimizer="rmsprop", optimizer_params={"beta": 0.9}, epochs=1), out)
+    resume(out, {"epochs": 2, "optimizer_params": {"beta": 0.5}})
+    assert meta(out)["optimizer"]["hyperparameters"]["beta"] == 0.5

@@ -3,13 +3,13 @@ import ast
 import pathlib
 
 import numpy as np
+import polydl_focal
 import pytest
+from polydl_focal import FocalLoss
 
 import polydl
-import polydl_focal
 from polydl import functional as F
 from polydl.testing import gradcheck, registered_plugin
-from polydl_focal import FocalLoss
 
 
 def _reference(z, y, gamma, alpha=None):

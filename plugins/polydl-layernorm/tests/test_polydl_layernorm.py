@@ -3,13 +3,13 @@ import ast
 import pathlib
 
 import numpy as np
+import polydl_layernorm
 import pytest
+from polydl_layernorm import LayerNorm
 
 import polydl
-import polydl_layernorm
 from polydl import functional as F
 from polydl.testing import gradcheck, registered_plugin
-from polydl_layernorm import LayerNorm
 
 
 def _reference(x, gamma, beta, eps):

@@ -1,0 +1,118 @@
+"""A run's parts, built from its configuration: the device and data, the model, the loss, the
+optimizer with its learning-rate schedule, and the mixed-precision settings. Shared by training,
+resuming and inference, so that a run directory's model is rebuilt exactly as it was trained."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import amp, backend, losses, nn, optim, schedules
+from .. import random as _random
+from .config import ConfigError, TrainConfig
+from .data import Data, load_data
+
+__all__ = ["Parts", "setup", "build_parts", "build_model", "build_loss", "build_schedule", "build_optimizer",
+           "optimizer_hyperparameters", "num_outputs", "param_dtype", "compute_dtype", "schedule_label"]
+
+
+@dataclass
+class Parts:
+    """What a trainer trains: the model, its loss, its optimizer (owning α and its schedule), the
+    width of the last layer, and for mixed precision the autocast dtype and the loss scaler."""
+
+    model: object
+    loss_fn: object
+    optimizer: object
+    outputs: int
+    autocast_dtype: object = None
+    scaler: object = None
+
+
+def param_dtype(config: TrainConfig) -> np.dtype:
+    """The dtype of weights and data: ``config.dtype``, or float32 master weights for half dtypes."""
+    return np.dtype(np.float32) if config.dtype in amp.HALF_DTYPES else np.dtype(config.dtype)
+
+
+def compute_dtype(config: TrainConfig):
+    """The autocast dtype of the matrix products (None unless ``config.dtype`` is a half dtype)."""
+    return amp.resolve(config.dtype) if config.dtype in amp.HALF_DTYPES else None
+
+
+def setup(config: TrainConfig):
+    """(device, data) of a configuration, after checking it: the device is usable, a half dtype
+    can be had (bfloat16 needs ml_dtypes), the data loads."""
+    config.validate()
+    dev = backend.check_device(config.device)
+    if config.dtype in amp.HALF_DTYPES:
+        try:
+            amp.resolve(config.dtype)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return dev, load_data(config)
+
+
+def num_outputs(loss_fn, num_classes: int) -> int:
+    """Width of the last layer: one logit for the binary logistic loss, else one score per class."""
+    n = getattr(loss_fn, "num_outputs", None)
+    if callable(n):
+        return int(n(num_classes))
+    if isinstance(loss_fn, losses.BinaryCrossEntropy):
+        if num_classes != 2:
+            raise ConfigError(f"loss binary_cross_entropy needs 2 classes, the data has {num_classes}; "
+                              "use --loss softmax_cross_entropy")
+        return 1
+    return num_classes
+
+
+def build_model(config: TrainConfig, num_features: int, outputs: int, dev):
+    """The MLP of ``config`` on ``dev`` in ``param_dtype(config)`` (weights drawn from ``config.seed``)."""
+    _random.manual_seed(config.seed)
+    model = nn.mlp([num_features, *config.hidden, outputs], activation=config.activation,
+                   normalizer=config.normalizer, dropout=config.dropout,
+                   normalizer_params=config.normalizer_params or None)
+    return model.to(device=dev, dtype=param_dtype(config))
+
+
+def build_loss(config: TrainConfig):
+    return losses.get(config.loss, **config.loss_params)
+
+
+def build_schedule(config: TrainConfig) -> schedules.Schedule:
+    """The schedule of ``config``: α0 = ``config.lr``."""
+    return schedules.get(config.schedule, lr0=config.lr, **config.schedule_params)
+
+
+def optimizer_hyperparameters(config: TrainConfig) -> dict:
+    """The optimizer's keyword arguments: ``lr`` (the schedule), the shortcut keys that are set
+    (``beta``, ``beta1``, ...) and the ``optimizer_params`` table."""
+    out = {"lr": build_schedule(config)}
+    for key in config.shortcut_hyperparameters():
+        out[key] = getattr(config, key)
+    out.update(config.optimizer_params)
+    return out
+
+
+def build_optimizer(config: TrainConfig, params, steps_per_epoch: int):
+    """The optimizer of ``config`` over ``params``, evaluating its schedule per ``schedule_unit``
+    over a run of ``config.epochs`` epochs of ``steps_per_epoch`` mini-batches."""
+    opt = optim.get(config.optimizer, params, **optimizer_hyperparameters(config))
+    return opt.set_run(config.epochs, steps_per_epoch, config.schedule_unit)
+
+
+def build_parts(config: TrainConfig, data: Data, dev, steps_per_epoch: int) -> Parts:
+    """Every part a trainer needs, checked: a schedule that cannot give α fails now, not mid-run."""
+    loss_fn = build_loss(config)
+    outputs = num_outputs(loss_fn, data.num_classes)
+    model = build_model(config, data.num_features, outputs, dev)
+    opt = build_optimizer(config, model.parameters(), steps_per_epoch)
+    opt.next_lr()
+    autocast_dtype = compute_dtype(config)
+    scaler = amp.GradScaler(autocast_dtype) if autocast_dtype is not None else None
+    return Parts(model, loss_fn, opt, outputs, autocast_dtype, scaler)
+
+
+def schedule_label(config: TrainConfig) -> str:
+    """``inverse_time(lr0=0.01, decay_rate=1) per epoch``."""
+    params = ", ".join(f"{k}={v}" for k, v in config.schedule_params.items())
+    return f"{config.schedule}(lr0={config.lr}{', ' + params if params else ''}) per {config.schedule_unit}"

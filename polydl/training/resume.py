@@ -1,0 +1,135 @@
+"""Continuing a run from its checkpoint, bit for bit on the CPU, optionally with changes.
+
+A run may change its learning rate, schedule, optimizer hyperparameters, length, device or plot
+when it is resumed (:data:`RESUME_CHANGEABLE`); the rest defines the run. A new ``lr`` means
+the learning rate from the resumed step on: the schedule's α0 is solved so that the schedule
+gives that rate there and decays from it; ``lr0`` sets a new α0 instead.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from ..checks import check_number
+from ..schedules import Position, solve_lr0
+from . import checkpoint as ckpt
+from .build import build_schedule, schedule_label, setup
+from .config import ConfigError, TrainConfig, from_dict, merge
+from .trainer import RunResult, Trainer
+
+__all__ = ["RESUME_CHANGEABLE", "load_run_config", "resume_config", "resume"]
+
+#: keys that may change when a run is resumed (babysitting); the rest define the run
+RESUME_CHANGEABLE = ("lr", "beta", "beta1", "beta2", "eps", "weight_decay", "optimizer_params", "schedule",
+                     "schedule_params", "schedule_unit", "epochs", "device", "plot")
+_LR_KEYS = ("lr", "schedule", "schedule_params", "schedule_unit")
+
+
+def load_run_config(run_dir) -> tuple[TrainConfig, dict, dict]:
+    """(config, meta, arrays) of a run directory's checkpoint."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ckpt.CheckpointError(f"run directory not found: {run_dir}")
+    if not run_dir.is_dir():
+        raise ckpt.CheckpointError(f"{run_dir} is not a polydl run directory (it is a file)")
+    meta, arrays = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT)
+    try:
+        config = from_dict(meta["config"], source=f"the checkpoint in {run_dir}")
+    except (ConfigError, TypeError) as exc:
+        raise ckpt.CheckpointError(f"the checkpoint in {run_dir} is damaged: its configuration is invalid ({exc})") from None
+    return config, meta, arrays
+
+
+def _next_position(meta) -> Position:
+    """The position of the step the resumed run takes first."""
+    saved = meta.get("optimizer", {}).get("position") or {}
+    done, batch, step = int(meta["epoch"]), int(meta.get("batch", 0)), int(meta["step"])
+    return Position(done + 1, step + 1, batch, saved.get("steps_per_epoch"))
+
+
+def _read_at(config: TrainConfig, pos: Position) -> Position:
+    """Where ``config``'s schedule is read for the step at ``pos``: at the epoch's first step
+    (per epoch) or at the step itself, in a run of ``config.epochs`` epochs."""
+    return dataclasses.replace(pos, epochs=config.epochs).read_at(config.schedule_unit)
+
+
+def _rate_at(config: TrainConfig, pos: Position) -> float:
+    """α of ``config``'s schedule for the step at ``pos``."""
+    return build_schedule(config)(_read_at(config, pos))
+
+
+def _resumed_config(run_dir, changes):
+    old, meta, arrays = load_run_config(run_dir)
+    changes = dict(changes or {})
+    rate, lr0 = changes.pop("lr", None), changes.pop("lr0", None)
+    if rate is not None and lr0 is not None:
+        raise ConfigError("give the learning rate from now on (--lr) or a new α0 of the schedule (--lr0), not both")
+    merged = merge(old.to_dict(), changes, update_tables=True)
+    merged["out"] = str(run_dir)  # the directory may have moved since
+    if lr0 is not None:
+        merged["lr"] = lr0
+    before = {**old.to_dict(), "out": str(run_dir)}
+    fixed = sorted(k for k in merged if k not in RESUME_CHANGEABLE and k in before and merged[k] != before[k])
+    if fixed:
+        raise ConfigError(f"cannot change {', '.join(fixed)} when resuming: they define the run; start a new run "
+                          f"with --out (changeable on resume: {', '.join(RESUME_CHANGEABLE)})")
+    config = from_dict(merged)
+    if rate is not None:
+        rate = check_number("lr", rate, 0)
+        pos = _read_at(config, _next_position(meta))
+        config = config.replace(lr=solve_lr0(config.schedule, config.schedule_params, config.lr, rate, pos))
+    return old, config, meta, arrays
+
+
+def resume_config(run_dir, changes: dict | None = None) -> TrainConfig:
+    """The configuration ``resume(run_dir, changes)`` would continue with."""
+    return _resumed_config(run_dir, changes)[1]
+
+
+def resume(run_dir, changes: dict | None = None, *, reporter=None, handle_signals: bool = True) -> RunResult:
+    """Continue the run in ``run_dir`` from its checkpoint, optionally with ``changes`` to the keys
+    in :data:`RESUME_CHANGEABLE` (a new learning rate or schedule, more epochs). ``lr`` is the rate
+    from the next step on (the schedule decays from it); ``lr0`` a new α0 of the schedule.
+    Parameter tables in ``changes`` add to the old ones unless the component (e.g. the schedule)
+    changes. The epoch where α changed is marked in ``metrics.jsonl``."""
+    run_dir = Path(run_dir)
+    old, config, meta, arrays = _resumed_config(run_dir, changes)
+    done, mid_epoch = int(meta["epoch"]), int(meta.get("batch", 0))
+    finished = done >= config.epochs and not mid_epoch
+    if finished and config.replace(out=old.out) == old and not (run_dir / ckpt.SUMMARY).exists():
+        # killed after its last epoch, before the summary: finish it
+        dev, data = setup(config)
+        trainer = Trainer.build(config, data, dev, run_dir, reporter)
+        trainer.load(meta, arrays)
+        ckpt.write_metrics(run_dir / ckpt.METRICS, trainer.history)
+        return trainer.finish()
+    if finished:
+        raise ConfigError(f"the run in {run_dir} already finished its {done} epochs; pass --epochs N with "
+                          f"N > {done} to train longer")
+    if config.epochs < done + (1 if mid_epoch else 0):
+        raise ConfigError(f"--epochs {config.epochs} is fewer than the {done + (1 if mid_epoch else 0)} epochs the run "
+                          "has already started")
+    dev, data = setup(config)
+    if (data.num_features != meta.get("num_features") or data.num_classes != meta.get("num_classes")
+            or not np.array_equal(data.mean, arrays.get("data/mean")) or not np.array_equal(data.std, arrays.get("data/std"))):
+        raise ckpt.CheckpointError(f"the data of {config.dataset} differs from the data the run in {run_dir} "
+                                   "started with (features, classes or statistics changed); start a new run")
+    trainer = Trainer.build(config, data, dev, run_dir, reporter)
+    trainer.load(meta, arrays)
+    pos = trainer.optimizer.position()
+    lr_before, lr_after = _rate_at(old, pos), trainer.optimizer.next_lr()
+    if any(getattr(old, k) != getattr(config, k) for k in _LR_KEYS) or lr_before != lr_after:
+        why = (f"lr changed from {schedule_label(old)} to {schedule_label(config)}"
+               if any(getattr(old, k) != getattr(config, k) for k in _LR_KEYS)
+               else f"the run's length changed from {old.epochs} to {config.epochs} epochs")
+        trainer.pending_event = f"{why}: α {lr_before:.4g} → {lr_after:.4g} at epoch {pos.epoch}"
+    # the directory now matches the checkpoint: metrics of the saved epochs only
+    ckpt.remove_temporaries(run_dir)
+    ckpt.write_metrics(run_dir / ckpt.METRICS, trainer.history)
+    if config.to_dict() != {**old.to_dict(), "out": str(run_dir)}:
+        ckpt.atomic_write(run_dir / ckpt.CONFIG, config.to_toml())
+        trainer.save()
+    return trainer.fit(resumed=True, handle_signals=handle_signals,
+                       info={"lr_before": lr_before, "lr_after": lr_after})

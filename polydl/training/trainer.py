@@ -1,0 +1,340 @@
+"""The training loop of one run, over parts already built (``build.Parts``).
+
+The data goes to the device once; each epoch draws a permutation from ``(seed, epoch)`` and
+mini-batches index the device arrays. Per-step losses and correct counts stay on the device and
+are read back once per epoch. The optimizer's position (epoch, mini-batch, step) is the run's
+clock: the trainer reads its counters from it. The checkpoint is written atomically at every
+epoch boundary (and at the step where Ctrl-C arrives) and holds everything the rest of the run
+depends on.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import amp, backend, losses
+from .. import random as _random
+from ..tensor import Tensor
+from . import checkpoint as ckpt
+from .build import Parts, build_parts, param_dtype, schedule_label
+from .config import TrainConfig
+from .data import Data
+from .errors import TrainingDiverged, TrainingInterrupted
+from .evaluation import evaluate_arrays
+from .reporting import Reporter
+from .signals import NoSignals, StopFlag
+
+__all__ = ["Trainer", "RunResult", "steps_per_epoch"]
+
+
+@dataclass(repr=False)
+class RunResult:
+    """A finished run: its directory, epochs and steps, the per-epoch records and the summary
+    (``summary.json``); ``accuracy`` and ``loss`` are the test split's (the validation split's
+    where there is no test split)."""
+
+    out_dir: Path
+    epochs: int
+    step: int
+    history: list
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def test_accuracy(self):
+        return self.summary.get("test_accuracy")
+
+    @property
+    def test_loss(self):
+        return self.summary.get("test_loss")
+
+    @property
+    def val_accuracy(self):
+        return self.summary.get("val_accuracy")
+
+    @property
+    def val_loss(self):
+        return self.summary.get("val_loss")
+
+    @property
+    def accuracy(self):
+        return self.test_accuracy if self.test_accuracy is not None else self.val_accuracy
+
+    @property
+    def loss(self):
+        return self.test_loss if self.test_loss is not None else self.val_loss
+
+    def __repr__(self):
+        acc = "n/a" if self.accuracy is None else f"{self.accuracy:.4f}"
+        loss = "n/a" if self.loss is None else f"{self.loss:.4f}"
+        return f"RunResult('{self.out_dir}', epochs={self.epochs}, accuracy={acc}, loss={loss})"
+
+
+def steps_per_epoch(config: TrainConfig, data: Data) -> int:
+    """Mini-batches per epoch: ⌈m / batch_size⌉ for m training samples."""
+    return math.ceil(len(data.y_train) / config.batch_size)
+
+
+class Trainer:
+    """The state of one run: its parts, the data on the device, the history of its epochs."""
+
+    def __init__(self, config: TrainConfig, data: Data, parts: Parts, dev, out_dir, reporter: Reporter | None = None):
+        self.config = config
+        self.data = data
+        self.dev = dev
+        self.out_dir = Path(out_dir)
+        self.reporter = reporter or Reporter()
+        try:  # reporters written as step(self) keep working
+            self._step_takes_loss = len(inspect.signature(self.reporter.step).parameters) >= 1
+        except (TypeError, ValueError):
+            self._step_takes_loss = False
+        self.model, self.loss_fn, self.optimizer = parts.model, parts.loss_fn, parts.optimizer
+        self.outputs, self.autocast_dtype, self.scaler = parts.outputs, parts.autocast_dtype, parts.scaler
+        dt = param_dtype(config)
+        to = lambda a, t: backend.to_device(np.ascontiguousarray(a, dtype=t), dev)  # noqa: E731
+        # the data goes to the device once
+        self.X = {s: to(data.split(s)[0], dt) for s in ("train", "val", "test")}
+        self.y = {s: to(data.split(s)[1], np.int64) for s in ("train", "val", "test")}
+        self.m = m = len(data.y_train)
+        self.n_batches = steps_per_epoch(config, data)
+        sizes = np.full(self.n_batches, config.batch_size, dtype=np.float64)
+        sizes[-1] = m - (self.n_batches - 1) * config.batch_size
+        self.batch_sizes = sizes
+        self.epoch_seconds = 0.0
+        self.history: list[dict] = []
+        self.pending_event: str | None = None
+        xp = dev.xp
+        self.step_losses = xp.zeros(self.n_batches, dtype=np.float64)
+        self.step_correct = xp.zeros(self.n_batches, dtype=np.int64)
+        self.stop = None
+
+    @classmethod
+    def build(cls, config: TrainConfig, data: Data, dev, out_dir, reporter: Reporter | None = None) -> "Trainer":
+        """A trainer for ``config`` with freshly built parts (weights drawn from ``config.seed``)."""
+        return cls(config, data, build_parts(config, data, dev, steps_per_epoch(config, data)), dev, out_dir,
+                   reporter)
+
+    # ------------------------------------------------------------------ counters (the optimizer's clock)
+    @property
+    def epoch(self) -> int:
+        """Epochs completed."""
+        return self.optimizer.epoch - 1
+
+    @property
+    def batch(self) -> int:
+        """Mini-batches done in the epoch under way."""
+        return self.optimizer.batch
+
+    @property
+    def step(self) -> int:
+        """Mini-batch steps done in the run."""
+        return self.optimizer.batches
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> tuple[dict, dict]:
+        opt = self.optimizer.state_dict()
+        arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        for i, buffers in enumerate(opt["state"]):
+            for k, v in buffers.items():
+                arrays[f"opt/{i}/{k}"] = v
+        arrays["data/mean"] = np.asarray(self.data.mean)
+        arrays["data/std"] = np.asarray(self.data.std)
+        arrays["partial/losses"] = backend.to_numpy(self.step_losses)
+        arrays["partial/correct"] = backend.to_numpy(self.step_correct)
+        opt_meta = {k: v for k, v in opt.items() if k != "state"}
+        opt_meta["groups"] = [sorted(buffers) for buffers in opt["state"]]
+        meta = {
+            "config": self.config.to_dict(),
+            "epoch": self.epoch, "step": self.step, "batch": self.batch,
+            "epoch_start_step": self.step - self.batch, "epoch_seconds": self.epoch_seconds,
+            "rng": _random.get_state(),
+            "optimizer": opt_meta,
+            "history": self.history,
+            "pending_event": self.pending_event,
+            "loss_scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "dataset": self.data.name, "num_classes": self.data.num_classes,
+            "num_features": self.data.num_features, "num_outputs": self.outputs,
+        }
+        return meta, arrays
+
+    def save(self) -> None:
+        meta, arrays = self.state()
+        ckpt.save_checkpoint(self.out_dir / ckpt.CHECKPOINT, meta, arrays)
+
+    def load(self, meta: dict, arrays: dict) -> None:
+        """Continue from a checkpoint: weights, optimizer state and position, RNG, history. The
+        optimizer keeps the hyperparameters it was built with (a resumed run may change them)."""
+        path = self.out_dir / ckpt.CHECKPOINT
+        try:
+            self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+            opt_meta = dict(meta["optimizer"])
+            groups = opt_meta.pop("groups")
+            opt_meta["state"] = [{k: arrays[f"opt/{i}/{k}"] for k in names} for i, names in enumerate(groups)]
+            if "position" not in opt_meta:  # written before optimizers kept their position
+                opt_meta["position"] = {"epoch": int(meta["epoch"]) + 1, "batch": int(meta["batch"]),
+                                        "batches": int(meta["step"])}
+            self.optimizer.load_state_dict(opt_meta, hyperparameters=False)
+            cfg = self.config
+            self.optimizer.set_run(cfg.epochs, self.n_batches, cfg.schedule_unit)  # the run's length may have changed
+            if (self.epoch, self.step, self.batch) != (int(meta["epoch"]), int(meta["step"]), int(meta["batch"])):
+                raise ValueError("the optimizer's position differs from the run's")
+            self.epoch_seconds = float(meta.get("epoch_seconds", 0.0))
+            self.history = list(meta["history"])
+            self.pending_event = meta.get("pending_event")
+            if self.scaler is not None and meta.get("loss_scaler"):
+                self.scaler.load_state_dict(meta["loss_scaler"])
+            losses_, correct = arrays["partial/losses"], arrays["partial/correct"]
+            if losses_.shape != (self.n_batches,) or correct.shape != (self.n_batches,):
+                raise ValueError("partial epoch of another length")
+            self.step_losses[...] = backend.to_device(losses_, self.dev)
+            self.step_correct[...] = backend.to_device(correct, self.dev)
+            _random.set_state(meta["rng"])
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise ckpt.CheckpointError(f"the checkpoint {path} is damaged or does not match its configuration "
+                                       f"({exc}); start a new run") from None
+
+    # ------------------------------------------------------------------ training
+    def _diverged(self, bad_index: int, epoch: int, first_step: int):
+        step = first_step + bad_index + 1
+        lr = self.optimizer.last_lr
+        good = f"epoch {epoch - 1}" if epoch > 1 else "epoch 0, the initial weights"
+        value = float(backend.to_numpy(self.step_losses)[bad_index])
+        msg = (f"the loss became {value} at epoch {epoch}, step {step} (mini-batch {bad_index + 1} of "
+               f"{self.n_batches}, learning rate {lr:.4g}): the learning rate is probably too high, try a smaller "
+               f"--lr. The last good checkpoint ({good}) is kept in {self.out_dir}: continue it with "
+               f"polydl train --resume {self.out_dir} --lr {lr / 10:.3g}")
+        return TrainingDiverged(msg, epoch, step, lr, self.out_dir)
+
+    def _check_finite(self, upto: int, epoch: int, first_step: int) -> None:
+        vals = backend.to_numpy(self.step_losses[:upto])
+        bad = np.flatnonzero(~np.isfinite(vals))
+        if bad.size:
+            raise self._diverged(int(bad[0]), epoch, first_step)
+
+    def _interrupted(self, epoch):
+        msg = (f"interrupted at epoch {epoch}, step {self.step}; the checkpoint is saved in {self.out_dir}: "
+               f"continue with polydl train --resume {self.out_dir}")
+        return TrainingInterrupted(msg, epoch, self.step, self.out_dir)
+
+    def train(self) -> None:
+        cfg = self.config
+        X, y = self.X["train"], self.y["train"]
+        bs = cfg.batch_size
+        model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
+        autocast_dtype, scaler = self.autocast_dtype, self.scaler
+        report_step = self.reporter.step
+        model.train()
+        with np.errstate(all="ignore"):
+            while opt.epoch <= cfg.epochs:
+                e, start = opt.epoch, opt.batch
+                first_step = opt.batches - start  # steps before this epoch
+                t0 = time.perf_counter()
+                if start == 0:
+                    self.epoch_seconds = 0.0
+                    self.step_losses.fill(0)
+                    self.step_correct.fill(0)
+                perm = np.random.default_rng([cfg.seed, e]).permutation(self.m)
+                perm = backend.to_device(perm, self.dev)
+                self.reporter.epoch_start(e, cfg.epochs, self.n_batches, start)
+                for k in range(start, self.n_batches):
+                    idx = perm[k * bs:(k + 1) * bs]
+                    xb, yb = Tensor(X[idx]), y[idx]
+                    opt.zero_grad()
+                    if autocast_dtype is None:
+                        scores = model(xb)
+                        loss = loss_fn(scores, yb)
+                        loss.backward()
+                        opt.step()
+                    else:  # mixed precision: half products, float32 master weights, loss scaling
+                        with amp.autocast(autocast_dtype):
+                            scores = model(xb)
+                            loss = loss_fn(scores, yb)
+                        scaler.scale(loss).backward()
+                        scaler.step(opt)
+                    self.step_losses[k] = loss.data
+                    self.step_correct[k] = (losses.predict(loss_fn, scores).reshape(-1) == yb).sum()
+                    report_step(loss) if self._step_takes_loss else report_step()
+                    if self.stop is not None and self.stop.set and k + 1 < self.n_batches:
+                        self._check_finite(k + 1, e, first_step)
+                        self.epoch_seconds += time.perf_counter() - t0
+                        self.save()
+                        raise self._interrupted(e)
+                # the end of the epoch: one read-back of the step losses
+                step_losses = backend.to_numpy(self.step_losses)
+                bad = np.flatnonzero(~np.isfinite(step_losses))
+                if bad.size:
+                    raise self._diverged(int(bad[0]), e, first_step)
+                correct = backend.to_numpy(self.step_correct)
+                val_loss, val_acc, _ = evaluate_arrays(model, loss_fn, self.X["val"], self.y["val"], autocast_dtype)
+                record = {
+                    "epoch": e, "step": self.step, "lr": opt.last_lr,
+                    "train_loss": float(np.dot(step_losses, self.batch_sizes) / self.m),
+                    "train_accuracy": float(correct.sum() / self.m),
+                    "val_loss": val_loss, "val_accuracy": val_acc,
+                }
+                if self.pending_event:
+                    record["lr_changed"] = True
+                    record["event"] = self.pending_event
+                    self.pending_event = None
+                record["seconds"] = round(self.epoch_seconds + time.perf_counter() - t0, 6)
+                self.history.append(record)
+                self.epoch_seconds = 0.0
+                self.step_losses.fill(0)
+                self.step_correct.fill(0)
+                # metrics first: a kill between the two leaves a line that the resume drops (it rewrites
+                # metrics.jsonl from the checkpoint's history), never a checkpoint without its line
+                ckpt.append_metrics(self.out_dir / ckpt.METRICS, record)
+                self.save()
+                self.reporter.epoch_end(record, cfg.epochs)
+                if self.stop is not None and self.stop.set and self.epoch < cfg.epochs:
+                    raise self._interrupted(e)
+
+    def finish(self) -> RunResult:
+        """Test-set evaluation, ``summary.json`` and ``curves.png`` of a finished run."""
+        test_loss, test_acc, _ = evaluate_arrays(self.model, self.loss_fn, self.X["test"], self.y["test"],
+                                                 self.autocast_dtype)
+        last = self.history[-1] if self.history else {}
+        summary = {
+            "dataset": self.data.name, "epochs": self.epoch, "step": self.step,
+            "train_loss": last.get("train_loss"), "train_accuracy": last.get("train_accuracy"),
+            "val_loss": last.get("val_loss"), "val_accuracy": last.get("val_accuracy"),
+            "test_loss": test_loss, "test_accuracy": test_acc,
+            "test_samples": int(len(self.data.y_test)),
+            "seconds": round(sum(r.get("seconds", 0.0) for r in self.history), 6),
+            "num_parameters": self.model.num_parameters(),
+        }
+        ckpt.atomic_write(self.out_dir / ckpt.SUMMARY, json.dumps(summary, indent=2) + "\n")
+        if self.config.plot:
+            from . import plots
+            title = f"{self.data.name}: {schedule_label(self.config)}"
+            if not plots.plot_curves(self.history, self.out_dir / ckpt.CURVES, title):
+                self.reporter.note(f"{ckpt.CURVES} not written: {plots.MISSING_NOTE}")
+        return RunResult(self.out_dir, self.epoch, self.step, list(self.history), summary)
+
+    def info(self, resumed: bool) -> dict:
+        sizes = [self.data.num_features, *self.config.hidden, self.outputs]
+        return {
+            "out_dir": str(self.out_dir), "resumed": resumed, "epoch": self.epoch, "step": self.step,
+            "dataset": self.data.name, "sizes": {s: int(len(self.data.split(s)[1])) for s in ("train", "val", "test")},
+            "model": "-".join(map(str, sizes)), "normalizer": self.config.normalizer,
+            "activation": self.config.activation, "num_parameters": self.model.num_parameters(),
+            "loss": self.config.loss, "optimizer": self.config.optimizer, "schedule": schedule_label(self.config),
+            "device": str(self.dev), "dtype": self.config.dtype, "epochs": self.config.epochs,
+            "batch_size": self.config.batch_size, "n_batches": self.n_batches, "next_lr": self.optimizer.next_lr(),
+        }
+
+    def fit(self, resumed: bool = False, handle_signals: bool = True, info: dict | None = None) -> RunResult:
+        """Report the start, train the remaining epochs (saving at each), then finish."""
+        self.reporter.start({**self.info(resumed), **(info or {})})
+        with StopFlag() if handle_signals else NoSignals() as flag:
+            self.stop = flag
+            try:
+                self.train()
+            finally:
+                self.stop = None
+        return self.finish()
