@@ -48,4 +48,6 @@ def _add_commands():
 _add_commands()
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    from polydl_cli import run
+
+    run()

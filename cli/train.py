@@ -86,7 +86,7 @@ class LineReporter(training.Reporter):
                    f"{info['num_parameters']:,} parameters) on {info['dataset']} ({s['train']} train / {s['val']} val / "
                    f"{s['test']} test) with {info['loss']} and {info['optimizer']}, {info['schedule']}, "
                    f"{plural(info['epochs'], 'epoch')} of {plural(info['n_batches'], 'mini-batch')}, on {info['device']} "
-                   f"({info['dtype']}) -> {info['out_dir']}")
+                   f"({info['dtype']}) -> {info['out_dir']}{dropped_note(info)}")
 
     def line(self, r, epochs):
         extra = f"  [{r['event']}]" if r.get("event") else ""
@@ -99,6 +99,15 @@ class LineReporter(training.Reporter):
 
     def note(self, message):
         click.echo(f"note: {message}", err=True)
+
+
+def dropped_note(info) -> str:
+    """The header's note on a last mini-batch too small for the model (a single sample under BatchNorm)."""
+    n = info.get("dropped")
+    if not n:
+        return ""
+    return (f"; the last {plural(n, 'sample')} of each epoch is left out ({info['normalizer']} needs mini-batches "
+            "of at least 2 samples)")
 
 
 class BarReporter(LineReporter):
@@ -224,10 +233,10 @@ def train(config_file, print_config, resume, overwrite, quiet, **opts):
             result = training.resume(resume, overrides, reporter=reporter)
         else:
             result = training.run(config, overwrite=overwrite, reporter=reporter)
-    except training.TrainingDiverged as exc:
+    except (training.TrainingDiverged, training.RunWriteError, training.ComponentError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
     except training.TrainingInterrupted as exc:
         click.echo(f"Interrupted: {exc}", err=True)
-        sys.exit(130)
+        sys.exit(128 + exc.signal)  # 130 after Ctrl-C, 143 after SIGTERM
     click.echo(summary_line(result))

@@ -36,7 +36,7 @@ from .checks import did_you_mean
 from .registry import RegistrationError, Registry
 
 __all__ = ["load", "is_loaded", "reset", "plugin_manager", "plugins", "failed", "problems",
-           "register_plugin", "unregister_plugin", "report", "settings", "registries",
+           "register_plugin", "unregister_plugin", "report", "settings", "registries", "blame",
            "PluginInfo", "PluginError", "PluginWarning", "ENTRY_POINT_GROUP", "HOOKS",
            "STRICT_ENV", "LOAD_ENV", "DISABLE_ENV"]
 
@@ -214,7 +214,9 @@ def _collect(pm, plugin, info) -> list[_Pending]:
                     impl.function(*[args[a] for a in impl.argnames])
                 except RegistrationError as exc:
                     raise PluginError(str(exc)) from exc
-                except Exception as exc:
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # SystemExit too: a plugin cannot end the command
                     raise PluginError(f"{info.describe()}: {hc.name} raised {_one_line(exc)}") from exc
         info.hooks.sort()
         return pending
@@ -346,7 +348,9 @@ def _load_all():
                 continue
             try:
                 obj = ep.load()
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit in a plugin must not silence every command
                 _fail(info, f"{info.describe()} failed to load ({ep.value}): {_one_line(exc)}", strict)
                 continue
             try:
@@ -520,6 +524,25 @@ def _restore(snap):
         for n, obj in named:
             if _pm.get_plugin(n) is None:
                 _pm.register(obj, name=n)
+
+
+def blame(exc: BaseException):
+    """``(kind, Entry)`` of the plugin component whose code raised ``exc`` (the innermost frame of
+    its traceback that lies in a module of a non-built-in registry entry), or None."""
+    modules = {}
+    for kind, reg in registries().items():
+        for entry in reg.entries():
+            module = getattr(entry.obj, "__module__", None)
+            if module and not entry.builtin:
+                modules.setdefault(module, (reg.singular, entry))
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        hit = modules.get(tb.tb_frame.f_globals.get("__name__"))
+        if hit is not None:
+            found = hit
+        tb = tb.tb_next
+    return found
 
 
 def report() -> dict:

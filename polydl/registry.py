@@ -93,7 +93,9 @@ class Registry:
                 self._validate(name, obj)
         except RegistrationError as exc:
             raise RegistrationError(f"plugin '{plugin}': {exc}") from exc
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit in a validator's probe too
             raise RegistrationError(f"plugin '{plugin}' registered an invalid {self.singular} '{name}': "
                                     f"{type(exc).__name__}: {exc}") from exc
 

@@ -70,7 +70,7 @@ def test_wheel_metadata(wheel, names):
         info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         entry_points = z.read(info).decode()
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    assert re.search(r"^polydl\s*=\s*polydl_cli\.main:main$", entry_points, re.M)
+    assert re.search(r"^polydl\s*=\s*polydl_cli:run$", entry_points, re.M)
     assert "Requires-Python: <3.14,>=3.10" in meta or "Requires-Python: >=3.10,<3.14" in meta
     requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
     core = [r for r in requires if "extra ==" not in r]

@@ -18,6 +18,8 @@ class BatchNorm(Module):
     Linear layer before it needs no bias: subtracting μ cancels b (``cancels_bias``)."""
 
     cancels_bias = True
+    #: the smallest mini-batch it trains on: the variance of one sample is 0
+    min_batch = 2
 
     def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5, dtype=None, device=None):
         if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:

@@ -11,7 +11,7 @@ optimizer of a configuration), ``trainer`` (the loop), ``rundir`` (run directori
 from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig, from_dict, load_toml, merge, parse_param, parse_params
 from .data import Data, DataError, load_data, load_dataset, read_features
-from .errors import RunDirError, TrainingDiverged, TrainingInterrupted
+from .errors import ComponentError, RunDirError, RunWriteError, TrainingDiverged, TrainingInterrupted
 from .inference import LoadedRun, evaluate, load_model, predict, probabilities
 from .reporting import Reporter
 from .resume import RESUME_CHANGEABLE, load_run_config, resume, resume_config
@@ -22,4 +22,4 @@ from .trainer import RunResult
 __all__ = ["TrainConfig", "ConfigError", "from_dict", "merge", "load_toml", "parse_param", "parse_params", "Data",
            "DataError", "load_data", "load_dataset", "read_features", "CheckpointError", "run", "resume", "resume_config", "load_run_config",
            "RunResult", "RunDirError", "Reporter", "TrainingDiverged", "TrainingInterrupted", "default_out_dir",
-           "RESUME_CHANGEABLE", "LoadedRun", "evaluate", "load_model", "predict", "probabilities"]
+           "RESUME_CHANGEABLE", "RunWriteError", "ComponentError", "LoadedRun", "evaluate", "load_model", "predict", "probabilities"]

@@ -12,19 +12,62 @@ from .. import random as _random
 from .config import ConfigError, TrainConfig
 from .data import Data, load_data
 
-__all__ = ["Parts", "setup", "build_parts", "build_model", "build_loss", "build_schedule", "build_optimizer",
+__all__ = ["Parts", "BatchPlan", "batch_plan", "setup", "build_parts", "build_model", "build_loss", "build_schedule", "build_optimizer",
            "optimizer_hyperparameters", "num_outputs", "param_dtype", "compute_dtype", "schedule_label"]
+
+
+@dataclass
+class BatchPlan:
+    """The mini-batches of an epoch over ``m`` training samples: ``n_batches`` of ``batch_size``
+    (the last one shorter), except that a last mini-batch smaller than the model can use (a
+    single sample for batch normalization) is left out: ``dropped`` samples per epoch."""
+
+    m: int
+    batch_size: int
+    n_batches: int
+    dropped: int
+
+    @property
+    def sizes(self) -> np.ndarray:
+        sizes = np.full(self.n_batches, self.batch_size, dtype=np.float64)
+        sizes[-1] = self.m - self.dropped - (self.n_batches - 1) * self.batch_size
+        return sizes
+
+    @property
+    def used(self) -> int:
+        """Samples trained on per epoch."""
+        return self.m - self.dropped
+
+
+def min_batch(model) -> int:
+    """The smallest mini-batch the model trains on: 2 where a layer normalises over the batch
+    (its ``min_batch``, e.g. BatchNorm: σ² of one sample is 0), else 1."""
+    return max((int(getattr(mod, "min_batch", 1)) for mod in model.modules()), default=1)
+
+
+def batch_plan(m: int, batch_size: int, smallest: int = 1, normalizer: str = "batchnorm") -> BatchPlan:
+    """The mini-batches of an epoch; ``smallest`` is the model's :func:`min_batch`."""
+    if batch_size < smallest:
+        raise ConfigError(f"batch_size {batch_size} is too small for the {normalizer} normalizer: it normalises over "
+                          f"the mini-batch, which needs at least {smallest} samples (the variance of one sample is 0, "
+                          f"so nothing is learned); use --batch-size {smallest} or more, or --normalizer none")
+    n, rest = divmod(m, batch_size)
+    if rest and rest < smallest:
+        return BatchPlan(m, batch_size, n, rest)
+    return BatchPlan(m, batch_size, n + (1 if rest else 0), 0)
 
 
 @dataclass
 class Parts:
     """What a trainer trains: the model, its loss, its optimizer (owning α and its schedule), the
-    width of the last layer, and for mixed precision the autocast dtype and the loss scaler."""
+    width of the last layer, the epoch's mini-batches, and for mixed precision the autocast dtype
+    and the loss scaler."""
 
     model: object
     loss_fn: object
     optimizer: object
     outputs: int
+    plan: BatchPlan
     autocast_dtype: object = None
     scaler: object = None
 
@@ -100,16 +143,17 @@ def build_optimizer(config: TrainConfig, params, steps_per_epoch: int):
     return opt.set_run(config.epochs, steps_per_epoch, config.schedule_unit)
 
 
-def build_parts(config: TrainConfig, data: Data, dev, steps_per_epoch: int) -> Parts:
+def build_parts(config: TrainConfig, data: Data, dev) -> Parts:
     """Every part a trainer needs, checked: a schedule that cannot give α fails now, not mid-run."""
     loss_fn = build_loss(config)
     outputs = num_outputs(loss_fn, data.num_classes)
     model = build_model(config, data.num_features, outputs, dev)
-    opt = build_optimizer(config, model.parameters(), steps_per_epoch)
+    plan = batch_plan(len(data.y_train), config.batch_size, min_batch(model), config.normalizer)
+    opt = build_optimizer(config, model.parameters(), plan.n_batches)
     opt.next_lr()
     autocast_dtype = compute_dtype(config)
     scaler = amp.GradScaler(autocast_dtype) if autocast_dtype is not None else None
-    return Parts(model, loss_fn, opt, outputs, autocast_dtype, scaler)
+    return Parts(model, loss_fn, opt, outputs, plan, autocast_dtype, scaler)
 
 
 def schedule_label(config: TrainConfig) -> str:

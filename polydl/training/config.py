@@ -195,11 +195,19 @@ ALIASES = {"learning_rate": "lr", "lr0": "lr", "alpha": "lr", "learningrate": "l
            "output": "out", "normalize": "standardize"}
 
 
-def _closest(key, valid=KEYS) -> str:
+def _closest(key, valid=KEYS) -> str | None:
+    """The key meant by ``key``: an alias people reach for, or a close spelling; None if neither."""
     alias = ALIASES.get(key.lower().replace("-", "_"))
     if alias is not None and alias in valid:
         return alias
-    return closest(key, valid, cutoff=0.0) or valid[0]
+    return closest(key, valid)
+
+
+def _unknown_key(key, source) -> str:
+    best = _closest(str(key))
+    hint = (f"the closest valid key is '{best}'" if best is not None else
+            "see polydl train --print-config for every key")
+    return f"unknown key '{key}' in {source}; {hint}"
 
 
 def _check_str(cfg, key):
@@ -324,7 +332,7 @@ def load_toml(path) -> dict:
 def _check_keys(d: dict, source) -> None:
     for key in d:
         if key not in KEYS:
-            raise ConfigError(f"unknown key '{key}' in {source}; the closest valid key is '{_closest(str(key))}'")
+            raise ConfigError(_unknown_key(key, source))
 
 
 def parse_param(text: str, what: str = "parameter") -> tuple[str, object]:

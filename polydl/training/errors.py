@@ -2,11 +2,29 @@
 input (``ConfigError``, ``DataError`` and ``CheckpointError`` live where that input is read)."""
 from __future__ import annotations
 
-__all__ = ["RunDirError", "TrainingDiverged", "TrainingInterrupted"]
+__all__ = ["RunDirError", "RunWriteError", "TrainingDiverged", "TrainingInterrupted", "ComponentError"]
 
 
 class RunDirError(ValueError):
     """An output directory that exists (without ``overwrite``) or cannot be written."""
+
+
+class RunWriteError(RuntimeError):
+    """A file of the run could not be written (a full disk, an I/O error, no permission); the last
+    checkpoint is intact."""
+
+    def __init__(self, message, out_dir):
+        super().__init__(message)
+        self.out_dir = out_dir
+
+
+class ComponentError(RuntimeError):
+    """A component (a plugin's loss, normalizer, optimizer, schedule) raised while training; the
+    last checkpoint is kept."""
+
+    def __init__(self, message, epoch, step, out_dir):
+        super().__init__(message)
+        self.epoch, self.step, self.out_dir = epoch, step, out_dir
 
 
 class TrainingDiverged(RuntimeError):
@@ -18,8 +36,9 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C: the checkpoint was saved at a step boundary."""
+    """Ctrl-C or SIGTERM: the checkpoint was saved at a step boundary. ``signal`` is the signal's
+    number (``signal.SIGINT`` or ``signal.SIGTERM``)."""
 
-    def __init__(self, message, epoch, step, out_dir):
+    def __init__(self, message, epoch, step, out_dir, signal=2):
         super().__init__(message)
-        self.epoch, self.step, self.out_dir = epoch, step, out_dir
+        self.epoch, self.step, self.out_dir, self.signal = epoch, step, out_dir, signal

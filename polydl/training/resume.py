@@ -17,6 +17,7 @@ from ..schedules import Position, solve_lr0
 from . import checkpoint as ckpt
 from .build import build_schedule, schedule_label, setup
 from .config import ConfigError, TrainConfig, from_dict, merge
+from .rundir import RunDir
 from .trainer import RunResult, Trainer
 
 __all__ = ["RESUME_CHANGEABLE", "load_run_config", "resume_config", "resume"]
@@ -93,9 +94,16 @@ def resume(run_dir, changes: dict | None = None, *, reporter=None, handle_signal
     in :data:`RESUME_CHANGEABLE` (a new learning rate or schedule, more epochs). ``lr`` is the rate
     from the next step on (the schedule decays from it); ``lr0`` a new α0 of the schedule.
     Parameter tables in ``changes`` add to the old ones unless the component (e.g. the schedule)
-    changes. The epoch where α changed is marked in ``metrics.jsonl``."""
+    changes. The epoch where α changed is marked in ``metrics.jsonl``. The run is locked while it
+    trains (a second process is told which process uses it)."""
     run_dir = Path(run_dir)
-    old, config, meta, arrays = _resumed_config(run_dir, changes)
+    _resumed_config(run_dir, changes)  # a run that can continue so, or one clear error, before writing anything
+    with RunDir.open(run_dir):
+        old, config, meta, arrays = _resumed_config(run_dir, changes)  # again, now that it is ours
+        return _resume(run_dir, old, config, meta, arrays, reporter, handle_signals)
+
+
+def _resume(run_dir, old, config, meta, arrays, reporter, handle_signals) -> RunResult:
     done, mid_epoch = int(meta["epoch"]), int(meta.get("batch", 0))
     finished = done >= config.epochs and not mid_epoch
     if finished and config.replace(out=old.out) == old and not (run_dir / ckpt.SUMMARY).exists():
@@ -103,7 +111,7 @@ def resume(run_dir, changes: dict | None = None, *, reporter=None, handle_signal
         dev, data = setup(config)
         trainer = Trainer.build(config, data, dev, run_dir, reporter)
         trainer.load(meta, arrays)
-        ckpt.write_metrics(run_dir / ckpt.METRICS, trainer.history)
+        trainer.write(ckpt.METRICS, lambda: ckpt.write_metrics(run_dir / ckpt.METRICS, trainer.history))
         return trainer.finish()
     if finished:
         raise ConfigError(f"the run in {run_dir} already finished its {done} epochs; pass --epochs N with "
@@ -127,9 +135,9 @@ def resume(run_dir, changes: dict | None = None, *, reporter=None, handle_signal
         trainer.pending_event = f"{why}: α {lr_before:.4g} → {lr_after:.4g} at epoch {pos.epoch}"
     # the directory now matches the checkpoint: metrics of the saved epochs only
     ckpt.remove_temporaries(run_dir)
-    ckpt.write_metrics(run_dir / ckpt.METRICS, trainer.history)
+    trainer.write(ckpt.METRICS, lambda: ckpt.write_metrics(run_dir / ckpt.METRICS, trainer.history))
     if config.to_dict() != {**old.to_dict(), "out": str(run_dir)}:
-        ckpt.atomic_write(run_dir / ckpt.CONFIG, config.to_toml())
+        trainer.write(ckpt.CONFIG, lambda: ckpt.atomic_write(run_dir / ckpt.CONFIG, config.to_toml()))
         trainer.save()
     return trainer.fit(resumed=True, handle_signals=handle_signals,
                        info={"lr_before": lr_before, "lr_after": lr_after})

@@ -10,7 +10,7 @@ from .build import setup
 from .config import TrainConfig
 from .errors import RunDirError
 from .reporting import Reporter
-from .rundir import check_out_dir, default_out_dir, prepare_out_dir
+from .rundir import RunDir, check_out_dir, default_out_dir
 from .trainer import RunResult, Trainer
 
 __all__ = ["run"]
@@ -23,7 +23,11 @@ def run(config: TrainConfig | None = None, out_dir=None, *, overwrite: bool = Fa
     anything is written.
 
     Raises ``ValueError`` subclasses for bad input, :class:`~polydl.training.TrainingDiverged` for
-    a NaN loss and :class:`~polydl.training.TrainingInterrupted` after Ctrl-C (checkpoint saved)."""
+    a NaN loss, :class:`~polydl.training.TrainingInterrupted` after Ctrl-C or SIGTERM (checkpoint
+    saved), :class:`~polydl.training.RunWriteError` when a file cannot be written (a run that could
+    not write its first files leaves nothing behind) and
+    :class:`~polydl.training.ComponentError` when a plugin's component fails. The directory is
+    locked while the run trains in it."""
     config = config if config is not None else TrainConfig()
     dev, data = setup(config)
     out_dir = out_dir if out_dir is not None else config.out
@@ -33,15 +37,22 @@ def run(config: TrainConfig | None = None, out_dir=None, *, overwrite: bool = Fa
     trainer = Trainer.build(config, data, dev, out, reporter)   # builds and checks model, loss, optimizer, schedule
     for _ in range(100):
         try:
-            prepare_out_dir(out, overwrite, exclusive=exclusive)
+            rundir = RunDir.create(out, overwrite, exclusive=exclusive)
             break
         except RunDirError:
             if not exclusive:
                 raise
             out = default_out_dir()  # another run took the name a moment ago
             trainer.out_dir = out
-    trainer.config = config = config.replace(out=str(out))
-    ckpt.atomic_write(out / ckpt.CONFIG, config.to_toml())
-    trainer.save()                       # epoch 0: a run killed at once can still be resumed
-    ckpt.write_metrics(out / ckpt.METRICS, [])
-    return trainer.fit(resumed=False, handle_signals=handle_signals)
+    with rundir:
+        trainer.config = config = config.replace(out=str(out))
+        trainer.has_checkpoint = False
+        try:
+            trainer.write(ckpt.CONFIG, lambda: ckpt.atomic_write(out / ckpt.CONFIG, config.to_toml()))
+            trainer.save()                       # epoch 0: a run killed at once can still be resumed
+            trainer.write(ckpt.METRICS, lambda: ckpt.write_metrics(out / ckpt.METRICS, []))
+            trainer.has_checkpoint = True
+        except BaseException:
+            rundir.abandon()
+            raise
+        return trainer.fit(resumed=False, handle_signals=handle_signals)

@@ -1,41 +1,49 @@
-"""Stopping a run cleanly: the first Ctrl-C asks the trainer to save at the next mini-batch."""
+"""Stopping a run cleanly: the first Ctrl-C (SIGINT) or SIGTERM — what a job scheduler,
+``timeout``, Docker and systemd send — asks the trainer to save at the next mini-batch and stop."""
 from __future__ import annotations
 
 import signal
 import threading
 
-__all__ = ["StopFlag", "NoSignals"]
+__all__ = ["StopFlag", "NoSignals", "STOP_SIGNALS"]
+
+#: the signals that stop a run cleanly
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopFlag:
-    """While active, the first SIGINT sets ``set`` (the trainer saves at the next step boundary and
-    stops); a second one interrupts at once. Installed only from the main thread."""
+    """While active, the first SIGINT or SIGTERM sets ``set`` and ``signum`` (the trainer saves at
+    the next step boundary and stops); a second one interrupts at once. Installed only from the
+    main thread."""
 
     def __init__(self):
         self.set = False
-        self._old = None
-        self._installed = False
+        self.signum = None
+        self._old = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
-            self._installed = True
+            for sig in STOP_SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handler)
         return self
 
     def _handler(self, signum, frame):
         if self.set:
             raise KeyboardInterrupt
         self.set = True
+        self.signum = signum
 
     def __exit__(self, *exc):
-        if self._installed:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 class NoSignals:
     """A flag that is never set: for runs that leave signals to their caller."""
 
     set = False
+    signum = None
 
     def __enter__(self):
         return self

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +24,12 @@ from . import checkpoint as ckpt
 from .build import Parts, build_parts, param_dtype, schedule_label
 from .config import TrainConfig
 from .data import Data
-from .errors import TrainingDiverged, TrainingInterrupted
+from .errors import ComponentError, RunWriteError, TrainingDiverged, TrainingInterrupted
 from .evaluation import evaluate_arrays
 from .reporting import Reporter
 from .signals import NoSignals, StopFlag
 
-__all__ = ["Trainer", "RunResult", "steps_per_epoch"]
+__all__ = ["Trainer", "RunResult", "write_or_say"]
 
 
 @dataclass(repr=False)
@@ -75,9 +74,13 @@ class RunResult:
         return f"RunResult('{self.out_dir}', epochs={self.epochs}, accuracy={acc}, loss={loss})"
 
 
-def steps_per_epoch(config: TrainConfig, data: Data) -> int:
-    """Mini-batches per epoch: ⌈m / batch_size⌉ for m training samples."""
-    return math.ceil(len(data.y_train) / config.batch_size)
+def write_or_say(write, path, out_dir, kept: str):
+    """``write()``; an ``OSError`` (a full disk, an I/O error, no permission) becomes one
+    :class:`RunWriteError` line naming the file and saying what is kept (``kept``)."""
+    try:
+        return write()
+    except OSError as exc:
+        raise RunWriteError(f"cannot write {path}: {exc.strerror or exc}; {kept}", out_dir) from None
 
 
 class Trainer:
@@ -100,11 +103,10 @@ class Trainer:
         # the data goes to the device once
         self.X = {s: to(data.split(s)[0], dt) for s in ("train", "val", "test")}
         self.y = {s: to(data.split(s)[1], np.int64) for s in ("train", "val", "test")}
-        self.m = m = len(data.y_train)
-        self.n_batches = steps_per_epoch(config, data)
-        sizes = np.full(self.n_batches, config.batch_size, dtype=np.float64)
-        sizes[-1] = m - (self.n_batches - 1) * config.batch_size
-        self.batch_sizes = sizes
+        self.m = len(data.y_train)
+        self.plan = parts.plan
+        self.n_batches = parts.plan.n_batches
+        self.batch_sizes = parts.plan.sizes
         self.epoch_seconds = 0.0
         self.history: list[dict] = []
         self.pending_event: str | None = None
@@ -112,12 +114,12 @@ class Trainer:
         self.step_losses = xp.zeros(self.n_batches, dtype=np.float64)
         self.step_correct = xp.zeros(self.n_batches, dtype=np.int64)
         self.stop = None
+        self.has_checkpoint = True  # False until a new run's first checkpoint is written
 
     @classmethod
     def build(cls, config: TrainConfig, data: Data, dev, out_dir, reporter: Reporter | None = None) -> "Trainer":
         """A trainer for ``config`` with freshly built parts (weights drawn from ``config.seed``)."""
-        return cls(config, data, build_parts(config, data, dev, steps_per_epoch(config, data)), dev, out_dir,
-                   reporter)
+        return cls(config, data, build_parts(config, data, dev), dev, out_dir, reporter)
 
     # ------------------------------------------------------------------ counters (the optimizer's clock)
     @property
@@ -162,9 +164,22 @@ class Trainer:
         }
         return meta, arrays
 
+    def kept(self) -> str:
+        """What survives a failed write: the last checkpoint, and how to continue from it."""
+        if not self.has_checkpoint:
+            return f"the run in {self.out_dir} could not start, and nothing of it is kept"
+        return (f"the last checkpoint (epoch {self.epoch}, step {self.step}) in {self.out_dir} is intact: free space or "
+                f"fix the problem, then continue with polydl train --resume {self.out_dir}")
+
+    def write(self, name: str, write) -> None:
+        """``write()`` of the run file ``name``, any OSError as one :class:`RunWriteError` line."""
+        write_or_say(write, self.out_dir / name, self.out_dir, self.kept())
+
     def save(self) -> None:
         meta, arrays = self.state()
-        ckpt.save_checkpoint(self.out_dir / ckpt.CHECKPOINT, meta, arrays)
+        kept = self.kept()
+        write_or_say(lambda: ckpt.save_checkpoint(self.out_dir / ckpt.CHECKPOINT, meta, arrays),
+                     self.out_dir / ckpt.CHECKPOINT, self.out_dir, kept)
 
     def load(self, meta: dict, arrays: dict) -> None:
         """Continue from a checkpoint: weights, optimizer state and position, RNG, history. The
@@ -219,7 +234,27 @@ class Trainer:
     def _interrupted(self, epoch):
         msg = (f"interrupted at epoch {epoch}, step {self.step}; the checkpoint is saved in {self.out_dir}: "
                f"continue with polydl train --resume {self.out_dir}")
-        return TrainingInterrupted(msg, epoch, self.step, self.out_dir)
+        return TrainingInterrupted(msg, epoch, self.step, self.out_dir, self.stop.signum or 2)
+
+    def _component_failed(self, exc: Exception):
+        """A plugin's component raised while training: one line naming it, its plugin and
+        distribution; None where no plugin is to blame (then the error is polydl's own)."""
+        from .. import plugins
+
+        hit = plugins.blame(exc)
+        if hit is None:
+            return None
+        kind, entry = hit
+        dist = f"distribution {entry.distribution}{' ' + entry.version if entry.version else ''}" \
+            if entry.distribution else "no distribution"
+        text = " ".join(str(exc).split())
+        fix = f"pip install -U {entry.distribution}, or" if entry.distribution else "fix it, or"
+        epoch = self.optimizer.epoch
+        msg = (f"training stopped at epoch {epoch}, step {self.step + 1}: {kind} '{entry.name}' of plugin "
+               f"'{entry.plugin}' ({dist}) raised {type(exc).__name__}{': ' + text if text else ''}. The last "
+               f"checkpoint (epoch {self.epoch}, step {self.step}) is kept in {self.out_dir}: {fix} choose another "
+               f"{kind}, then continue with polydl train --resume {self.out_dir}")
+        return ComponentError(msg, epoch, self.step + 1, self.out_dir)
 
     def train(self) -> None:
         cfg = self.config
@@ -273,8 +308,8 @@ class Trainer:
                 val_loss, val_acc, _ = evaluate_arrays(model, loss_fn, self.X["val"], self.y["val"], autocast_dtype)
                 record = {
                     "epoch": e, "step": self.step, "lr": opt.last_lr,
-                    "train_loss": float(np.dot(step_losses, self.batch_sizes) / self.m),
-                    "train_accuracy": float(correct.sum() / self.m),
+                    "train_loss": float(np.dot(step_losses, self.batch_sizes) / self.plan.used),
+                    "train_accuracy": float(correct.sum() / self.plan.used),
                     "val_loss": val_loss, "val_accuracy": val_acc,
                 }
                 if self.pending_event:
@@ -288,7 +323,7 @@ class Trainer:
                 self.step_correct.fill(0)
                 # metrics first: a kill between the two leaves a line that the resume drops (it rewrites
                 # metrics.jsonl from the checkpoint's history), never a checkpoint without its line
-                ckpt.append_metrics(self.out_dir / ckpt.METRICS, record)
+                self.write(ckpt.METRICS, lambda: ckpt.append_metrics(self.out_dir / ckpt.METRICS, record))
                 self.save()
                 self.reporter.epoch_end(record, cfg.epochs)
                 if self.stop is not None and self.stop.set and self.epoch < cfg.epochs:
@@ -308,11 +343,13 @@ class Trainer:
             "seconds": round(sum(r.get("seconds", 0.0) for r in self.history), 6),
             "num_parameters": self.model.num_parameters(),
         }
-        ckpt.atomic_write(self.out_dir / ckpt.SUMMARY, json.dumps(summary, indent=2) + "\n")
+        self.write(ckpt.SUMMARY, lambda: ckpt.atomic_write(self.out_dir / ckpt.SUMMARY, json.dumps(summary, indent=2) + "\n"))
         if self.config.plot:
             from . import plots
             title = f"{self.data.name}: {schedule_label(self.config)}"
-            if not plots.plot_curves(self.history, self.out_dir / ckpt.CURVES, title):
+            drawn = []
+            self.write(ckpt.CURVES, lambda: drawn.append(plots.plot_curves(self.history, self.out_dir / ckpt.CURVES, title)))
+            if not drawn[0]:
                 self.reporter.note(f"{ckpt.CURVES} not written: {plots.MISSING_NOTE}")
         return RunResult(self.out_dir, self.epoch, self.step, list(self.history), summary)
 
@@ -326,15 +363,22 @@ class Trainer:
             "loss": self.config.loss, "optimizer": self.config.optimizer, "schedule": schedule_label(self.config),
             "device": str(self.dev), "dtype": self.config.dtype, "epochs": self.config.epochs,
             "batch_size": self.config.batch_size, "n_batches": self.n_batches, "next_lr": self.optimizer.next_lr(),
+            "dropped": self.plan.dropped,
         }
 
     def fit(self, resumed: bool = False, handle_signals: bool = True, info: dict | None = None) -> RunResult:
         """Report the start, train the remaining epochs (saving at each), then finish."""
         self.reporter.start({**self.info(resumed), **(info or {})})
-        with StopFlag() if handle_signals else NoSignals() as flag:
-            self.stop = flag
-            try:
-                self.train()
-            finally:
-                self.stop = None
-        return self.finish()
+        try:
+            with StopFlag() if handle_signals else NoSignals() as flag:
+                self.stop = flag
+                try:
+                    self.train()
+                finally:
+                    self.stop = None
+            return self.finish()
+        except Exception as exc:
+            failed = self._component_failed(exc)
+            if failed is None:
+                raise
+            raise failed from exc

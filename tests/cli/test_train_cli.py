@@ -30,7 +30,7 @@ def test_default_run(tmp_path, monkeypatch):
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert str(run_dir.relative_to(tmp_path)) in summary
     assert {p.name for p in run_dir.iterdir()} == {"checkpoint.npz", "config.toml", "metrics.jsonl",
-                                                   "summary.json", "curves.png"}
+                                                   "summary.json", "curves.png", ".polydl-run", ".polydl-lock"}
     assert len(metrics(run_dir)) == 20
     # a second default run never collides with the first
     r2 = invoke("train", "--quiet", "--epochs", "1")
@@ -179,7 +179,7 @@ def test_out_and_overwrite(tmp_path):
     assert invoke("train", *TINY, "--out", out, "-q").exit_code == 0
     first = (out / "checkpoint.npz").read_bytes()
     r = invoke("train", *TINY, "--out", out, "-q")
-    assert_one_line_error(r, 2, "already exists", "--overwrite")
+    assert_one_line_error(r, 2, "already holds a polydl run", "--overwrite")
     assert (out / "checkpoint.npz").read_bytes() == first
     r = invoke("train", *TINY, "--out", out, "-q", "--overwrite", "--seed", "1")
     assert r.exit_code == 0

@@ -155,3 +155,12 @@ def test_parse_params_builds_a_dict():
 
 def test_keys_match_fields():
     assert C.KEYS == tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def test_an_unknown_key_names_a_close_key_only_when_there_is_one():
+    with pytest.raises(ConfigError, match=r"unknown key 'epochz' in configuration; the closest valid key is 'epochs'$"):
+        C.from_dict({"epochz": 3})
+    with pytest.raises(ConfigError, match=r"unknown key 'learning_rate'.*closest valid key is 'lr'$"):
+        C.from_dict({"learning_rate": 3})
+    with pytest.raises(ConfigError, match=r"unknown key 'qqqqqq' in configuration; see polydl train --print-config"):
+        C.from_dict({"qqqqqq": 3})

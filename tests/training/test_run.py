@@ -28,7 +28,8 @@ def test_run_writes_the_run_directory(tmp_path):
     out = tmp_path / "r"
     res = run(tiny(plot=True), out)
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["checkpoint.npz", "config.toml", "metrics.jsonl", "summary.json", "curves.png"])
+    assert names == sorted(["checkpoint.npz", "config.toml", "metrics.jsonl", "summary.json", "curves.png",
+                            ".polydl-run", ".polydl-lock"])
     recs = metrics(out, drop=())
     assert [r["epoch"] for r in recs] == [1, 2, 3]
     for r in recs:
@@ -263,7 +264,7 @@ def test_out_dir_rules(tmp_path, monkeypatch):
     out = tmp_path / "r"
     run(tiny(epochs=1), out)
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(RunDirError, match="already exists.*--overwrite.*--resume"):
+    with pytest.raises(RunDirError, match="already holds a polydl run.*--overwrite.*--resume"):
         run(tiny(epochs=1), out)
     run(tiny(epochs=2), out, overwrite=True)
     assert meta(out)["epoch"] == 2 and (out / "notes.txt").read_text() == "mine"

@@ -1,0 +1,186 @@
+"""What a hostile but honest tester tries, with real processes: a full disk, SIGTERM, two processes on
+one run, Ctrl-C while polydl is still importing, a plugin that fails mid-training or ends the
+process on import, a BatchNorm mini-batch of one sample."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from cli_helpers import TINY, assert_one_line_error, cli, invoke, popen
+from plugin_fakes import child_env, make_dist
+from run_helpers import assert_same_run, meta, metrics
+
+CLI = [sys.executable, "-m", "polydl_cli.main"]
+
+
+def _unshare_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k none /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+needs_tmpfs = pytest.mark.skipif(not _unshare_works(), reason="cannot mount a private tmpfs here (unshare -rm)")
+
+
+def in_full_fs(script: str, size="1m", timeout=120):
+    """Run ``script`` (sh) in a private mount namespace where /mnt is a tmpfs of ``size``."""
+    return subprocess.run(["unshare", "-rm", "sh", "-ec", f"mount -t tmpfs -o size={size} none /mnt\n{script}"],
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@needs_tmpfs
+def test_a_full_disk_at_the_start_is_one_line_and_leaves_nothing():
+    py = " ".join(CLI)
+    r = in_full_fs(f"""
+        {py} train --dataset digits --hidden 512 --epochs 1 --no-plot --out /mnt/a/run --quiet || echo "exit=$?"
+        ls -A /mnt
+    """, size="96k")
+    lines = [ln for ln in r.stderr.splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot write /mnt/a/run/"), r.stderr
+    assert "No space left on device" in lines[0] and "nothing of it is kept" in lines[0]
+    assert "Traceback" not in r.stderr and "exit=1" in r.stdout
+    assert r.stdout.splitlines()[-1] == "exit=1"  # /mnt is empty again: no half-created directory
+
+
+@needs_tmpfs
+def test_a_disk_that_fills_mid_run_keeps_the_last_checkpoint_and_resumes(tmp_path):
+    py = " ".join(CLI)
+    long = "train --dataset moons --dataset-param n_samples=3000 --hidden 16 --epochs 400 --no-plot"
+    r = in_full_fs(f"""
+        {py} {long} --out /mnt/run > {tmp_path}/log 2> {tmp_path}/err &
+        pid=$!
+        while [ ! -s /mnt/run/metrics.jsonl ] || [ "$(wc -l < /mnt/run/metrics.jsonl)" -lt 3 ]; do sleep 0.02; done
+        dd if=/dev/zero of=/mnt/filler bs=4k 2>/dev/null || true
+        wait $pid || echo "exit=$?"
+        cat {tmp_path}/err
+        rm /mnt/filler
+        cp -r /mnt/run {tmp_path}/kept
+        {py} train --resume /mnt/run --quiet > /dev/null && echo resumed
+        cp -r /mnt/run {tmp_path}/resumed
+    """, size="2m", timeout=300)
+    assert "exit=1" in r.stdout and "resumed" in r.stdout, (r.stdout, r.stderr)
+    err = [ln for ln in r.stdout.splitlines() if ln.startswith("Error:")]
+    assert len(err) == 1 and "No space left on device" in err[0] and "is intact" in err[0], r.stdout
+    assert "--resume /mnt/run" in err[0] and "Traceback" not in r.stdout
+    kept = meta(tmp_path / "kept")
+    assert 2 <= kept["epoch"] < 400
+    assert meta(tmp_path / "resumed")["epoch"] == 400 and len(metrics(tmp_path / "resumed")) == 400
+
+
+def test_sigterm_saves_exits_143_and_resume_is_bit_exact(tmp_path):
+    args = ["train", "--dataset", "digits", "--hidden", "32", "--batch-size", "4", "--epochs", "8", "--dropout",
+            "0.1", "--schedule-unit", "step", "--no-plot"]
+    full = tmp_path / "full"
+    assert cli(*args, "--out", full, "--quiet").returncode == 0
+    out = tmp_path / "run"
+    p = popen(*args, "--out", out)
+    for line in p.stdout:
+        if line.startswith("epoch 2/"):
+            break
+    time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 143, stderr
+    assert stderr.startswith("Interrupted: interrupted at epoch ") and "Traceback" not in stderr
+    assert cli("train", "--resume", out, "--quiet").returncode == 0
+    assert_same_run(full, out)
+
+
+def test_a_second_process_on_a_running_run_is_told_the_pid(tmp_path):
+    out = tmp_path / "run"
+    p = popen("train", "--dataset", "digits", "--batch-size", "4", "--epochs", "50", "--no-plot", "--out", out)
+    try:
+        for line in p.stdout:
+            if line.startswith("epoch 1/"):
+                break
+        r = cli("train", "--resume", out, "--epochs", "60")
+        assert_one_line_error(r, 2, f"in use by process {p.pid}")
+        r = cli("train", "--out", out, "--overwrite", "--epochs", "1")
+        assert_one_line_error(r, 2, f"in use by process {p.pid}")
+    finally:
+        p.kill()
+        p.communicate()
+    more = str(meta(out)["epoch"] + 1)
+    assert cli("train", "--resume", out, "--epochs", more, "--quiet").returncode == 0  # kill -9 left no stale lock
+
+
+def test_ctrl_c_while_importing_is_one_line(tmp_path):
+    script = shutil.which("polydl", path=os.path.dirname(sys.executable))
+    if script is None:
+        pytest.skip("the polydl console script is not installed beside this Python")
+    for delay in (0.15, 0.25):
+        p = subprocess.Popen([script, "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        if p.returncode == 0:
+            continue  # it had finished already
+        assert p.returncode == 130 and err.strip() == "Error: interrupted" and "Traceback" not in err, err
+
+
+def test_batch_size_one_with_batchnorm_is_refused_and_a_last_sample_is_left_out(tmp_path):
+    r = invoke("train", *TINY, "--batch-size", "1", "--out", tmp_path / "one")
+    assert_one_line_error(r, 2, "batch_size 1 is too small for the batchnorm normalizer", "--batch-size 2")
+    assert not (tmp_path / "one").exists()
+    assert invoke("train", *TINY, "--batch-size", "1", "--normalizer", "none", "--out", tmp_path / "ok",
+                  "-q").exit_code == 0
+    # 129 training samples in mini-batches of 64: the last one would hold a single sample
+    r = invoke("train", "--dataset", "moons", "--dataset-param", "n_samples=184", "--hidden", "8", "--epochs", "1",
+               "--batch-size", "64", "--no-plot", "--out", tmp_path / "drop")
+    assert r.exit_code == 0, r.output
+    assert "2 mini-batches" in r.stdout.splitlines()[0]
+    assert "the last 1 sample of each epoch is left out" in r.stdout.splitlines()[0]
+    assert meta(tmp_path / "drop")["step"] == 2
+
+
+FAILING_LOSS = """
+    import polydl
+    from polydl import functional as F
+
+    class Flaky:
+        calls = 0
+
+        def __call__(self, scores, targets):
+            Flaky.calls += 1
+            if Flaky.calls == 30:
+                raise ValueError("numerically unstable at call 30")
+            return F.softmax_cross_entropy(scores, targets)
+
+    @polydl.hookimpl
+    def polydl_register_losses(register):
+        register("flaky", Flaky)
+"""
+
+
+def test_a_plugin_component_failing_mid_training_is_one_line_naming_it(tmp_path):
+    make_dist(tmp_path / "site", "polydl-flaky", "0.3", {"flaky": "flaky_loss"}, {"flaky_loss.py": FAILING_LOSS})
+    out = tmp_path / "run"
+    env = child_env(tmp_path / "site")
+    r = subprocess.run([*CLI, "train", *map(str, TINY), "--batch-size", "16", "--epochs", "4", "--loss", "flaky",
+                        "--out", str(out)], capture_output=True, text=True, env=env)
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.match(r"Error: training stopped at epoch 3, step \d+: ", lines[0]), r.stderr
+    for part in ("loss 'flaky' of plugin 'flaky' (distribution polydl-flaky 0.3)", "ValueError: numerically unstable",
+                 "pip install -U polydl-flaky", f"--resume {out}"):
+        assert part in lines[0], (part, lines[0])
+    assert meta(out)["epoch"] == 2  # the last checkpoint is kept
+
+
+def test_a_plugin_that_exits_on_import_does_not_silence_polydl(tmp_path):
+    make_dist(tmp_path / "site", "polydl-quitter", "1.0", {"quitter": "quitter"},
+              {"quitter.py": "import sys\nsys.exit('I refuse')\n"})
+    env = child_env(tmp_path / "site")
+    r = subprocess.run([*CLI, "schedules"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "inverse_time" in r.stdout
+    assert "plugin 'quitter' (distribution polydl-quitter 1.0) failed to load" in r.stderr
+    assert "SystemExit: I refuse" in r.stderr
+    r = subprocess.run([*CLI, "train", *map(str, TINY), "--out", str(tmp_path / "run"), "-q"], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0, r.stderr
