@@ -1,4 +1,5 @@
-"""Shared pieces of the polydl commands: one-line usage errors and number formatting."""
+"""Shared pieces of the polydl commands: one-line usage errors, the checks before writing a
+user-named file, and number formatting."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -61,6 +62,21 @@ class Group(click.Group):
             return super().invoke(ctx)
         except click.UsageError as exc:  # a subcommand's, raised while it parses or runs
             raise one_line(exc) from None
+
+
+def check_output_file(path, overwrite: bool, option: str = "--overwrite"):
+    """A user-named file a command is about to write: refused (before any work) if it exists and
+    ``overwrite`` is not set, if it is a directory, or if its directory does not exist."""
+    from pathlib import Path
+
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"cannot write {out}: it is a directory")
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} already exists; pass {option} to replace it")
+    if not out.parent.is_dir():
+        raise ValueError(f"cannot write {out}: the directory {out.parent} does not exist")
+    return out
 
 
 @contextmanager

@@ -4,14 +4,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 import click
 
 from polydl import training
 from polydl.training.checkpoint import atomic_write
 
-from ._common import Command, percent, writing
+from ._common import Command, check_output_file, percent, writing
 
 
 def confusion_table(confusion) -> str:
@@ -24,24 +23,32 @@ def confusion_table(confusion) -> str:
     return "\n".join(lines)
 
 
+def samples_used(res) -> str:
+    """Which samples an evaluation used: ``other.npz, all 200 samples`` or ``digits test split (359
+    samples)``, with ``of N`` where the split is part of a whole."""
+    if res["split"] == "all":
+        return f"{res['dataset']}, all {res['samples']} samples"
+    return f"{res['dataset']} {res['split']} split ({res['samples']} of {res['total_samples']} samples)"
+
+
 @click.command("evaluate", cls=Command)
 @click.argument("run_dir", metavar="DIR", type=click.Path())
 @click.option("--dataset", metavar="NAME|FILE", default=None,
               help="Evaluate on this dataset instead of the run's (standardised with the run's statistics).")
 @click.option("--target", metavar="COLUMN", default=None, help="Label column of a .csv --dataset.")
-@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True,
-              help="Which split to evaluate.")
+@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True,
+              help="Which split to evaluate; all: every sample (train, validation and test together).")
 @click.option("--device", default=None, help="Device to evaluate on (default: the run's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(run_dir, dataset, target, split, device, as_json):
     """Loss, accuracy and confusion matrix of the model in DIR on the test split (BatchNorm uses
-    its running averages)."""
+    its running averages). A --dataset is split like the run's data (its test split is the same
+    share of it); --split all takes every sample of it."""
     res = training.evaluate(run_dir, dataset=dataset, split=split, device=device, target=target)
     if as_json:
         click.echo(json.dumps(res))
         return
-    click.echo(f"{res['dataset']} {res['split']} split ({res['samples']} samples): loss {res['loss']:.4f}  "
-               f"accuracy {percent(res['accuracy'])}")
+    click.echo(f"{samples_used(res)}: loss {res['loss']:.4f}  accuracy {percent(res['accuracy'])}")
     click.echo("confusion matrix (rows: true class, columns: predicted class):")
     click.echo(confusion_table(res["confusion"]))
 
@@ -57,11 +64,7 @@ def predict(run_dir, input_file, out_file, overwrite, device):
     """Class and class probabilities for each sample of INPUT (.npz with X, or .csv of features)
     with the model in DIR: a CSV with columns class, p_0, p_1, ..."""
     if out_file is not None:
-        out = Path(out_file)
-        if out.exists() and not overwrite:
-            raise ValueError(f"{out} already exists; pass --overwrite to replace it")
-        if not out.parent.is_dir():
-            raise ValueError(f"cannot write {out}: the directory {out.parent} does not exist")
+        check_output_file(out_file, overwrite)
     classes, probs = training.predict(run_dir, input_file, device=device)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

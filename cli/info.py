@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import sys
 
 import click
 import numpy as np
@@ -29,24 +30,43 @@ def plugin_rows() -> list[tuple]:
             for reg in plugins.registries().values() for e in reg.entries() if not e.builtin]
 
 
+def numba_line(check: bool = False) -> tuple[str, bool]:
+    """(the text after ``Numba``, whether the kernels can run). Without ``check`` nothing imports
+    Numba (0.3–0.6 s): the version comes from its installed metadata; ``check`` imports it and
+    compiles and runs one kernel, which tells a broken install from a working one."""
+    mode = cpu_kernels.mode()
+    if mode == "off" and not check:
+        return "not used (POLYDL_CPU_KERNELS=off)", True
+    version = cpu_kernels.installed_version()
+    err = cpu_kernels._NUMBA_ERROR  # this process tried to import it and failed
+    problem = None if err is None else f"fails to import ({err})"
+    if version is not None and check:
+        try:
+            seconds = cpu_kernels.check()
+        except RuntimeError as exc:
+            problem = str(exc)
+        else:
+            return f"{version} (fused CPU kernels: {mode}; one compiled and run in {seconds:.2f}s)", True
+    if version is not None and problem is None:
+        return f"{version} (fused CPU kernels: {mode}; polydl info --check-kernels compiles one)", True
+    if version is None:
+        problem, fix = "not installed", "pip install numba"
+    else:
+        fix = "pip install --upgrade numba"
+    then = f"every fused op will fail: {fix} or set POLYDL_CPU_KERNELS=auto" if mode == "on" else \
+        f"fused CPU kernels off; {fix}"
+    return f"{problem} ({then})", False
+
+
 @click.command("info", cls=Command)
-def info():
+@click.option("--check-kernels", is_flag=True,
+              help="Import Numba and compile and run one fused CPU kernel (exit status 1 if that fails).")
+def info(check_kernels):
     """polydl, Python, NumPy, Numba and CuPy versions, CUDA devices, and the loaded plugins."""
     click.echo(f"polydl  {polydl.__version__}")
     click.echo(f"Python  {platform.python_version()}")
     click.echo(f"NumPy   {np.__version__}")
-    mode = cpu_kernels.mode()
-    numba = cpu_kernels.numba_version() if mode != "off" else None
-    if numba:
-        kernels = f"{numba} (fused CPU kernels: {mode})"
-    elif mode == "off":
-        kernels = "not used (POLYDL_CPU_KERNELS=off)"
-    else:
-        err = cpu_kernels._NUMBA_ERROR
-        why = "not installed" if err is None or isinstance(err, ModuleNotFoundError) else f"fails to import ({err})"
-        then = ("every fused op will fail: pip install 'polydl[fast]' or set POLYDL_CPU_KERNELS=auto"
-                if mode == "on" else "fused CPU kernels off; pip install 'polydl[fast]'")
-        kernels = f"{why} ({then})"
+    kernels, healthy = numba_line(check_kernels)
     click.echo(f"Numba   {kernels}")
     cupy = backend.cupy_version()
     click.echo(f"CuPy    {cupy if cupy else 'not installed'}")
@@ -60,11 +80,13 @@ def info():
     rows = plugin_rows()
     if not rows:
         click.echo("plugins: none (built-ins only)")
-        return
-    click.echo("plugins:")
-    by_plugin: dict = {}
-    for kind, name, plugin, dist, version in rows:
-        by_plugin.setdefault((plugin, dist, version), []).append(f"{kind} {name}")
-    for (plugin, dist, version), items in sorted(by_plugin.items(), key=lambda kv: str(kv[0])):
-        origin = f" ({dist} {version})" if dist else ""
-        click.echo(f"  {plugin}{origin}: {', '.join(items)}")
+    else:
+        click.echo("plugins:")
+        by_plugin: dict = {}
+        for kind, name, plugin, dist, version in rows:
+            by_plugin.setdefault((plugin, dist, version), []).append(f"{kind} {name}")
+        for (plugin, dist, version), items in sorted(by_plugin.items(), key=lambda kv: str(kv[0])):
+            origin = f" ({dist} {version})" if dist else ""
+            click.echo(f"  {plugin}{origin}: {', '.join(items)}")
+    if check_kernels and not healthy:
+        sys.exit(1)

@@ -3,8 +3,10 @@
 Each kernel sits beside the NumPy form of the same computation (in ``optim`` and
 ``functional``) and is tested against it: the optimizer steps (SGD, momentum, RMSprop, Adam),
 batch normalization (alone or followed by ReLU in the same node), ReLU's backward and softmax
-cross-entropy with integer labels. They are compiled by Numba (``pip install 'polydl[fast]'``)
-on first use and cached on disk; without Numba the NumPy form runs. The optimizer and ReLU
+cross-entropy with integer labels. They are compiled by Numba (installed with polydl where
+Numba has wheels; ``pip install numba`` elsewhere) on first use and cached on disk; without
+Numba, or where it fails to import, the NumPy form runs. Nothing imports Numba before a kernel
+is needed (``installed_version()`` reads its metadata; ``check()`` imports it and compiles one). The optimizer and ReLU
 kernels compute exactly what the NumPy form computes, in the same order, so their results are
 bit-identical; the batch-normalization and softmax kernels accumulate their sums in float64 and
 agree with the NumPy form to float32 rounding.
@@ -20,7 +22,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["MIN_SIZE", "DTYPES", "available", "mode", "use", "get", "numba_version"]
+__all__ = ["MIN_SIZE", "DTYPES", "available", "mode", "use", "get", "numba_version", "installed_version", "check"]
 
 #: smallest array (elements) that ``auto`` hands to a kernel. One kernel call replaces 5 to 12
 #: NumPy calls, so kernels pay off from a few elements on. The costs are one-off: compiling each
@@ -68,8 +70,52 @@ def available() -> bool:
 
 
 def numba_version() -> str | None:
+    """The version of the imported Numba (imports it), None where it cannot be imported."""
     nb = _numba()
     return None if nb is None else nb.__version__
+
+
+def installed_version() -> str | None:
+    """Numba's version as installed, without importing it (0.3–0.6 s): its distribution's
+    metadata where its module can be found, ``"unknown"`` for a module without metadata, None
+    where there is no module ``numba``."""
+    import importlib.metadata
+    import importlib.util
+
+    if _NUMBA is not None:
+        return _NUMBA.__version__
+    try:
+        if importlib.util.find_spec("numba") is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    try:
+        return importlib.metadata.version("numba")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def check() -> float:
+    """Import Numba, compile one kernel (ReLU's backward, for float32) and run it; the seconds
+    that took. Raises ``RuntimeError`` saying what failed (``fails to import (...)``, ...)."""
+    import time
+
+    start = time.perf_counter()
+    nb = _numba()
+    if nb is None:
+        raise RuntimeError(f"fails to import ({_NUMBA_ERROR or 'not installed'})")
+    try:
+        kern = _COMPILED.get("relu_backward")
+        if kern is None:
+            kern = _COMPILED["relu_backward"] = _build(nb, "relu_backward")
+        g, out = np.array([1.0, 2.0], np.float32), np.array([0.5, -1.0], np.float32)
+        gx = np.empty_like(g)
+        kern(g, out, gx, np.float32(0))
+    except Exception as exc:
+        raise RuntimeError(f"fails to compile or run a kernel ({type(exc).__name__}: {exc})") from exc
+    if gx.tolist() != [1.0, 0.0]:
+        raise RuntimeError(f"compiled a kernel that computes {gx.tolist()}, not [1.0, 0.0]")
+    return time.perf_counter() - start
 
 
 def mode() -> str:
@@ -128,7 +174,8 @@ def get(name: str, size: int):
         if m == "on":
             from .backend import DeviceError  # a RuntimeError, reported by the CLI as one line
             raise DeviceError(f"POLYDL_CPU_KERNELS=on needs Numba ({_NUMBA_ERROR or 'not installed'}); "
-                               "install it with pip install 'polydl[fast]' or set POLYDL_CPU_KERNELS=auto")
+                               "install it with pip install numba (or pip install 'polydl[fast]') or set "
+                               "POLYDL_CPU_KERNELS=auto")
         return None
     kern = _COMPILED[name] = _build(nb, name)
     return kern

@@ -539,24 +539,23 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     Backward (closed form): dz = γ/√(σ² + ε) · (g − mean(g) − z_norm·mean(g·z_norm)).
 
     ``activation="relu"`` returns relu(z̃): one fused node where the CPU kernels run, else the
-    two nodes ``relu(batch_norm(...))``."""
+    two nodes ``relu(batch_norm(...))``.
+
+    Training needs at least two samples: the σ² of one sample is 0, so its normalised output is 0
+    whatever the input, and nothing is learned."""
+    x = _tensor(x)
+    _check_batch_norm(x.data, gamma, training)
     if activation is not None:
         if activation != "relu":
             raise ValueError(f"batch_norm activation must be None or 'relu', not {activation!r}")
-        x = _tensor(x)
         xd = x.data
         if xd.ndim == 2 and gamma.data.ndim == 1 and beta.data.ndim == 1 and xd.dtype == gamma.data.dtype:
             fast = _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, momentum, eps, True)
             if fast is not None:
                 return fast
         return relu(batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps))
-    x = _tensor(x)
     xd, gd, bd = x.data, gamma.data, beta.data
     xp = _xp(xd)
-    if xd.ndim < 2:
-        raise ValueError(f"batch_norm needs input of shape (batch, features), not {xd.shape}")
-    if training and xd.shape[-2] == 0:
-        raise ValueError("batch_norm in training needs a batch of at least one sample, not an empty one")
     in_dtype = xd.dtype
     if in_dtype != gd.dtype and in_dtype.itemsize < gd.dtype.itemsize:
         xd = xd.astype(gd.dtype)  # half activations: statistics in the parameters' precision
@@ -615,6 +614,23 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
         return gx, unbroadcast(ggamma, gd.shape), unbroadcast(gbeta, bd.shape)
 
     return _make(out, (x, gamma, beta), backward)
+
+
+def _check_batch_norm(xd, gamma, training):
+    """One line for an input batch normalization cannot use: not (batch, features), a width
+    other than γ's, or fewer than two samples in training."""
+    if xd.ndim < 2:
+        raise ValueError(f"batch_norm needs input of shape (batch, features), not {xd.shape}")
+    width = gamma.data.shape[-1] if gamma.data.ndim else 1
+    if xd.shape[-1] != width:
+        raise ValueError(f"batch_norm got {xd.shape[-1]} features per sample (input shape {xd.shape}), but it "
+                         f"normalizes {width} (γ has shape {gamma.data.shape}); give BatchNorm the input's width")
+    if training and xd.shape[-2] < 2:
+        if xd.shape[-2] == 0:
+            raise ValueError("batch_norm in training mode got an empty mini-batch (0 samples); it needs at least 2")
+        raise ValueError("batch_norm in training mode got a mini-batch of 1 sample: the σ² of one sample is 0, so "
+                         "the normalised output is 0 and nothing is learned; use a batch size of at least 2, "
+                         "or evaluation mode (model.eval())")
 
 
 def _update_running(running_mean, running_var, mu, var, momentum):
@@ -715,6 +731,30 @@ def hardmax(scores):
     return Tensor((idx[..., None] == xp.arange(sd.shape[-1])).astype(sd.dtype))
 
 
+def _targets(targets, ref, loss: str):
+    """The targets of a loss as an array beside the scores' array ``ref``: a Tensor's array, an
+    array as it is, a list or a number converted (a list of ints becomes integer labels)."""
+    if isinstance(targets, Tensor):
+        td = targets.data
+    elif hasattr(targets, "shape") and hasattr(targets, "dtype"):
+        td = targets
+    else:
+        td = np.asarray(targets)
+        if td.dtype.kind not in "biuf":
+            raise ValueError(f"{loss} targets must be numbers (integer labels or target values), not "
+                             f"{type(targets).__name__} of {td.dtype}")
+        if type(ref) is not np.ndarray:
+            td = backend.to_device(td, backend.device_of(ref))
+    if not backend.same_device(ref, td):
+        raise _dev_error(ref, td)
+    return td
+
+
+def _check_nonempty(loss: str, zd):
+    if zd.size == 0:
+        raise ValueError(f"{loss} got an empty batch (scores of shape {zd.shape}); it needs at least one sample")
+
+
 def _check_labels(zd, yd):
     if yd.ndim != zd.ndim - 1 or yd.shape != zd.shape[:-1]:
         raise ValueError(f"labels of shape {yd.shape} do not match scores of shape {zd.shape}: "
@@ -724,13 +764,16 @@ def _check_labels(zd, yd):
 def softmax_cross_entropy(logits, targets):
     """J = −(1/m) Σᵢ Σⱼ yⱼ log ŷⱼ with ŷ = softmax(z); one node with dJ/dz = (ŷ − y)/m.
 
-    ``targets`` are integer class labels (shape (m,)) or one-hot / probability rows (m, C)."""
+    ``targets`` are integer class labels (shape (m,); a list of ints is converted) or one-hot /
+    probability rows (m, C); boolean labels are refused as ambiguous."""
     z = _tensor(logits)
     zd = z.data
     xp = _xp(zd)
-    td = targets.data if isinstance(targets, Tensor) else targets
-    if not backend.same_device(zd, td):
-        raise _dev_error(zd, td)
+    td = _targets(targets, zd, "softmax_cross_entropy")
+    _check_nonempty("softmax_cross_entropy", zd)
+    if td.dtype.kind == "b":
+        raise ValueError("softmax_cross_entropy got boolean labels; give integer class indices "
+                         "(labels.astype(int)), or use binary_cross_entropy for 0/1 targets")
     in_dtype = zd.dtype
     if in_dtype.itemsize < 4:
         zd = zd.astype(np.float32)  # half scores: the loss and ŷ in float32
@@ -746,7 +789,7 @@ def softmax_cross_entropy(logits, targets):
     s = p.sum(axis=-1, keepdims=True)
     lse = xp.log(s)
     lse += zmax  # log Σ exp z, per row
-    labels = td.dtype.kind in "iub"
+    labels = td.dtype.kind in "iu"
     if labels:
         _check_labels(zd, td)
         rows = xp.arange(m)
@@ -777,7 +820,7 @@ def softmax_cross_entropy(logits, targets):
 
 def _bad_label(labels, c):
     bad = int(np.flatnonzero((labels < 0) | (labels >= c))[0])
-    raise ValueError(f"label {int(labels[bad])} (row {bad}) is not a class index: "
+    raise ValueError(f"label {int(labels[bad])} (sample {bad + 1} of the batch) is not a class index: "
                      f"labels must be integers in [0, {c}) for {c} classes")
 
 
@@ -805,16 +848,24 @@ def _softmax_cross_entropy_cpu(z, zd, td, in_dtype):
 
 
 def binary_cross_entropy_with_logits(logits, targets):
-    """Logistic loss J = (1/m) Σ [log(1 + e^z) − y·z], stable form; dJ/dz = (σ(z) − y)/m."""
+    """Logistic loss J = (1/m) Σ [log(1 + e^z) − y·z], stable form; dJ/dz = (σ(z) − y)/m.
+
+    Targets are 0/1 labels or probabilities in [0, 1] (outside it J is unbounded below). The
+    range is checked for NumPy targets (one min and one max); CUDA targets are not checked, which
+    would cost a host synchronisation per step."""
     z = _tensor(logits)
     zd = z.data
     xp = _xp(zd)
-    td = targets.data if isinstance(targets, Tensor) else targets
-    if not backend.same_device(zd, td):
-        raise _dev_error(zd, td)
+    td = _targets(targets, zd, "binary_cross_entropy")
+    _check_nonempty("binary_cross_entropy", zd)
     td = td.reshape(zd.shape) if td.size == zd.size else td
     if td.shape != zd.shape:
         raise ValueError(f"targets of shape {td.shape} do not match scores of shape {zd.shape}")
+    if type(td) is np.ndarray and not (td.min() >= 0 and td.max() <= 1):
+        flat = td.reshape(-1)
+        bad = flat[~((flat >= 0) & (flat <= 1))][0].item()
+        raise ValueError(f"binary_cross_entropy targets must lie in [0, 1] (0/1 labels or probabilities), found "
+                         f"{bad!r}; for more than two classes use softmax_cross_entropy")
     yd = td.astype(zd.dtype, copy=False)
     m = zd.size
     loss = xp.asarray((xp.maximum(zd, 0) - zd * yd + xp.log1p(xp.exp(-xp.abs(zd)))).sum() / m,
@@ -832,10 +883,15 @@ def mse(pred, target):
     """Mean squared error over all elements: (1/n) Σ (pred − target)²."""
     pred = _tensor(pred)
     pd = pred.data
-    td = target.data if isinstance(target, Tensor) else target
-    if not backend.same_device(pd, td):
-        raise _dev_error(pd, td)
+    td = _targets(target, pd, "mse")
+    _check_nonempty("mse", pd)
     if td.dtype.kind in "iub" and pd.ndim == td.ndim + 1:
+        if td.dtype.kind == "b":
+            raise ValueError("mse got boolean labels for (batch, classes) predictions; give integer class indices "
+                             "(labels.astype(int))")
+        _check_labels(pd, td)
+        if type(pd) is np.ndarray and (td.min() < 0 or td.max() >= pd.shape[-1]):
+            _bad_label(td.reshape(-1), pd.shape[-1])
         td = one_hot(td, pd.shape[-1], pd.dtype)
     if td.shape != pd.shape:
         raise ValueError(f"targets of shape {td.shape} do not match predictions of shape {pd.shape}")

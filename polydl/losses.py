@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
+from . import backend, cpu_kernels
 from . import functional as F
 from .hookspecs import hookimpl
 from .registry import RegistrationError, Registry
@@ -104,7 +104,8 @@ def _validate(name, factory):
     for scores, targets in probes:
         try:
             scores_t = _new_tensor(scores, requires_grad=True)
-            out = probe(scores_t, targets)
+            with cpu_kernels.use("off"):  # the NumPy forms: checking a plugin must not import Numba
+                out = probe(scores_t, targets)
             break
         except (ValueError, IndexError) as exc:
             errors.append(exc)
@@ -117,7 +118,8 @@ def _validate(name, factory):
     if not out.requires_grad:
         raise RegistrationError(f"loss '{name}' returned a Tensor with no gradient path to the scores: build it "
                                 "from polydl operations on the scores Tensor, not from its .data array")
-    out.backward()
+    with cpu_kernels.use("off"):
+        out.backward()
     grad = scores_t.grad
     if grad is None or tuple(grad.shape) != tuple(scores_t.shape) or not np.all(np.isfinite(grad)):
         raise RegistrationError(f"loss '{name}' gave no finite gradient for the scores "

@@ -168,7 +168,9 @@ def inverse_sqrt_step(lr0=0.01, k=1.0):
 
 
 def staircase(lr0=0.01, factor=0.5, every=10):
-    """α = α0 · factor^⌊(e − 1)/every⌋: α drops by factor every ``every`` epochs"""
+    """α = α0 · factor^⌊(e − 1)/every⌋
+
+    α drops by ``factor`` every ``every`` epochs (a fraction of an epoch too, read per step)."""
     lr0 = _lr0(lr0)
     factor = _number("factor", factor, 0, 1, low_open=True)
     every = _number("every", every, 0, low_open=True)
@@ -283,9 +285,11 @@ def describe(name: str) -> dict:
 
 
 def formula(name: str) -> str:
-    """The first line of the factory's docstring (for the built-ins, the formula itself)."""
-    doc = inspect.getdoc(registry.lookup(name)) or ""
-    return doc.strip().splitlines()[0].rstrip(".") if doc.strip() else ""
+    """The first line of the factory's docstring as plain text, without a final period (for the
+    built-ins, the formula itself: ``α = α0 / (1 + decay_rate · e)``); "" without a docstring."""
+    doc = (inspect.getdoc(registry.lookup(name)) or "").strip()
+    first = doc.splitlines()[0].strip().replace("``", "") if doc else ""
+    return first[:-1] if first.endswith(".") else first
 
 
 def solve_lr0(name: str, params: dict, lr0: float, rate: float, position: Position) -> float:

@@ -49,34 +49,8 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def _module_gradcheck(module, *inputs, **kwargs):
-    """``polydl.testing.gradcheck`` of ``module(*inputs)`` with respect to the inputs and every
-    parameter of the module (cast to float64 first). The parameters are swapped for gradcheck's
-    float64 copies during the check and put back afterwards."""
-    from polydl.testing import gradcheck
-
-    module.to(dtype=np.float64)
-    named = list(module.named_parameters())
-    owners = dict(module.named_modules())
-    originals = []
-    for name, p in named:
-        prefix, _, attr = name.rpartition(".")
-        originals.append((owners[prefix], attr, p))
-
-    def fn(*args):
-        xs, ps = args[:len(inputs)], args[len(inputs):]
-        for (owner, attr, _), p in zip(originals, ps):
-            setattr(owner, attr, p)
-        return module(*xs)
-
-    try:
-        return gradcheck(fn, *inputs, *[p for _, p in named], **kwargs)
-    finally:
-        for owner, attr, p in originals:
-            setattr(owner, attr, p)
-
-
 @pytest.fixture
 def module_gradcheck():
-    """``module_gradcheck(module, *inputs)``: gradcheck a module's inputs and parameters."""
-    return _module_gradcheck
+    """``module_gradcheck(module, *inputs)``: ``polydl.testing.gradcheck_module``, the gradient
+    check of a module's inputs and every parameter."""
+    return polydl.testing.gradcheck_module

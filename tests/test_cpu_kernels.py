@@ -276,18 +276,16 @@ def _assert_bn_close(res, ref, x, gamma, g, rtol):
                                    atol=rtol * scale[k], err_msg=k)
 
 
-BN_CASES = [  # batch size, mean of the input
-    pytest.param(64, 0.0, id="m64"),
-    pytest.param(64, 1e3, id="m64-mean1e3"),
-    pytest.param(1, 0.0, id="m1"),
-    pytest.param(2, 0.0, id="m2"),
-    pytest.param(2, 1e3, id="m2-mean1e3"),
+BN_CASES = [  # batch size, mean of the input, training mode (one sample: evaluation only)
+    pytest.param(m, loc, training, id=f"{name}-{'train' if training else 'eval'}")
+    for m, loc, name in ((64, 0.0, "m64"), (64, 1e3, "m64-mean1e3"), (1, 0.0, "m1"), (2, 0.0, "m2"),
+                         (2, 1e3, "m2-mean1e3"))
+    for training in (True, False) if m > 1 or not training
 ]
 
 
 @pytest.mark.usefixtures("needs_numba")
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("m, loc", BN_CASES)
+@pytest.mark.parametrize("m, loc, training", BN_CASES)
 def test_batch_norm_float64_matches_numpy_form(m, loc, training, calls):
     """Output, running averages and the three gradients agree to about 1e-12."""
     x, gamma, beta, g = _bn_data(m, loc=loc)
@@ -295,14 +293,42 @@ def test_batch_norm_float64_matches_numpy_form(m, loc, training, calls):
     expected = ["bn_forward_train", "bn_backward_train"] if training else ["bn_forward_eval"]
     assert calls == expected
     _assert_bn_close(res["on"], res["off"], x, gamma, g, rtol=1e-12)
-    if m == 1 and training:  # σ² = 0: the output is β and dx is 0
-        np.testing.assert_array_equal(res["on"]["out"][0], beta)
-        np.testing.assert_array_equal(res["on"]["gx"], 0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("relu", [False, True], ids=["bn", "bn-relu"])
+def test_batch_norm_rejects_a_training_batch_of_one_sample(mode, relu):
+    """σ² of one sample is 0, so the output would be β whatever the input: an error in both forms
+    (alone and fused with ReLU), before the running averages change; evaluation mode works."""
+    if mode == "on":
+        pytest.importorskip("numba")
+    bn = nn.BatchNorm(3, dtype=np.float64)
+    layers = nn.Sequential(bn, nn.ReLU()) if relu else bn
+    x = polydl.tensor(np.array([[0.5, -1.0, 2.0]]), requires_grad=True)
+    with cpu_kernels.use(mode), pytest.raises(ValueError, match=r"mini-batch of 1 sample: the σ² of one sample is 0.*"
+                                                                r"batch size of at least 2, or evaluation mode"):
+        layers(x)
+    np.testing.assert_array_equal(bn.running_mean.numpy(), 0)
+    np.testing.assert_array_equal(bn.running_var.numpy(), 1)
+    with cpu_kernels.use(mode):
+        out = layers.eval()(x)
+    np.testing.assert_allclose(out.numpy(), np.maximum(x.numpy(), 0) if relu else x.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_norm_rejects_an_input_of_another_width(mode):
+    if mode == "on":
+        pytest.importorskip("numba")
+    bn = nn.BatchNorm(4)
+    for training in (True, False):
+        bn.train(training)
+        with cpu_kernels.use(mode), pytest.raises(ValueError, match=r"got 5 features per sample \(input shape "
+                                                                    r"\(3, 5\)\), but it normalizes 4"):
+            bn(polydl.tensor(np.zeros((3, 5), np.float32)))
 
 
 @pytest.mark.usefixtures("needs_numba")
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("m, loc", BN_CASES)
+@pytest.mark.parametrize("m, loc, training", BN_CASES)
 def test_batch_norm_float32_matches_float64(m, loc, training, calls):
     """float32 in both modes against the float64 result of the same (float32) inputs: within 1e-5
     of the terms' size, or, for a mean 1000 times the spread, within the float32 rounding of μ
@@ -473,7 +499,8 @@ def test_softmax_cross_entropy_matches(dtype, rtol, calls):
         assert a.dtype == b.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
     for mode in MODES:  # a bad label is the same error either way
-        with cpu_kernels.use(mode), pytest.raises(ValueError, match=r"label 5 \(row 2\) is not a class index"):
+        with cpu_kernels.use(mode), pytest.raises(ValueError,
+                                                  match=r"label 5 \(sample 3 of the batch\) is not a class index"):
             F.softmax_cross_entropy(polydl.tensor(z), np.array([0, 1, 5] + [0] * 30))
 
 
@@ -612,7 +639,7 @@ def test_batch_norm_rejects_an_empty_training_batch(mode):
     if mode == "on":
         pytest.importorskip("numba")
     bn = nn.BatchNorm(4)
-    with cpu_kernels.use(mode), pytest.raises(ValueError, match="at least one sample"):
+    with cpu_kernels.use(mode), pytest.raises(ValueError, match="empty mini-batch"):
         bn(polydl.tensor(np.zeros((0, 4), np.float32)))
     np.testing.assert_array_equal(bn.running_mean.numpy(), 0)
     np.testing.assert_array_equal(bn.running_var.numpy(), 1)

@@ -117,3 +117,17 @@ def test_split_indices_partition_the_permutation():
     np.testing.assert_array_equal(np.concatenate([test, val, train]), np.random.default_rng(4).permutation(50))
     d = datasets.split(np.arange(50.0)[:, None], np.zeros(50), seed=4, val_fraction=0.2, test_fraction=0.1)
     np.testing.assert_array_equal(d.X_val[:, 0], val)
+
+
+@pytest.mark.parametrize("name, params, message, fix", [
+    ("moons", {"n_samples": 10 ** 11}, r"dataset moons: 100,000,000,000 × 2 float64 values would need 1\.46 TiB",
+     "n_samples"),
+    ("spirals", {"n_samples": 10 ** 11}, r"dataset spirals: 100,000,000,000 × 2 float64 values", "n_samples"),
+    ("blobs", {"n_samples": 10 ** 11}, r"dataset blobs: 100,000,000,000 × 2 float64 values", "n_samples or features"),
+    ("blobs", {"features": 10 ** 11}, r"dataset blobs: 1,000 × 100,000,000,000 float64 values would need 728 TiB",
+     "n_samples or features"),
+    ("blobs", {"centers": 10 ** 11, "n_samples": 10}, r"dataset blobs: 100,000,000,000 × 2 ", "centers or features"),
+])
+def test_a_size_that_cannot_fit_is_refused_before_drawing(name, params, message, fix):
+    with pytest.raises(ValueError, match=rf"{message}.*, more than .*; use a smaller {fix}$"):
+        datasets.load(name, **params)

@@ -177,3 +177,52 @@ def test_predict_defaults_to_the_arg_max():
 def test_unknown_parameter_names_the_valid_ones():
     with pytest.raises(ValueError, match=r"^loss 'mse' has no parameter 'reduction' \(its parameters: none\)$"):
         losses.get("mse", reduction="sum")
+
+
+# ---------------------------------------------------------------------------- bad targets
+@pytest.mark.parametrize("targets, bad", [([0.0, 2.0, 1.0], "2.0"), ([0.0, -0.5, 1.0], "-0.5"),
+                                          ([1.0, np.nan, 0.0], "nan")])
+def test_binary_cross_entropy_rejects_targets_outside_0_1(targets, bad):
+    """y outside [0, 1] makes log(1 + e^z) − y·z unbounded below (a negative loss); soft targets
+    inside [0, 1] stay allowed."""
+    z = polydl.tensor(np.array([0.5, -1.0, 2.0]))
+    with pytest.raises(ValueError, match=rf"targets must lie in \[0, 1\] .*found {bad}; for more than two classes"):
+        losses.get("binary_cross_entropy")(z, np.array(targets))
+    soft = F.binary_cross_entropy_with_logits(z, np.array([0.0, 0.3, 1.0])).item()
+    assert soft > 0
+    assert F.binary_cross_entropy_with_logits(z, np.array([True, False, True])).item() > 0
+
+
+def test_labels_as_a_list_are_converted(device):
+    z = polydl.tensor(np.array([[1.0, 2.0, 0.5], [0.1, -1.0, 3.0]]), device=device)
+    expected = F.softmax_cross_entropy(z, polydl.tensor(np.array([1, 2]), device=device)).item()
+    assert F.softmax_cross_entropy(z, [1, 2]).item() == pytest.approx(expected)
+    assert F.mse(z, [1, 2]).item() == pytest.approx(F.mse(z, polydl.tensor(np.array([1, 2]), device=device)).item())
+    b = polydl.tensor(np.array([0.5, -1.0]), device=device)
+    assert F.binary_cross_entropy_with_logits(b, [1, 0]).item() == pytest.approx(
+        F.binary_cross_entropy_with_logits(b, polydl.tensor(np.array([1.0, 0.0]), device=device)).item())
+    with pytest.raises(ValueError, match="softmax_cross_entropy targets must be numbers"):
+        F.softmax_cross_entropy(z, ["cat", "dog"])
+
+
+def test_boolean_labels_are_refused_for_class_scores():
+    z = polydl.tensor(np.array([[1.0, 2.0], [0.1, -1.0]]))
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy got boolean labels; give integer class indices"):
+        F.softmax_cross_entropy(z, np.array([True, False]))
+    with pytest.raises(ValueError, match=r"mse got boolean labels"):
+        F.mse(z, np.array([True, False]))
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "binary_cross_entropy", "mse"])
+def test_an_empty_batch_is_one_line(name):
+    z = polydl.tensor(np.zeros((0, 3)) if name != "binary_cross_entropy" else np.zeros(0))
+    t = np.zeros(0, dtype=np.int64) if name != "binary_cross_entropy" else np.zeros(0)
+    with pytest.raises(ValueError, match=rf"{name} got an empty batch \(scores of shape \({0},"):
+        losses.get(name)(z, t)
+
+
+def test_out_of_range_label_names_the_sample_counted_from_1():
+    z = polydl.tensor(np.zeros((3, 2)))
+    for fn in (F.softmax_cross_entropy, F.mse):
+        with pytest.raises(ValueError, match=r"label 7 \(sample 2 of the batch\) is not a class index"):
+            fn(z, np.array([0, 7, 1]))

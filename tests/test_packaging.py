@@ -80,6 +80,29 @@ def test_wheel_metadata(wheel, names):
         assert not any(forbidden in r.lower() for r in requires)
 
 
+@pytest.mark.parametrize("system, machine, python, wanted", [
+    ("linux", "x86_64", "3.10", True), ("linux", "aarch64", "3.13", True), ("darwin", "arm64", "3.12", True),
+    ("win32", "AMD64", "3.11", True), ("win32", "ARM64", "3.12", True),
+    # no Numba wheels there: Intel macs after Numba 0.62, Windows on ARM before Python 3.12, other CPUs
+    ("darwin", "x86_64", "3.12", False), ("win32", "ARM64", "3.11", False), ("linux", "ppc64le", "3.12", False),
+    ("linux", "i686", "3.10", False), ("freebsd14", "amd64", "3.12", False)])
+def test_numba_is_a_dependency_where_it_has_wheels(wheel, names, system, machine, python, wanted):
+    """Fast by default: the wheel requires Numba (the fused CPU kernels) on the platforms Numba
+    publishes wheels for, and only there; the 'fast' extra still names it for old commands."""
+    from packaging.requirements import Requirement
+
+    with zipfile.ZipFile(wheel) as z:
+        meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    requires = [Requirement(line.split(":", 1)[1].strip()) for line in meta.splitlines()
+                if line.startswith("Requires-Dist:")]
+    env = {"sys_platform": system, "platform_machine": machine, "python_version": python, "extra": ""}
+    core = [r for r in requires if r.name == "numba" and "extra" not in str(r.marker)]
+    assert len(core) == 1 and str(core[0].specifier) == ">=0.60"
+    assert core[0].marker.evaluate(env) is wanted
+    fast = [r for r in requires if r.name == "numba" and "extra" in str(r.marker)]
+    assert any(r.marker.evaluate({**env, "extra": "fast"}) for r in fast)
+
+
 def test_console_script_from_the_wheel(wheel, tmp_path):
     target = tmp_path / "site"
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",

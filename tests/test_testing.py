@@ -133,3 +133,94 @@ def test_require_device_skips_only_missing_gpus(monkeypatch):
     monkeypatch.setattr(polydl.backend, "cuda_available", lambda: False)
     with _pytest.raises(_pytest.skip.Exception, match="no CUDA GPU"):
         polydl.testing.require_device("cuda")
+
+
+# ---------------------------------------------------------------------------- gradients that fool nothing
+def test_a_nan_gradient_fails(device):
+    """NaN compares False with any tolerance: a NaN autodiff gradient must still fail."""
+    fn = _square_with_backward(lambda xd: xd * np.nan)
+    with pytest.raises(GradcheckError, match=r"input 0: autodiff gives nan at index \(0,\)"):
+        gradcheck(fn, _x(device))
+    assert gradcheck(fn, _x(device), raise_exception=False) is False
+
+
+def test_infinite_gradients_and_finite_differences_fail(device):
+    with pytest.raises(GradcheckError, match=r"autodiff gives -inf at index \(1,\)"):
+        gradcheck(_square_with_backward(lambda xd: np.where(xd == -1.25, -np.inf, 2 * xd)), _x(device))
+
+    def blows_up(x):  # finite at the input, infinite one step h away: its differences are not finite
+        xd = x.data
+        return _make(x.xp.where(xd > 0.5, np.inf, 0.0), (x,), lambda g: (g * 0,))
+
+    with pytest.raises(GradcheckError, match=r"finite differences give (inf|nan) at index \(0,\)"):
+        gradcheck(blows_up, _x(device))
+
+
+def test_an_input_that_receives_no_gradient_fails_unless_allowed(device):
+    x, unused = _x(device), _x(device, (1.0, 2.0, 3.0))
+    with pytest.raises(GradcheckError, match=r"input 1: it receives no gradient \(its .grad stays None after "
+                                             r"backward\).*allow_unused=True"):
+        gradcheck(lambda a, b: a * a, x, unused)
+    assert gradcheck(lambda a, b: a * a, x, unused, allow_unused=True)
+    # allowed, it still has to be truly unused: an input that matters but gets no gradient fails
+    with pytest.raises(GradcheckError, match=r"input 1 at index"):
+        gradcheck(lambda a, b: a * polydl.tensor(b.data), x, unused, allow_unused=True)
+
+
+class _RMSNorm(polydl.nn.Module):
+    """y = x / √(mean(x²) + ε) · g, where g's gradient is multiplied by ``g_error`` (1 is right)."""
+
+    def __init__(self, n, g_error=1.0, device="cpu"):
+        rng = np.random.default_rng(3)
+        self.g = polydl.Parameter(backend.to_device(rng.uniform(0.5, 2.0, n).astype(np.float32), device))
+        self.g_error = g_error
+
+    def forward(self, x):
+        rms = polydl.F.sqrt(polydl.F.mean(x * x, axis=-1, keepdims=True) + 1e-5)
+        g = _make(self.g.data, (self.g,), lambda grad: (grad * self.g_error,))  # the identity, maybe wrong
+        return x / rms * g
+
+
+def test_a_parameter_the_function_does_not_use_fails(device):
+    """``gradcheck(lambda g: norm(x), norm.g)`` checks a copy of g that the function ignores: it
+    used to pass with a wrong γ gradient (no gradient counted as zeros, and so did the finite
+    differences)."""
+    norm = _RMSNorm(4, g_error=2.0, device=device)
+    x = polydl.tensor(np.random.default_rng(4).normal(size=(3, 4)), device=device)
+    with pytest.raises(GradcheckError, match="input 0: it receives no gradient.*gradcheck_module"):
+        gradcheck(lambda g: norm(x), norm.g)
+
+
+def test_gradcheck_module_checks_every_parameter_and_the_input(device):
+    x = polydl.tensor(np.random.default_rng(4).normal(size=(3, 4)), device=device, requires_grad=True)
+    assert polydl.testing.gradcheck_module(_RMSNorm(4, device=device), x)
+    wrong = polydl.nn.Sequential(polydl.nn.Linear(4, 4), _RMSNorm(4, g_error=2.0, device="cpu").to(device=device))
+    with pytest.raises(GradcheckError, match=r"parameter '1.g' at index"):
+        polydl.testing.gradcheck_module(wrong, x)
+    assert polydl.testing.gradcheck_module(wrong, x, raise_exception=False) is False
+
+
+def test_gradcheck_module_restores_the_module_even_when_it_fails(device):
+    """float32 parameters stay float32 and unchanged, BatchNorm's running averages do not move, and
+    the module holds its own tensors again, after a passing and after a failing check."""
+    model = polydl.nn.Sequential(polydl.nn.Linear(4, 3, device=device), polydl.nn.BatchNorm(3, device=device),
+                                 _RMSNorm(3, g_error=1.5, device=device))
+    before = {name: t for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    values = model.state_dict()
+    x = polydl.tensor(np.random.default_rng(5).normal(size=(6, 4)), device=device)
+    with pytest.raises(GradcheckError, match="parameter '2.g'"):
+        polydl.testing.gradcheck_module(model, x)
+    model[2].g_error = 1.0
+    assert polydl.testing.gradcheck_module(model, x)
+    after = dict([*model.named_parameters(), *model.named_buffers()])
+    assert all(after[name] is t for name, t in before.items())
+    for name, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, values[name])
+        assert v.dtype == np.float32, name
+
+
+def test_gradcheck_module_needs_a_module_and_something_to_check():
+    with pytest.raises(TypeError, match="needs a polydl.nn.Module"):
+        polydl.testing.gradcheck_module(lambda x: x, polydl.tensor([1.0], requires_grad=True))
+    with pytest.raises(ValueError, match="parameters or an input tensor"):
+        polydl.testing.gradcheck_module(polydl.nn.ReLU(), polydl.tensor([1.0]))

@@ -11,6 +11,7 @@ from importlib import resources
 
 import numpy as np
 
+from .. import memory
 from ..checks import check_number, check_whole
 from ..hookspecs import hookimpl
 from ..registry import RegistrationError, Registry
@@ -71,6 +72,12 @@ def _scale(name, value):
     return check_number(f"dataset parameter {name}", value, 0)
 
 
+def _check_memory(dataset, rows, features, params="n_samples"):
+    """Refuse ``rows`` × ``features`` float64 values that this machine cannot hold, before drawing them."""
+    memory.check_bytes(f"dataset {dataset}: {rows:,} × {features:,} float64 values", rows * features * 8,
+                       f"use a smaller {params}")
+
+
 def digits(seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Dataset:
     """The 8×8 handwritten digits (UCI optdigits, as distributed with scikit-learn; CC BY 4.0):
     1,797 images, 64 pixel features scaled to [0, 1], 10 classes; a fixed seeded split."""
@@ -83,6 +90,7 @@ def digits(seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2)
 def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0, val_fraction=0.1, test_fraction=0.2) -> Dataset:
     """Two interleaving half circles (2 features, 2 classes), with Gaussian noise of std ``noise``."""
     n_samples, noise = _size("n_samples", n_samples, 2), _scale("noise", noise)
+    _check_memory("moons", n_samples, 2)
     rng = np.random.default_rng(seed)
     n_out = n_samples // 2
     n_in = n_samples - n_out
@@ -101,6 +109,7 @@ def spirals(n_samples: int = 1500, classes: int = 3, noise: float = 0.2, seed: i
     to 1 and θ from 2πc/classes to 2πc/classes + 4 along the arm, plus noise N(0, ``noise``²) on θ."""
     classes = _size("classes", classes, 2)
     n_samples, noise = _size("n_samples", n_samples, classes), _scale("noise", noise)
+    _check_memory("spirals", n_samples, 2)
     rng = np.random.default_rng(seed)
     per = n_samples // classes
     Xs, ys = [], []
@@ -119,6 +128,8 @@ def blobs(n_samples: int = 1000, centers: int = 4, features: int = 2, spread: fl
     one class each."""
     centers, features = _size("centers", centers, 1), _size("features", features, 1)
     n_samples, spread = _size("n_samples", n_samples, 1), _scale("spread", spread)
+    _check_memory("blobs", n_samples, features, "n_samples or features")
+    _check_memory("blobs", centers, features, "centers or features")
     rng = np.random.default_rng(seed)
     C = rng.uniform(-8, 8, (centers, features))
     y = rng.integers(0, centers, n_samples)

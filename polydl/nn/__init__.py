@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import init
 from .batchnorm import BatchNorm
-from .layers import ACTIVATIONS, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .layers import ACTIVATIONS, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh, check_weight_size
 from .module import Module, Sequential
 
 __all__ = ["Module", "Sequential", "Linear", "BatchNorm", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
@@ -17,7 +17,8 @@ def mlp(sizes, activation: str = "relu", normalizer: str = "batchnorm", dropout:
 
     ``sizes`` = (inputs, hidden..., outputs). A Linear followed by a normalizer that cancels its
     bias (BatchNorm: subtracting μ removes b) is built without one. He initialisation for ReLU-type
-    activations, Xavier for tanh and sigmoid, unless ``init`` says otherwise."""
+    activations, Xavier for tanh and sigmoid, unless ``init`` says otherwise. Every weight's size
+    is checked against this machine's memory before anything is built."""
     from .. import normalizers
 
     sizes = list(sizes)
@@ -27,6 +28,8 @@ def mlp(sizes, activation: str = "relu", normalizer: str = "batchnorm", dropout:
         raise ValueError(f"unknown activation '{activation}' (valid: {', '.join(ACTIVATIONS)})")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), not {dropout}")
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        check_weight_size(fan_in, fan_out)
     if init is None:
         init = "xavier" if activation in ("tanh", "sigmoid") else "he"
     layers = []

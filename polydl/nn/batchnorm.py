@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from .. import backend, memory
 from .. import functional as F
 from ..tensor import Parameter, Tensor
 from .module import Module
@@ -33,6 +33,8 @@ class BatchNorm(Module):
         self.eps = float(eps)
         dtype = np.dtype(dtype) if dtype is not None else backend.default_dtype()
         dev = backend.check_device(device)
+        memory.check_bytes(f"BatchNorm({num_features}): its four vectors of {num_features:,} values",
+                           4 * num_features * dtype.itemsize, "use fewer features")
         self.gamma = Parameter(backend.to_device(np.ones(num_features, dtype), dev))
         self.beta = Parameter(backend.to_device(np.zeros(num_features, dtype), dev))
         self.running_mean = Tensor(backend.to_device(np.zeros(num_features, dtype), dev))

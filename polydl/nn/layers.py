@@ -3,11 +3,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from .. import backend, memory
 from .. import functional as F
 from ..tensor import Parameter
 from . import init as _init
 from .module import Module
+
+
+def check_weight_size(fan_in: int, fan_out: int, dtype=None) -> None:
+    """Refuse a weight of fan_in × fan_out values that this machine cannot hold while it is drawn
+    (float64 normal draws, then the weight in ``dtype``), before drawing anything."""
+    itemsize = np.dtype(dtype if dtype is not None else backend.default_dtype()).itemsize
+    memory.check_bytes(f"Linear({fan_in}, {fan_out}): drawing its weight of {fan_in:,} × {fan_out:,} values",
+                       fan_in * fan_out * (8 + itemsize), "use fewer units per layer (e.g. --hidden 128,64)")
 
 
 class Linear(Module):
@@ -23,6 +31,7 @@ class Linear(Module):
         self.in_features, self.out_features = int(in_features), int(out_features)
         dtype = np.dtype(dtype) if dtype is not None else backend.default_dtype()
         dev = backend.check_device(device)
+        check_weight_size(self.in_features, self.out_features, dtype)
         w = _init.get(init)(self.in_features, self.out_features, dtype)
         self.weight = Parameter(backend.to_device(w, dev))
         self.bias = Parameter(backend.to_device(np.zeros(self.out_features, dtype), dev)) if bias else None

@@ -49,13 +49,49 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _proc_umask() -> int | None:
+    """The ``Umask:`` line of ``/proc/self/status`` (Linux 4.7+), or None where there is none."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _import_umask() -> int:
+    """The umask as the module is imported: set and restored at once with ``os.umask``, which is
+    process-wide, so it is done only here."""
+    umask = _proc_umask()
+    if umask is None:
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return umask
+
+
+_UMASK = _import_umask()
+
+
+def file_mode() -> int:
+    """The mode of the files polydl writes: 0o666 less the umask (0o644 under the usual 022), as
+    ``open()`` would create them. The umask is read again on Linux, else it is the one at import."""
+    umask = _proc_umask()
+    return 0o666 & ~(umask if umask is not None else _UMASK)
+
+
 def atomic_write(path, data: bytes | str | None = None, writer=None) -> None:
     """Write ``path`` atomically: temp file in the same directory, flush, fsync, ``os.replace``.
+    The file gets the mode a plain ``open()`` would give it (:func:`file_mode`), not the 0600 of
+    a temporary file.
 
     Give ``data`` (bytes or text) or ``writer(fileobj)``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as fh:
             if writer is not None:
                 writer(fh)
@@ -111,7 +147,16 @@ def load_checkpoint(path) -> tuple[dict, dict]:
             arrays = {k[2:]: np.array(z[k]) for k in files if k.startswith("a/")}
     except CheckpointError:
         raise
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except PermissionError as exc:
+        raise CheckpointError(f"cannot read the checkpoint {path}: {exc.strerror or 'permission denied'}; "
+                              "check its permissions (and the directory's), e.g. chmod u+r") from None
+    except OSError as exc:
+        if exc.errno is not None:  # the system could not read it (EIO, ...): the file may be intact
+            raise CheckpointError(f"cannot read the checkpoint {path}: {exc.strerror or exc}; check the disk "
+                                  "and try again") from None
+        raise CheckpointError(f"the checkpoint {path} is damaged and cannot be read ({exc}); "
+                              "start a new run, or restore the file from a backup") from None
+    except (ValueError, EOFError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         raise CheckpointError(f"the checkpoint {path} is damaged and cannot be read ({exc}); "
                               "start a new run, or restore the file from a backup") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

@@ -1,24 +1,32 @@
 """Training data: a registered dataset by name, or the user's ``.npz`` / ``.csv`` file.
 
 Every check on the user's data happens here, before anything is written, and fails with a
-:class:`DataError` (a ``ValueError``) that names the problem and the fix. Standardisation
-statistics come from the training split only and are applied to every split.
+:class:`DataError` (a ``ValueError``) that names the problem and the fix. Samples are counted
+from 1 in messages, like the lines of a file. Standardisation statistics come from the training
+split only and are applied to every split.
+
+Labels are class indices 0, 1, 2, ..., or class names (a ``.csv`` column or a string array in a
+``.npz``): names become indices in sorted order (``sorted(set(names))``: ``cat`` → 0, ``dog``
+→ 1), kept as ``Data.class_names``.
 """
 from __future__ import annotations
 
 import csv
 import inspect
+import math
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from .. import datasets
+from .. import datasets, memory
+from ..checks import shown
 
-__all__ = ["DataError", "Data", "load_data", "load_dataset", "read_features", "check_features",
-           "validate_split", "is_data_file"]
+__all__ = ["DataError", "Data", "LoadedDataset", "load_data", "load_dataset", "read_features", "check_features",
+           "check_cast", "validate_split", "is_data_file"]
 
 FILE_SUFFIXES = (".npz", ".csv")
 
@@ -29,15 +37,37 @@ class DataError(ValueError):
 
 @dataclass
 class Data(datasets.Dataset):
-    """A :class:`polydl.datasets.Dataset` standardised with the training split's ``mean`` and ``std``."""
+    """A :class:`polydl.datasets.Dataset` standardised with the training split's ``mean`` and ``std``.
+
+    ``class_names``: the name of each class index where the labels were names (sorted order),
+    None where they were numbers."""
 
     mean: np.ndarray = None
     std: np.ndarray = None
+    class_names: list[str] | None = None
 
     def split(self, name: str):
         if name not in ("train", "val", "test"):
             raise DataError(f"unknown split '{name}' (valid: train, val, test)")
         return getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
+
+
+class LoadedDataset(NamedTuple):
+    """What :func:`load_dataset` returns: every split checked, not standardised. ``origin``: for
+    each split, what its samples are called in messages and their sample numbers there (0-based;
+    None: their places in the split), e.g. ``("d.npz", rows of d.npz)`` for a split of a file."""
+
+    name: str
+    splits: dict            # split -> (X float64 (m, n), y int64 (m,))
+    num_classes: int
+    class_names: list[str] | None = None
+    origin: dict | None = None
+
+    def where(self, split: str):
+        """(label, sample numbers or None) of ``split`` for messages."""
+        if self.origin and split in self.origin:
+            return self.origin[split]
+        return f"{self.name} ({split} split)", None
 
 
 def is_data_file(name: str) -> bool:
@@ -52,7 +82,7 @@ def _reading(path: Path, kind: str, invalid=(), fix: str = ""):
     types that mean the content is not a valid ``kind`` file, ``fix``: how to write one."""
     try:
         yield
-    except FileNotFoundError:
+    except (FileNotFoundError, DataError):
         raise
     except PermissionError as exc:
         raise DataError(f"cannot read data file {path}: {exc.strerror}; check its permissions") from None
@@ -62,17 +92,133 @@ def _reading(path: Path, kind: str, invalid=(), fix: str = ""):
         raise DataError(f"cannot read data file {path}: not a valid {kind} file ({exc}){fix}") from None
 
 
-def _read_npz(path: Path) -> dict:
-    with _reading(path, ".npz", (ValueError, zipfile.BadZipFile, EOFError, KeyError),
-                  "; write it with numpy.savez(path, X=..., y=...)"):
+# what a file really is, from its first bytes: (magic, kind)
+_MAGIC = ((b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"\x93NUMPY", "npy"), (b"\x1f\x8b", "gzip"),
+          (b"\x89HDF\r\n\x1a\n", "HDF5"), (b"PAR1", "Parquet"), (b"\x89PNG", "PNG"), (b"%PDF", "PDF"))
+_DESCRIPTIONS = {"npz": "a .npz archive (numpy.savez)", "npy": "a single NumPy array (.npy, numpy.save)",
+                 "zip": "a zip archive", "xlsx": "an Excel workbook", "gzip": "gzip-compressed",
+                 "text": "a text file", "binary": "binary data", "empty": "empty (0 bytes)"}
+
+
+def _sniff(path: Path) -> str:
+    """``npz``, ``npy``, ``zip``, ``xlsx``, ``gzip``, ``HDF5``, ``Parquet``, ``PNG``, ``PDF``, ``text``,
+    ``binary`` or ``empty``: what the file holds, whatever its name says."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if not head:
+        return "empty"
+    kind = next((k for magic, k in _MAGIC if head.startswith(magic)), None)
+    if kind == "zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "zip"
+        if names and all(n.endswith(".npy") for n in names):
+            return "npz"
+        return "xlsx" if any(n.startswith("xl/") for n in names) else "zip"
+    if kind is not None:
+        return kind
+    return "binary" if b"\x00" in head else "text"
+
+
+def _described(kind: str) -> str:
+    return _DESCRIPTIONS.get(kind, f"a {kind} file")
+
+
+#: how to write a .npz of training data, and of features to predict on ({npz}: the file name)
+NPZ_FIX = "write it with numpy.savez({npz}, X=..., y=...)"
+FEATURES_NPZ_FIX = "write it with numpy.savez({npz}, X=...)"
+
+
+def _wrong_format(path: Path, kind: str, expected: str, fix: str) -> DataError:
+    """The one line for a file whose content is ``kind`` where ``expected`` (``.npz``/``.csv``) was
+    due; ``fix`` (a template with ``{npz}``) says how to write a .npz."""
+    npz_name = path.with_suffix(".npz").name
+    if kind == "npz":
+        return DataError(f"data file {path} is a .npz archive (numpy.savez) under another name; "
+                         f"rename it to {npz_name}")
+    if kind == "npy":
+        how = fix.format(npz=repr(npz_name))
+    elif kind == "text" and expected == ".npz":
+        how = f"if it holds comma-separated values, rename it to {path.with_suffix('.csv').name}"
+    elif kind == "xlsx":
+        how = "export it as CSV (UTF-8), one sample per line"
+    elif expected == ".npz":
+        how = fix.format(npz="path")
+    else:
+        how = "save the data as UTF-8 text with one sample per line"
+    return DataError(f"data file {path} is {_described(kind)}, not a {expected} file; {how}")
+
+
+def _npy_header(fh):
+    """(shape, dtype) from the header of the .npy stream ``fh``, or None for an unknown version."""
+    from numpy.lib import format as fmt
+
+    version = fmt.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(fh)
+    else:
+        reader = getattr(fmt, "_read_array_header", None)
+        if reader is None:
+            return None
+        shape, _, dtype = reader(fh, version)
+    return shape, dtype
+
+
+def _check_claimed_size(path: Path) -> None:
+    """Refuse a .npz whose array headers claim more memory than this machine has, before any
+    array is allocated (a damaged header, or a compressed member that expands enormously)."""
+    total, largest = 0, None
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as fh:
+                header = _npy_header(fh)
+            if header is None:
+                continue
+            shape, dtype = header
+            nbytes = math.prod(shape) * dtype.itemsize
+            total += nbytes
+            if largest is None or nbytes > largest[0]:
+                largest = (nbytes, info.filename[:-4], shape, dtype)
+    if largest is not None:
+        _, name, shape, dtype = largest
+        memory.check_bytes(f"data file {path} (its headers claim array {name!r} of shape {shape}, {dtype})", total,
+                           "check how the file was written, or use a smaller one", error=DataError)
+
+
+def _read_npz(path: Path, fix: str = NPZ_FIX) -> dict:
+    with _reading(path, ".npz", (ValueError, zipfile.BadZipFile, EOFError, KeyError), "; " + fix.format(npz="path")):
+        kind = _sniff(path)
+        if kind != "npz" and kind != "zip":
+            raise _wrong_format(path, kind, ".npz", fix)
+        _check_claimed_size(path)
         with np.load(path, allow_pickle=False) as z:
             return {k: np.asarray(z[k]) for k in z.files}
 
 
 def _read_csv_rows(path: Path) -> list[list[str]]:
     with _reading(path, ".csv", (csv.Error,), "; save it as UTF-8 text with one sample per line"):
-        with open(path, newline="", encoding="utf-8") as fh:
+        kind = _sniff(path)
+        if kind != "text":
+            raise _wrong_format(path, kind, ".csv", NPZ_FIX)
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: without a byte-order mark
             return [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+
+
+def _unknown_suffix(path: Path, npz_fix: str, tail: str = "") -> DataError:
+    """The error for a file that is neither .npz nor .csv by name: what it really holds, if that helps."""
+    try:
+        kind = _sniff(path)
+    except OSError:
+        kind = None
+    if kind in ("npz", "npy"):
+        return _wrong_format(path, kind, ".npz", npz_fix)
+    return DataError(f"cannot read data file {path}: use a .npz or .csv file{tail}")
 
 
 def _is_number(s: str) -> bool:
@@ -83,13 +229,26 @@ def _is_number(s: str) -> bool:
         return False
 
 
+def _is_header(rows) -> bool:
+    """Whether the first row names the columns: it has an empty cell, or text in a column whose
+    next row is a number (a column of class names is text in every row, so it does not count)."""
+    first = [c.strip() for c in rows[0]]
+    if any(not c for c in first):
+        return True
+    text = [j for j, c in enumerate(first) if not _is_number(c)]
+    if len(rows) < 2:
+        return bool(text)
+    second = rows[1]
+    return any(j < len(second) and _is_number(second[j].strip()) for j in text)
+
+
 def _csv_table(path: Path):
     """(header or None, rows of strings) with every row of the same width."""
     rows = _read_csv_rows(path)
     if not rows:
         raise DataError(f"data file {path} is empty: it has no rows")
     header = None
-    if not all(_is_number(c) for c in rows[0] if c.strip()) or any(not c.strip() for c in rows[0]):
+    if _is_header(rows):
         header = [c.strip() for c in rows[0]]
         rows = rows[1:]
     width = len(header) if header is not None else len(rows[0]) if rows else 0
@@ -142,13 +301,52 @@ def _read_csv_xy(path: Path, target: str | None):
     first = 2 if header is not None else 1
     X = _to_float(path, rows, [c for c in range(width) if c != t], header, first)
     labels = [r[t].strip() for r in rows]
-    try:
-        y = np.array([float(s) for s in labels], dtype=np.float64)
-    except ValueError:
-        bad = next(s for s in labels if not _is_number(s))
-        raise DataError(f"labels in {path} must be integer class numbers 0, 1, 2, ..., not {bad!r}; "
-                        f"map class names to numbers, or choose the label column with --target NAME") from None
-    return X, y
+    column = f"the {header[t]} column" if header else f"column {t + 1}"
+    empty = next((i for i, v in enumerate(labels) if not v), None)
+    if empty is not None:
+        raise DataError(f"{path} line {empty + first} has no label ({column} is empty); give every sample its class")
+    return X, _text_labels(np.array(labels), str(path), lambda i: f"line {i + first}")
+
+
+def _text_labels(values: np.ndarray, what: str, where=lambda i: f"sample {i + 1}") -> np.ndarray:
+    """Labels given as text: all numbers become float64 (checked as class numbers later), all
+    names stay strings (:func:`_class_indices` numbers them); a mix is an error naming one of
+    each (``where(i)``: how to point at item i, e.g. ``line 5``)."""
+    numeric = np.array([_is_number(v) for v in values.tolist()], dtype=bool)
+    if numeric.all():
+        return values.astype(np.float64)
+    if numeric.any():
+        i, j = int(np.flatnonzero(numeric)[0]), int(np.flatnonzero(~numeric)[0])
+        raise DataError(f"labels in {what} mix numbers and names ({where(i)}: {shown(values[i])}, {where(j)}: "
+                        f"{shown(values[j])}); use class numbers 0, 1, 2, ... or class names throughout")
+    return values.astype(str)
+
+
+def _class_indices(what: str, splits: dict):
+    """(splits with integer labels, class names or None): string labels become the index of their
+    name in ``sorted(set(training names))``; a validation or test split may only use those names."""
+    kinds = {s: np.asarray(y).dtype.kind for s, (_, y) in splits.items()}
+    if not any(k in "US" for k in kinds.values()):
+        return splits, None
+    texts = {s: _text_labels(np.asarray(y), what if s == "train" else f"{what} ({s} split)")
+             if kinds[s] in "US" else np.asarray(y) for s, (_, y) in splits.items()}
+    named = {s for s, y in texts.items() if y.dtype.kind in "US"}
+    if not named:
+        return {s: (splits[s][0], y) for s, y in texts.items()}, None
+    if "train" not in named or len(named) != len(texts):
+        numeric = next(s for s in texts if s not in named)
+        raise DataError(f"{what}: the {'/'.join(sorted(named))} labels are class names but the {numeric} labels "
+                        "are numbers; use names or numbers in every split")
+    names = sorted(set(texts["train"].tolist()))
+    index = {n: i for i, n in enumerate(names)}
+    out = {}
+    for s, y in texts.items():
+        unseen = sorted(set(y.tolist()) - index.keys())
+        if unseen:
+            raise DataError(f"{what}: the {s} split has class name {shown(unseen[0])}, which the training labels "
+                            f"do not have (they have {', '.join(names)}); fix that label or add its class to y")
+        out[s] = (splits[s][0], np.array([index[v] for v in y.tolist()], dtype=np.int64))
+    return out, names
 
 
 def read_features(path, num_features: int | None = None) -> np.ndarray:
@@ -159,7 +357,7 @@ def read_features(path, num_features: int | None = None) -> np.ndarray:
         raise FileNotFoundError(f"input file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        arrays = _read_npz(path)
+        arrays = _read_npz(path, FEATURES_NPZ_FIX)
         if "X" in arrays:
             X = arrays["X"]
         elif len(arrays) == 1:
@@ -174,7 +372,7 @@ def read_features(path, num_features: int | None = None) -> np.ndarray:
             cols = cols[:-1]
         X = _to_float(path, rows, cols, header, 2 if header is not None else 1) if rows else np.empty((0, width))
     else:
-        raise DataError(f"cannot read {path}: use a .npz or .csv file")
+        raise _unknown_suffix(path, FEATURES_NPZ_FIX)
     return check_features(X, str(path), num_features)
 
 
@@ -195,10 +393,15 @@ def _features(X, what) -> np.ndarray:
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
         raise DataError(f"{what}: features must be numbers, not {X.dtype}")
+    if X.ndim == 0:
+        raise DataError(f"{what}: features must be an array of shape (samples, features), not a single number")
     if X.ndim == 1:
         X = X[:, None]
     elif X.ndim > 2:
-        X = X.reshape(len(X), -1)
+        X = X.reshape(len(X), math.prod(X.shape[1:]))
+    if X.shape[1] == 0 and len(X):
+        raise DataError(f"{what} has no feature columns (its features have shape {X.shape}); "
+                        "give every sample at least one feature")
     return X.astype(np.float64, copy=False)
 
 
@@ -206,9 +409,29 @@ def _check_finite(X, what):
     bad = ~np.isfinite(X)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))
-        kind = "NaN" if np.isnan(X[rows[0]]).any() else "infinity"
-        raise DataError(f"{what} has NaN or infinity in {len(rows)} sample(s) (first: {kind} in sample {rows[0]}); "
-                        "remove or impute those values")
+        col = int(np.flatnonzero(bad[rows[0]])[0])
+        kind = "NaN" if np.isnan(X[rows[0], col]) else "infinity"
+        raise DataError(f"{what} has NaN or infinity in {len(rows)} sample(s) (first: {kind} in sample {rows[0] + 1}, "
+                        f"feature {col + 1}); remove or impute those values")
+
+
+def check_cast(X, dtype, what: str, raw=None, fixes: str = "rescale that feature", rows=None,
+               split: str | None = None) -> None:
+    """Refuse features that become infinite when cast to ``dtype`` (float32: beyond ±3.4e38),
+    naming the first sample and feature (counted from 1; sample i is ``rows[i]`` of ``what``
+    where ``rows`` is given, e.g. the file's row of a split's sample) and its value in ``raw`` (the
+    features before standardisation, if given). One pass over ``X``: its minimum and maximum."""
+    big = np.finfo(np.dtype(dtype)).max
+    if not len(X) or not X.size or (X.max() <= big and X.min() >= -big):
+        return
+    i, j = (int(k) for k in np.argwhere(~(np.abs(X) <= big))[0])
+    value = shown((raw if raw is not None else X)[i, j])
+    after = "" if raw is None else f" (standardised: {X[i, j]:.3g})"
+    sample = f"sample {i + 1}" if rows is None else f"sample {int(rows[i]) + 1}"
+    if rows is not None and split:
+        sample += f" ({split} split)"
+    raise DataError(f"{what}: {sample} has feature {j + 1} = {value}{after}, beyond the range of "
+                    f"{np.dtype(dtype)} (±{big:.3g}), where it would become infinity; {fixes}")
 
 
 def _labels(y, what) -> np.ndarray:
@@ -225,7 +448,7 @@ def _labels(y, what) -> np.ndarray:
         finite = np.isfinite(y)
         if not finite.all() or not np.all(y == np.round(y)):
             bad = y[~finite | (y != np.round(np.where(finite, y, 0)))][0]
-            raise DataError(f"{what}: labels must be integers (class numbers 0, 1, 2, ...), found {bad!r}")
+            raise DataError(f"{what}: labels must be integers (class numbers 0, 1, 2, ...), found {shown(bad)}")
     return y.astype(np.int64)
 
 
@@ -255,7 +478,7 @@ def _accepted(fn, params: dict) -> dict:
     return {k: v for k, v in params.items() if k in sig.parameters}
 
 
-def _from_file(path: Path, seed, val_split, test_split, target):
+def _from_file(path: Path, seed, val_split, test_split, target) -> LoadedDataset:
     suffix = path.suffix.lower()
     if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
@@ -274,8 +497,8 @@ def _from_file(path: Path, seed, val_split, test_split, target):
     elif suffix == ".csv":
         splits = {"train": _read_csv_xy(path, target)}
     else:
-        raise DataError(f"cannot read data file {path}: use a .npz or .csv file, or a dataset name "
-                        f"({', '.join(datasets.names())})")
+        raise _unknown_suffix(path, NPZ_FIX, f", or a dataset name ({', '.join(datasets.names())})")
+    splits, class_names = _class_indices(str(path), splits)
     checked = {}
     for s, (X, y) in splits.items():
         what = f"{path}" if s == "train" else f"{path} ({s} split)"
@@ -286,17 +509,26 @@ def _from_file(path: Path, seed, val_split, test_split, target):
     widths = {s: xy[0].shape[1] for s, xy in checked.items() if len(xy[0])}
     if len(set(widths.values())) > 1:
         raise DataError(f"{path}: the splits have different numbers of features ({widths})")
+    num_classes = len(class_names) if class_names else int(max(int(v[1].max()) for v in checked.values()
+                                                                 if len(v[1])) + 1)
+    samples = sum(len(v[1]) for v in checked.values())
+    if num_classes > max(samples, 2):
+        raise DataError(f"{path}: the largest label is {num_classes - 1:,}, so the model would have {num_classes:,} "
+                        f"classes (labels are class indices 0..C-1), more than the {samples:,} samples; "
+                        "number the classes 0, 1, 2, ... (or give class names in a .csv)")
     # split off what the file does not provide, with the seeded permutation of the named datasets
     train_idx, val_idx, test_idx = datasets.split_indices(len(y), seed, 0 if "val" in checked else val_split,
                                                           0 if "test" in checked else test_split)
     out = {"train": (X[train_idx], y[train_idx])}
     out["val"] = checked.get("val", (X[val_idx], y[val_idx]))
     out["test"] = checked.get("test", (X[test_idx], y[test_idx]))
-    num_classes = int(max(int(v[1].max()) for v in out.values() if len(v[1])) + 1)
-    return path.name, out, num_classes
+    origin = {"train": (str(path), train_idx)}
+    for s, idx in (("val", val_idx), ("test", test_idx)):
+        origin[s] = (f"{path} (X_{s})", None) if s in checked else (str(path), idx)
+    return LoadedDataset(path.name, out, num_classes, class_names, origin)
 
 
-def _from_registry(name, seed, val_split, test_split, params):
+def _from_registry(name, seed, val_split, test_split, params) -> LoadedDataset:
     loader = datasets.registry.lookup(name)
     extra = _accepted(loader, {"val_fraction": val_split, "test_fraction": test_split})
     ds = datasets.load(name, seed=seed, **{**extra, **params})
@@ -304,11 +536,12 @@ def _from_registry(name, seed, val_split, test_split, params):
     for s in ("train", "val", "test"):
         out[s] = validate_split(getattr(ds, f"X_{s}"), getattr(ds, f"y_{s}"), f"dataset '{name}' ({s} split)",
                                 ds.num_classes)
-    return name, out, int(ds.num_classes)
+    return LoadedDataset(name, out, int(ds.num_classes))
 
 
-def load_dataset(name: str, seed=0, val_split=0.1, test_split=0.2, target=None, params=None):
-    """(name, {split: (X float64, y int64)}, num_classes), checked, not standardised."""
+def load_dataset(name: str, seed=0, val_split=0.1, test_split=0.2, target=None, params=None) -> LoadedDataset:
+    """``LoadedDataset(name, {split: (X float64, y int64)}, num_classes, class_names)``, checked,
+    not standardised; ``class_names`` (sorted) where a file's labels are names, else None."""
     params = dict(params or {})
     named = name in datasets.registry and not Path(name).is_file()
     if target is not None and (named or Path(name).suffix.lower() != ".csv"):
@@ -326,30 +559,55 @@ def load_dataset(name: str, seed=0, val_split=0.1, test_split=0.2, target=None, 
 def standardization(X_train: np.ndarray, enabled: bool | str = True):
     """(mean, std) of the training features; constant features get std 1. ``enabled="auto"``
     standardises unless every training feature already lies in [-1, 1] (pixel intensities, 0/1
-    columns), where dividing near-constant features by their tiny spread would blow them up."""
+    columns), where dividing near-constant features by their tiny spread would blow them up.
+    A feature so large that its sums overflow float64 (1e300) is scaled by its largest magnitude
+    s first: mean = s·mean(x/s), std = s·std(x/s)."""
     n = X_train.shape[1]
     if enabled == "auto":
         enabled = len(X_train) > 0 and not (X_train.min() >= -1 and X_train.max() <= 1)
     if not enabled or len(X_train) == 0:
         return np.zeros(n), np.ones(n)
-    mean = X_train.mean(axis=0)
-    std = X_train.std(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = X_train.mean(axis=0)
+        std = X_train.std(axis=0)
+    huge = ~(np.isfinite(mean) & np.isfinite(std))
+    if huge.any():
+        scale = np.abs(X_train[:, huge]).max(axis=0)
+        mean[huge] = scale * (X_train[:, huge] / scale).mean(axis=0)
+        std[huge] = scale * (X_train[:, huge] / scale).std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)
     return mean, std
 
 
+def data_dtype(config) -> np.dtype:
+    """The dtype the data trains in: float64 for ``dtype = "float64"``, else float32 (half
+    precision keeps float32 data beside its float32 master weights)."""
+    return np.dtype(np.float64) if str(config.dtype) == "float64" else np.dtype(np.float32)
+
+
 def load_data(config) -> Data:
     """The data of a run, checked and standardised with training statistics."""
-    name, splits, num_classes = load_dataset(config.dataset, config.data_seed, config.val_split, config.test_split,
-                                             config.target, config.dataset_params)
+    loaded = load_dataset(config.dataset, config.data_seed, config.val_split, config.test_split, config.target,
+                          config.dataset_params)
+    name, splits, num_classes, class_names = loaded[:4]
     X_train, y_train = splits["train"]
     if len(y_train) == 0:
         raise DataError(f"the dataset {name} leaves no training samples after the validation and test splits")
     if config.batch_size > len(y_train):
         raise DataError(f"batch_size {config.batch_size} is larger than the training set ({len(y_train)} samples); "
                         f"use --batch-size {len(y_train)} or less")
-    if num_classes < 2:
-        raise DataError(f"the dataset {name} has only one class (label 0); classification needs at least two")
+    found = np.unique(np.concatenate([y for _, y in splits.values()]))
+    if num_classes < 2 or len(found) < 2:
+        label = shown(class_names[found[0]]) if class_names else int(found[0])
+        raise DataError(f"the dataset {name} has only one class (every label is {label}); "
+                        "classification needs at least two")
     mean, std = standardization(X_train, config.standardize)
     scaled = {s: ((X - mean) / std, y) for s, (X, y) in splits.items()}
-    return Data(name, *scaled["train"], *scaled["val"], *scaled["test"], num_classes, mean, std)
+    dt = data_dtype(config)
+    standardised = bool(np.any(mean != 0) or np.any(std != 1))
+    fixes = "rescale that feature" + ("" if standardised else " (--standardize does)") + \
+        (", or train with --dtype float64" if dt != np.float64 else "")
+    for s, (X, _) in scaled.items():
+        what, rows = loaded.where(s)
+        check_cast(X, dt, what, raw=splits[s][0] if standardised else None, fixes=fixes, rows=rows, split=s)
+    return Data(name, *scaled["train"], *scaled["val"], *scaled["test"], num_classes, mean, std, class_names)

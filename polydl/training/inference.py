@@ -12,7 +12,7 @@ from ..tensor import Tensor, no_grad
 from .build import build_loss, build_model, compute_dtype, param_dtype
 from .checkpoint import CheckpointError
 from .config import TrainConfig
-from .data import DataError, check_features, load_dataset, read_features, validate_split
+from .data import DataError, check_cast, check_features, load_dataset, read_features, validate_split
 from .evaluation import EVAL_CHUNK, evaluate_arrays
 from .resume import load_run_config
 
@@ -72,20 +72,31 @@ def _scores(run: LoadedRun, X: np.ndarray):
 def evaluate(run_dir, dataset: str | None = None, split: str = "test", device: str | None = None,
              target: str | None = None) -> dict:
     """Loss, accuracy and confusion matrix of a run's model on a split of its dataset (or of
-    ``dataset``, a name or a file, standardised with the run's training statistics)."""
+    ``dataset``, a name or a file, standardised with the run's training statistics).
+    ``split="all"`` takes every sample (train, validation and test together); ``samples`` and
+    ``total_samples`` say how many were used of how many there are."""
     run = load_model(run_dir, device)
     cfg = run.config
     name = dataset if dataset is not None else cfg.dataset
     params = cfg.dataset_params if dataset is None else {}
     if target is None and dataset is None:
         target = cfg.target  # the run's own label column
-    label, splits, _ = load_dataset(name, cfg.data_seed, cfg.val_split, cfg.test_split, target, params)
-    if split not in splits:
-        raise DataError(f"unknown split '{split}' (valid: train, val, test)")
-    X, y = splits[split]
-    if X.shape[1] != run.num_features:
-        raise DataError(f"{label} has {X.shape[1]} features per sample, but the model takes {run.num_features}")
-    X, y = validate_split(X, y, f"{label} ({split} split)", run.num_classes)
+    loaded = load_dataset(name, cfg.data_seed, cfg.val_split, cfg.test_split, target, params)
+    label, splits = loaded.name, loaded.splits
+    if split != "all" and split not in splits:
+        raise DataError(f"unknown split '{split}' (valid: train, val, test, all)")
+    used = ("train", "val", "test") if split == "all" else (split,)
+    for s in used:
+        Xs, ys = splits[s]
+        if len(Xs) and Xs.shape[1] != run.num_features:
+            raise DataError(f"{label} has {Xs.shape[1]} features per sample, but the model takes {run.num_features}")
+        what, rows = loaded.where(s)
+        validate_split(Xs, ys, what, run.num_classes)
+        check_cast(run.standardize(Xs), param_dtype(cfg), what, raw=Xs, rows=rows, split=s,
+                   fixes="rescale that feature" + ("" if param_dtype(cfg) == np.float64 else
+                                                   " (or train with --dtype float64)"))
+    X = np.concatenate([splits[s][0] for s in used])
+    y = np.concatenate([splits[s][1] for s in used])
     if len(y) == 0:
         raise DataError(f"the {split} split of {label} is empty")
     loss, accuracy, pred = evaluate_arrays(run.model, run.loss_fn, _on_device(run, X),
@@ -94,7 +105,8 @@ def evaluate(run_dir, dataset: str | None = None, split: str = "test", device: s
     k = run.num_classes
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (y, pred), 1)
-    return {"dataset": label, "split": split, "samples": int(len(y)), "loss": loss,
+    return {"dataset": label, "split": split, "samples": int(len(y)),
+            "total_samples": int(sum(len(v[1]) for v in splits.values())), "loss": loss,
             "accuracy": accuracy, "confusion": confusion.tolist(), "num_classes": k}
 
 
@@ -102,9 +114,10 @@ def predict(run_dir, X_or_path, device: str | None = None):
     """(classes, probabilities) as NumPy arrays for features (an array, or a .npz/.csv path)."""
     run = load_model(run_dir, device)
     if isinstance(X_or_path, (str, Path)):
-        X = read_features(X_or_path, run.num_features)
+        X, what = read_features(X_or_path, run.num_features), str(X_or_path)
     else:
-        X = check_features(X_or_path, "the input", run.num_features)
+        X, what = check_features(X_or_path, "the input", run.num_features), "the input"
+    check_cast(run.standardize(X), param_dtype(run.config), what, raw=X, fixes="rescale that feature")
     scores = _scores(run, X)
     classes = backend.to_numpy(losses.predict(run.loss_fn, scores)).reshape(-1).astype(np.int64)
     probs = backend.to_numpy(probabilities(run.loss_fn, scores))

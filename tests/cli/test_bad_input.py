@@ -17,13 +17,20 @@ X5 = np.arange(10.0).reshape(5, 2)
 Y5 = np.array([0, 1, 0, 1, 0])
 
 
+def npy_named(path):
+    with open(path, "wb") as fh:
+        np.save(fh, X5)
+    return path
+
+
 def make_inputs(tmp):
     """name -> extra flags; files are created under tmp."""
     (tmp / "garbage.npz").write_bytes(b"this is not a zip archive")
+    (tmp / "damaged.npz").write_bytes(b"PK\x03\x04 truncated")
     (tmp / "adir.csv").mkdir()
     (tmp / "empty.csv").write_text("")
     (tmp / "header_only.csv").write_text("a,b,label\n")
-    (tmp / "labels.csv").write_text("1,2,cat\n3,4,dog\n")
+    (tmp / "labels.csv").write_text("1,2,0\n3,4,dog\n")
     (tmp / "badnum.csv").write_text("1,2,0\n3,x,1\n")
     (tmp / "malformed.toml").write_text("epochs = = 3\n")
     (tmp / "unknown.toml").write_text("epochz = 3\n")
@@ -34,11 +41,19 @@ def make_inputs(tmp):
     (tmp / "damaged" / "checkpoint.npz").write_bytes(b"PK\x03\x04 truncated")
     return {
         "missing data file": (["--dataset", tmp / "missing.npz"], "data file not found"),
-        "unreadable npz": (["--dataset", tmp / "garbage.npz"], "cannot read data file"),
+        "unreadable npz": (["--dataset", tmp / "garbage.npz"], "garbage.npz is a text file, not a .npz file"),
+        "damaged npz": (["--dataset", tmp / "damaged.npz"], "cannot read data file"),
         "data file is a directory": (["--dataset", tmp / "adir.csv"], "is a directory"),
         "X and y lengths differ": (["--dataset", npz(tmp / "len.npz", X=X5, y=Y5[:4])], "X has 5 samples but y has 4"),
         "labels not integers": (["--dataset", npz(tmp / "frac.npz", X=X5, y=[0, 1, 0.5, 1, 0])], "labels must be integers"),
-        "labels are names": (["--dataset", tmp / "labels.csv"], "must be integer class numbers"),
+        "labels mix numbers and names": (["--dataset", tmp / "labels.csv"], "mix numbers and names (line 1: '0', line 2: 'dog')"),
+        "a label of 10^12": (["--dataset", npz(tmp / "huge_label.npz", X=X5, y=[0, 1, 0, 1, 10 ** 12])],
+                             "the largest label is 1,000,000,000,000, so the model would have 1,000,000,000,001 classes"),
+        "one class, labelled 1": (["--dataset", npz(tmp / "ones.npz", X=X5, y=[1, 1, 1, 1, 1])], "only one class (every label is 1)"),
+        "an .npy named .npz": (["--dataset", npy_named(tmp / "array.npz")], "is a single NumPy array (.npy, numpy.save), not a .npz file"),
+        "hidden layer of 10^12 units": (["--hidden", "1000000000000"], "Linear(64, 1000000000000): drawing its weight"),
+        "10^11 samples asked of a dataset": (["--dataset", "moons", "--dataset-param", "n_samples=100000000000"],
+                                             "dataset moons: 100,000,000,000 × 2 float64 values would need 1.46 TiB"),
         "labels out of range": (["--dataset", npz(tmp / "neg.npz", X=X5, y=[0, 1, -1, 1, 0])], "range 0..C-1"),
         "NaN in X": (["--dataset", npz(tmp / "nan.npz", X=np.where(X5 == 3, np.nan, X5), y=Y5)], "NaN or infinity"),
         "inf in X": (["--dataset", npz(tmp / "inf.npz", X=np.where(X5 == 3, np.inf, X5), y=Y5)], "NaN or infinity"),
@@ -162,7 +177,7 @@ def test_unwritable_output_directory_even_as_root(tmp_path, monkeypatch):
 def test_csv_that_is_not_text(tmp_path):
     (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00\x01,2\n")
     assert_one_line_error(invoke("train", "--dataset", tmp_path / "bin.csv", "--out", tmp_path / "o"), 2,
-                          "not a valid .csv file", "UTF-8")
+                          "is binary data, not a .csv file", "UTF-8")
     assert not (tmp_path / "o").exists()
 
 

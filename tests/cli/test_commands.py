@@ -2,6 +2,9 @@
 import csv
 import io
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -23,7 +26,7 @@ def test_evaluate_prints_loss_accuracy_and_confusion_matrix(run_dir):
     r = invoke("evaluate", run_dir)
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("moons test split (40 samples): loss ") and "accuracy " in lines[0]
+    assert lines[0].startswith("moons test split (40 of 200 samples): loss ") and "accuracy " in lines[0]
     assert lines[1].startswith("confusion matrix")
     assert lines[2].split() == ["true\\pred", "0", "1"]
     rows = [list(map(int, ln.split()[1:])) for ln in lines[3:5]]
@@ -52,7 +55,26 @@ def test_evaluate_bad_input(run_dir, tmp_path):
     assert_one_line_error(invoke("evaluate", tmp_path), 2, "not a polydl run directory")
     assert_one_line_error(invoke("evaluate", run_dir, "--dataset", "digits"), 2, "64 features per sample, but the model takes 2")
     assert_one_line_error(invoke("evaluate", run_dir, "--dataset", tmp_path / "none.npz"), 2, "not found")
-    assert_one_line_error(invoke("evaluate", run_dir, "--split", "all"), 2, "'all' is not one of")
+    assert_one_line_error(invoke("evaluate", run_dir, "--split", "everything"), 2, "'everything' is not one of")
+
+
+def test_evaluate_split_all_uses_every_sample_and_says_which(run_dir, tmp_path):
+    """Another file is split like the run's data, so its test split is a fifth of it; --split all
+    takes all of it, and the first line says which samples were used either way."""
+    X = np.random.default_rng(3).normal(size=(200, 2))
+    y = (X[:, 0] > 0).astype(int)
+    np.savez(tmp_path / "other.npz", X=X, y=y)
+    r = invoke("evaluate", run_dir, "--dataset", tmp_path / "other.npz")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("other.npz test split (40 of 200 samples): loss ")
+    r = invoke("evaluate", run_dir, "--dataset", tmp_path / "other.npz", "--split", "all")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("other.npz, all 200 samples: loss ")
+    rows = [list(map(int, ln.split()[1:])) for ln in r.stdout.splitlines()[3:5]]
+    assert sum(map(sum, rows)) == 200
+    res = json.loads(invoke("evaluate", run_dir, "--split", "all", "--json").stdout)
+    assert res["split"] == "all" and res["samples"] == res["total_samples"] == 200
+    assert invoke("evaluate", run_dir).stdout.startswith("moons test split (40 of 200 samples)")
 
 
 # ---------------------------------------------------------------------------- predict
@@ -100,6 +122,10 @@ def test_schedules_lists_every_registered_schedule_with_parameters():
     assert set(listed) == set(polydl.schedules.names())
     assert "decay_rate=1.0" in listed["inverse_time"] and "lr0=0.01" in listed["inverse_time"]
     assert "factor=0.5" in listed["staircase"] and "every=10" in listed["staircase"]
+    # each with its formula, the first line of the factory's docstring
+    assert listed["inverse_time"].endswith("  α = α0 / (1 + decay_rate · e)")
+    assert listed["constant"].endswith("  α = α0")
+    assert "  α = α0 · factor^⌊(e − 1)/every⌋" in listed["staircase"]
 
 
 def test_schedules_show_prints_alpha_per_epoch(tmp_path):
@@ -123,17 +149,39 @@ def test_schedules_show_plot(tmp_path):
     assert f"plot written to {tmp_path / 'lr.png'}" in r.stdout
 
 
-def test_schedules_show_bad_input(tmp_path, monkeypatch):
+def test_schedules_show_bad_input():
     assert_one_line_error(invoke("schedules", "show", "nope"), 2, "unknown schedule 'nope'", "inverse_time")
     assert_one_line_error(invoke("schedules", "show", "inverse_time", "--param", "k=1"), 2, "has no parameter 'k'")
-    assert_one_line_error(invoke("schedules", "show", "constant", "--epochs", "0"), 2, "--epochs must be >= 1")
+    assert_one_line_error(invoke("schedules", "show", "constant", "--epochs", "0"), 2, "--epochs must be in [1, 100,000]")
+    assert_one_line_error(invoke("schedules", "show", "constant", "--epochs", "100000000000"), 2,
+                          "--epochs must be in [1, 100,000] (the most this shows), not 100,000,000,000")
     assert_one_line_error(invoke("schedules", "show", "constant", "--steps-per-epoch", "0"), 2, "--steps-per-epoch")
     assert_one_line_error(invoke("schedules", "show", "constant", "--lr0", "-1"), 2, "lr0")
     assert_one_line_error(invoke("schedules", "nope"), 2, "No such command 'nope'")
-    from polydl.training import plots
-    monkeypatch.setattr(plots, "available", lambda: False)
-    assert_one_line_error(invoke("schedules", "show", "constant", "--plot", tmp_path / "x.png"), 2, "polydl[plot]")
+
+
+def test_schedules_show_without_matplotlib_prints_the_table_and_says_what_to_install(tmp_path):
+    """In a process where matplotlib cannot be imported (as in an install without it)."""
+    code = ("import sys; sys.modules['matplotlib'] = None; sys.argv[0] = 'polydl'; "
+            "from polydl_cli.main import main; main()")
+    r = subprocess.run([sys.executable, "-c", code, "schedules", "show", "constant", "--epochs", "3", "--plot",
+                        tmp_path / "x.png"], capture_output=True, text=True)
+    assert_one_line_error(r, 2, f"cannot draw {tmp_path / 'x.png'}", "pip install 'polydl[plot]'")
+    assert r.stdout.splitlines() == ["constant(lr0=0.01)", "epoch  lr", "    1  0.01", "    2  0.01", "    3  0.01"]
     assert not (tmp_path / "x.png").exists()
+
+
+def test_schedules_show_plot_replaces_a_file_only_with_overwrite(tmp_path):
+    pytest.importorskip("matplotlib")
+    mine = tmp_path / "mine.png"
+    mine.write_text("the user's own file")
+    r = invoke("schedules", "show", "constant", "--epochs", "3", "--plot", mine)
+    assert_one_line_error(r, 2, f"{mine} already exists; pass --overwrite to replace it")
+    assert r.stdout == "" and mine.read_text() == "the user's own file"
+    r = invoke("schedules", "show", "constant", "--epochs", "3", "--plot", mine, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert mine.read_bytes()[:4] == b"\x89PNG"
+    assert_one_line_error(invoke("schedules", "show", "constant", "--plot", tmp_path), 2, "is a directory")
 
 
 # ---------------------------------------------------------------------------- info
@@ -151,7 +199,7 @@ def test_info():
 
 def test_info_names_numba_and_the_cpu_kernel_mode(monkeypatch):
     """The line after NumPy's: Numba's version and the mode of the fused CPU kernels; "not used"
-    when POLYDL_CPU_KERNELS=off (read as the process starts)."""
+    when POLYDL_CPU_KERNELS=off (read as the process starts). --check-kernels compiles one."""
     numba = pytest.importorskip("numba")
     from polydl import cpu_kernels
 
@@ -159,7 +207,12 @@ def test_info_names_numba_and_the_cpu_kernel_mode(monkeypatch):
         with cpu_kernels.use(mode):
             r = invoke("info")
         assert r.exit_code == 0, r.output
-        assert r.stdout.splitlines()[3] == f"Numba   {numba.__version__} (fused CPU kernels: {mode})"
+        assert r.stdout.splitlines()[3] == (f"Numba   {numba.__version__} (fused CPU kernels: {mode}; "
+                                            "polydl info --check-kernels compiles one)")
+    r = invoke("info", "--check-kernels")
+    assert r.exit_code == 0, r.output
+    assert re.fullmatch(rf"Numba   {re.escape(numba.__version__)} \(fused CPU kernels: auto; one compiled and run "
+                        r"in [0-9.]+s\)", r.stdout.splitlines()[3])
     monkeypatch.setenv("POLYDL_CPU_KERNELS", "off")
     r = cli("info")
     assert r.returncode == 0, r.stderr
@@ -169,19 +222,49 @@ def test_info_names_numba_and_the_cpu_kernel_mode(monkeypatch):
 def test_info_without_numba(monkeypatch):
     from polydl import cpu_kernels
 
-    monkeypatch.setattr(cpu_kernels, "_numba", lambda: None)  # as if it could not be imported
+    monkeypatch.setattr(cpu_kernels, "installed_version", lambda: None)  # as if it were not installed
+    monkeypatch.setattr(cpu_kernels, "_numba", lambda: None)
     with cpu_kernels.use("auto"):
         r = invoke("info")
     assert r.exit_code == 0, r.output
-    assert "Numba   not installed (fused CPU kernels off; pip install 'polydl[fast]')\n" in r.stdout
+    assert "Numba   not installed (fused CPU kernels off; pip install numba)\n" in r.stdout
     with cpu_kernels.use("on"):  # every fused op would fail: say so
         r = invoke("info")
-    assert "Numba   not installed (every fused op will fail: pip install 'polydl[fast]' or set " \
+    assert "Numba   not installed (every fused op will fail: pip install numba or set " \
            "POLYDL_CPU_KERNELS=auto)\n" in r.stdout
+
+
+def test_info_tells_a_broken_numba(monkeypatch):
+    """Installed but failing to import: known once this process has tried (a fused op ran), and
+    always with --check-kernels, which then exits with status 1."""
+    from polydl import cpu_kernels
+
+    monkeypatch.setattr(cpu_kernels, "installed_version", lambda: "0.60.0")
+    monkeypatch.setattr(cpu_kernels, "_numba", lambda: None)
     monkeypatch.setattr(cpu_kernels, "_NUMBA_ERROR", ImportError("numpy version mismatch"))
     with cpu_kernels.use("auto"):
         r = invoke("info")
+        assert r.exit_code == 0, r.output
+        assert "Numba   fails to import (numpy version mismatch) (fused CPU kernels off; pip install --upgrade " \
+               "numba)\n" in r.stdout
+        r = invoke("info", "--check-kernels")
+    assert r.exit_code == 1
     assert "Numba   fails to import (numpy version mismatch) (fused CPU kernels off;" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["info"], ["schedules"], ["plugins"], ["--help"], ["train", "--help"],
+                                  ["info", "--check-kernels"]], ids=" ".join)
+def test_quick_commands_do_not_import_numba(args):
+    """Importing Numba costs 0.3–0.6 s: only a command that runs a fused kernel pays it (and
+    --check-kernels, which is there to import it). Checked in a fresh process at its exit."""
+    imports = args == ["info", "--check-kernels"]
+    if imports:
+        pytest.importorskip("numba")
+    code = ("import atexit, sys; atexit.register(lambda: sys.stderr.write('numba in sys.modules: %s\\n' % "
+            "('numba' in sys.modules))); sys.argv[0] = 'polydl'; from polydl_cli.main import main; main()")
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"numba in sys.modules: {imports}"
 
 
 def test_info_lists_loaded_plugins(monkeypatch):
@@ -233,7 +316,8 @@ def test_info_lists_cuda_devices(monkeypatch):
 def test_outputs_that_cannot_be_written(run_dir, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     r = invoke("schedules", "show", "constant", "--plot", tmp_path / "no" / "lr.png")
-    assert_one_line_error(r, 2, f"cannot write {tmp_path / 'no' / 'lr.png'}: No such file or directory")
+    assert_one_line_error(r, 2, f"cannot write {tmp_path / 'no' / 'lr.png'}: the directory {tmp_path / 'no'} "
+                                "does not exist")
     assert r.stdout == ""
     np.savez(tmp_path / "x.npz", X=np.zeros((2, 2)))
     (tmp_path / "p.csv").write_text("kept")

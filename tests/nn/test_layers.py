@@ -141,3 +141,16 @@ def test_gradcheck_dropout_with_a_fixed_mask(device, module_gradcheck):
             return self.inner(x)
 
     assert module_gradcheck(Seeded(), _x(device, (4, 5)))
+
+
+def test_a_weight_that_cannot_fit_is_refused_before_it_is_drawn():
+    """Linear(64, 10^12) would draw 6.4·10^13 float64 normals (466 TiB): an error saying so, and
+    the random stream is untouched."""
+    state = polydl.random.get_state()
+    with pytest.raises(ValueError, match=r"^Linear\(64, 1000000000000\): drawing its weight of 64 × "
+                                         r"1,000,000,000,000 values would need 698 TiB, more than .*; use fewer "
+                                         r"units per layer"):
+        nn.Linear(64, 10 ** 12)
+    assert polydl.random.get_state() == state
+    with pytest.raises(ValueError, match=r"BatchNorm\(1000000000000\): its four vectors .* would need 14\.6 TiB"):
+        nn.BatchNorm(10 ** 12)

@@ -77,3 +77,12 @@ def test_gradcheck_mlp(device, module_gradcheck, activation, normalizer):
     assert module_gradcheck(m, x)
     m.eval()
     assert module_gradcheck(m, x)
+
+
+def test_mlp_checks_every_size_before_building_anything():
+    """The normalizer of a layer is built before its Linear, so the sizes are checked first: a
+    BatchNorm of 10^12 features must not be allocated on the way to the error."""
+    with pytest.raises(ValueError, match=r"Linear\(64, 1000000000000\): drawing its weight .* would need 698 TiB"):
+        nn.mlp([64, 10 ** 12, 10])
+    with pytest.raises(ValueError, match=r"Linear\(128, 1000000000001\)"):  # a huge class count: the last layer
+        nn.mlp([64, 128, 10 ** 12 + 1])

@@ -1,9 +1,12 @@
 """Atomic files, checkpoints and metrics.jsonl."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from run_helpers import without_file_permission_override
 
 from polydl.training import checkpoint as ck
 
@@ -104,3 +107,35 @@ def test_remove_temporaries(tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     ck.remove_temporaries(tmp_path)
     assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    """Files polydl writes get 0o666 less the umask, like any file a program creates, not the
+    0600 of a temporary file; checked in a process started with that umask."""
+    code = ("import sys; from polydl.training import checkpoint as ck; "
+            "ck.atomic_write(sys.argv[1], 'x'); ck.save_checkpoint(sys.argv[2], {}, {})")
+    subprocess.run([sys.executable, "-c", code, tmp_path / "a.txt", tmp_path / "c.npz"], check=True,
+                   preexec_fn=lambda: os.umask(umask))
+    for name in ("a.txt", "c.npz"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == mode, name
+
+
+def test_an_unreadable_checkpoint_says_so_and_not_that_it_is_damaged(tmp_path):
+    """Permission denied is not damage: the message says it cannot be read, why, and to check the
+    permissions (run where file permissions apply, also under root)."""
+    path = tmp_path / ck.CHECKPOINT
+    ck.save_checkpoint(path, {"config": {}, "epoch": 1, "step": 1, "rng": {}, "history": []}, {})
+    path.chmod(0)
+    code = "import sys; from polydl.training import checkpoint as ck; ck.load_checkpoint(sys.argv[1])"
+    try:
+        r = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
+                           preexec_fn=without_file_permission_override())
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot start a process that obeys file permissions here ({exc})")
+    finally:
+        path.chmod(0o644)
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("polydl.training.checkpoint.CheckpointError: cannot read the checkpoint "), last
+    assert "Permission denied; check its permissions" in last and "damaged" not in last

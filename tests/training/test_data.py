@@ -96,7 +96,8 @@ def test_csv_target_not_a_column(tmp_path):
 @pytest.mark.parametrize("arrays, message", [
     (dict(X=np.zeros((5, 2)), y=np.zeros(4)), "X has 5 samples but y has 4"),
     (dict(X=np.zeros((5, 2)), y=np.array([0, 1, 0.5, 1, 0])), "labels must be integers"),
-    (dict(X=np.zeros((5, 2)), y=np.array(["a", "b", "a", "b", "a"])), "labels must be integer class numbers"),
+    (dict(X=np.zeros((5, 2)), y=np.array(["a", "b", "1", "b", "a"])), r"mix numbers and names \(sample 3: '1', sample 1: 'a'\)"),
+    (dict(X=np.zeros((5, 2)), y=np.array([1j, 0, 1, 1, 0])), "labels must be integer class numbers"),
     (dict(X=np.zeros((5, 2)), y=np.array([0, 1, -1, 1, 0])), "labels must be in the range 0..C-1"),
     (dict(X=np.array([[0, 1], [np.nan, 1], [0, 0], [1, 1], [1, 0]]), y=np.array([0, 1, 0, 1, 0])), "NaN or infinity"),
     (dict(X=np.array([[0, 1], [np.inf, 1], [0, 0], [1, 1], [1, 0]]), y=np.array([0, 1, 0, 1, 0])), "NaN or infinity"),
@@ -122,7 +123,10 @@ def test_missing_and_unreadable_files(tmp_path):
         D.load_data(cfg(dataset=str(tmp_path / "missing.npz")))
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip archive")
-    with pytest.raises(DataError, match="cannot read data file .*not a valid .npz"):
+    with pytest.raises(DataError, match="bad.npz is a text file, not a .npz file"):
+        D.load_data(cfg(dataset=str(bad)))
+    bad.write_bytes(b"PK\x03\x04 a damaged zip archive")
+    with pytest.raises(DataError, match=r"cannot read data file .*not a valid .npz file \(.*\); write it with numpy.savez"):
         D.load_data(cfg(dataset=str(bad)))
     (tmp_path / "dir.csv").mkdir()
     with pytest.raises(DataError, match="is a directory"):
@@ -138,7 +142,8 @@ def test_missing_and_unreadable_files(tmp_path):
     ("a,b\n", "header but no rows"),
     ("1,0\n2\n", "line 2 has 1 columns, expected 2"),
     ("x,y\n1,0\nzz,1\n", "line 3: x is 'zz', not a number"),
-    ("1,cat\n2,dog\n", "labels in .* must be integer class numbers"),
+    ("1,0\n2,cat\n3,1\n", r"labels in .* mix numbers and names \(line 1: '0', line 2: 'cat'\)"),
+    ("a,label\n1,0\n2,\n", r"line 3 has no label \(the label column is empty\)"),
     ("1,0\n,1\n2,0\n", "NaN or infinity"),
     ("1\n2\n", "one column"),
 ])
@@ -199,3 +204,200 @@ def test_target_is_only_for_csv_files(tmp_path):
     for name in ("moons", p):
         with pytest.raises(DataError, match="--target 'label' chooses the label column of a .csv file"):
             D.load_data(cfg(dataset=name, target="label"))
+
+
+# ---------------------------------------------------------------------------- sizes, formats, names
+def _npz_claiming(path, shape, dtype="<f8"):
+    """A .npz whose member X.npy has a header claiming ``shape`` but (almost) no data."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as fmt
+    buf = io.BytesIO()
+    fmt.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("X.npy", buf.getvalue() + b"\0" * 64)
+        with zf.open("y.npy", "w") as fh:
+            np.save(fh, np.array([0, 1]))
+    return str(path)
+
+
+def test_npz_whose_header_claims_terabytes_is_refused_before_loading(tmp_path):
+    p = _npz_claiming(tmp_path / "huge.npz", (10 ** 12, 10))
+    with pytest.raises(DataError, match=r"huge.npz \(its headers claim array 'X' of shape \(1000000000000, 10\), "
+                                        r"float64\) would need 72\.\d TiB, more than"):
+        D.load_data(cfg(dataset=p))
+    with pytest.raises(DataError, match="would need 72"):
+        D.read_features(p)
+
+
+@pytest.mark.parametrize("content, name, message", [
+    ("npy", "d.npz", r"d.npz is a single NumPy array \(.npy, numpy.save\), not a .npz file; write it with "
+                     r"numpy.savez\('d.npz', X=..., y=...\)"),
+    ("npz", "d.npy", r"d.npy is a .npz archive \(numpy.savez\) under another name; rename it to d.npz"),
+    ("npz", "d.csv", r"d.csv is a .npz archive \(numpy.savez\) under another name; rename it to d.npz"),
+    ("npy", "d.csv", r"d.csv is a single NumPy array .*numpy.savez\('d.npz', X=..., y=...\)"),
+    ("npy", "d.npy", r"d.npy is a single NumPy array .*numpy.savez\('d.npz', X=..., y=...\)"),
+    ("text", "d.npz", r"d.npz is a text file, not a .npz file; if it holds comma-separated values, rename it to d.csv"),
+    ("gzip", "d.csv", r"d.csv is gzip-compressed, not a .csv file; save the data as UTF-8 text"),
+    ("xlsx", "d.csv", r"d.csv is an Excel workbook, not a .csv file; export it as CSV"),
+    ("empty", "d.npz", r"d.npz is empty \(0 bytes\), not a .npz file"),
+])
+def test_a_file_that_is_really_another_format_says_what_it_is(tmp_path, content, name, message):
+    import gzip
+    import zipfile
+
+    p = tmp_path / name
+    X, y = np.arange(12.0).reshape(6, 2), np.arange(6) % 2
+    if content == "npy":
+        with open(p, "wb") as fh:
+            np.save(fh, X)
+    elif content == "npz":
+        with open(p, "wb") as fh:
+            np.savez(fh, X=X, y=y)
+    elif content == "text":
+        p.write_text("1,2,0\n3,4,1\n")
+    elif content == "gzip":
+        p.write_bytes(gzip.compress(b"1,2,0\n3,4,1\n"))
+    elif content == "xlsx":
+        with zipfile.ZipFile(p, "w") as zf:
+            zf.writestr("[Content_Types].xml", "<Types/>")
+            zf.writestr("xl/workbook.xml", "<workbook/>")
+    else:
+        p.write_bytes(b"")
+    with pytest.raises(DataError, match=message):
+        D.load_data(cfg(dataset=str(p), batch_size=1))
+
+
+def test_features_to_predict_in_an_npy_named_npz(tmp_path):
+    with open(tmp_path / "x.npz", "wb") as fh:
+        np.save(fh, np.ones((3, 2)))
+    with pytest.raises(DataError, match=r"x.npz is a single NumPy array .*numpy.savez\('x.npz', X=...\)$"):
+        D.read_features(tmp_path / "x.npz", 2)
+
+
+@pytest.mark.parametrize("labels, found", [([1, 1, 1, 1, 1, 1], "1"), ([0] * 6, "0"), ([3] * 6, "3")])
+def test_one_class_is_rejected_whatever_its_label(tmp_path, labels, found):
+    p = write_npz(tmp_path / "d.npz", X=np.arange(12.0).reshape(6, 2), y=np.array(labels))
+    with pytest.raises(DataError, match=rf"only one class \(every label is {found}\); classification needs at least two"):
+        D.load_data(cfg(dataset=p, batch_size=2))
+
+
+def test_one_class_name_is_rejected(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("a,label\n" + "".join(f"{i},cat\n" for i in range(6)))
+    with pytest.raises(DataError, match=r"only one class \(every label is 'cat'\)"):
+        D.load_data(cfg(dataset=str(p), batch_size=2))
+
+
+def test_a_label_far_beyond_the_sample_count_is_refused(tmp_path):
+    """A label becomes the class count (the output layer's width): 10^12 would be a layer of
+    terabytes."""
+    p = write_npz(tmp_path / "d.npz", X=np.arange(12.0).reshape(6, 2), y=np.array([0, 1, 0, 1, 0, 10 ** 12]))
+    with pytest.raises(DataError, match=r"the largest label is 1,000,000,000,000, so the model would have "
+                                        r"1,000,000,000,001 classes .*more than the 6 samples; number the classes"):
+        D.load_data(cfg(dataset=p, batch_size=2))
+
+
+def _overflow_data(tmp_path, where):
+    """200 samples, 3 features; 1e300 in feature 2 of one sample of the test split, or of the training split."""
+    from polydl import datasets
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] > 0).astype(int)
+    train, _, test = datasets.split_indices(200, 0, 0.1, 0.2)
+    row = test[5] if where == "test" else train[7]
+    X[row, 1] = 1e300
+    return write_npz(tmp_path / "big.npz", X=X, y=y), row
+
+
+def test_a_feature_that_overflows_float32_is_refused(tmp_path):
+    """Named by the sample's row in the file (counted from 1), whichever split it fell in."""
+    p, row = _overflow_data(tmp_path, "test")
+    with pytest.raises(DataError, match=rf"big.npz: sample {row + 1} \(test split\) has feature 2 = 1e\+300 "
+                                        r"\(standardised: [0-9.e+]+\), beyond the range of float32 \(±3.4e\+38\), where "
+                                        r"it would become infinity; rescale that feature, or train with --dtype float64"):
+        D.load_data(cfg(dataset=p))
+    for half in ("float16", "bfloat16"):  # half precision keeps float32 data
+        with pytest.raises(DataError, match="beyond the range of float32"):
+            D.load_data(cfg(dataset=p, dtype=half))
+    d = D.load_data(cfg(dataset=p, dtype="float64"))
+    assert np.isfinite(d.X_test).all() and d.X_test.max() > 1e299
+
+
+def test_a_huge_feature_in_the_training_split_is_standardised_without_overflow(tmp_path):
+    """Its square overflows float64, so its std is computed from x / max|x| (which is exact)."""
+    p, row = _overflow_data(tmp_path, "train")
+    d = D.load_data(cfg(dataset=p))
+    assert np.isfinite(d.mean).all() and np.isfinite(d.std).all() and d.std[1] > 1e298
+    np.testing.assert_allclose(d.X_train[:, 1].mean(), 0, atol=1e-12)
+    np.testing.assert_allclose(d.X_train[:, 1].std(), 1, rtol=1e-12)
+    with pytest.raises(DataError, match=rf"big.npz: sample {row + 1} \(train split\) has feature 2 = 1e\+300, beyond"
+                                        r".*rescale that feature \(--standardize does\), or train with --dtype float64"):
+        D.load_data(cfg(dataset=p, standardize=False))
+
+
+def test_check_cast_names_the_sample_and_feature_from_1():
+    X = np.zeros((4, 3))
+    D.check_cast(X, np.float32, "x")
+    X[2, 1] = -1e39
+    with pytest.raises(DataError, match=r"^x: sample 3 has feature 2 = -1e\+39, beyond the range of float32"):
+        D.check_cast(X, np.float32, "x")
+    D.check_cast(X, np.float64, "x")
+
+
+def test_zero_feature_columns(tmp_path):
+    p = write_npz(tmp_path / "d.npz", X=np.zeros((6, 0)), y=np.arange(6) % 2)
+    with pytest.raises(DataError, match=r"has no feature columns \(its features have shape \(6, 0\)\); give every "
+                                        "sample at least one feature"):
+        D.load_data(cfg(dataset=p, batch_size=2))
+    with pytest.raises(DataError, match="has no feature columns"):
+        D.check_features(np.zeros((3, 0)), "the input")
+
+
+def test_csv_with_a_byte_order_mark(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_bytes("\ufefflabel,a,b\n".encode("utf-8") + "".join(f"{i % 2},{i},{-i}\n" for i in range(20)).encode())
+    d = D.load_data(cfg(dataset=str(p), target="label", batch_size=4))
+    assert d.num_features == 2 and d.num_classes == 2
+
+
+def test_samples_are_counted_from_1_and_values_print_plainly(tmp_path):
+    X = np.array([[0.0, 1], [1, np.nan], [0, 0], [1, 1], [1, 0]])
+    p = write_npz(tmp_path / "d.npz", X=X, y=np.array([0, 1, 0, 1, 0]))
+    with pytest.raises(DataError, match=r"\(first: NaN in sample 2, feature 2\)"):
+        D.load_data(cfg(dataset=p, batch_size=1))
+    p = write_npz(tmp_path / "e.npz", X=np.zeros((5, 2)), y=np.array([0, 1, 1.5, 1, 0]))
+    with pytest.raises(DataError, match=r"found 1\.5$"):
+        D.load_data(cfg(dataset=p, batch_size=1))
+
+
+def test_csv_labels_that_are_class_names(tmp_path):
+    """Names become class indices in sorted order, kept as Data.class_names; with or without a
+    header row."""
+    rows = [f"{i},{-i},{['dog', 'cat', 'emu'][i % 3]}" for i in range(30)]
+    for text in ("\n".join(rows), "x1,x2,animal\n" + "\n".join(rows)):
+        p = tmp_path / "d.csv"
+        p.write_text(text + "\n")
+        d = D.load_data(cfg(dataset=str(p), standardize=False, val_split=0, test_split=0, batch_size=4))
+        assert d.class_names == ["cat", "dog", "emu"] and d.num_classes == 3 and d.num_features == 2
+        order = np.argsort(d.X_train[:, 0])
+        assert d.y_train[order].tolist() == [[1, 0, 2][i % 3] for i in range(30)]
+        loaded = D.load_dataset(str(p))
+        assert loaded.class_names == ["cat", "dog", "emu"] and loaded.num_classes == 3
+    assert D.load_data(cfg(dataset="moons", dataset_params={"n_samples": 100})).class_names is None
+
+
+def test_npz_labels_that_are_class_names_and_splits_of_their_own(tmp_path):
+    X = np.arange(24.0).reshape(12, 2)
+    y = np.array(["b", "a"] * 6)
+    d = D.load_data(cfg(dataset=write_npz(tmp_path / "d.npz", X=X, y=y, X_val=X[:2], y_val=np.array(["a", "a"])),
+                        batch_size=2))
+    assert d.class_names == ["a", "b"] and d.y_val.tolist() == [0, 0]
+    with pytest.raises(DataError, match=r"the val split has class name 'c', which the training labels do not have "
+                                        r"\(they have a, b\)"):
+        D.load_data(cfg(dataset=write_npz(tmp_path / "e.npz", X=X, y=y, X_val=X[:2], y_val=np.array(["a", "c"])),
+                        batch_size=2))
+    with pytest.raises(DataError, match=r"the train labels are class names but the test labels are numbers"):
+        D.load_data(cfg(dataset=write_npz(tmp_path / "f.npz", X=X, y=y, X_test=X[:2], y_test=np.array([0, 1])),
+                        batch_size=2))

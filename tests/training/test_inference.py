@@ -109,3 +109,29 @@ def test_evaluate_a_csv_run_uses_its_target_only_for_its_own_data(tmp_path):
     assert evaluate(tmp_path / "r", dataset=str(tmp_path / "o.csv"))["samples"] == 12   # label last
     with pytest.raises(DataError, match="--target 'kind' is not a column"):
         evaluate(tmp_path / "r", dataset=str(tmp_path / "o.csv"), target="kind")
+
+
+def test_evaluate_all_samples(run_dir):
+    res = evaluate(run_dir, split="all")
+    assert res["split"] == "all" and res["samples"] == res["total_samples"] == 200
+    assert np.array(res["confusion"]).sum() == 200
+    test = evaluate(run_dir)
+    assert test["samples"] == 40 and test["total_samples"] == 200
+    with pytest.raises(DataError, match=r"unknown split 'everything' \(valid: train, val, test, all\)"):
+        evaluate(run_dir, split="everything")
+
+
+def test_inputs_that_overflow_the_run_dtype_are_refused(run_dir, tmp_path):
+    """A float32 run: a feature of 1e300 would become infinity (and the loss NaN) after the cast."""
+    X = np.random.default_rng(1).normal(size=(10, 2))
+    X[3, 1] = 1e300
+    np.savez(tmp_path / "big.npz", X=X, y=np.arange(10) % 2)
+    for split in ("all", "train"):  # sample 4 of the file falls in the training split
+        with pytest.raises(DataError, match=r"big.npz: sample 4 \(train split\) has feature 2 = 1e\+300 \(standardised: "
+                                            r".*\), beyond the range of float32"):
+            evaluate(run_dir, dataset=str(tmp_path / "big.npz"), split=split)
+    assert evaluate(run_dir, dataset=str(tmp_path / "big.npz"))["samples"] == 2
+    with pytest.raises(DataError, match=r"big.npz: sample 4 has feature 2 = 1e\+300 .*beyond the range of float32"):
+        predict(run_dir, tmp_path / "big.npz")
+    with pytest.raises(DataError, match=r"the input: sample 4 has feature 2"):
+        predict(run_dir, X)

@@ -344,8 +344,9 @@ def test_building_blocks(tmp_path, monkeypatch):
     loss, acc, pred = evaluate_arrays(model, losses.get("softmax_cross_entropy"), X, np.array([0, 1, 2]))
     assert np.isfinite(loss) and 0 <= acc <= 1 and pred.shape == (3,)
     assert evaluate_arrays(model, losses.get("softmax_cross_entropy"), X[:0], np.zeros(0, int)) == (None, None, None)
-    name, splits, k = load_dataset("blobs", seed=1, params={"n_samples": 50, "centers": 3})
-    assert name == "blobs" and k == 3 and sum(len(s[1]) for s in splits.values()) == 50
+    loaded = load_dataset("blobs", seed=1, params={"n_samples": 50, "centers": 3})
+    assert loaded.name == "blobs" and loaded.num_classes == 3 and loaded.class_names is None
+    assert sum(len(s[1]) for s in loaded.splits.values()) == 50
     run(tiny(epochs=1), tmp_path / "r")
     config, m, arrs = load_run_config(tmp_path / "r")
     assert config.epochs == 1 and m["epoch"] == 1 and "model/0.weight" in arrs
