@@ -143,10 +143,12 @@ def main(argv=None):
     for lr in args.lrs:
         plain, bn = results["none", lr], results["batchnorm", lr]
         if not plain["diverged"] and not bn["diverged"] and bn["mean_shift"] >= plain["mean_shift"]:
-            print(f"at α = {lr:g} the BatchNorm layer's input mean moved no less than the plain one's: "
-                  "not what the covariate-shift picture predicts")
+            print(f"Not as the claim has it: at α = {lr:g} the BatchNorm layer's input mean moved no less than "
+                  "the plain one's")
 
     trained = [lr for lr in args.lrs if not runs["batchnorm", lr]["diverged"]]
+    if not trained:
+        parser.exit(1, "every run with BatchNorm diverged: give smaller --lrs\n")
     test_time = {}
     for lr in trained:
         table = running_vs_true(runs["batchnorm", lr]["model"], data.X_train)
