@@ -4,7 +4,9 @@
 
     OUT/study.json        written first (atomically): the marker that OUT is a polydl study
     OUT/study.db          the default storage (SQLite), unless --storage names another
-    OUT/study.db.lock     the owners' lock around count + ask (for a file storage: <file>.lock)
+    OUT/study.db.polydl.lock
+                          the owners' lock around count + ask (<file>.polydl.lock beside a
+                          storage file elsewhere, OUT/study.polydl.lock for a server)
     OUT/trials/NNNN/      one ordinary ``polydl train`` run directory per trial (config.toml,
                           metrics.jsonl, checkpoint.npz, summary.json, curves.png); NNNN is the
                           Optuna trial number, zero-padded to 4 digits

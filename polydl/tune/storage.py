@@ -12,8 +12,9 @@
   database server that owners on several machines share.
 
 Every owner takes an exclusive ``fcntl.flock`` around "count the trials, then ask the next
-one" (and around adopting an orphaned trial), on ``<storage file>.lock`` for a file storage and
-on ``OUT/study.lock`` for a server. Owners on one machine therefore never ask the same trial
+one" (and around adopting an orphaned trial), on ``<storage file>.polydl.lock`` for a file
+storage and on ``OUT/study.polydl.lock`` for a server (not ``<file>.lock``, which Optuna's journal
+takes around each write). Owners on one machine therefore never ask the same trial
 number twice nor more than ``--trials`` trials. Owners on different machines sharing a server
 database are not under one lock: the database keeps trial numbers unique, and when two of
 them ask the last trial at the same moment the study gets a trial beyond ``--trials``, which
@@ -35,6 +36,7 @@ __all__ = ["StorageRef", "resolve", "FileLock", "retrying", "sqlite_connect", "l
 SQLITE_TIMEOUT = 60.0
 JOURNAL_SUFFIXES = (".log", ".jsonl")
 DEFAULT_FILE = "study.db"
+LOCK_SUFFIX = ".polydl.lock"
 
 
 class StorageError(ValueError):
@@ -57,8 +59,8 @@ class StorageRef:
     def lock_path(self, out) -> Path:
         """The file that owners flock around count + ask."""
         if self.path is not None:
-            return self.path.with_name(self.path.name + ".lock")
-        return Path(out) / "study.lock"
+            return self.path.with_name(self.path.name + LOCK_SUFFIX)
+        return Path(out) / ("study" + LOCK_SUFFIX)
 
     def open(self):
         """The Optuna storage; an unusable one is a one-line :class:`StorageError`."""

@@ -23,8 +23,9 @@ def test_resolve_paths_and_urls(tmp_path):
         assert ref.kind == "journal" and ref.url == f"journal:{ref.path}" and ref.path.is_absolute()
     server = resolve("postgresql://user@db.example/tune")
     assert server.kind == "server" and server.path is None and not server.local
-    assert server.lock_path(tmp_path) == tmp_path / "study.lock"
-    assert resolve(None, tmp_path).lock_path(tmp_path) == tmp_path / "study.db.lock"
+    assert server.lock_path(tmp_path) == tmp_path / "study.polydl.lock"
+    assert resolve(None, tmp_path).lock_path(tmp_path) == tmp_path / "study.db.polydl.lock"
+    assert resolve(f"{tmp_path}/j.log").lock_path(tmp_path) == tmp_path / "j.log.polydl.lock"   # not Optuna's j.log.lock
 
 
 @pytest.mark.parametrize("spec, message", [("sqlite://x.db", "three slashes"), ("sqlite:///:memory:", "not a file"),
@@ -68,7 +69,7 @@ with FileLock(sys.argv[1]):
 
 
 def test_the_file_lock_excludes_another_process(tmp_path):
-    lock = tmp_path / "study.db.lock"
+    lock = tmp_path / "study.db.polydl.lock"
     p = subprocess.Popen([sys.executable, "-c", HOLD, str(lock), "1.0"], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "held"
     t0 = time.monotonic()
