@@ -60,7 +60,8 @@ class LineProgress(TuneReporter):
         rounds = f"{info['rounds']} rounds, " if info["rounds"] > 1 else ""
         prune = ", median pruning" if info.get("prune") else ""
         direction = "minimised" if info["direction"] == "minimize" else "maximised"
-        threads = f" ({info['threads']} BLAS threads each)" if info.get("threads") else ""
+        n = info.get("threads")
+        threads = f" ({n} BLAS thread{'s' if n != 1 else ''} each)" if n else ""
         self._echo(f"tuning {', '.join(info['space'])} over {info['trials']} trials ({rounds}{info['sampler']} sampling"
                    f"{prune}; {info['metric']} {direction}) with {info['workers']} {info['executor']} worker"
                    f"{'s' if info['workers'] != 1 else ''}{threads}; study '{info['study_name']}' in {info['storage']}")
