@@ -290,7 +290,7 @@ def plot_study(rep: StudyReport, path) -> bool:
         pts = [t for t in shown if key in t.params]
         label = key
         if isinstance(dist, Choice):
-            xs = [dist.choices.index(t.params[key]) if t.params[key] in dist.choices else -1 for t in pts]
+            xs = [dist.index(t.params[key]) if dist.contains(t.params[key]) else -1 for t in pts]
             ax.set_xticks(range(len(dist.choices)), [str(c) for c in dist.choices])
         else:
             xs = [t.params[key] for t in pts]

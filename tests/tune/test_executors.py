@@ -161,8 +161,8 @@ def test_workers_die_with_their_owner_and_free_its_lock(tmp_path):
     owner.kill()
     owner.wait()
     owner.stdout.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(worker):
+    deadline = time.monotonic() + 10       # (the lock is free once the worker's last thread has exited)
+    while time.monotonic() < deadline and (_alive(worker) or owner_alive(attr)):
         time.sleep(0.05)
     assert not _alive(worker) and owner_alive(attr) is False
 

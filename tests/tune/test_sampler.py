@@ -28,9 +28,9 @@ def test_split_trials_and_rounds():
     assert list(s.round_numbers(2)) == [4, 5, 6]
 
 
-def test_plain_optuna_study_zooms_in(tmp_path):
+def test_plain_optuna_study_zooms_in():
     sampler = CoarseToFineSampler(TWO, rounds=3, trials_per_round=12, seed=3)
-    study = optuna.create_study(sampler=sampler, storage=f"sqlite:///{tmp_path}/s.db", study_name="plain")
+    study = optuna.create_study(sampler=sampler, study_name="plain")
     study.optimize(objective, n_trials=36)
     boxes = study.user_attrs["boxes"]
     assert sorted(boxes) == ["1", "2", "3"] and study.user_attrs["polydl_space"] == Space.from_dict(TWO, config_keys=False).to_dict()

@@ -223,3 +223,13 @@ def test_a_journal_storage_tpe_and_val_accuracy(tmp_path):
         assert t.value == summary["val_accuracy"] and t.user_attrs["round"] == 1
     assert json.loads((tmp_path / "j" / "study.json").read_text())["storage"] == f"journal:{journal}"
     assert not (tmp_path / "j" / "study.db").exists() and result.best_value == study.best_value
+
+
+def test_the_package_names_its_api():
+    import polydl.tune as pt
+    from polydl.tune.sampler import CoarseToFineSampler
+
+    assert pt.tune is tune and pt.TuneSettings is TuneSettings and pt.CoarseToFineSampler is CoarseToFineSampler
+    assert pt.Space is Space and pt.default_space is default_space and issubclass(pt.TuneError, ValueError)
+    with pytest.raises(AttributeError):
+        pt.no_such_name

@@ -202,7 +202,7 @@ def test_quiet_prints_the_summary_only(tmp_path):
 def test_a_terminal_gets_a_progress_bar(tmp_path):
     pty = pytest.importorskip("pty")
     master, slave = pty.openpty()
-    args = ["tune", *TINY, "--tier", 1, "--trials", 3, "--workers", 1, "--out", tmp_path / "bar"]
+    args = ["tune", *TINY, "--tier", 1, "--trials", 2, "--workers", 1, "--out", tmp_path / "bar"]
     p = subprocess.Popen([sys.executable, "-m", "polydl_cli.main", *map(str, args)], stdin=slave, stdout=slave,
                          stderr=slave, close_fds=True)
     os.close(slave)
@@ -219,7 +219,7 @@ def test_a_terminal_gets_a_progress_bar(tmp_path):
     os.close(master)
     text = b"".join(chunks).decode(errors="replace")
     assert p.returncode == 0, text
-    assert "] 1/3 trials" in text and "[" + "#" * 30 + "] 3/3 trials" in text and "trial 2  round 1/1" in text
+    assert "] 1/2 trials" in text and "[" + "#" * 30 + "] 2/2 trials" in text and "trial 1  round 1/1" in text
 
 
 BLOCK = "import sys; sys.modules['optuna'] = None; from polydl_cli.main import main; main(sys.argv[1:])"
@@ -304,7 +304,7 @@ def test_kill_9_of_the_owner_then_the_same_command_continues_the_study(tmp_path,
     r = cli(*command)
     assert r.returncode == 0, r.stderr
     assert "note: trial 1: its owner (pid " in r.stderr and "continuing it from its checkpoint" in r.stderr
-    assert re.findall(r"^trial (\d+) ", r.stdout, re.M) == ["1", "2"]    # trial 0 is not run again
+    assert sorted(re.findall(r"^trial (\d+) ", r.stdout, re.M)) == ["1", "2"]    # trial 0 is not run again
     study, ref = load(out), load(reference, "s")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     assert [t.params for t in study.trials] == [t.params for t in ref.trials]
@@ -329,3 +329,26 @@ def test_sigterm_saves_and_the_same_command_continues(tmp_path, reference):
     r = cli(*command)
     assert r.returncode == 0, r.stderr
     assert [t.value for t in load(out).trials] == [t.value for t in load(reference, "s").trials]
+
+
+def test_a_study_without_complete_trials(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/f.db", study_name="f")
+    study.set_user_attr("polydl_space", {"lr": {"distribution": "log_uniform", "low": 1e-4, "high": 1.0}})
+    t = study.ask()
+    t.suggest_float("lr", 1e-4, 1.0, log=True)
+    study.tell(t, state=TrialState.FAIL)
+    r = invoke("tune", "report", tmp_path / "f.db", "--plot", tmp_path / "f.png")
+    assert r.exit_code == 0, r.output
+    assert "1 trials (0 complete, 0 pruned, 1 failed, 0 running)" in r.stdout and "no complete trial yet" in r.stdout
+    assert "importance: importances need at least 2 complete trials, the study has 0" in r.stdout
+    assert written_by_report(tmp_path / "f.png")
+    one_line_error(invoke("tune", "best", tmp_path / "f.db"), "the study 'f' has no complete trial yet")
+
+
+def test_report_without_matplotlib(coarse, tmp_path):
+    code = "import sys; sys.modules['matplotlib'] = None; from polydl_cli.main import main; main(sys.argv[1:])"
+    r = subprocess.run([sys.executable, "-c", code, "tune", "report", str(coarse[0]), "--plot", str(tmp_path / "p.png")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "best trials" in r.stdout, r.stderr
+    assert r.stderr.strip() == "note: tune.png not written: matplotlib is not installed; pip install 'polydl[plot]' " \
+                               "to get the plots" and not (tmp_path / "p.png").exists()
