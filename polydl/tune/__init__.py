@@ -6,6 +6,7 @@ hyperparameter's own scale, coarse to fine in rounds, trials as ordinary run dir
 - :mod:`~polydl.tune.sampler`: :class:`CoarseToFineSampler`, an Optuna sampler;
 - :mod:`~polydl.tune.storage`: storages by path or URL, the owners' lock;
 - :mod:`~polydl.tune.layout`: the study directory as other tools read it;
+- :mod:`~polydl.tune.owners`: which process owns a trial, and whether it still lives;
 - :mod:`~polydl.tune.study`: :func:`tune`, the owner of a study;
 - :mod:`~polydl.tune.executors`: where trials train (``local`` worker processes);
 - :mod:`~polydl.tune.report`: the report, importances, ``tune.png``, the best configuration.

@@ -23,12 +23,9 @@ are never run again. Trials of owners on other machines are left to them.
 """
 from __future__ import annotations
 
-import fcntl
 import math
 import os
-import secrets
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,10 +35,11 @@ from .. import training
 from ..training.config import ConfigError, TrainConfig
 from . import layout
 from . import storage as _storage
+from .owners import Owner, owner_alive
 from .space import Space, SpaceError
 
 __all__ = ["TuneSettings", "TuneReporter", "TuneResult", "TrialInfo", "TuneError", "TuneInterrupted", "tune",
-           "METRICS", "SAMPLERS", "PRUNERS", "MIN_TRIALS_PER_ROUND", "require_optuna", "owner_alive",
+           "METRICS", "SAMPLERS", "PRUNERS", "MIN_TRIALS_PER_ROUND", "require_optuna",
            "study_differences", "OPTUNA_MISSING"]
 
 METRICS = {"val_loss": "minimize", "val_accuracy": "maximize"}
@@ -195,55 +193,6 @@ class TuneResult:
     metric: str
 
 
-# ---------------------------------------------------------------------------- owners
-class _Owner:
-    """This process as an owner: a shared flock on ``OUT/owners/PID-TOKEN.lock``."""
-
-    def __init__(self, out: Path):
-        self.host = socket.gethostname()
-        self.pid = os.getpid()
-        self.token = secrets.token_hex(4)
-        owners = out / layout.OWNERS
-        owners.mkdir(parents=True, exist_ok=True)
-        self.lock = (owners / f"{self.pid}-{self.token}.lock").resolve()
-        self._fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_SH)
-
-    def attr(self) -> dict:
-        return {"host": self.host, "pid": self.pid, "token": self.token, "lock": str(self.lock)}
-
-    def release(self) -> None:
-        if self._fd is not None:
-            try:
-                self.lock.unlink()
-            except OSError:
-                pass
-            os.close(self._fd)
-            self._fd = None
-
-
-def owner_alive(attr, host: str | None = None) -> bool | None:
-    """Whether the owner an ``owner`` attr names still holds its lock: True, False (its lock is
-    free or gone: nothing trains its trials), or None for an owner on another machine."""
-    if not isinstance(attr, dict) or "lock" not in attr:
-        return False
-    if attr.get("host") != (host or socket.gethostname()):
-        return None
-    try:
-        fd = os.open(attr["lock"], os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 # ---------------------------------------------------------------------------- comparing studies
 def study_differences(settings: TuneSettings, attrs: dict) -> list[str]:
     """What differs between ``settings`` and the study whose user attrs are ``attrs``."""
@@ -345,7 +294,6 @@ class _Search:
         self.base = settings.base.to_dict()
         self.running: dict[int, _Running] = {}
         self.notes: set[str] = set()
-        self.told = 0
 
     # --------------------------------------------------------------- helpers
     def _round(self, number: int) -> int:
@@ -520,7 +468,6 @@ class _Search:
         else:
             _storage.retrying(self.study.tell, run.trial, state=TrialState.FAIL, skip_if_finished=True)
         self.running.pop(run.number, None)
-        self.told += 1
         best_value, best_number = self._best()
         finished = sum(1 for t in self._trials() if t.state.is_finished())
         self.reporter.trial_end(TrialInfo(
@@ -677,7 +624,7 @@ def tune(settings: TuneSettings, reporter: TuneReporter | None = None, handle_si
     logging_level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = _make_sampler(settings)
-    owner = _Owner(out)
+    owner = Owner(out)
     try:
         with _storage.locked(ref, out):
             existed = _check_existing(storage_obj, settings, ref)

@@ -147,7 +147,7 @@ while True:
 
 @pytest.mark.slow
 def test_workers_die_with_their_owner_and_free_its_lock(tmp_path):
-    from polydl.tune.study import owner_alive
+    from polydl.tune.owners import owner_alive
 
     lock = tmp_path / "owner.lock"
     lock.touch()
