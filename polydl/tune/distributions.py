@@ -107,7 +107,8 @@ class Distribution:
         return type(self) is type(other) and self.to_dict() == other.to_dict()
 
     def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items() if k != 'distribution')})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items() if k != "distribution")
+        return f"{type(self).__name__}({args})"
 
 
 class Uniform(Distribution):

@@ -31,7 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["StorageRef", "resolve", "FileLock", "retrying", "sqlite_connect", "locked", "StorageError", "SQLITE_TIMEOUT", "JOURNAL_SUFFIXES", "DEFAULT_FILE"]
+__all__ = ["StorageRef", "resolve", "FileLock", "retrying", "sqlite_connect", "locked", "StorageError",
+           "SQLITE_TIMEOUT", "JOURNAL_SUFFIXES", "DEFAULT_FILE", "LOCK_SUFFIX"]
 
 SQLITE_TIMEOUT = 60.0
 JOURNAL_SUFFIXES = (".log", ".jsonl")

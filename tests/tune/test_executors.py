@@ -99,7 +99,8 @@ def test_local_workers_train_stream_and_stop(tmp_path):
         ex.submit(task(tmp_path, 1, **LONG))
         assert ex.free() == 0
         events = drain(ex, lambda ev: 0 in finals(ev) and any(e.number == 1 and e.kind == "epoch" for e in ev))
-        assert finals(events)[0].kind == "done" and [e.epoch for e in events if e.number == 0 and e.kind == "epoch"] == [1, 2, 3]
+        assert finals(events)[0].kind == "done"
+        assert [e.epoch for e in events if e.number == 0 and e.kind == "epoch"] == [1, 2, 3]
         ex.stop(1)
         events = drain(ex, lambda ev: 1 in finals(ev))
         stopped = finals(events)[1]

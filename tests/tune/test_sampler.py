@@ -33,7 +33,8 @@ def test_plain_optuna_study_zooms_in():
     study = optuna.create_study(sampler=sampler, study_name="plain")
     study.optimize(objective, n_trials=36)
     boxes = study.user_attrs["boxes"]
-    assert sorted(boxes) == ["1", "2", "3"] and study.user_attrs["polydl_space"] == Space.from_dict(TWO, config_keys=False).to_dict()
+    assert sorted(boxes) == ["1", "2", "3"]
+    assert study.user_attrs["polydl_space"] == Space.from_dict(TWO, config_keys=False).to_dict()
     assert [t.user_attrs["round"] for t in study.trials] == [1] * 12 + [2] * 12 + [3] * 12
     assert boxes["1"]["lr"]["scale"] == pytest.approx([-4, 0])
     # each box: the top k = max(2, ceil(0.25 · 12)) = 3 trials of the round before, on the log scale,

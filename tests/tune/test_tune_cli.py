@@ -352,3 +352,21 @@ def test_report_without_matplotlib(coarse, tmp_path):
     assert r.returncode == 0 and "best trials" in r.stdout, r.stderr
     assert r.stderr.strip() == "note: tune.png not written: matplotlib is not installed; pip install 'polydl[plot]' " \
                                "to get the plots" and not (tmp_path / "p.png").exists()
+
+
+def test_the_flags_reach_the_study(tmp_path):
+    (tmp_path / "run.toml").write_text('dataset = "moons"\nhidden = [6]\nepochs = 2\nplot = false\n\n'
+                                       '[dataset_params]\nn_samples = 200\n')
+    (tmp_path / "space.toml").write_text('[lr]\ndistribution = "log_uniform"\nlow = 1e-3\nhigh = 0.1\n')
+    out = tmp_path / "flags"
+    r = invoke("tune", "--config", tmp_path / "run.toml", "--batch-size", 16, "--space", tmp_path / "space.toml",
+               "--sampler", "tpe", "--metric", "val_accuracy", "--prune", "median", "--executor", "local",
+               "--workers", 1, "--trials", 2, "--seed", 4, "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "study.json").read_text())
+    assert (doc["sampler"], doc["metric"], doc["direction"], doc["seed"]) == ("tpe", "val_accuracy", "maximize", 4)
+    assert doc["space"] == {"lr": {"distribution": "log_uniform", "low": 0.001, "high": 0.1}}
+    settings = load(out).user_attrs["polydl_settings"]
+    assert settings["prune"] == "median" and settings["base"]["hidden"] == [6] and settings["base"]["batch_size"] == 16
+    assert settings["base"]["seed"] == 4 and settings["base"]["dataset_params"] == {"n_samples": 200}
+    assert all(t.user_attrs["config"]["hidden"] == [6] for t in load(out).trials)
