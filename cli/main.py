@@ -43,6 +43,7 @@ def _add_commands():
 
     for cmd in (train, evaluate, predict, schedules, info, plugins):
         main.add_command(cmd)
+    main.add_command(__import__(f"{__package__}.tune", fromlist=["tune"]).tune)
 
 
 _add_commands()

@@ -78,7 +78,7 @@ def test_there_are_error_examples():
 
 
 def test_the_toml_example_is_a_valid_configuration(tmp_path):
-    (block,) = re.findall(r"```toml\n(.*?)```", README, re.S)
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", README, re.S) if b.startswith("# run.toml")]
     (tmp_path / "run.toml").write_text(block)
     result = invoke("train", "--config", tmp_path / "run.toml", "--epochs", "30", "--print-config")
     assert result.exit_code == 0, result.output

@@ -1,0 +1,98 @@
+"""A worker process of the ``local`` executor: ``python -m polydl.tune.worker``.
+
+It reads JSON lines on stdin (``{"op": "run", "task": {...}}``, ``{"op": "stop", "number":
+N}``, ``{"op": "exit"}``) and writes JSON lines on stdout: ``{"kind": "ready", "pid", "threads"}``
+once, then the :class:`~polydl.tune.executors.TrialEvent` s of each trial. Anything else the
+process prints goes to stderr. It holds a shared flock on ``$POLYDL_TUNE_OWNER_LOCK`` and ends at
+once when its owner dies (``PR_SET_PDEATHSIG`` on Linux; end of input everywhere).
+"""
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+
+from .executors import BLAS_VARIABLES, OWNER_LOCK, OWNER_PID, TrialTask, run_trial
+
+_held = []  # the owner lock's file descriptor, for the life of the process
+
+
+def _die_with_owner() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    owner = int(os.environ.get(OWNER_PID, "0") or 0)
+    if owner and os.getppid() != owner:  # the owner died before the line above
+        os._exit(3)
+
+
+def _hold_owner_lock() -> None:
+    path = os.environ.get(OWNER_LOCK)
+    if path:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        _held.append(fd)
+
+
+def main() -> int:
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    _die_with_owner()
+    _hold_owner_lock()
+    tasks: queue.Queue = queue.Queue()
+    stops: set[int] = set()
+    send_lock = threading.Lock()
+    exiting = threading.Event()
+
+    def send(msg: dict) -> None:
+        with send_lock:
+            try:
+                proto.write(json.dumps(msg) + "\n")
+                proto.flush()
+            except (BrokenPipeError, OSError):
+                os._exit(3)  # the owner is gone
+
+    def listen() -> None:
+        for line in sys.stdin:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            op = msg.get("op")
+            if op == "run":
+                tasks.put(TrialTask.from_dict(msg["task"]))
+            elif op == "stop":
+                stops.add(int(msg["number"]))
+            elif op == "exit":
+                exiting.set()
+                tasks.put(None)
+        if not exiting.is_set():
+            os._exit(3)  # end of input without "exit": the owner died
+        tasks.put(None)
+
+    threading.Thread(target=listen, daemon=True, name="polydl-worker-input").start()
+    send({"kind": "ready", "pid": os.getpid(), "threads": {v: os.environ.get(v) for v in BLAS_VARIABLES}})
+    try:
+        while True:
+            task = tasks.get()
+            if task is None:
+                return 0
+            number = task.number
+            run_trial(task, lambda ev: send(ev.to_dict()), lambda: number in stops)
+            stops.discard(number)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stderr.flush()
+    os._exit(code)  # every file of a trial is closed by now; skip the interpreter's slow teardown
