@@ -162,8 +162,9 @@ _CONFIG_OPTIONS = [
     _opt("--device", help="cpu, cuda or cuda:N."),
     _opt("--dtype", type=click.Choice(DTYPES), help="Floating type of weights and data; float16/bfloat16 train in mixed precision "
          "(half products, float32 master weights, loss scaling for float16): fast on GPUs."),
-    _opt("--seed", type=int, help="Seed of the weights, the shuffling and dropout."),
-    _opt("--data-seed", type=int, help="Seed of the train/validation/test split and of synthetic data."),
+    _opt("--seed", type=int, help="Seed of the weights and of dropout."),
+    _opt("--data-seed", type=int, help="Seed of the train/validation/test split, of synthetic data and of the order "
+         "of the mini-batches."),
     _opt("--dataset", metavar="NAME|FILE", help="digits, moons, spirals, blobs, a plugin's, or a .npz/.csv file."),
     _opt("--dataset-param", multiple=True, metavar=PARAM, help="Parameter of a named dataset (repeatable)."),
     _opt("--target", metavar="COLUMN", help="Label column of a .csv (default: the last)."),

@@ -47,13 +47,14 @@ def _as_tensor_like(x, ref):
 
 
 def _cpu_kernel(name, *arrays):
-    """The compiled CPU kernel ``name`` (``polydl.cpu_kernels``) when every array is a
-    C-contiguous NumPy float32/float64 array of one dtype; otherwise None (the NumPy form runs)."""
+    """The compiled CPU kernel ``name`` (``polydl.cpu_kernels``) when every array is a NumPy
+    float32/float64 array of one dtype whose rows are contiguous (C-contiguous, or a row of a
+    population's flat parameter buffer); otherwise None (the NumPy form runs)."""
     dt = arrays[0].dtype
     if dt not in cpu_kernels.DTYPES:
         return None
     for a in arrays:
-        if type(a) is not np.ndarray or a.dtype != dt or not a.flags.c_contiguous:
+        if type(a) is not np.ndarray or a.dtype != dt or not (a.flags.c_contiguous or a.strides[-1] == a.itemsize):
             return None
     return cpu_kernels.get(name, arrays[0].size)
 
@@ -476,6 +477,10 @@ def stack(tensors, axis=0):
 def linear(x, weight, bias=None):
     """z = x W + b in one node; W has shape (in, out) (leading batch axes allowed on both).
 
+    A population of P models: W of shape (P, in, out) and b of shape (P, out), with x shared by
+    the members, (m, in), or one per member, (P, m, in); z has shape (P, m, out), member p's
+    product computed as the same model's alone. The gradient of a shared x sums the members'.
+
     Under ``polydl.amp.autocast`` the product runs in the half dtype (x, W and b cast to it) and
     W's gradient is accumulated in W's own dtype (float32 master weights)."""
     x, w = _operands(x, weight)
@@ -488,8 +493,10 @@ def linear(x, weight, bias=None):
     out = _mm(xp, xd, wd)
     if autocast_dtype is not None and out.dtype != xd.dtype:
         out = out.astype(xd.dtype)  # NumPy's bfloat16 products come back as float32
+    members = wd.ndim == 3 and bias is not None and bias.data.ndim == 2  # one bias row per member
     if bias is not None:
-        out += bias.data if autocast_dtype is None else bias.data.astype(out.dtype)
+        bd = bias.data if autocast_dtype is None else bias.data.astype(out.dtype)
+        out += bd[:, None, :] if members else bd
         parents = (x, w, bias)
     else:
         parents = (x, w)
@@ -500,6 +507,8 @@ def linear(x, weight, bias=None):
         gx = None
         if x.requires_grad:
             gx = _mm(xp, g, wd.T if wd.ndim == 2 else xp.swapaxes(wd, -1, -2))
+            if gx.shape != x.data.shape:
+                gx = unbroadcast(gx, x.data.shape)  # a shared input: the sum over the members
             if gx.dtype != x.data.dtype:
                 gx = gx.astype(x.data.dtype)
         if not w.requires_grad:
@@ -512,16 +521,22 @@ def linear(x, weight, bias=None):
                 gw = None
             else:
                 gw = _mm(xp, x2, g2)
+        elif w._gzero and autocast_dtype is None and wd.ndim == 3 and g.ndim == 3 and xd.ndim in (2, 3):
+            xp.matmul(xp.swapaxes(xd, -1, -2), g, out=w.grad)  # a population: each member's dW into its row
+            w._gzero = False
+            gw = None
         else:
             gw = unbroadcast(_mm(xp, xp.swapaxes(xd, -1, -2), g), wd.shape)
         if bias is None:
             return gx, gw
         if not bias.requires_grad:
             gb = None
-        elif bias._gzero and g.ndim == 2 and autocast_dtype is None:
-            g.sum(axis=0, out=bias.grad)
+        elif bias._gzero and g.ndim == (3 if members else 2) and autocast_dtype is None:
+            g.sum(axis=-2, out=bias.grad)
             bias._gzero = False
             gb = None
+        elif members:
+            gb = g.sum(axis=-2)
         else:
             gb = unbroadcast(g, bias.data.shape)
         return gx, gw, gb
@@ -538,6 +553,9 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     Evaluation: μ and σ² are the running averages.
     Backward (closed form): dz = γ/√(σ² + ε) · (g − mean(g) − z_norm·mean(g·z_norm)).
 
+    A population of P models: x of shape (P, m, F) with γ, β and the running averages of shape
+    (P, F); member p is normalised over its own batch with its own γ and β.
+
     ``activation="relu"`` returns relu(z̃): one fused node where the CPU kernels run, else the
     two nodes ``relu(batch_norm(...))``.
 
@@ -545,31 +563,37 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     whatever the input, and nothing is learned."""
     x = _tensor(x)
     _check_batch_norm(x.data, gamma, training)
+    xd, gd, bd = x.data, gamma.data, beta.data
+    members = xd.ndim == 3 and gd.ndim == 2  # a population: one γ, β per member
     if activation is not None:
         if activation != "relu":
             raise ValueError(f"batch_norm activation must be None or 'relu', not {activation!r}")
-        xd = x.data
-        if xd.ndim == 2 and gamma.data.ndim == 1 and beta.data.ndim == 1 and xd.dtype == gamma.data.dtype:
+        if (xd.ndim == 2 and gd.ndim == 1 or members) and bd.ndim == gd.ndim and xd.dtype == gd.dtype:
             fast = _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, momentum, eps, True)
             if fast is not None:
                 return fast
         return relu(batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps))
-    xd, gd, bd = x.data, gamma.data, beta.data
     xp = _xp(xd)
     in_dtype = xd.dtype
     if in_dtype != gd.dtype and in_dtype.itemsize < gd.dtype.itemsize:
         xd = xd.astype(gd.dtype)  # half activations: statistics in the parameters' precision
     flat = xd.ndim == 2  # (m, F); otherwise (..., m, F) with leading model axes
-    if flat and xd.dtype == in_dtype and gd.ndim == 1 and bd.ndim == 1:
+    if (flat and gd.ndim == 1 or members) and xd.dtype == in_dtype and bd.ndim == gd.ndim:
         fast = _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, momentum, eps)
         if fast is not None:
             return fast
+    if members:  # per-member vectors broadcast over the batch axis
+        gd, bd = gd[:, None, :], bd[:, None, :]
 
     def batch_sum(a):
         return a.sum(axis=-2, keepdims=not flat)
 
-    def batch_dot(a, b):  # Σ over the batch of a·b, one pass
-        return xp.einsum("ij,ij->j", a, b) if flat else (a * b).sum(axis=-2, keepdims=True)
+    def batch_dot(a, b):  # Σ over the batch of a·b, one pass (member by member as an ordinary model's)
+        if flat:
+            return xp.einsum("ij,ij->j", a, b)
+        if members:
+            return xp.einsum("pij,pij->pj", a, b)[:, None, :]
+        return (a * b).sum(axis=-2, keepdims=True)
 
     if training:
         m = xd.shape[-2]
@@ -585,8 +609,11 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
         if running_mean is None:
             raise ValueError("batch_norm in evaluation mode needs running_mean and running_var")
         m = None
-        xc = xd - running_mean.data
-        inv_std = (running_var.data + eps) ** -0.5
+        rm, rv = running_mean.data, running_var.data
+        if members:
+            rm, rv = rm[:, None, :], rv[:, None, :]
+        xc = xd - rm
+        inv_std = (rv + eps) ** -0.5
     scale = gd * inv_std  # γ/√(σ² + ε) per feature
     out = xc * scale
     out += bd
@@ -611,7 +638,9 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
                 gx = g * scale
             if gx.dtype != in_dtype:
                 gx = gx.astype(in_dtype)
-        return gx, unbroadcast(ggamma, gd.shape), unbroadcast(gbeta, bd.shape)
+        if members:
+            return gx, ggamma.reshape(gamma.data.shape), gbeta.reshape(beta.data.shape)
+        return gx, unbroadcast(ggamma, gamma.data.shape), unbroadcast(gbeta, beta.data.shape)
 
     return _make(out, (x, gamma, beta), backward)
 
@@ -644,46 +673,56 @@ def _update_running(running_mean, running_var, mu, var, momentum):
 
 
 def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, momentum, eps, relu_=False):
-    """``batch_norm`` of a 2-D input through the compiled CPU kernels (two passes forward, two
-    backward), followed by ReLU in the same node when ``relu_``; None where the kernels do not
-    apply. No centred copy of the input is kept: like ``linear``, the backward pass reads the
-    input array itself (the per-feature statistics and γ are those of the forward pass)."""
+    """``batch_norm`` of an (m, F) input, or of a population's (P, m, F) one, through the compiled
+    CPU kernels (two passes forward, two backward; an ordinary model is the population of one, so
+    each member is computed exactly as the same model alone), followed by ReLU in the same node
+    when ``relu_``; None where the kernels do not apply. No centred copy of the input is kept:
+    like ``linear``, the backward pass reads the input array itself (the per-feature statistics
+    and γ are those of the forward pass)."""
     gd, bd = gamma.data, beta.data
-    m, f = xd.shape
+    members = xd.ndim == 3
+    x3 = xd if members else xd[None]
+    n, m, f = x3.shape
     dt = xd.dtype
     out = np.empty_like(xd)
+    out3 = out if members else out[None]
+    g2, b2 = (gd, bd) if members else (gd[None], bd[None])
     if training:
         kern = _cpu_kernel("bn_forward_train", xd, gd, bd) if m else None
         kern_back = _cpu_kernel("bn_backward_train", xd)
         if kern is None or kern_back is None:
             return None
-        gd = gd.copy()  # γ as it was in the forward pass, whatever the optimizer does before backward
-        mu, var, inv_std = np.empty(f, dt), np.empty(f, dt), np.empty(f, dt)
-        kern(xd, gd, bd, float(eps), relu_, out, mu, var, inv_std)
+        g2 = g2.copy()  # γ as it was in the forward pass, whatever the optimizer does before backward
+        mu, var, inv_std = np.empty((n, f), dt), np.empty((n, f), dt), np.empty((n, f), dt)
+        kern(x3, g2, b2, float(eps), relu_, out3, mu, var, inv_std)
         if running_mean is not None:
             _update_running(running_mean, running_var, mu, var, momentum)
     else:
         if running_mean is None:
             return None
-        mu = running_mean.data.reshape(f).copy()  # a training pass may update it before backward
-        inv_std = (running_var.data.reshape(f) + eps) ** -0.5
-        scale = gd * inv_std
+        mu = running_mean.data.reshape(n, f).copy()  # a training pass may update it before backward
+        inv_std = (running_var.data.reshape(n, f) + eps) ** -0.5
+        scale = g2 * inv_std
         kern = _cpu_kernel("bn_forward_eval", xd, gd, bd, mu, scale)
         if kern is None:
             return None
-        kern(xd, mu, scale, bd, relu_, out)
+        kern(x3, mu, scale, b2, relu_, out3)
 
     def backward(g):
         if not training:
             if relu_:
                 g = g * (out > 0)
-            return (g * scale if x.requires_grad else None), (g * ((xd - mu) * inv_std)).sum(axis=0), g.sum(axis=0)
+            g3 = g if members else g[None]
+            ggamma = (g3 * ((x3 - mu[:, None, :]) * inv_std[:, None, :])).sum(axis=1)
+            gx = (g3 * scale[:, None, :]).reshape(xd.shape) if x.requires_grad else None
+            return gx, ggamma.reshape(gd.shape), g3.sum(axis=1).reshape(bd.shape)
         if g.dtype != dt or not g.flags.c_contiguous:
             g = np.ascontiguousarray(g, dtype=dt)
-        ggamma, gbeta = np.empty(f, dt), np.empty(f, dt)
+        ggamma, gbeta = np.empty((n, f), dt), np.empty((n, f), dt)
         gx = np.empty_like(xd) if x.requires_grad else None
-        kern_back(g, xd, mu, inv_std, gd, out if relu_ else None, gx, ggamma, gbeta)
-        return gx, ggamma, gbeta
+        kern_back(g if members else g[None], x3, mu, inv_std, g2, (out3 if relu_ else None),
+                  gx if (gx is None or members) else gx[None], ggamma, gbeta)
+        return gx, ggamma.reshape(gd.shape), gbeta.reshape(bd.shape)
 
     return _make(out, (x, gamma, beta), backward)
 
@@ -698,18 +737,48 @@ def layer_norm(x, gamma, beta, eps=1e-5):
 
 
 def dropout(x, p, training=True):
-    """Inverted dropout: keep each unit with probability 1 − p and scale it by 1/(1 − p)."""
+    """Inverted dropout: keep each unit with probability 1 − p and scale it by 1/(1 − p).
+
+    For a population, x of shape (P, m, F) and ``p`` one probability per member: member k's mask
+    is drawn from its own random stream (``polydl.random.members``), as the same model alone
+    would draw it (none for a member with p = 0)."""
     x = _tensor(x)
+    from . import random as _random
+
+    if np.ndim(p):
+        return _dropout_members(x, np.asarray(p, dtype=np.float64), training, _random.member_streams())
     if not training or p == 0:
         return x
     if not 0 <= p < 1:
         raise ValueError(f"dropout probability p must be in [0, 1), not {p}")
-    from . import random as _random
-
     xd = x.data
     u = _random.uniform(xd.shape, xd.dtype, backend.device_of(xd))
     mask = (u >= p).astype(xd.dtype)
     mask *= xd.dtype.type(1.0 / (1.0 - p))
+    return _make(xd * mask, (x,), lambda g: (g * mask,))
+
+
+def _dropout_members(x, ps, training, streams):
+    if not training or not ps.any():
+        return x
+    if ps.min() < 0 or ps.max() >= 1:
+        raise ValueError(f"dropout probabilities must be in [0, 1), not {ps.tolist()}")
+    xd = x.data
+    if xd.ndim < 2 or xd.shape[0] != len(ps):
+        raise ValueError(f"dropout with {len(ps)} probabilities (one per member) needs input of shape "
+                         f"({len(ps)}, ..., features), not {xd.shape}")
+    if streams is None or len(streams) != len(ps):
+        raise ValueError("a population's dropout draws from its members' random streams: run it inside "
+                         "polydl.random.members(streams) with one stream per member")
+    xp = _xp(xd)
+    dev = backend.device_of(xd)
+    mask = xp.ones_like(xd)
+    for k, pk in enumerate(ps.tolist()):
+        if pk > 0:
+            u = streams[k].uniform(xd.shape[1:], xd.dtype, dev)
+            mk = (u >= pk).astype(xd.dtype)
+            mk *= xd.dtype.type(1.0 / (1.0 - pk))
+            mask[k] = mk
     return _make(xd * mask, (x,), lambda g: (g * mask,))
 
 
@@ -761,11 +830,27 @@ def _check_labels(zd, yd):
                          "expected one integer label per row")
 
 
+def _per_member(out):
+    """Mark a population loss (one value per member): ``backward()`` seeds each member with 1."""
+    out._per_member = True
+    return out
+
+
+def _member_labels(zd, td, what):
+    """For scores (P, m, C) of a population: the labels (m,) shared by the members, or (P, m)."""
+    if td.shape != zd.shape[1:-1] and td.shape != zd.shape[:-1]:
+        raise ValueError(f"{what}: labels of shape {td.shape} do not match a population's scores of shape "
+                         f"{zd.shape}: give one label per sample, shape {zd.shape[1:-1]} (shared by the members) "
+                         f"or {zd.shape[:-1]}")
+
+
 def softmax_cross_entropy(logits, targets):
     """J = −(1/m) Σᵢ Σⱼ yⱼ log ŷⱼ with ŷ = softmax(z); one node with dJ/dz = (ŷ − y)/m.
 
     ``targets`` are integer class labels (shape (m,); a list of ints is converted) or one-hot /
-    probability rows (m, C); boolean labels are refused as ambiguous."""
+    probability rows (m, C); boolean labels are refused as ambiguous. Scores of a population of P
+    models, shape (P, m, C), give one J per member (shape (P,), each the mean over that member's
+    m samples) with labels (m,) shared by the members or (P, m)."""
     z = _tensor(logits)
     zd = z.data
     xp = _xp(zd)
@@ -778,44 +863,59 @@ def softmax_cross_entropy(logits, targets):
     if in_dtype.itemsize < 4:
         zd = zd.astype(np.float32)  # half scores: the loss and ŷ in float32
     c = zd.shape[-1]
-    m = zd.size // c if c else 0
-    if td.dtype.kind in "iu" and zd.ndim == 2 and c:
+    members = zd.ndim == 3
+    labels = td.dtype.kind in "iu"
+    if members and labels:
+        _member_labels(zd, td, "softmax_cross_entropy")
+    if labels and c and (zd.ndim == 2 or members and td.ndim == 1):
         fast = _softmax_cross_entropy_cpu(z, zd, td, in_dtype)
         if fast is not None:
             return fast
+    n = zd.shape[0] if members else 1
+    m = zd.size // (c * n) if c else 0  # samples per member
     zmax = zd.max(axis=-1, keepdims=True)
     p = zd - zmax
     xp.exp(p, out=p)
     s = p.sum(axis=-1, keepdims=True)
     lse = xp.log(s)
     lse += zmax  # log Σ exp z, per row
-    labels = td.dtype.kind in "iu"
     if labels:
-        _check_labels(zd, td)
+        if not members:
+            _check_labels(zd, td)
         rows = xp.arange(m)
-        t1 = td.reshape(m)
+        t1 = td.reshape(-1, m)  # (1, m) shared, or (P, m)
         if xp is np and m and (t1.min() < 0 or t1.max() >= c):
-            _bad_label(t1, c)
+            _bad_label(t1.reshape(-1), c)
+        z3 = zd.reshape(n, m, c)
+        zy = z3[:, rows, t1[0]] if t1.shape[0] == 1 else xp.take_along_axis(z3, t1[:, :, None], axis=2)[:, :, 0]
         # −log ŷ_y = log Σ exp z − z_y
-        loss = (lse.sum() - zd.reshape(m, c)[rows, t1].sum()) * (1.0 / m)
+        if members:
+            loss = (lse.reshape(n, m).sum(axis=1) - zy.sum(axis=1)) * (1.0 / m)
+        else:
+            loss = (lse.sum() - zy.sum()) * (1.0 / m)
     else:
         if td.shape != zd.shape:
             raise ValueError(f"targets of shape {td.shape} do not match scores of shape {zd.shape}")
-        loss = -(td * (zd - lse)).sum() * (1.0 / m)
+        prod = td * (zd - lse)
+        loss = -(prod.reshape(n, -1).sum(axis=1) if members else prod.sum()) * (1.0 / m)
     p /= s  # ŷ
     loss = xp.asarray(loss, dtype=zd.dtype)
 
     def backward(g):
         if labels:  # (ŷ − y)/m with y one-hot
-            gz = p.reshape(m, c).copy()
-            gz[rows, t1] -= 1
+            gz = p.reshape(n, m, c).copy()
+            if t1.shape[0] == 1:
+                gz[:, rows, t1[0]] -= 1
+            else:
+                xp.put_along_axis(gz, t1[:, :, None], xp.take_along_axis(gz, t1[:, :, None], axis=2) - 1, axis=2)
             gz = gz.reshape(zd.shape)
         else:
             gz = p - td
-        gz *= g * (1.0 / m)
+        gz *= (g[:, None, None] if members else g) * (1.0 / m)
         return (gz if gz.dtype == in_dtype else gz.astype(in_dtype),)
 
-    return _make(loss, (z,), backward)
+    out = _make(loss, (z,), backward)
+    return _per_member(out) if members else out
 
 
 def _bad_label(labels, c):
@@ -825,26 +925,33 @@ def _bad_label(labels, c):
 
 
 def _softmax_cross_entropy_cpu(z, zd, td, in_dtype):
-    """``softmax_cross_entropy`` of (m, C) scores with integer labels through the compiled CPU
-    kernels (one call forward, one backward); None where they do not apply."""
+    """``softmax_cross_entropy`` of (m, C) scores, or a population's (P, m, C) with labels (m,)
+    shared, with integer labels through the compiled CPU kernels (one call forward, one
+    backward; an ordinary model is the population of one); None where they do not apply."""
     kern = _cpu_kernel("softmax_xent", zd)
-    if (kern is None or type(td) is not np.ndarray or not td.dtype.isnative or td.shape != zd.shape[:1]
-            or not zd.shape[0]):
+    members = zd.ndim == 3
+    m = zd.shape[-2]
+    if (kern is None or type(td) is not np.ndarray or not td.dtype.isnative or td.shape != (m,) or not m
+            or not zd.flags.c_contiguous):
         return None
-    m, c = zd.shape
-    p = np.empty_like(zd)
-    total = kern(zd, td, p)
-    if total < 0:
+    z3 = zd if members else zd[None]
+    n, _, c = z3.shape
+    p = np.empty_like(z3)
+    totals = np.empty(n, np.float64)
+    if kern(z3, td, p, totals) >= 0:
         _bad_label(td, c)
-    loss = np.asarray(total / m, dtype=zd.dtype)
+    loss = np.asarray(totals / m if members else totals[0] / m, dtype=zd.dtype)
     kern_back = cpu_kernels.get("softmax_xent_backward", zd.size)
 
     def backward(g):
         gz = np.empty_like(p)
-        kern_back(p, td, zd.dtype.type(float(g) * (1.0 / m)), gz)
+        scale = (np.asarray(g, np.float64) * (1.0 / m)).astype(zd.dtype).reshape(n)
+        kern_back(p, td, scale, gz)
+        gz = gz if members else gz[0]
         return (gz if gz.dtype == in_dtype else gz.astype(in_dtype),)
 
-    return _make(loss, (z,), backward)
+    out = _make(loss, (z,), backward)
+    return _per_member(out) if members else out
 
 
 def binary_cross_entropy_with_logits(logits, targets):
@@ -852,14 +959,19 @@ def binary_cross_entropy_with_logits(logits, targets):
 
     Targets are 0/1 labels or probabilities in [0, 1] (outside it J is unbounded below). The
     range is checked for NumPy targets (one min and one max); CUDA targets are not checked, which
-    would cost a host synchronisation per step."""
+    would cost a host synchronisation per step. Logits of a population, shape (P, m, 1), give one
+    J per member (shape (P,)) with targets (m,) shared by the members."""
     z = _tensor(logits)
     zd = z.data
     xp = _xp(zd)
     td = _targets(targets, zd, "binary_cross_entropy")
     _check_nonempty("binary_cross_entropy", zd)
-    td = td.reshape(zd.shape) if td.size == zd.size else td
-    if td.shape != zd.shape:
+    members = zd.ndim == 3
+    if members and td.size == zd.size // zd.shape[0]:
+        td = td.reshape((1,) + zd.shape[1:])  # shared by the members
+    elif td.size == zd.size:
+        td = td.reshape(zd.shape)
+    if td.shape != zd.shape and not (members and td.shape == (1,) + zd.shape[1:]):
         raise ValueError(f"targets of shape {td.shape} do not match scores of shape {zd.shape}")
     if type(td) is np.ndarray and not (td.min() >= 0 and td.max() <= 1):
         flat = td.reshape(-1)
@@ -867,36 +979,46 @@ def binary_cross_entropy_with_logits(logits, targets):
         raise ValueError(f"binary_cross_entropy targets must lie in [0, 1] (0/1 labels or probabilities), found "
                          f"{bad!r}; for more than two classes use softmax_cross_entropy")
     yd = td.astype(zd.dtype, copy=False)
-    m = zd.size
-    loss = xp.asarray((xp.maximum(zd, 0) - zd * yd + xp.log1p(xp.exp(-xp.abs(zd)))).sum() / m,
-                      dtype=zd.dtype)
+    n = zd.shape[0] if members else 1
+    m = zd.size // n
+    terms = xp.maximum(zd, 0) - zd * yd + xp.log1p(xp.exp(-xp.abs(zd)))
+    loss = xp.asarray((terms.reshape(n, -1).sum(axis=1) if members else terms.sum()) / m, dtype=zd.dtype)
 
     def backward(g):
         e = xp.exp(-xp.abs(zd))
         sig = xp.where(zd >= 0, 1 / (1 + e), e / (1 + e))
-        return (((sig - yd) * (g / m)).astype(zd.dtype, copy=False),)
+        scale = (g.reshape((n,) + (1,) * (zd.ndim - 1)) if members else g) / m
+        return (((sig - yd) * scale).astype(zd.dtype, copy=False),)
 
-    return _make(loss, (z,), backward)
+    out = _make(loss, (z,), backward)
+    return _per_member(out) if members else out
 
 
 def mse(pred, target):
-    """Mean squared error over all elements: (1/n) Σ (pred − target)²."""
+    """Mean squared error over all elements: (1/n) Σ (pred − target)². Predictions of a
+    population, shape (P, m, C), give one error per member (shape (P,)) against targets shared by
+    the members ((m,) labels or (m, C)) or one set per member (P, m, C)."""
     pred = _tensor(pred)
     pd = pred.data
     td = _targets(target, pd, "mse")
     _check_nonempty("mse", pd)
-    if td.dtype.kind in "iub" and pd.ndim == td.ndim + 1:
+    members = pd.ndim == 3
+    if td.dtype.kind in "iub" and pd.ndim == td.ndim + 1 + members:
         if td.dtype.kind == "b":
             raise ValueError("mse got boolean labels for (batch, classes) predictions; give integer class indices "
                              "(labels.astype(int))")
-        _check_labels(pd, td)
+        if not members:
+            _check_labels(pd, td)
         if type(pd) is np.ndarray and (td.min() < 0 or td.max() >= pd.shape[-1]):
             _bad_label(td.reshape(-1), pd.shape[-1])
         td = one_hot(td, pd.shape[-1], pd.dtype)
-    if td.shape != pd.shape:
+    if td.shape != pd.shape and not (members and td.shape == pd.shape[1:]):
         raise ValueError(f"targets of shape {td.shape} do not match predictions of shape {pd.shape}")
     diff = pd - td
-    n = diff.size
-    loss = _xp(pd).asarray((diff * diff).sum() / n, dtype=pd.dtype)
-    return _make(loss, (pred,), lambda g: (diff * (g * (2.0 / n)),))
-
+    k = pd.shape[0] if members else 1
+    n = diff.size // k
+    sq = diff * diff
+    loss = _xp(pd).asarray((sq.reshape(k, -1).sum(axis=1) if members else sq.sum()) / n, dtype=pd.dtype)
+    if not members:
+        return _make(loss, (pred,), lambda g: (diff * (g * (2.0 / n)),))
+    return _per_member(_make(loss, (pred,), lambda g: (diff * (g[:, None, None] * (2.0 / n)),)))

@@ -54,6 +54,8 @@ class BinaryCrossEntropy(Loss):
         sd = scores.data if isinstance(scores, Tensor) else scores
         if sd.ndim >= 2 and sd.shape[-1] > 1:
             return sd.argmax(axis=-1)
+        if sd.ndim == 3:  # a population's (P, m, 1) logits
+            return (sd[..., 0] > 0).astype(np.int64)
         return (sd.reshape(sd.shape[0]) > 0).astype(np.int64)
 
 

@@ -43,11 +43,17 @@ def _validate(name, factory):
                                     f"the same shape; on (3, 4) in {mode} mode it gave {got}")
 
 
-registry = Registry("normalizers", _validate, singular="normalizer")
+registry = Registry("normalizers", _validate, singular="normalizer", internal=("population",))
 
 
-def get(name: str, num_features: int, **params):
-    """A normalization Module for ``num_features`` features, e.g. ``get("batchnorm", 64, momentum=0.9)``."""
+def get(name: str, num_features: int, population: int | None = None, **params):
+    """A normalization Module for ``num_features`` features, e.g. ``get("batchnorm", 64, momentum=0.9)``;
+    ``population=P`` one for each of P members (where the factory takes ``population``)."""
+    if population is not None:
+        if "population" not in registry.parameters(name, internal=True):
+            raise ValueError(f"normalizer '{name}' cannot normalise a population (its factory takes no population "
+                             "argument); use batchnorm or none, or train the models one by one")
+        params = {**params, "population": population}
     module = registry.build(name, num_features, **params)
     from .nn.module import Module
     if not isinstance(module, Module):
@@ -59,12 +65,12 @@ def names():
     return registry.names()
 
 
-def _batchnorm(num_features, momentum=0.9, eps=1e-5):
+def _batchnorm(num_features, momentum=0.9, eps=1e-5, population=None):
     from .nn.batchnorm import BatchNorm
-    return BatchNorm(num_features, momentum=momentum, eps=eps)
+    return BatchNorm(num_features, momentum=momentum, eps=eps, population=population)
 
 
-def _none(num_features):
+def _none(num_features, population=None):
     from .nn.layers import Identity
     return Identity()
 

@@ -231,14 +231,8 @@ def _validation_guard():
     must not move ``polydl.random``'s state, or a seeded run would depend on when plugins loaded."""
     from . import random as _random
     from .tensor import enable_grad
-    seed, host = _random._SEED, _random._HOST
-    state = host.bit_generator.state
-    try:
-        with enable_grad():
-            yield
-    finally:
-        _random._SEED, _random._HOST = seed, host
-        host.bit_generator.state = state
+    with _random.preserved(), enable_grad():
+        yield
 
 
 def _forget(pm, obj):

@@ -59,11 +59,13 @@ class Registry:
     #: a context manager that every validator runs inside (the loader keeps RNG state there)
     _guard = contextlib.nullcontext
 
-    def __init__(self, kind: str, validate=None, singular: str | None = None):
+    def __init__(self, kind: str, validate=None, singular: str | None = None, internal: tuple = ()):
         self.kind = kind
         self.singular = singular or kind.rstrip("s")
         self._validate = validate
         self._entries: dict[str, Entry] = {}
+        #: keyword parameters polydl passes itself (a population's size): not listed as the user's
+        self.internal = tuple(internal)
 
     @classmethod
     def connect(cls, loader, guard=None) -> None:
@@ -192,15 +194,16 @@ class Registry:
         """The registered object itself (a factory or class)."""
         return self.entry(name).obj
 
-    def parameters(self, name, skip: int = 0) -> list[str]:
+    def parameters(self, name, skip: int = 0, internal: bool = False) -> list[str]:
         """The names of the parameters the factory ``name`` takes, less its first ``skip``
-        (those polydl passes itself, such as ``num_features``)."""
+        (those polydl passes itself, such as ``num_features``) and, unless ``internal``, the
+        registry's ``internal`` ones."""
         try:
             params = inspect.signature(self.lookup(name)).parameters.values()
         except (TypeError, ValueError):
             return []
         plain = [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        return [p.name for p in plain[skip:]]
+        return [p.name for p in plain[skip:] if internal or p.name not in self.internal]
 
     def check_params(self, name, *args, **params) -> inspect.BoundArguments | None:
         """Bind ``(*args, **params)`` to the factory's signature; an unknown or missing parameter is

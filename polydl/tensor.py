@@ -67,7 +67,7 @@ class Tensor:
     """An array (NumPy or CuPy) with an optional gradient and the op that produced it."""
 
     __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_packed", "_gzero", "_seq",
-                 "__weakref__")
+                 "_per_member", "__weakref__")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected ops
 
     def __init__(self, data, requires_grad: bool = False):
@@ -180,17 +180,18 @@ class Tensor:
     def backward(self, grad=None, retain_graph: bool = False) -> None:
         """Back-propagate from this tensor: accumulate d(self)/d(leaf) into each leaf's ``.grad``.
 
-        ``grad`` defaults to 1 for a scalar. The graph is released afterwards unless
-        ``retain_graph`` is true."""
+        ``grad`` defaults to 1 for a scalar, and to 1 for each member of a population's loss (one
+        value per member, which each member's gradient does not mix). The graph is released
+        afterwards unless ``retain_graph`` is true."""
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad: "
                                "no input of the computation had requires_grad=True")
         xp = backend.get_array_module(self.data)
         if grad is None:
-            if self.data.size != 1:
+            if self.data.size != 1 and not getattr(self, "_per_member", False):
                 raise RuntimeError(f"backward() without a gradient needs a scalar, not shape {self.shape}; "
                                    "pass grad= of the same shape")
-            grad = xp.ones_like(self.data)
+            grad = xp.ones_like(self.data)  # a population's loss: each member's gradient seeded with 1
         else:
             grad = grad.data if isinstance(grad, Tensor) else backend.asarray(grad, self.data.dtype, self.device)
             if grad.shape != self.data.shape:
@@ -327,12 +328,20 @@ class Tensor:
 
 
 class Parameter(Tensor):
-    """A leaf tensor that a Module trains (``requires_grad=True``)."""
+    """A leaf tensor that a Module trains (``requires_grad=True``).
 
-    __slots__ = ()
+    ``members``: the population size P when the first axis holds one copy per member of a
+    population (None for an ordinary parameter). ``decay``: whether L2 weight decay applies to it
+    (by default to weights, the parameters with at least two axes per member, not to biases or a
+    normalizer's γ and β)."""
 
-    def __init__(self, data):
+    __slots__ = ("members", "decay")
+
+    def __init__(self, data, members: int | None = None, decay: bool | None = None):
         super().__init__(data, requires_grad=True)
+        self.members = None if members is None else int(members)
+        per_member = data.ndim - (1 if members is not None else 0)
+        self.decay = per_member >= 2 if decay is None else bool(decay)
 
     def __repr__(self):
         return "Parameter(" + super().__repr__() + ")"

@@ -2,6 +2,8 @@
 ``Dropout`` and the ``mlp`` builder."""
 from __future__ import annotations
 
+import numpy as np
+
 from . import init
 from .batchnorm import BatchNorm
 from .layers import ACTIVATIONS, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh, check_weight_size
@@ -11,36 +13,48 @@ __all__ = ["Module", "Sequential", "Linear", "BatchNorm", "ReLU", "LeakyReLU", "
            "Softmax", "Dropout", "Identity", "mlp", "init"]
 
 
-def mlp(sizes, activation: str = "relu", normalizer: str = "batchnorm", dropout: float = 0.0,
-        normalizer_params: dict | None = None, init: str | None = None) -> Sequential:
+def mlp(sizes, activation: str = "relu", normalizer: str = "batchnorm", dropout=0.0,
+        normalizer_params: dict | None = None, init: str | None = None, population: int | None = None) -> Sequential:
     """The usual stack: [Linear → normalizer → activation → Dropout] per hidden layer, then Linear.
 
     ``sizes`` = (inputs, hidden..., outputs). A Linear followed by a normalizer that cancels its
     bias (BatchNorm: subtracting μ removes b) is built without one. He initialisation for ReLU-type
     activations, Xavier for tanh and sigmoid, unless ``init`` says otherwise. Every weight's size
-    is checked against this machine's memory before anything is built."""
+    is checked against this machine's memory before anything is built.
+
+    ``population=P``: P models of this shape as one (every layer with ``population=P``, weights
+    drawn member after member); ``dropout`` may then be one probability per member. It maps a
+    shared input (m, inputs) or one per member (P, m, inputs) to (P, m, outputs)."""
     from .. import normalizers
+    from .layers import check_population
 
     sizes = list(sizes)
     if len(sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
         raise ValueError(f"mlp sizes must be at least two positive integers (inputs, ..., outputs), not {sizes}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation '{activation}' (valid: {', '.join(ACTIVATIONS)})")
-    if not 0 <= dropout < 1:
+    population = check_population(population)
+    per_member = isinstance(dropout, (list, tuple, np.ndarray))
+    if per_member and (population is None or len(dropout) != population):
+        raise ValueError(f"mlp dropout has {len(dropout)} probabilities: one per member needs population="
+                         f"{len(dropout)}" if population is None else
+                         f"mlp dropout has {len(dropout)} probabilities, one per member needs {population}")
+    rates = np.asarray(dropout, dtype=float) if per_member else np.array([dropout], dtype=float)
+    if not (np.all(rates >= 0) and np.all(rates < 1)):
         raise ValueError(f"dropout must be in [0, 1), not {dropout}")
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        check_weight_size(fan_in, fan_out)
+        check_weight_size(fan_in, fan_out, population=population)
     if init is None:
         init = "xavier" if activation in ("tanh", "sigmoid") else "he"
     layers = []
     for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
-        norm = normalizers.get(normalizer, fan_out, **(normalizer_params or {}))
+        norm = normalizers.get(normalizer, fan_out, population=population, **(normalizer_params or {}))
         with_bias = not getattr(norm, "cancels_bias", False)
-        layers.append(Linear(fan_in, fan_out, bias=with_bias, init=init))
+        layers.append(Linear(fan_in, fan_out, bias=with_bias, init=init, population=population))
         if not isinstance(norm, Identity):
             layers.append(norm)
         layers.append(ACTIVATIONS[activation]())
-        if dropout > 0:
-            layers.append(Dropout(dropout))
-    layers.append(Linear(sizes[-2], sizes[-1], bias=True, init=init))
+        if rates.max() > 0:
+            layers.append(Dropout(rates if per_member else float(rates[0])))
+    layers.append(Linear(sizes[-2], sizes[-1], bias=True, init=init, population=population))
     return Sequential(*layers)

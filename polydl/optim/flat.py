@@ -1,8 +1,10 @@
-"""Parameters packed into one flat buffer per device and dtype.
+"""Parameters packed into one flat buffer per device, dtype and population size.
 
 After packing, each parameter's ``.data`` and ``.grad`` are views into ``FlatGroup.data`` and
 ``FlatGroup.grad``, so an optimizer step is a handful of whole-buffer operations and
-``zero_grad`` is one ``fill``.
+``zero_grad`` is one ``fill``. Parameters of a population of P models (``Parameter.members``)
+share a buffer of shape (P, N): row p holds member p's parameters in the order a single model
+of that shape has them, so a member's row is exactly the flat buffer it would have alone.
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from .. import backend
 
 
 class FlatGroup:
-    """Parameters of one device and dtype sharing one contiguous buffer (and one for gradients)."""
+    """Parameters of one device, dtype and population size sharing one contiguous buffer (and one
+    for gradients): shape (N,), or (P, N) for a population of P members."""
 
     def __init__(self, params):
         params = list(params)
@@ -19,29 +22,37 @@ class FlatGroup:
         self.xp = xp
         self.device = backend.device_of(first)
         self.dtype = first.dtype
+        self.members = getattr(params[0], "members", None)
         self.params = params
-        total = sum(int(p.data.size) for p in params)
+        lead = () if self.members is None else (self.members,)
+        per = [int(p.data.size) // (self.members or 1) for p in params]
+        total = sum(per)
         with backend.device_context(self.device):
-            self.data = xp.empty(total, dtype=self.dtype)
-            self.grad = xp.zeros(total, dtype=self.dtype)
+            self.data = xp.empty(lead + (total,), dtype=self.dtype)
+            self.grad = xp.zeros(lead + (total,), dtype=self.dtype)
+            mask = xp.zeros(total, dtype=self.dtype)
         self.slices = []
         self._views = []
         off = 0
-        for p in params:
-            n, shape = int(p.data.size), p.data.shape
-            view = self.data[off:off + n]
-            view[...] = p.data.reshape(-1)
-            gview = self.grad[off:off + n]
+        for p, n in zip(params, per):
+            shape = p.data.shape
+            view = self.data[..., off:off + n]
+            view[...] = p.data.reshape(lead + (n,))
+            gview = self.grad[..., off:off + n]
             p._gzero = p.grad is None
             if p.grad is not None:
-                gview[...] = p.grad.reshape(-1)
+                gview[...] = p.grad.reshape(lead + (n,))
             p.data = view.reshape(shape)
             p.grad = gview.reshape(shape)
             p._packed = True
+            if getattr(p, "decay", p.data.ndim - len(lead) >= 2):
+                mask[off:off + n] = 1
             self._views.append(p.data)
             self.slices.append((off, off + n))
             off += n
         self.size = total
+        #: 1 where L2 weight decay applies (weights), 0 elsewhere (biases, γ, β)
+        self.decay_mask = mask
 
     def check(self):
         """Raise if a parameter no longer lives in this buffer (its ``.data`` was replaced)."""
@@ -53,13 +64,13 @@ class FlatGroup:
 
 
 def pack(params) -> list[FlatGroup]:
-    """Group parameters by (device, dtype) and pack each group into one buffer."""
+    """Group parameters by (device, dtype, population size) and pack each group into one buffer."""
     groups: dict = {}
     seen = set()
     for p in params:
         if id(p) in seen:
             continue
         seen.add(id(p))
-        key = (backend.device_of(p.data), p.data.dtype)
+        key = (backend.device_of(p.data), p.data.dtype, getattr(p, "members", None))
         groups.setdefault(key, []).append(p)
     return [FlatGroup(ps) for ps in groups.values()]

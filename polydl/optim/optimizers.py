@@ -1,6 +1,7 @@
 """Mini-batch gradient descent, momentum, RMSprop and Adam over flat parameter buffers.
 
-With g the gradient (plus ``weight_decay``·W when L2 regularisation is on), at update t:
+With g the gradient (plus ``weight_decay``·W for the weights when L2 regularisation is on; for
+every parameter with ``weight_decay_all``), at update t:
 
 SGD       W ← W − α g
 Momentum  v ← β v + (1 − β) g;                 W ← W − α v
@@ -12,6 +13,11 @@ An optimizer owns its learning rate α: a number, or a schedule (``polydl.schedu
 evaluates itself at its own position in the run (epoch, step; see :meth:`Optimizer.set_run`),
 which ``state_dict()`` keeps, so restoring the optimizer restores α. ``last_lr`` is the α the
 last step used. Every hyperparameter is validated when it is set, at construction and after.
+
+Over the parameters of a population of P models (``polydl.nn`` with ``population=P``) the
+buffers have shape (P, N), and every hyperparameter may be one value for all members or one
+per member (a sequence of P values; α a sequence of numbers or schedules): member p is updated
+exactly as the same optimizer over that member alone.
 """
 from __future__ import annotations
 
@@ -27,10 +33,16 @@ from .flat import pack
 
 __all__ = ["Optimizer", "Hyper", "SGD", "Momentum", "RMSprop", "Adam"]
 
+
+def _is_seq(value) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
 class Hyper:
     """A hyperparameter of an optimizer class, validated on every set (``check_number`` with
-    the bounds given here). The value lives in the instance's ``__dict__``, so reading it is a
-    plain attribute lookup. Setting a β that a state buffer is scaled by rescales that buffer."""
+    the bounds given here): a number, or for a population one number per member (kept as a
+    float64 array). The value lives in the instance's ``__dict__``, so reading it is a plain
+    attribute lookup. Setting a β that a state buffer is scaled by rescales that buffer."""
 
     def __init__(self, low=None, high=None, *, low_open=False, high_open=False):
         self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
@@ -38,35 +50,59 @@ class Hyper:
     def __set_name__(self, owner, name):
         self.name = name
 
-    def check(self, value) -> float:
+    def check(self, value, members=None):
+        if _is_seq(value):
+            values = list(value.tolist() if isinstance(value, np.ndarray) else value)
+            if members is None:
+                raise ValueError(f"optimizer {self.name} must be one number (one per member only for the parameters "
+                                 f"of a population), not {len(values)} values")
+            if len(values) != members:
+                raise ValueError(f"optimizer {self.name} has {len(values)} values, one per member needs {members}")
+            return np.array([check_number(f"optimizer {self.name}[{i}]", v, self.low, self.high, low_open=self.low_open,
+                                          high_open=self.high_open) for i, v in enumerate(values)])
         return check_number(f"optimizer {self.name}", value, self.low, self.high,
                             low_open=self.low_open, high_open=self.high_open)
 
     def __set__(self, obj, value):
-        value = self.check(value)
+        value = self.check(value, obj.__dict__.get("members"))
+        if isinstance(value, np.ndarray) and np.all(value == value[0]):
+            value = float(value[0])  # one value for every member: the scalar fast path
         old = obj.__dict__.get(self.name)
         obj.__dict__[self.name] = value
-        if old is not None and old != value:
+        if old is not None and not np.array_equal(old, value):
             obj._rescale_state(self.name, old, value)
+
+
+def _cast_numpy(value, dt):
+    """A coefficient for the NumPy form: a scalar of the buffer's dtype, or a column (P, 1)."""
+    return value.astype(dt)[:, None] if isinstance(value, np.ndarray) else dt.type(value)
+
+
+def _cast_rows(value, dt, members):
+    """A coefficient for a compiled per-member kernel: an array of P values of the buffer's dtype."""
+    return value.astype(dt) if isinstance(value, np.ndarray) else np.full(members, value, dt)
 
 
 class Optimizer:
     """Base class: packs parameters into flat buffers, owns α and its schedule, keeps state.
 
-    Subclasses declare their hyperparameters as :class:`Hyper` attributes and implement
-    ``_update_numpy`` (and optionally ``_update_numba`` and ``_update_cuda``)."""
+    Subclasses declare their hyperparameters as :class:`Hyper` attributes, put the numbers an
+    update needs into ``_coefficients`` and implement ``_update_numpy`` (and optionally
+    ``_update_numba`` and ``_update_cuda``); the coefficients reach them in the buffer's dtype
+    (one value, or one per member)."""
 
     #: names of the per-parameter state buffers (same shape as the flat parameter buffer)
     state_names: tuple = ()
     #: state buffers kept divided by (1 − β) of the named hyperparameter, which saves a pass over
     #: the buffer per step (β x + (1 − β) g becomes β x' + g); changing β rescales them
     scaled_state: dict = {}
-    #: name of the fused CPU kernel in ``polydl.cpu_kernels`` (None: NumPy form only)
+    #: name of the fused CPU kernel in ``polydl.cpu_kernels`` (None: NumPy form only); its
+    #: per-member form for a population is ``<name>_rows``
     numba_kernel: str | None = None
 
     weight_decay = Hyper(0)
 
-    def __init__(self, params, lr, weight_decay=0.0):
+    def __init__(self, params, lr, weight_decay=0.0, weight_decay_all=False):
         if hasattr(params, "parameters") and callable(params.parameters):
             params = params.parameters()
         params = [p for p in params]
@@ -76,13 +112,23 @@ class Optimizer:
         params = [p for p in params if p.requires_grad]
         if not params:
             raise ValueError("optimizer got no parameters that require grad")
+        groups = pack(params)
+        members = {g.members for g in groups}
+        if len(members) > 1:
+            raise ValueError("optimizer parameters mix populations of different sizes "
+                             f"({', '.join(str(m or 1) for m in sorted(members, key=lambda m: m or 0))}); "
+                             "give each population its own optimizer")
+        self.__dict__["members"] = members.pop()  # P, or None for an ordinary model
         self._rate_key = None
         self.lr = lr
         self.weight_decay = weight_decay
-        self.groups = pack(params)
+        self.weight_decay_all = bool(weight_decay_all)
+        self.groups = groups
         self.state: list[dict] = [{} for _ in self.groups]   # created lazily at the first update
         self.step_count = 0      # updates taken (Adam's t)
-        self.last_lr = None      # α of the last step
+        self.last_lr = None      # α of the last step (one per member for a population)
+        self.frozen = None       # members that no longer train (bool array), or None
+        self._decay_cache = {}
         # the position in the run, which a schedule is evaluated at
         self._epoch = 1          # the epoch being trained, from 1
         self.batch = 0           # mini-batches done in this epoch
@@ -102,33 +148,56 @@ class Optimizer:
 
     @property
     def lr(self):
-        """α: a number, or the :class:`~polydl.schedules.Schedule` the optimizer evaluates."""
+        """α: a number or a :class:`~polydl.schedules.Schedule` (for a population, one per member)."""
         return self._lr
 
     @lr.setter
     def lr(self, value):
-        if isinstance(value, Schedule):
-            self._lr = value
-        elif callable(value):
-            self._lr = Schedule(getattr(value, "__name__", "schedule"), {}, value)
+        if _is_seq(value) and np.ndim(value) == 1:
+            members = self.__dict__.get("members")
+            values = list(value)
+            if members is None or len(values) != members:
+                raise ValueError(f"optimizer lr has {len(values)} values; one per member needs the parameters of a "
+                                 f"population of {len(values)}" if members is None else
+                                 f"optimizer lr has {len(values)} values, one per member needs {members}")
+            rates = [self._one_lr(v, f"lr[{i}]") for i, v in enumerate(values)]
+            self._lr = rates[0] if all(r is rates[0] or (type(r) is float and r == rates[0]) for r in rates) else rates
         else:
-            self._lr = check_number("optimizer lr", value, 0)
+            self._lr = self._one_lr(value, "lr")
         self._rate_key = None
 
+    @staticmethod
+    def _one_lr(value, label):
+        if isinstance(value, Schedule):
+            return value
+        if callable(value):
+            return Schedule(getattr(value, "__name__", "schedule"), {}, value)
+        return check_number(f"optimizer {label}", value, 0)
+
     def hyperparameters(self) -> dict:
-        """Plain data: each hyperparameter's value; a schedule as ``{"schedule": name, "params": ...}``."""
+        """Plain data: each hyperparameter's value (a list over members where they differ); a
+        schedule as ``{"schedule": name, "params": ...}``."""
+        out = {name: _plain(getattr(self, name)) for name in self.hyperparameter_names()}
+        return out
+
+    def member_hyperparameters(self, member: int) -> dict:
+        """The hyperparameters of one member, as the same optimizer over that member alone has them."""
         out = {}
         for name in self.hyperparameter_names():
             value = getattr(self, name)
-            out[name] = {"schedule": value.name, "params": dict(value.params)} if isinstance(value, Schedule) else value
+            if isinstance(value, (list, np.ndarray)):
+                value = value[member]
+            out[name] = _plain(float(value) if isinstance(value, np.floating) else value)
         return out
 
     def _rescale_state(self, name, old, new):
-        factor = (1.0 - old) / (1.0 - new)
+        factor = (1.0 - np.asarray(old)) / (1.0 - np.asarray(new))
         for state in self.__dict__.get("state", ()):
             for buf, hyper in self.scaled_state.items():
                 if hyper == name and buf in state:
-                    state[buf] *= state[buf].dtype.type(factor)
+                    arr = state[buf]
+                    f = factor.astype(arr.dtype)
+                    arr *= f[:, None] if f.ndim else arr.dtype.type(f)
 
     # ------------------------------------------------------------------ the position
     def set_run(self, epochs=None, steps_per_epoch=None, schedule_unit="epoch") -> "Optimizer":
@@ -159,15 +228,19 @@ class Optimizer:
         """The position of the next step."""
         return Position(self._epoch, self.batches + 1, self.batch, self.steps_per_epoch, self.epochs)
 
-    def next_lr(self) -> float:
+    def next_lr(self):
         """α for the next step: the number, or the schedule at the next step's position (per
-        epoch: at the epoch's first step)."""
+        epoch: at the epoch's first step); for a population with α per member, an array."""
         lr = self._lr
         if type(lr) is float:
             return lr
         key = self._epoch if self.schedule_unit == "epoch" else -1 - self.batches
         if key != self._rate_key:
-            self._rate = lr(self.position().read_at(self.schedule_unit))
+            pos = self.position().read_at(self.schedule_unit)
+            if isinstance(lr, list):
+                self._rate = np.array([r if type(r) is float else r(pos) for r in lr])
+            else:
+                self._rate = lr(pos)
             self._rate_key = key
         return self._rate
 
@@ -185,6 +258,21 @@ class Optimizer:
             for p in g.params:
                 p._gzero = True
 
+    def _decay_term(self, group):
+        """``weight_decay`` times the decay mask (every parameter with ``weight_decay_all``), cached."""
+        wd = self.weight_decay
+        key = (id(group), wd if type(wd) is float else wd.tobytes(), self.weight_decay_all)
+        term = self._decay_cache.get(key)
+        if term is None:
+            xp, dt = group.xp, group.dtype
+            mask = xp.ones_like(group.decay_mask) if self.weight_decay_all else group.decay_mask
+            if type(wd) is float:
+                term = mask * dt.type(wd)
+            else:
+                term = backend.to_device(np.asarray(wd, dtype=dt)[:, None], group.device) * mask[None, :]
+            self._decay_cache = {key: term}
+        return term
+
     def step(self):
         """One update of every parameter from its gradient, with α at the current position."""
         lr = self.next_lr()
@@ -196,18 +284,30 @@ class Optimizer:
                 for name in self.state_names:
                     state[name] = group.xp.zeros_like(group.data)
             grad = group.grad
-            if self.weight_decay:
-                grad = grad + group.xp.asarray(self.weight_decay, dtype=grad.dtype) * group.data
+            wd = self.weight_decay
+            if wd if type(wd) is float else wd.any():
+                grad = grad + self._decay_term(group) * group.data
+            if self.frozen is not None:
+                grad[self.frozen] = 0
+            dt = group.dtype
             if group.xp is np:
                 kernel = self._numba_kernel(grad)
                 if kernel is not None:
-                    self._update_numba(kernel, group.data, grad, state, coef)
+                    if grad.ndim == 1:
+                        rows = {k: dt.type(v) for k, v in coef.items()}
+                    else:
+                        rows = {k: _cast_rows(v, dt, grad.shape[0]) for k, v in coef.items()}
+                    self._update_numba(kernel, group.data, grad, state, rows)
                     continue
-            elif self._update_cuda(group, grad, state, coef):
-                continue
+            cast = {k: _cast_numpy(v, dt) for k, v in coef.items()}
+            if group.xp is not np:
+                cast = {k: backend.to_device(v, group.device) if isinstance(v, np.ndarray) else v
+                        for k, v in cast.items()}
+                if self._update_cuda(group, grad, state, cast):
+                    continue
             if "tmp" not in state:  # scratch space of the NumPy form
                 state["tmp"] = group.xp.empty_like(group.data)
-            self._update_numpy(group.xp, group.data, grad, state, coef)
+            self._update_numpy(group.xp, group.data, grad, state, cast)
         self.last_lr = lr
         self._advance()
 
@@ -217,10 +317,23 @@ class Optimizer:
         self.last_lr = self.next_lr()
         self._advance()
 
+    def freeze(self, member: int) -> None:
+        """Stop training member ``member`` of a population: its gradients count as 0 from now on
+        and its state is cleared, so its parameters keep the values they have now."""
+        if self.members is None:
+            raise ValueError("freeze needs the parameters of a population")
+        if self.frozen is None:
+            self.frozen = np.zeros(self.members, dtype=bool)
+        self.frozen[member] = True
+        for state in self.state:
+            for name in self.state_names:
+                if name in state:
+                    state[name][member] = 0
+
     def _numba_kernel(self, grad):
         if self.numba_kernel is None or grad.dtype not in cpu_kernels.DTYPES or not self._numba_matches():
             return None
-        return cpu_kernels.get(self.numba_kernel, grad.size)
+        return cpu_kernels.get(self.numba_kernel if grad.ndim == 1 else self.numba_kernel + "_rows", grad.size)
 
     @classmethod
     def _numba_matches(cls) -> bool:
@@ -233,12 +346,13 @@ class Optimizer:
         return False
 
     def _coefficients(self, lr) -> dict:
-        """Scalars of this update, computed once for all parameter groups."""
+        """The numbers of this update (one, or one per member), computed once for all groups."""
         return {"lr": lr}
 
     def _update_numpy(self, xp, p, g, state, coef):
         """Update the flat parameter buffer ``p`` in place from the gradient ``g`` and the state
-        arrays (``state["tmp"]`` is scratch space)."""
+        arrays (``state["tmp"]`` is scratch space); ``coef`` holds the coefficients in ``p``'s
+        dtype, scalars or columns (P, 1) over members."""
         raise NotImplementedError
 
     def _update_cuda(self, group, grad, state, coef) -> bool:
@@ -246,7 +360,8 @@ class Optimizer:
         return False
 
     def _update_numba(self, kernel, p, g, state, coef):
-        """The same update as ``_update_numpy`` in one pass, through the compiled CPU kernel."""
+        """The same update as ``_update_numpy`` in one pass, through the compiled CPU kernel
+        (``coef``: scalars for a 1-D buffer, arrays of P values for a population's rows)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ state
@@ -257,14 +372,40 @@ class Optimizer:
         return {
             "type": type(self).__name__,
             "step": int(self.step_count),
-            "position": {"epoch": self._epoch, "batch": self.batch, "batches": self.batches,
-                         "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
-                         "schedule_unit": self.schedule_unit},
-            "last_lr": self.last_lr,
+            "position": self._position_dict(),
+            "last_lr": _plain(self.last_lr),
             "hyperparameters": self.hyperparameters(),
             "state": [{k: np.array(backend.to_numpy(v), copy=True) for k, v in buffers.items() if k != "tmp"}
                       for buffers in self.state],
         }
+
+    def member_state_dict(self, member: int) -> dict:
+        """Member ``member``'s ``state_dict``: exactly what the same optimizer over that member
+        alone would give (its row of each buffer, its hyperparameters, the shared position)."""
+        last = self.last_lr
+        return {
+            "type": type(self).__name__,
+            "step": int(self.step_count),
+            "position": self._position_dict(),
+            "last_lr": float(last[member]) if isinstance(last, np.ndarray) else last,
+            "hyperparameters": self.member_hyperparameters(member),
+            "state": [{k: np.array(backend.to_numpy(v[member]), copy=True) for k, v in buffers.items() if k != "tmp"}
+                      for buffers in self.state],
+        }
+
+    def _position_dict(self) -> dict:
+        return {"epoch": self._epoch, "batch": self.batch, "batches": self.batches, "epochs": self.epochs,
+                "steps_per_epoch": self.steps_per_epoch, "schedule_unit": self.schedule_unit}
+
+    def _check_groups(self, states, member=None):
+        if len(states) != len(self.groups):
+            raise ValueError(f"optimizer state has {len(states)} parameter groups, this optimizer {len(self.groups)}")
+        for group, buffers in zip(self.groups, states):
+            want = group.data.shape if member is None else (group.size,)
+            for k, v in buffers.items():
+                if tuple(v.shape) != tuple(want):
+                    raise ValueError(f"optimizer state '{k}' has shape {tuple(v.shape)}, expected {tuple(want)}: "
+                                     "the model does not match this checkpoint")
 
     def load_state_dict(self, sd: dict, hyperparameters: bool = True) -> None:
         """Restore the state buffers, the number of updates and the position; and, unless
@@ -274,21 +415,12 @@ class Optimizer:
         if sd.get("type", type(self).__name__) != type(self).__name__:
             raise ValueError(f"optimizer state is for {sd['type']}, not {type(self).__name__}")
         states = sd["state"]
-        if len(states) != len(self.groups):
-            raise ValueError(f"optimizer state has {len(states)} parameter groups, this optimizer {len(self.groups)}")
+        self._check_groups(states)
         saved = dict(sd.get("hyperparameters", {}))
-        for group, buffers in zip(self.groups, states):
-            for k, v in buffers.items():
-                if tuple(v.shape) != (group.size,):
-                    raise ValueError(f"optimizer state '{k}' has shape {tuple(v.shape)}, expected ({group.size},): "
-                                     "the model does not match this checkpoint")
         if hyperparameters:
             for k, v in saved.items():
-                if k == "lr" and isinstance(v, dict):
-                    if not (isinstance(self._lr, Schedule) and self._lr.name == v["schedule"]
-                            and self._lr.params == v["params"]):
-                        from .. import schedules
-                        self.lr = schedules.get(v["schedule"], **v["params"])
+                if k == "lr":
+                    self.lr = _restore_lr(v, self._lr)
                 else:
                     setattr(self, k, v)
         new = []
@@ -298,14 +430,43 @@ class Optimizer:
                 # a copy: stepping must not write into the caller's state dict
                 arr = np.array(v, dtype=group.dtype, copy=True)
                 hyper = self.scaled_state.get(k)
-                if hyper is not None and hyper in saved and saved[hyper] != getattr(self, hyper):
-                    arr *= arr.dtype.type((1.0 - saved[hyper]) / (1.0 - getattr(self, hyper)))
+                if hyper is not None and hyper in saved:
+                    old, now = np.asarray(saved[hyper], dtype=np.float64), np.asarray(getattr(self, hyper))
+                    if not np.array_equal(old, now):
+                        f = ((1.0 - old) / (1.0 - now)).astype(arr.dtype)
+                        arr *= f[:, None] if f.ndim else arr.dtype.type(f)
                 out[k] = backend.to_device(arr, group.device)
             new.append(out)
         self.state = new
         self.step_count = int(sd["step"])
-        self.last_lr = sd.get("last_lr")
-        pos = sd.get("position")
+        self.last_lr = np.array(sd["last_lr"]) if isinstance(sd.get("last_lr"), list) else sd.get("last_lr")
+        self._load_position(sd.get("position"))
+
+    def load_member_state_dict(self, member: int, sd: dict) -> None:
+        """Load one member's ``state_dict`` (as :meth:`member_state_dict` gives, or a single run's)
+        into its rows; the hyperparameters stay the optimizer's own."""
+        if sd.get("type", type(self).__name__) != type(self).__name__:
+            raise ValueError(f"optimizer state is for {sd['type']}, not {type(self).__name__}")
+        states = sd["state"]
+        self._check_groups(states, member)
+        saved = dict(sd.get("hyperparameters", {}))
+        for group, state, buffers in zip(self.groups, self.state, states):
+            for name in self.state_names:
+                if name not in state:
+                    state[name] = group.xp.zeros_like(group.data)
+            for k, v in buffers.items():
+                arr = np.array(v, dtype=group.dtype, copy=True)
+                hyper = self.scaled_state.get(k)
+                if hyper is not None and hyper in saved:
+                    now = getattr(self, hyper)
+                    now = float(now[member]) if isinstance(now, np.ndarray) else now
+                    if saved[hyper] != now:
+                        arr *= arr.dtype.type((1.0 - saved[hyper]) / (1.0 - now))
+                state[k][member] = backend.to_device(arr, group.device)
+        self.step_count = int(sd["step"])
+        self._load_position(sd.get("position"))
+
+    def _load_position(self, pos):
         if pos is not None:
             self.set_run(pos.get("epochs"), pos.get("steps_per_epoch"), pos.get("schedule_unit", "epoch"))
             self._epoch, self.batch, self.batches = int(pos["epoch"]), int(pos["batch"]), int(pos["batches"])
@@ -316,6 +477,31 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
+def _plain(value):
+    """A hyperparameter as JSON-able data: numbers, lists over members, schedules as dicts."""
+    if isinstance(value, Schedule):
+        return {"schedule": value.name, "params": dict(value.params)}
+    if isinstance(value, np.ndarray):
+        return [float(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _restore_lr(saved, current):
+    """α from a state dict: numbers as they are; a schedule kept if it is the optimizer's own,
+    else rebuilt by name from the registry."""
+    if isinstance(saved, list):
+        cur = current if isinstance(current, list) else [current] * len(saved)
+        return [_restore_lr(s, c) for s, c in zip(saved, cur)]
+    if isinstance(saved, dict):
+        if isinstance(current, Schedule) and current.name == saved["schedule"] and current.params == saved["params"]:
+            return current
+        from .. import schedules
+        return schedules.get(saved["schedule"], **saved["params"])
+    return saved
+
+
 def _sqrt(x):
     """√x of a Python float (math.sqrt, the scalar fast path) or of an array over members."""
     return math.sqrt(x) if type(x) is float else np.sqrt(x)
@@ -324,14 +510,13 @@ def _sqrt(x):
 def _rms_step(xp, p, numerator, g, s, beta, step_size, eps_hat, tmp):
     """s ← β s + g²;  p ← p − step_size · numerator / (√s + eps_hat), in place (the second-moment
     step that RMSprop (numerator g) and Adam (numerator m) share)."""
-    dt = g.dtype.type
-    s *= dt(beta)
+    s *= beta
     xp.multiply(g, g, out=tmp)
     s += tmp
     xp.sqrt(s, out=tmp)
-    tmp += dt(eps_hat)
+    tmp += eps_hat
     xp.divide(numerator, tmp, out=tmp)
-    tmp *= dt(step_size)
+    tmp *= step_size
     p -= tmp
 
 
@@ -340,16 +525,16 @@ class SGD(Optimizer):
 
     numba_kernel = "sgd"
 
-    def __init__(self, params, lr=0.01, weight_decay=0.0):
-        super().__init__(params, lr, weight_decay)
+    def __init__(self, params, lr=0.01, weight_decay=0.0, weight_decay_all=False):
+        super().__init__(params, lr, weight_decay, weight_decay_all)
 
     def _update_numpy(self, xp, p, g, state, coef):
         tmp = state["tmp"]
-        xp.multiply(g, g.dtype.type(coef["lr"]), out=tmp)
+        xp.multiply(g, coef["lr"], out=tmp)
         p -= tmp
 
     def _update_numba(self, kernel, p, g, state, coef):
-        kernel(p, g, g.dtype.type(coef["lr"]))
+        kernel(p, g, coef["lr"])
 
 
 class Momentum(Optimizer):
@@ -360,23 +545,22 @@ class Momentum(Optimizer):
     numba_kernel = "momentum"
     beta = Hyper(0.0, 1.0, high_open=True)
 
-    def __init__(self, params, lr=0.01, beta=0.9, weight_decay=0.0):
+    def __init__(self, params, lr=0.01, beta=0.9, weight_decay=0.0, weight_decay_all=False):
+        super().__init__(params, lr, weight_decay, weight_decay_all)
         self.beta = beta
-        super().__init__(params, lr, weight_decay)
 
     def _coefficients(self, lr):
-        return {"lr": lr, "step_size": lr * (1 - self.beta)}
+        return {"lr": lr, "beta": self.beta, "step_size": lr * (1 - self.beta)}
 
     def _update_numpy(self, xp, p, g, state, coef):
-        v, tmp, dt = state["v"], state["tmp"], g.dtype.type
-        v *= dt(self.beta)
+        v, tmp = state["v"], state["tmp"]
+        v *= coef["beta"]
         v += g
-        xp.multiply(v, dt(coef["step_size"]), out=tmp)
+        xp.multiply(v, coef["step_size"], out=tmp)
         p -= tmp
 
     def _update_numba(self, kernel, p, g, state, coef):
-        dt = g.dtype.type
-        kernel(p, g, state["v"], dt(self.beta), dt(coef["step_size"]))
+        kernel(p, g, state["v"], coef["beta"], coef["step_size"])
 
 
 class RMSprop(Optimizer):
@@ -388,21 +572,20 @@ class RMSprop(Optimizer):
     beta = Hyper(0.0, 1.0, high_open=True)
     eps = Hyper(0.0, low_open=True)
 
-    def __init__(self, params, lr=0.001, beta=0.999, eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=0.001, beta=0.999, eps=1e-8, weight_decay=0.0, weight_decay_all=False):
+        super().__init__(params, lr, weight_decay, weight_decay_all)
         self.beta = beta
         self.eps = eps
-        super().__init__(params, lr, weight_decay)
 
     def _coefficients(self, lr):
         root = _sqrt(1 - self.beta)
-        return {"lr": lr, "step_size": lr / root, "eps_hat": self.eps / root}
+        return {"lr": lr, "beta": self.beta, "step_size": lr / root, "eps_hat": self.eps / root}
 
     def _update_numpy(self, xp, p, g, state, coef):
-        _rms_step(xp, p, g, g, state["s"], self.beta, coef["step_size"], coef["eps_hat"], state["tmp"])
+        _rms_step(xp, p, g, g, state["s"], coef["beta"], coef["step_size"], coef["eps_hat"], state["tmp"])
 
     def _update_numba(self, kernel, p, g, state, coef):
-        dt = g.dtype.type
-        kernel(p, g, state["s"], dt(self.beta), dt(coef["step_size"]), dt(coef["eps_hat"]))
+        kernel(p, g, state["s"], coef["beta"], coef["step_size"], coef["eps_hat"])
 
 
 class Adam(Optimizer):
@@ -415,11 +598,12 @@ class Adam(Optimizer):
     beta2 = Hyper(0.0, 1.0, high_open=True)
     eps = Hyper(0.0, low_open=True)
 
-    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                 weight_decay_all=False):
+        super().__init__(params, lr, weight_decay, weight_decay_all)
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps
-        super().__init__(params, lr, weight_decay)
 
     def _coefficients(self, lr):
         # with bc = 1 − βᵗ and r = √((1 − β2)/bc2): m̂ = (1 − β1) m'/bc1, √v̂ = r √v', so
@@ -428,24 +612,22 @@ class Adam(Optimizer):
         bc1 = 1.0 - self.beta1 ** t
         bc2 = 1.0 - self.beta2 ** t
         r = _sqrt((1.0 - self.beta2) / bc2)
-        return {"lr": lr, "step_size": lr * (1.0 - self.beta1) / (bc1 * r), "eps_hat": self.eps / r}
+        return {"lr": lr, "beta1": self.beta1, "beta2": self.beta2,
+                "step_size": lr * (1.0 - self.beta1) / (bc1 * r), "eps_hat": self.eps / r}
 
     def _update_numpy(self, xp, p, g, state, coef):
-        m, dt = state["m"], g.dtype.type
-        m *= dt(self.beta1)
+        m = state["m"]
+        m *= coef["beta1"]
         m += g
-        _rms_step(xp, p, m, g, state["v"], self.beta2, coef["step_size"], coef["eps_hat"], state["tmp"])
+        _rms_step(xp, p, m, g, state["v"], coef["beta2"], coef["step_size"], coef["eps_hat"], state["tmp"])
 
     def _update_numba(self, kernel, p, g, state, coef):
-        dt = g.dtype.type
-        kernel(p, g, state["m"], state["v"], dt(self.beta1), dt(self.beta2), dt(coef["step_size"]),
-               dt(coef["eps_hat"]))
+        kernel(p, g, state["m"], state["v"], coef["beta1"], coef["beta2"], coef["step_size"], coef["eps_hat"])
 
     def _update_cuda(self, group, grad, state, coef):
         kernel = backend.fused_kernel("adam")
-        if kernel is None:
+        if kernel is None or grad.ndim != 1:
             return False
-        dt = grad.dtype.type
-        kernel(grad, dt(self.beta1), dt(self.beta2), dt(coef["step_size"]), dt(coef["eps_hat"]),
+        kernel(grad, coef["beta1"], coef["beta2"], coef["step_size"], coef["eps_hat"],
                group.data, state["m"], state["v"])
         return True

@@ -43,10 +43,10 @@ class TrainConfig:
     # where and how precisely
     device: str = "cpu"
     dtype: str = "float32"
-    seed: int = 0                      # weights, shuffling, dropout
+    seed: int = 0                      # weights and dropout masks
     # data
     dataset: str = "digits"
-    data_seed: int = 0                 # the train/validation/test split and synthetic data
+    data_seed: int = 0                 # the train/validation/test split, synthetic data, the mini-batch order
     target: str | None = None          # label column of a .csv (default: the last column)
     val_split: float = 0.1             # fraction held out for validation
     test_split: float = 0.2            # fraction held out for testing (data without a test split)
@@ -65,7 +65,7 @@ class TrainConfig:
     beta1: float | None = None
     beta2: float | None = None
     eps: float | None = None
-    weight_decay: float | None = 0.01
+    weight_decay: float | None = None  # L2 λ for the weights (the optimizer's default: 0)
     # learning-rate decay
     schedule: str = "inverse_time"
     schedule_unit: str = "epoch"       # α changes once per epoch, or at every mini-batch step
@@ -241,7 +241,7 @@ RESERVED_PARAMS = {
     "schedule_params": {"lr0": "lr (--lr)"},
     "dataset_params": {"seed": "data_seed (--data-seed)", "val_fraction": "val_split (--val-split)",
                        "test_fraction": "test_split (--test-split)"},
-    "normalizer_params": {"num_features": "hidden (--hidden)"},
+    "normalizer_params": {"num_features": "hidden (--hidden)", "population": "the population it is trained in"},
     "optimizer_params": {"lr": "lr (--lr)", "params": "the model"},
 }
 

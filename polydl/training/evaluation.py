@@ -15,7 +15,8 @@ EVAL_CHUNK = 8192
 def evaluate_arrays(model, loss_fn, X, y, autocast_dtype=None):
     """(mean loss, accuracy, predictions) over device arrays, BatchNorm in eval mode, no graph;
     ``autocast_dtype`` runs the products in half precision. One device-to-host transfer for the
-    loss and the count."""
+    loss and the count. For a population the loss and accuracy are arrays, one value per member,
+    and the predictions have shape (P, m)."""
     m = int(X.shape[0])
     if m == 0:
         return None, None, None
@@ -29,11 +30,15 @@ def evaluate_arrays(model, loss_fn, X, y, autocast_dtype=None):
             for i in range(0, m, EVAL_CHUNK):
                 xb, yb = X[i:i + EVAL_CHUNK], y[i:i + EVAL_CHUNK]
                 scores = model(Tensor(xb))
-                total += loss_fn(scores, yb).data.astype(np.float64) * xb.shape[0]
+                total = total + loss_fn(scores, yb).data.astype(np.float64) * xb.shape[0]
                 preds.append(losses.predict(loss_fn, scores))
     finally:
         model.train(was_training)
-    pred = preds[0] if len(preds) == 1 else xp.concatenate(preds)
+    pred = preds[0] if len(preds) == 1 else xp.concatenate(preds, axis=-1)
+    if total.ndim:  # a population: one loss and one count per member
+        correct = (pred == y).sum(axis=-1)
+        both = backend.to_numpy(xp.stack([total, correct.astype(np.float64)]))
+        return both[0] / m, both[1] / m, pred
     correct = (pred.reshape(-1) == y).sum()
     both = backend.to_numpy(xp.stack([total, correct.astype(np.float64)]))
     return float(both[0]) / m, float(both[1]) / m, pred

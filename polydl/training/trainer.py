@@ -29,7 +29,7 @@ from .evaluation import evaluate_arrays
 from .reporting import Reporter
 from .signals import NoSignals, StopFlag
 
-__all__ = ["Trainer", "RunResult", "write_or_say"]
+__all__ = ["Trainer", "RunResult", "write_or_say", "epoch_order", "diverged"]
 
 
 @dataclass(repr=False)
@@ -72,6 +72,27 @@ class RunResult:
         acc = "n/a" if self.accuracy is None else f"{self.accuracy:.4f}"
         loss = "n/a" if self.loss is None else f"{self.loss:.4f}"
         return f"RunResult('{self.out_dir}', epochs={self.epochs}, accuracy={acc}, loss={loss})"
+
+
+def diverged(value: float, epoch: int, first_step: int, bad_index: int, n_batches: int, lr: float,
+             out_dir) -> TrainingDiverged:
+    """The error of a run whose loss became ``value`` (NaN or infinite) at mini-batch
+    ``bad_index`` of ``epoch``: what happened, why, and how to continue from the last good
+    checkpoint (the one of the epoch before)."""
+    step = first_step + bad_index + 1
+    good = f"epoch {epoch - 1}" if epoch > 1 else "epoch 0, the initial weights"
+    msg = (f"the loss became {value} at epoch {epoch}, step {step} (mini-batch {bad_index + 1} of "
+           f"{n_batches}, learning rate {lr:.4g}): the learning rate is probably too high, try a smaller "
+           f"--lr. The last good checkpoint ({good}) is kept in {out_dir}: continue it with "
+           f"polydl train --resume {out_dir} --lr {lr / 10:.3g}")
+    return TrainingDiverged(msg, epoch, step, lr, out_dir)
+
+
+def epoch_order(config: TrainConfig, epoch: int, m: int) -> np.ndarray:
+    """The order of the training samples in ``epoch``: a permutation drawn from (data_seed,
+    epoch), so that runs that share their data (the members of a population) share their
+    mini-batches."""
+    return np.random.default_rng([config.data_seed, epoch]).permutation(m)
 
 
 def write_or_say(write, path, out_dir, kept: str):
@@ -215,15 +236,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _diverged(self, bad_index: int, epoch: int, first_step: int):
-        step = first_step + bad_index + 1
-        lr = self.optimizer.last_lr
-        good = f"epoch {epoch - 1}" if epoch > 1 else "epoch 0, the initial weights"
         value = float(backend.to_numpy(self.step_losses)[bad_index])
-        msg = (f"the loss became {value} at epoch {epoch}, step {step} (mini-batch {bad_index + 1} of "
-               f"{self.n_batches}, learning rate {lr:.4g}): the learning rate is probably too high, try a smaller "
-               f"--lr. The last good checkpoint ({good}) is kept in {self.out_dir}: continue it with "
-               f"polydl train --resume {self.out_dir} --lr {lr / 10:.3g}")
-        return TrainingDiverged(msg, epoch, step, lr, self.out_dir)
+        return diverged(value, epoch, first_step, bad_index, self.n_batches, self.optimizer.last_lr, self.out_dir)
 
     def _check_finite(self, upto: int, epoch: int, first_step: int) -> None:
         vals = backend.to_numpy(self.step_losses[:upto])
@@ -273,7 +287,7 @@ class Trainer:
                     self.epoch_seconds = 0.0
                     self.step_losses.fill(0)
                     self.step_correct.fill(0)
-                perm = np.random.default_rng([cfg.seed, e]).permutation(self.m)
+                perm = epoch_order(cfg, e, self.m)
                 perm = backend.to_device(perm, self.dev)
                 self.reporter.epoch_start(e, cfg.epochs, self.n_batches, start)
                 for k in range(start, self.n_batches):

@@ -80,8 +80,10 @@ class StorageRef:
                     raise StorageError(f"the storage {self.path} is a directory; give a file such as "
                                        f"{self.path / DEFAULT_FILE}")
                 kwargs = {"creator": functools.partial(sqlite_connect, str(self.path))}
-            else:
-                kwargs = {"pool_pre_ping": True}
+                # under the owners' lock: two owners creating a new database's tables at once collide
+                with FileLock(self.lock_path(None)):
+                    return retrying(optuna.storages.RDBStorage, self.url, engine_kwargs=kwargs)
+            kwargs = {"pool_pre_ping": True}
             return retrying(optuna.storages.RDBStorage, self.url, engine_kwargs=kwargs)
         except StorageError:
             raise

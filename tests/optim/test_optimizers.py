@@ -67,7 +67,9 @@ def _check_three_steps(device, name, shapes, dtype, rtol):
     init = [rng.normal(size=s) for s in shapes]
     params = [polydl.Parameter(backend.to_device(v.astype(dtype), device)) for v in init]
     opt = cls(params, **hyper)
-    update = ref(**hyper)
+    # L2 weight decay reaches the weights (two or more axes), not the biases
+    no_decay = {k: v for k, v in hyper.items() if k != "weight_decay"}
+    updates = [ref(**hyper) if len(shape) >= 2 else ref(**no_decay) for shape in shapes]
     expected = [v.astype(dtype).astype(np.float64) for v in init]
     states = [{} for _ in shapes]
     for t in (1, 2, 3):
@@ -80,7 +82,7 @@ def _check_three_steps(device, name, shapes, dtype, rtol):
         opt.step()
         assert opt.step_count == t
         for i in range(len(shapes)):
-            expected[i] = update(expected[i], grads[i].astype(dtype).astype(np.float64), states[i], t)
+            expected[i] = updates[i](expected[i], grads[i].astype(dtype).astype(np.float64), states[i], t)
             np.testing.assert_allclose(params[i].numpy(), expected[i], rtol=rtol, atol=rtol * 1e-2,
                                        err_msg=f"{name} step {t} param {i}")
             assert params[i].dtype == dtype
@@ -491,3 +493,28 @@ def test_coefficients_work_on_arrays_of_hyperparameters_elementwise():
     vec = opt._coefficients(np.array([0.01, 0.01]))
     for k in ("step_size", "eps_hat"):
         np.testing.assert_allclose(vec[k], [c[k] for c in scalar], rtol=1e-15)
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Momentum, optim.RMSprop, optim.Adam], ids=lambda c: c.__name__)
+def test_weight_decay_reaches_weights_only_unless_asked(device, cls):
+    """λ W joins the gradient of the weights, not of biases and BatchNorm's γ and β; with
+    ``weight_decay_all`` of every parameter; a parameter may also say so itself (``decay``)."""
+    def step(**kw):
+        polydl.manual_seed(0)
+        model = nn.mlp([3, 4, 2]).to(device=device, dtype=np.float64)
+        opt = cls(model.parameters(), lr=0.1, **kw)
+        opt.zero_grad()  # zero gradients: what moves is the decay alone
+        opt.step()
+        return {k: v for k, v in model.state_dict().items()}, model
+
+    before, model = step()
+    decayed, _ = step(weight_decay=0.5)
+    everything, _ = step(weight_decay=0.5, weight_decay_all=True)
+    names = dict(model.named_parameters())
+    assert {n: p.decay for n, p in names.items()} == {"0.weight": True, "1.gamma": False, "1.beta": False,
+                                                       "3.weight": True, "3.bias": False}
+    for name, p in names.items():
+        moved = not np.array_equal(decayed[name], before[name])
+        assert moved == p.decay, name
+        assert not np.array_equal(everything[name], before[name]) or not before[name].any(), name
+    assert np.array_equal(everything["1.gamma"], before["1.gamma"]) is False  # γ = 1 shrinks with decay on all

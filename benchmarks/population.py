@@ -1,0 +1,284 @@
+"""Population benchmarks: P models of one shape trained as one batched computation, against the
+same P models trained one after the other, and against JAX's ``jit(vmap(...))`` of the same
+model with a ``lax.scan`` over the epoch's mini-batches, in one run.
+
+W4: 32 members of W1 (64-32-10 BatchNorm MLP, Adam, batch 32, 4,000 samples) with learning rates
+log-uniform in [1e-4, 1e-1], β1 uniform in [0.8, 0.95] and a seed each. W5: 8 members of W2
+(784-256-256-10, batch 128, 20,000 samples). The scaling rows train P = 1, 8, 32, 128 members
+of W1 and measure the epoch time and the peak memory (the growth of the process's peak RSS over
+two epochs, in a fresh process).
+
+    python benchmarks/population.py                    # W4, W5, scaling, JAX if installed
+    python benchmarks/population.py --only W4 --reps 7
+    python benchmarks/population.py --device cuda --write docs/gpu-population.md
+
+JAX is needed only here (pip install jax); it is never a dependency of polydl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def _early_threads():
+    threads = "2"
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            threads = sys.argv[i + 1]
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
+    os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads}")
+
+
+_early_threads()
+
+import numpy as np  # noqa: E402
+
+WORKLOADS = {"W1": ((64, 32, 10), 32, 4000), "W2": ((784, 256, 256, 10), 128, 20000)}
+
+
+def make_data(sizes, samples, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((samples, sizes[0]), dtype=np.float32),
+            rng.integers(0, sizes[-1], samples).astype(np.int64))
+
+
+def member_hyper(P, seed=0):
+    """The members' learning rates (log-uniform in [1e-4, 1e-1]), β1 (uniform in [0.8, 0.95]), seeds."""
+    rng = np.random.default_rng(seed)
+    return (10 ** rng.uniform(-4, -1, P)).tolist(), rng.uniform(0.8, 0.95, P).tolist(), list(range(P))
+
+
+# ---------------------------------------------------------------------------- polydl
+class PolydlPopulation:
+    """One population of P members as one batched computation."""
+
+    def __init__(self, sizes, batch, X, y, P, device):
+        import polydl
+        from polydl import backend, losses, nn, optim
+
+        self.polydl = polydl
+        lrs, betas, _ = member_hyper(P)
+        polydl.manual_seed(0)
+        self.model = nn.mlp(sizes, population=P).to(device)
+        self.opt = optim.Adam(self.model.parameters(), lr=lrs, beta1=betas)
+        self.loss = losses.get("softmax_cross_entropy")
+        self.X, self.y = backend.to_device(X, device), backend.to_device(y, device)
+        self.batch = batch
+        self.xp = backend.get_array_module(self.X)
+
+    def epoch(self):
+        tensor, model, opt, loss_fn, X, y, b = self.polydl.Tensor, self.model, self.opt, self.loss, self.X, self.y, self.batch
+        for i in range(0, len(y) - b + 1, b):
+            opt.zero_grad()
+            last = loss_fn(model(tensor(X[i:i + b])), y[i:i + b])
+            last.backward()
+            opt.step()
+        if self.xp is not np:
+            self.xp.cuda.get_current_stream().synchronize()
+
+
+class PolydlSequential:
+    """The same P members as P separate models, trained one after the other."""
+
+    def __init__(self, sizes, batch, X, y, P, device):
+        import polydl
+        from polydl import backend, losses, nn, optim
+
+        self.polydl = polydl
+        lrs, betas, seeds = member_hyper(P)
+        self.members = []
+        for lr, beta, seed in zip(lrs, betas, seeds):
+            polydl.manual_seed(seed)
+            model = nn.mlp(sizes).to(device)
+            self.members.append((model, optim.Adam(model.parameters(), lr=lr, beta1=beta)))
+        self.loss = losses.get("softmax_cross_entropy")
+        self.X, self.y = backend.to_device(X, device), backend.to_device(y, device)
+        self.batch = batch
+        self.xp = backend.get_array_module(self.X)
+
+    def epoch(self):
+        tensor, loss_fn, X, y, b = self.polydl.Tensor, self.loss, self.X, self.y, self.batch
+        for model, opt in self.members:
+            for i in range(0, len(y) - b + 1, b):
+                opt.zero_grad()
+                loss_fn(model(tensor(X[i:i + b])), y[i:i + b]).backward()
+                opt.step()
+        if self.xp is not np:
+            self.xp.cuda.get_current_stream().synchronize()
+
+
+# ---------------------------------------------------------------------------- JAX
+class JaxPopulation:
+    """The same model and Adam in JAX: ``jit(vmap(epoch))`` over the members, ``lax.scan`` over
+    the epoch's mini-batches (BatchNorm with batch statistics, no bias before it)."""
+
+    def __init__(self, sizes, batch, X, y, P, device):
+        import jax
+        import jax.numpy as jnp
+
+        self.jax = jax
+        lrs, betas, _ = member_hyper(P)
+        n = (len(y) // batch) * batch
+        self.Xb = jnp.asarray(X[:n].reshape(-1, batch, sizes[0]))
+        self.yb = jnp.asarray(y[:n].reshape(-1, batch))
+        keys = jax.random.split(jax.random.PRNGKey(0), P)
+
+        def init(key):
+            params = []
+            for (a, b), k in zip(zip(sizes[:-1], sizes[1:]), jax.random.split(key, len(sizes) - 1)):
+                w = jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / a)
+                params.append({"w": w, "g": jnp.ones(b), "b": jnp.zeros(b)})
+            return params
+
+        def forward(params, x):
+            for layer in params[:-1]:
+                z = x @ layer["w"]
+                mu, var = z.mean(0), z.var(0)
+                x = jax.nn.relu((z - mu) / jnp.sqrt(var + 1e-5) * layer["g"] + layer["b"])
+            return x @ params[-1]["w"] + params[-1]["b"]
+
+        def loss(params, x, t):
+            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(forward(params, x)), t[:, None], axis=1))
+
+        def epoch(state, lr, beta1):
+            def step(carry, batch_xy):
+                params, m, v, t = carry
+                g = jax.grad(loss)(params, *batch_xy)
+                t = t + 1
+                m = jax.tree_util.tree_map(lambda m_, g_: beta1 * m_ + (1 - beta1) * g_, m, g)
+                v = jax.tree_util.tree_map(lambda v_, g_: 0.999 * v_ + 0.001 * g_ * g_, v, g)
+                bc1, bc2 = 1 - beta1 ** t, 1 - 0.999 ** t
+                params = jax.tree_util.tree_map(
+                    lambda p, m_, v_: p - lr * (m_ / bc1) / (jnp.sqrt(v_ / bc2) + 1e-8), params, m, v)
+                return (params, m, v, t), None
+
+            out, _ = jax.lax.scan(step, state, (self.Xb, self.yb))
+            return out
+
+        params = jax.vmap(init)(keys)
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        self.state = (params, zeros, zeros, jnp.zeros(P))
+        self.lrs, self.betas = jnp.asarray(lrs), jnp.asarray(betas)
+        self.run = jax.jit(jax.vmap(epoch))
+
+    def epoch(self):
+        self.state = self.run(self.state, self.lrs, self.betas)
+        self.jax.block_until_ready(self.state)
+
+
+# ---------------------------------------------------------------------------- driver
+def timed(sides, reps, pause=0.5):
+    for s in sides.values():  # warm-up: compilation, allocations
+        s.epoch()
+        time.sleep(pause)
+    times = {k: [] for k in sides}
+    names = list(sides)
+    for r in range(reps):
+        for k in names if r % 2 == 0 else reversed(names):
+            t0 = time.perf_counter()
+            sides[k].epoch()
+            times[k].append(time.perf_counter() - t0)
+            time.sleep(pause)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench(workload, P, device, reps, with_jax):
+    sizes, batch, samples = WORKLOADS[workload]
+    X, y = make_data(sizes, samples)
+    sides = {"population": PolydlPopulation(sizes, batch, X, y, P, device),
+             "sequential": PolydlSequential(sizes, batch, X, y, P, device)}
+    if with_jax:
+        sides["jax"] = JaxPopulation(sizes, batch, X, y, P, device)
+    return timed(sides, reps)
+
+
+def peak_memory(P, device):
+    """Peak RSS growth (MiB) over two population epochs of W1 with P members, in a fresh process."""
+    code = f"""
+import sys
+sys.argv = ['x']
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+import population as B
+sizes, batch, samples = B.WORKLOADS['W1']
+X, y = B.make_data(sizes, samples)
+B.PolydlPopulation((8, 8, 2), 4, X[:16, :8], y[:16] % 2, 2, {device!r}).epoch()  # imports, kernels
+side = B.PolydlPopulation(sizes, batch, X, y, {P}, {device!r})
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key): return int(line.split()[1])
+base = status('VmRSS')
+side.epoch(); side.epoch()
+print((status('VmHWM') - base) / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", choices=["W4", "W5", "scaling"], default=None)
+    ap.add_argument("--no-jax", action="store_true")
+    ap.add_argument("--json")
+    ap.add_argument("--write")
+    args = ap.parse_args(argv)
+    try:
+        import jax  # noqa: F401
+        with_jax = not args.no_jax and not args.device.startswith("cuda")
+    except ImportError:
+        with_jax = False
+    results, lines = {}, []
+    if args.only in (None, "W4"):
+        r = bench("W1", 32, args.device, args.reps, with_jax)
+        results["W4"] = r
+        lines += ["| W4: 32 members of W1 | " + _row(r, 32) + " |"]
+    if args.only in (None, "W5"):
+        r = bench("W2", 8, args.device, max(3, args.reps // 2), False)
+        results["W5"] = r
+        lines += ["| W5: 8 members of W2 | " + _row(r, 8) + " |"]
+    print(json.dumps(results), file=sys.stderr)
+    text = ["| workload | population (s) | sequential (s) | sequential / population | JAX jit(vmap) (s) | "
+            "JAX / population |", "|---|---|---|---|---|---|", *lines]
+    if args.only in (None, "scaling"):
+        scaling = {}
+        for P in (1, 8, 32, 128):
+            sizes, batch, samples = WORKLOADS["W1"]
+            X, y = make_data(sizes, samples)
+            t = timed({"population": PolydlPopulation(sizes, batch, X, y, P, args.device)}, args.reps)["population"]
+            mem = peak_memory(P, args.device) if not args.device.startswith("cuda") else None
+            scaling[P] = {"epoch_s": t, "peak_mib": mem}
+            print(json.dumps({P: scaling[P]}), file=sys.stderr)
+        results["scaling"] = scaling
+        text += ["", "| members P (W1) | epoch (s) | per member (ms) | peak memory growth (MiB) |", "|---|---|---|---|"]
+        for P, v in scaling.items():
+            mem = "—" if v["peak_mib"] is None else f"{v['peak_mib']:.1f}"
+            text.append(f"| {P} | {v['epoch_s']:.4f} | {v['epoch_s'] / P * 1e3:.2f} | {mem} |")
+    out = "\n".join(text)
+    print(out)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+    if args.write:
+        from polydl.training.checkpoint import atomic_write
+
+        atomic_write(args.write, out + "\n")
+
+
+def _row(r, P):
+    pop, seq = r["population"], r["sequential"]
+    jax_t = r.get("jax")
+    j = "—" if jax_t is None else f"{jax_t:.4f}"
+    jr = "—" if jax_t is None else f"{jax_t / pop:.2f}×"
+    return f"{pop:.4f} | {seq:.4f} | {seq / pop:.2f}× | {j} | {jr}"
+
+
+if __name__ == "__main__":
+    main()
