@@ -189,7 +189,7 @@ _CONFIG_OPTIONS = [
     _opt("--beta1", type=float, help="Adam β1."),
     _opt("--beta2", type=float, help="Adam β2."),
     _opt("--eps", type=float, help="RMSprop / Adam ε."),
-    _opt("--weight-decay", type=float, help="L2 regularisation λ."),
+    _opt("--weight-decay", type=float, help="L2 regularisation λ of the weights (not biases, γ, β)."),
     _opt("--schedule", help="Learning-rate schedule (see polydl schedules)."),
     _opt("--schedule-param", multiple=True, metavar=PARAM, help="Schedule parameter, e.g. decay_rate=1 (repeatable)."),
     _opt("--schedule-unit", type=click.Choice(SCHEDULE_UNITS), help="Update α once per epoch or at every mini-batch."),
