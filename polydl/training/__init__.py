@@ -6,7 +6,8 @@ continues a run bit for bit (CPU); ``evaluate`` and ``predict`` use a finished r
 Modules: ``config`` (TrainConfig), ``data`` (datasets and files), ``build`` (the model, loss and
 optimizer of a configuration), ``trainer`` (the loop), ``rundir`` (run directories),
 ``checkpoint`` (atomic files), ``run`` and ``resume`` (the entry points), ``evaluation`` and
-``inference`` (using a model), ``reporting`` (progress callbacks), ``signals``, ``errors``.
+``inference`` (using a model), ``reporting`` (progress callbacks), ``signals``, ``errors``,
+``watch`` (following a run as it trains).
 """
 from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig, from_dict, load_toml, merge, parse_param, parse_params
