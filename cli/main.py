@@ -40,8 +40,9 @@ def _add_commands():
     from .plugins_cmd import plugins
     from .schedules_cmd import schedules
     from .train import train
+    from .watch import watch
 
-    for cmd in (train, evaluate, predict, schedules, info, plugins):
+    for cmd in (train, evaluate, predict, schedules, info, plugins, watch):
         main.add_command(cmd)
     main.add_command(__import__(f"{__package__}.tune", fromlist=["tune"]).tune)
 

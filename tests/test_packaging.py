@@ -76,6 +76,8 @@ def test_wheel_metadata(wheel, names):
     core = [r for r in requires if "extra ==" not in r]
     assert {re.split(r"[ <>=;!~]", r.split(":", 1)[1].strip())[0] for r in core} >= {"numpy", "pluggy", "click"}
     assert any("cupy-cuda12x" in r and "extra == \"cuda\"" in r for r in requires)
+    for extra in ("watch", "test"):     # polydl watch: plotext 5's API
+        assert any(re.search(r"plotext\s*(\(?)<6,>=5\.2", r) and f"extra == \"{extra}\"" in r for r in requires), requires
     for forbidden in ("torch", "jax", "tensorflow"):
         assert not any(forbidden in r.lower() for r in requires)
 

@@ -8,7 +8,8 @@ Modules: ``config`` (TrainConfig), ``data`` (datasets and files), ``build`` (the
 optimizer of a configuration), ``trainer`` (the loop), ``rundir`` (run directories),
 ``checkpoint`` (atomic files), ``run``, ``resume`` and ``population`` (the entry points),
 ``evaluation`` and ``inference`` (using a model), ``provenance`` (which plugin supplied each
-component), ``reporting`` (progress callbacks), ``signals``, ``errors``.
+component), ``reporting`` (progress callbacks), ``signals``, ``errors``, ``watch`` (following a
+run as it trains).
 """
 from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig, from_dict, load_toml, merge, parse_param, parse_params

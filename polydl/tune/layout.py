@@ -11,7 +11,8 @@
                           metrics.jsonl, checkpoint.npz, summary.json, curves.png); NNNN is the
                           Optuna trial number, zero-padded to 4 digits
     OUT/owners/PID-TOKEN.lock
-                          held (flock, shared) by each live owner process and its workers
+                          held (flock, shared) by each live owner process and its workers; the
+                          first owner takes it before it writes study.json
 
 ``study.json`` is one JSON object::
 

@@ -12,7 +12,8 @@
   database server that owners on several machines share.
 
 Every owner takes an exclusive ``fcntl.flock`` around "count the trials, then ask the next
-one" (and around adopting an orphaned trial), on ``<storage file>.polydl.lock`` for a file
+one" (around adopting an orphaned trial, and around opening an SQLite file, whose tables the
+first to open it creates), on ``<storage file>.polydl.lock`` for a file
 storage and on ``OUT/study.polydl.lock`` for a server (not ``<file>.lock``, which Optuna's journal
 takes around each write). Owners on one machine therefore never ask the same trial
 number twice nor more than ``--trials`` trials. Owners on different machines sharing a server
@@ -80,8 +81,7 @@ class StorageRef:
                     raise StorageError(f"the storage {self.path} is a directory; give a file such as "
                                        f"{self.path / DEFAULT_FILE}")
                 kwargs = {"creator": functools.partial(sqlite_connect, str(self.path))}
-                # under the owners' lock: two owners creating a new database's tables at once collide
-                with FileLock(self.lock_path(None)):
+                with _creating(self.lock_path(None)):  # a new file's schema: one process at a time
                     return retrying(optuna.storages.RDBStorage, self.url, engine_kwargs=kwargs)
             kwargs = {"pool_pre_ping": True}
             return retrying(optuna.storages.RDBStorage, self.url, engine_kwargs=kwargs)
@@ -103,6 +103,23 @@ def sqlite_connect(path: str):
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+@contextlib.contextmanager
+def _creating(lock: Path):
+    """The owners' lock around opening an SQLite storage: Optuna creates the tables of a new file
+    when it opens it, and two processes doing so at once fail ("table studies already exists").
+    Where the lock file cannot be made (a directory one may only read), the file is opened
+    without it: only a reader opens a storage there."""
+    try:
+        held = FileLock(lock).__enter__()
+    except OSError:
+        held = None
+    try:
+        yield
+    finally:
+        if held is not None:
+            held.__exit__(None, None, None)
 
 
 def _parent_exists(path: Path) -> None:

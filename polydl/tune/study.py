@@ -617,15 +617,16 @@ def tune(settings: TuneSettings, reporter: TuneReporter | None = None, handle_si
         _check_existing(storage_obj, settings, ref)
     if fresh:
         out.mkdir(parents=True, exist_ok=True)
-        layout.write_study_json(out, info)
-    if storage_obj is None:
-        storage_obj = ref.open()
-    (out / layout.TRIALS).mkdir(exist_ok=True)
+    owner = Owner(out)  # before study.json is written: a study directory that is starting has a live owner
     logging_level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = _make_sampler(settings)
-    owner = Owner(out)
     try:
+        if fresh:
+            layout.write_study_json(out, info)
+        if storage_obj is None:
+            storage_obj = ref.open()
+        (out / layout.TRIALS).mkdir(exist_ok=True)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = _make_sampler(settings)
         with _storage.locked(ref, out):
             existed = _check_existing(storage_obj, settings, ref)
             study = _storage.retrying(optuna.create_study, storage=storage_obj, study_name=settings.name,

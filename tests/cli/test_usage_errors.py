@@ -57,7 +57,7 @@ def test_version():
 
 
 def test_every_command_is_registered_once():
-    assert sorted(main.commands) == ["evaluate", "info", "plugins", "predict", "schedules", "train", "tune"]
+    assert sorted(main.commands) == ["evaluate", "info", "plugins", "predict", "schedules", "train", "tune", "watch"]
 
 
 def test_a_multi_line_message_is_printed_on_one_line(monkeypatch, tmp_path):

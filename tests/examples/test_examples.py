@@ -200,11 +200,76 @@ def test_softmax_rejects_a_label_outside_the_classes(capsys):
     assert "--label must be a class index in [0, 4)" in capsys.readouterr().err
 
 
+# ---------------------------------------------------------------------------- coarse to fine
+@pytest.mark.slow
+def test_coarse_to_fine_boxes_follow_the_best_and_the_figure_shades_them(tmp_path, capsys):
+    optuna = pytest.importorskip("optuna")
+    c2f = load("coarse_to_fine")
+    study_dir = tmp_path / "study"
+    res = c2f.main(["--trials", "9", "--rounds", "3", "--epochs", "1", "--hidden", "8", "--study", str(study_dir),
+                    "--out", str(tmp_path)])
+    assert_png(res["path"], "coarse_to_fine.png", tmp_path)
+    trials, boxes = res["trials"], res["boxes"]
+    assert [t["round"] for t in trials] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    study = optuna.load_study(study_name="study", storage=f"sqlite:///{study_dir}/study.db")   # kept: an Optuna study
+    recorded = study.user_attrs["boxes"]
+    assert boxes == {int(r): {k: (b["low"], b["high"]) for k, b in box.items()} for r, box in recorded.items()}
+    assert boxes[1] == {"lr": (1e-4, 1.0), "beta": (0.9, 0.999)}
+    scale = {"lr": math.log10, "beta": lambda b: math.log10(1 - b)}     # α log-uniform, 1 − β log-uniform
+    for t in trials:
+        for k in ("lr", "beta"):
+            lo, hi = boxes[t["round"]][k]
+            assert lo <= t[k] <= hi
+    for r in (2, 3):
+        done = sorted((t for t in trials if t["round"] == r - 1 and t["state"] == "complete"),
+                      key=lambda t: (t["val_loss"], t["number"]))
+        top = done[:max(2, math.ceil(0.25 * len(done)))]
+        for k in ("lr", "beta"):
+            a, b = recorded[str(r - 1)][k]["scale"]
+            full = sorted(scale[k](v) for v in boxes[1][k])
+            xs = [scale[k](t[k]) for t in top]
+            # the box of the best quarter of the round before, widened by a tenth of that round's box
+            expected = (max(full[0], min(xs) - 0.1 * (b - a)), min(full[1], max(xs) + 0.1 * (b - a)))
+            assert recorded[str(r)][k]["scale"] == pytest.approx(expected, abs=1e-12)
+            c, d = recorded[str(r)][k]["scale"]
+            assert a - 0.1 * (b - a) - 1e-12 <= c < d <= b + 0.1 * (b - a) + 1e-12   # within the box before ± margin
+    # the figure shades exactly the recorded boxes, on the axes it draws (α, and 1 − β)
+    for r, box in boxes.items():
+        assert res["shaded"]["lr"][r] == pytest.approx(box["lr"], rel=1e-12)
+        assert res["shaded"]["beta"][r] == pytest.approx(sorted(1 - v for v in box["beta"]), rel=1e-12)
+    for r, info in res["rounds"].items():
+        losses = sorted(t["val_loss"] for t in trials if t["round"] == r and t["state"] == "complete")
+        assert info["best"] == losses[0] and info["median"] == pytest.approx(np.median(losses))
+        assert info["decades"]["lr"] == pytest.approx(math.log10(box_ratio(boxes[r]["lr"])))
+    # plain random search on the same budget: its first round-size trials are round 1's
+    plain = res["random_trials"]
+    assert [(t["lr"], t["beta"]) for t in plain[:3]] == [(t["lr"], t["beta"]) for t in trials[:3]]
+    assert {t["round"] for t in plain} == {1} and len(plain) == 9
+    assert res["random_best"] == min(t["val_loss"] for t in plain if t["state"] == "complete")
+    out = capsys.readouterr().out
+    better = min(res["rounds"][2]["best"], res["rounds"][3]["best"]) < res["rounds"][1]["best"]
+    assert res["better_best"] == better
+    assert ("the zoom found a better region than round 1" in out) == better
+    assert ("Not as the claim has it: the zoom did not find" in out) == (not better)
+    assert res["beats_random"] == (min(i["best"] for i in res["rounds"].values()) < res["random_best"])
+    assert out.count("round ") >= 3 and "decades of 1 − β" in out
+
+
+def box_ratio(box):
+    return box[1] / box[0]
+
+
+def test_coarse_to_fine_needs_rounds(capsys):
+    with pytest.raises(SystemExit) as exc:
+        load("coarse_to_fine").main(["--rounds", "3", "--trials", "5"])
+    assert exc.value.code == 2 and "at least 2 trials per round" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------- README
 def test_the_readme_shows_every_example_and_its_committed_figure():
     readme = (EXAMPLES / "README.md").read_text(encoding="utf-8")
     scripts = sorted(p.stem for p in EXAMPLES.glob("*.py"))
-    assert {"batchnorm", "decay", "saddle", "search", "softmax", "panda_caviar"} <= set(scripts)
+    assert scripts == ["batchnorm", "coarse_to_fine", "decay", "panda_caviar", "saddle", "search", "softmax"]
     for name in scripts:
         assert f"python examples/{name}.py" in readme and f"](figures/{name}.png)" in readme
         figure = EXAMPLES / "figures" / f"{name}.png"

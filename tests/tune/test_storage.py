@@ -68,6 +68,32 @@ with FileLock(sys.argv[1]):
 """
 
 
+OPEN = """
+import sys, time
+from pathlib import Path
+from polydl.tune.storage import resolve
+import optuna
+print("ready", flush=True)
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.001)
+resolve(sys.argv[1]).open()
+print("opened", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_processes_that_open_a_new_sqlite_file_at_once_all_open_it(tmp_path):
+    db, go = tmp_path / "new.db", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN, str(db), str(go)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 3    # imported, waiting
+    go.write_text("")
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.strip() == "opened", err    # not "table studies already exists"
+    optuna.create_study(storage=f"sqlite:///{db}", study_name="s")
+
+
 def test_the_file_lock_excludes_another_process(tmp_path):
     lock = tmp_path / "study.db.polydl.lock"
     p = subprocess.Popen([sys.executable, "-c", HOLD, str(lock), "1.0"], stdout=subprocess.PIPE, text=True)

@@ -294,7 +294,9 @@ def test_kill_9_of_the_owner_then_the_same_command_continues_the_study(tmp_path,
     command = ["tune", *LONGER, "--trials", 3, "--workers", 1, "--out", out]
     p = popen(*command)
     second = out / "trials" / "0001" / ckpt.METRICS
-    _wait_for_lines(second, 1, p)                        # trial 0 finished, trial 1 is in its second epoch
+    # trial 0 finished, trial 1 past its second epoch's line: its first epoch's checkpoint is saved (a kill
+    # between an epoch's line and its checkpoint would have the resume train that epoch again)
+    _wait_for_lines(second, 2, p)
     os.kill(p.pid, signal.SIGKILL)
     p.communicate()
     first_summary = (out / "trials" / "0000" / ckpt.SUMMARY).stat().st_mtime_ns

@@ -1,0 +1,314 @@
+"""Following a run as it trains (``polydl watch``): its state, read from the run directory
+without writing to it, and a text frame of its curves drawn with plotext.
+
+A run is *running* while a process holds the OS lock on its ``.polydl-lock`` (the kernel
+releases it when that process ends, even after ``kill -9``). When the lock is free the run has
+*finished* if ``summary.json`` is there and its last epoch is the configuration's last, and has
+*stopped* otherwise (Ctrl-C, a NaN loss, a kill): ``polydl train --resume DIR`` continues it.
+The lock is probed with a non-blocking shared flock on a read-only descriptor, let go at once.
+``metrics.jsonl`` is read up to its last complete line: a line being appended (or torn by a
+kill) is skipped, as :func:`polydl.training.checkpoint.read_metrics` does.
+
+A frame is the run's header line, three panels against epoch (loss and accuracy, train and
+validation, and α, on a log axis when it spans more than a decade; a dotted line where α was
+changed on resume, with the change written below) and a status line: epoch e/E, the last
+validation loss and accuracy, α, and running, finished or stopped. plotext is optional:
+``pip install 'polydl[watch]'``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .rundir import LOCK, MARKER
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+__all__ = ["WatchError", "RunState", "read_records", "lock_held", "is_run", "read_run", "header_line", "status_line",
+           "run_frame", "require_plotext", "PLOTEXT_MISSING", "RUNNING", "FINISHED", "STOPPED", "SIDE_BY_SIDE"]
+
+RUNNING, FINISHED, STOPPED = "running", "finished", "stopped"
+PLOTEXT_MISSING = "polydl watch draws a run's curves with plotext, which is not installed: pip install 'polydl[watch]'"
+#: frames at least this wide put the three panels side by side, narrower ones stack them
+SIDE_BY_SIDE = 96
+
+
+class WatchError(ValueError):
+    """A directory that cannot be watched, or a missing plotting library."""
+
+
+def require_plotext():
+    try:
+        import plotext
+    except ImportError:
+        raise WatchError(PLOTEXT_MISSING) from None
+    return plotext
+
+
+# ---------------------------------------------------------------------------- reading
+def read_records(path) -> list[dict]:
+    """The records of ``metrics.jsonl`` up to its last complete line (one that ends in a newline
+    and parses); nothing if the file does not exist yet."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise WatchError(f"cannot read {path}: {exc.strerror or exc}") from None
+    out = []
+    for line in data.split(b"\n")[:-1]:   # the part after the last newline is still being written
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            break  # a torn line: what follows it is not this run's history
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+def lock_held(path) -> bool | None:
+    """Whether a process holds the flock on ``path``: True, False (free, or no such file), or
+    None where it cannot be told (no flock on this system, a file that cannot be opened)."""
+    if fcntl is None:  # pragma: no cover - Windows
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing the descriptor lets go of the shared lock at once
+    return False
+
+
+def is_run(path) -> bool:
+    """A polydl run directory: it has the marker, or it is starting (its lock is held)."""
+    path = Path(path)
+    return path.is_dir() and ((path / MARKER).is_file() or lock_held(path / LOCK) is True)
+
+
+@dataclass
+class RunState:
+    """What a run directory holds at one moment."""
+
+    path: Path
+    status: str                      # running, finished, stopped
+    records: list = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    summary: dict | None = None
+    pid: int | None = None
+
+    @property
+    def epochs(self) -> int | None:
+        """The run's length (``epochs`` of ``config.toml``), or None before it is written."""
+        e = self.config.get("epochs")
+        return e if isinstance(e, int) and not isinstance(e, bool) else None
+
+    @property
+    def epoch(self) -> int:
+        """The last finished epoch (0 before the first)."""
+        return int(self.records[-1].get("epoch", 0)) if self.records else 0
+
+    @property
+    def done(self) -> bool:
+        """No process trains in it any more."""
+        return self.status != RUNNING
+
+
+def _read_json(path) -> dict | None:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WatchError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return doc if isinstance(doc, dict) else None
+
+
+def _read_config(path) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise WatchError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _pid(path) -> int | None:
+    try:
+        text = Path(path).read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def read_run(path) -> RunState:
+    """The state of the run directory ``path`` (a :class:`WatchError` if it is none)."""
+    path = Path(path)
+    if not is_run(path):
+        raise WatchError(f"{path} is not a polydl run directory (it has no {MARKER})")
+    held = lock_held(path / LOCK)
+    # read the lock first: a run that ends meanwhile has written everything before letting go
+    records = read_records(path / ckpt.METRICS)
+    config = _read_config(path / ckpt.CONFIG)
+    summary = _read_json(path / ckpt.SUMMARY)
+    state = RunState(path, RUNNING, records, config, summary)
+    if held:
+        state.pid = _pid(path / LOCK)
+        return state
+    if summary is not None and state.epochs is not None and state.epoch >= state.epochs:
+        state.status = FINISHED
+    elif held is False:  # (where the lock cannot be probed, a run that has not finished may be training)
+        state.status = STOPPED
+    return state
+
+
+# ---------------------------------------------------------------------------- text
+def _g(v, digits=4) -> str:
+    return "n/a" if v is None or not isinstance(v, (int, float)) else f"{v:.{digits}g}"
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None or not isinstance(v, (int, float)) else f"{100 * v:.2f}%"
+
+
+def header_line(state: RunState) -> str:
+    """``runs/panda: moons, hidden [16], adam, α0 0.01 (inverse_time), batch 8, 6 epochs``."""
+    c = state.config
+    if not c:
+        return f"{state.path}: starting"
+    parts = [str(c.get("dataset", "?")), f"hidden {c.get('hidden', '?')}", str(c.get("optimizer", "?")),
+             f"α0 {_g(c.get('lr'))} ({c.get('schedule', '?')})", f"batch {c.get('batch_size', '?')}",
+             f"{c.get('epochs', '?')} epochs"]
+    return f"{state.path}: {', '.join(parts)}"
+
+
+def _status_parts(state: RunState) -> tuple[str, str]:
+    total = state.epochs if state.epochs is not None else "?"
+    if state.records:
+        r = state.records[-1]
+        head = (f"epoch {state.epoch}/{total}  train loss {_g(r.get('train_loss'))}  val loss {_g(r.get('val_loss'))}"
+                f"  val accuracy {_pct(r.get('val_accuracy'))}  α {_g(r.get('lr'))}")
+    else:
+        head = f"epoch 0/{total} (no epoch has finished yet)"
+    if state.status == RUNNING:
+        tail = f"running (pid {state.pid})" if state.pid else "running"
+    elif state.status == FINISHED:
+        s = state.summary or {}
+        tail = f"finished: test accuracy {_pct(s.get('test_accuracy'))} (loss {_g(s.get('test_loss'))})"
+    else:
+        tail = (f"stopped after epoch {state.epoch} of {total} (no process trains it); continue it with "
+                f"polydl train --resume {state.path}")
+    return head, tail
+
+
+def status_line(state: RunState, width: int | None = None) -> str:
+    """``epoch 7/20  train loss 0.1834  val loss 0.1622  val accuracy 95.56%  α 0.002857  running
+    (pid 4242)``: on two lines where one would be wider than ``width``."""
+    head, tail = _status_parts(state)
+    one = f"{head}  {tail}"
+    return one if width is None or len(one) <= width else f"{head}\n{tail}"
+
+
+def _series(records, key):
+    pts = [(r["epoch"], r[key]) for r in records
+           if isinstance(r.get("epoch"), int) and isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _ticks(lo: int, hi: int, n: int = 6) -> list[int]:
+    if hi <= lo:
+        return [lo]
+    step = max(1, math.ceil((hi - lo) / (n - 1)))
+    ticks = list(range(lo, hi + 1, step))
+    if ticks[-1] != hi:
+        ticks.append(hi)
+    return ticks
+
+
+def _event(record: dict) -> str:
+    """``α 0.005 → 0.0001 at epoch 4 (lr changed from ... to ...)``: the change of α first."""
+    text = str(record.get("event") or f"α changed at epoch {record.get('epoch')}")
+    head, sep, tail = text.rpartition(": ")
+    return f"{tail} ({head})" if sep and tail.startswith("α") else text
+
+
+def run_frame(state: RunState, width: int = 120, height: int = 30, color: bool = False) -> str:
+    """The frame of ``state`` in ``width`` × ``height`` characters; ``color`` keeps plotext's
+    ANSI colours (a terminal), else it is plain text (a log)."""
+    plt = require_plotext()
+    width, height = max(40, int(width)), max(12, int(height))
+    events = [r for r in state.records if r.get("lr_changed")][-2:]
+    lines = [header_line(state)[:width]]
+    tail = [_event(r)[:width] for r in events]
+    tail += status_line(state, width).split("\n")
+    if state.records:
+        lines.append(_plots(plt, state, width, height - len(lines) - len(tail), color))
+    else:
+        lines.append("(the curves appear when the first epoch has finished)")
+    return "\n".join(lines + tail)
+
+
+def _plots(plt, state: RunState, width: int, height: int, color: bool) -> str:
+    records = state.records
+    side = width >= SIDE_BY_SIDE
+    rows, cols = (1, 3) if side else (3, 1)
+    height = max(9 * rows, height)
+    first = min((r["epoch"] for r in records if isinstance(r.get("epoch"), int)), default=1)
+    last = max(state.epochs or 0, state.epoch)
+    plt.clear_figure()
+    plt.limitsize(False, False)
+    plt.subplots(rows, cols)
+    plt.plotsize(width, height)
+    sizes = [width // 3 + (1 if i < width % 3 else 0) for i in range(3)] if side else \
+        [height // 3 + (1 if i < height % 3 else 0) for i in range(3)]
+    changed = [r["epoch"] - 0.5 for r in records if r.get("lr_changed") and isinstance(r.get("epoch"), int)]
+    panels = (("loss", (("train_loss", "train", "cyan"), ("val_loss", "val", "orange"))),
+              ("accuracy", (("train_accuracy", "train", "cyan"), ("val_accuracy", "val", "orange"))),
+              ("α", (("lr", None, "green"),)))
+    for i, (title, keys) in enumerate(panels):
+        plt.subplot(1, i + 1) if side else plt.subplot(i + 1, 1)
+        plt.theme("clear")
+        plt.plotsize(sizes[i], height) if side else plt.plotsize(width, sizes[i])
+        ys = []
+        for key, label, colour in keys:
+            x, y = _series(records, key)
+            ys += y
+            if x:
+                plt.plot(x, y, label=label, marker="braille", color=colour) if label else \
+                    plt.plot(x, y, marker="braille", color=colour)
+        for x in changed:
+            plt.vline(x, "gray")
+        if title == "α" and ys and min(ys) > 0 and max(ys) / min(ys) > 10:
+            plt.yscale("log")
+        plt.title(title)
+        plt.xlim(first - 0.5 if changed else first, max(last, first + 1))
+        plt.xticks(_ticks(first, max(last, first + 1)))
+        if side or i == 2:
+            plt.xlabel("epoch")
+    plt.main()
+    text = plt.build().rstrip("\n")
+    plt.clear_figure()
+    return text if color else plt.uncolorize(text)
