@@ -149,7 +149,7 @@ the box around the best trials of the round before, and starts when that one has
 """
 
 _SEARCH_OPTIONS = ("config_file", "space_file", "tier", "trials", "rounds", "sampler", "prune", "metric", "executor",
-                   "workers", "storage", "study_name", "out")
+                   "workers", "population_size", "storage", "study_name", "out")
 
 
 @click.group("tune", cls=Group, invoke_without_command=True, help=SEARCH_HELP)
@@ -168,7 +168,10 @@ _SEARCH_OPTIONS = ("config_file", "space_file", "tier", "trials", "rounds", "sam
 @click.option("--metric", type=click.Choice(list(METRICS)), default=None,
               help="val_loss (default, minimised) or val_accuracy (maximised), of the final epoch.")
 @click.option("--executor", type=click.Choice(list(EXECUTORS)), default=None,
-              help="Where trials train: local (default: worker processes on this machine).")
+              help="Where trials train: local (default: worker processes on this machine), or population (the "
+                   "trials of one shape as one population in each worker: many small models at once).")
+@click.option("--population-size", type=int, default=None,
+              help="With --executor population: trials per population (default 16).")
 @click.option("--workers", type=int, default=None,
               help="Trials at once (default: what the machine holds: one per CPU, at most one per GiB free).")
 @click.option("--storage", metavar="PATH|URL", default=None,
@@ -178,8 +181,8 @@ _SEARCH_OPTIONS = ("config_file", "space_file", "tier", "trials", "rounds", "sam
               help="The study directory: study.json, study.db, trials/NNNN.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the summary line.")
 @click.pass_context
-def tune(ctx, config_file, space_file, tier, trials, rounds, sampler, prune, metric, executor, workers, storage,
-         study_name, out, quiet, **opts):
+def tune(ctx, config_file, space_file, tier, trials, rounds, sampler, prune, metric, executor, workers,
+         population_size, storage, study_name, out, quiet, **opts):
     given = {k: v for k, v in locals().items() if k in _SEARCH_OPTIONS and v is not None}
     if ctx.invoked_subcommand is not None:
         flags = [k for k in given] + [k for k, v in opts.items() if v not in (None, ())] + (["quiet"] if quiet else [])
@@ -205,7 +208,8 @@ def tune(ctx, config_file, space_file, tier, trials, rounds, sampler, prune, met
         space, notes = default_space(tier or 2, base, train_size=len(load_data(base).y_train))
     settings = TuneSettings(base=base, space=space, trials=trials, out=out, rounds=rounds or 1,
                             sampler=sampler or "random", prune=prune, metric=metric or "val_loss", storage=storage,
-                            study_name=study_name, executor=executor or "local", workers=workers)
+                            study_name=study_name, executor=executor or "local", workers=workers,
+                            executor_options={} if population_size is None else {"population_size": population_size})
     progress = QuietProgress() if quiet else LineProgress(bar=sys.stdout.isatty())
     for n in notes:
         progress.note(n)

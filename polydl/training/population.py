@@ -46,7 +46,7 @@ from .signals import NoSignals, StopFlag
 from .trainer import RunResult, diverged, epoch_order, write_or_say
 
 __all__ = ["run_population", "check_members", "MEMBER_KEYS", "SHARED_KEYS", "PopulationReporter",
-           "ProgressReporter"]
+           "ProgressReporter", "MemberStopped"]
 
 #: the keys in which the members of a population may differ
 MEMBER_KEYS = ("seed", "lr", "beta", "beta1", "beta2", "eps", "weight_decay", "optimizer_params", "schedule",
@@ -54,16 +54,32 @@ MEMBER_KEYS = ("seed", "lr", "beta", "beta1", "beta2", "eps", "weight_decay", "o
 #: the keys that fix the shapes and the data: every member has the same
 SHARED_KEYS = tuple(k for k in KEYS if k not in MEMBER_KEYS)
 PENDING = ".polydl-pending-" + ckpt.CHECKPOINT
+STOPPED = "stopped on request after epoch "
 
 
 class PopulationReporter(Reporter):
     """Progress of a population: ``start(info)`` (the shape, ``members``), ``epoch_start``,
     ``step`` after every mini-batch of the whole population, ``epoch_end(records, epochs)`` with
     each training member's record (index → record), ``member_end(index, outcome)`` when a member
-    stops (its :class:`RunResult`, or the :class:`TrainingDiverged` that ended it), ``note``."""
+    stops (its :class:`RunResult`, the :class:`TrainingDiverged` that ended it, or
+    :class:`MemberStopped`), ``note``; ``stop_members()`` is asked after every epoch which members
+    to stop now (a search pruning them): each keeps its checkpoint of that epoch."""
 
     def epoch_end(self, records: dict, epochs: int) -> None: ...
     def member_end(self, index: int, outcome) -> None: ...
+
+    def stop_members(self) -> set:
+        return set()
+
+
+class MemberStopped:
+    """A member stopped on request after ``epoch`` (its checkpoint kept, resumable alone)."""
+
+    def __init__(self, out_dir, epoch: int):
+        self.out_dir, self.epoch = Path(out_dir), int(epoch)
+
+    def __repr__(self):
+        return f"MemberStopped('{self.out_dir}', epoch={self.epoch})"
 
 
 class ProgressReporter(PopulationReporter):
@@ -284,8 +300,9 @@ class _Population:
             "num_features": self.data.num_features, "num_outputs": self.outputs,
             "class_names": self.data.class_names, "components": record(mb.config),
             "population": {"size": self.P, "index": k, "dirs": [str(m.out_dir) for m in self.members],
-                           "stopped": {str(m.index): str(m.outcome) for m in self.members
-                                       if isinstance(m.outcome, TrainingDiverged)}},
+                           "stopped": {str(m.index): (str(m.outcome) if isinstance(m.outcome, TrainingDiverged)
+                                                      else f"{STOPPED}{m.outcome.epoch}")
+                                       for m in self.members if isinstance(m.outcome, (TrainingDiverged, MemberStopped))}},
         }
         return meta, arrays
 
@@ -425,6 +442,12 @@ class _Population:
                 self.save()
                 self.good = self._snapshot()
                 self.reporter.epoch_end(records, cfg.epochs)
+                for k in sorted(self.reporter.stop_members()):
+                    mb = self.members[k]
+                    if mb.outcome is None:
+                        mb.outcome = MemberStopped(mb.out_dir, e)
+                        self.optimizer.freeze(k)
+                        self.reporter.member_end(k, mb.outcome)
                 if self.stop is not None and self.stop.set and self.epoch < cfg.epochs:
                     raise self._interrupted(e)
 
@@ -576,12 +599,16 @@ def run_population(configs, out_dirs, *, overwrite: bool = False, reporter: Popu
                 raise RunDirError(f"the members of the population in {out_dirs[0].parent} are at different positions "
                                   f"{sorted(positions)}; they cannot continue as one population")
             if not live:
-                return [TrainingDiverged(stopped[str(i)], None, None, None, d) for i, d in enumerate(out_dirs)]
+                return [MemberStopped(d, int(stopped[str(i)][len(STOPPED):])) if stopped[str(i)].startswith(STOPPED)
+                        else TrainingDiverged(stopped[str(i)], None, None, None, d) for i, d in enumerate(out_dirs)]
             pop.load(metas, arrays, live[0])
             for k, message in stopped.items():
                 mb = pop.members[int(k)]
                 meta = metas[int(k)]
-                mb.outcome = TrainingDiverged(message, meta["epoch"] + 1, None, None, mb.out_dir)
+                if message.startswith(STOPPED):
+                    mb.outcome = MemberStopped(mb.out_dir, int(message[len(STOPPED):]))
+                else:
+                    mb.outcome = TrainingDiverged(message, meta["epoch"] + 1, None, None, mb.out_dir)
                 pop.optimizer.freeze(int(k))
             for mb in pop.active():
                 ckpt.remove_temporaries(mb.out_dir)

@@ -404,8 +404,8 @@ class LocalExecutor(Executor):
         return out
 
 
-#: the executors by name (``--executor``)
-EXECUTORS = {"local": LocalExecutor}
+#: the executors by name (``--executor``): a class, or where it lives (imported when first made)
+EXECUTORS = {"local": LocalExecutor, "population": "polydl.tune.population_executor:PopulationExecutor"}
 
 
 def make_executor(name: str, **options) -> Executor:
@@ -413,4 +413,9 @@ def make_executor(name: str, **options) -> Executor:
         cls = EXECUTORS[name]
     except KeyError:
         raise ValueError(f"unknown executor {name!r} (valid: {', '.join(EXECUTORS)})") from None
+    if isinstance(cls, str):
+        import importlib
+
+        module, _, attr = cls.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
     return cls(**options)

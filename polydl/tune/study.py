@@ -126,6 +126,9 @@ class TuneSettings:
             raise TuneError(f"--prune must be {' or '.join(PRUNERS)}, not {self.prune!r}")
         if self.executor not in EXECUTORS:
             raise TuneError(f"--executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
+        if "population_size" in self.executor_options and self.executor != "population":
+            raise TuneError("--population-size sets how many trials train as one population: it needs "
+                            "--executor population")
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
                                          or self.workers < 1):
             raise TuneError(f"--workers must be >= 1, not {self.workers!r}")
@@ -643,7 +646,7 @@ def tune(settings: TuneSettings, reporter: TuneReporter | None = None, handle_si
         workers = settings.workers or default_workers(base.device)
         workers = max(1, min(workers, settings.trials))
         options = {"workers": workers, "owner_lock": owner.lock, **settings.executor_options}
-        if settings.executor == "local":
+        if settings.executor in ("local", "population"):
             options.setdefault("device", base.device)
         executor = make_executor(settings.executor, **options)
         finished = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())

@@ -1,7 +1,7 @@
 """A worker process of the ``local`` executor: ``python -m polydl.tune.worker``.
 
-It reads JSON lines on stdin (``{"op": "run", "task": {...}}``, ``{"op": "stop", "number":
-N}``, ``{"op": "exit"}``) and writes JSON lines on stdout: ``{"kind": "ready", "pid", "threads"}``
+It reads JSON lines on stdin (``{"op": "run", "task": {...}}``, ``{"op": "run_group", "tasks":
+[...]}`` (the population executor's), ``{"op": "stop", "number": N}``, ``{"op": "exit"}``) and writes JSON lines on stdout: ``{"kind": "ready", "pid", "threads"}``
 once, then the :class:`~polydl.tune.executors.TrialEvent` s of each trial. Anything else the
 process prints goes to stderr. It holds a shared flock on ``$POLYDL_TUNE_OWNER_LOCK`` and ends at
 once when its owner dies (``PR_SET_PDEATHSIG`` on Linux; end of input everywhere).
@@ -69,6 +69,8 @@ def main() -> int:
             op = msg.get("op")
             if op == "run":
                 tasks.put(TrialTask.from_dict(msg["task"]))
+            elif op == "run_group":  # the population executor's: trials of one shape as one population
+                tasks.put([TrialTask.from_dict(t) for t in msg["tasks"]])
             elif op == "stop":
                 stops.add(int(msg["number"]))
             elif op == "exit":
@@ -85,6 +87,12 @@ def main() -> int:
             task = tasks.get()
             if task is None:
                 return 0
+            if isinstance(task, list):
+                from .population_executor import run_group
+
+                run_group(task, lambda ev: send(ev.to_dict()), lambda n: n in stops)
+                stops.difference_update(t.number for t in task)
+                continue
             number = task.number
             run_trial(task, lambda ev: send(ev.to_dict()), lambda: number in stops)
             stops.discard(number)

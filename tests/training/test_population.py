@@ -194,3 +194,29 @@ def test_progress_shows_the_best_and_the_worst_member(tmp_path):
     assert len(epochs) == 3 and all("val loss best" in ln and "worst" in ln for ln in epochs)
     assert any(ln.startswith("member 1 stopped: the loss became") for ln in lines)
     assert "2 members, 1 stopped" in epochs[-1]
+
+
+def test_a_member_stopped_on_request_keeps_its_checkpoint_and_the_rest_resume(tmp_path):
+    from polydl.training.population import MemberStopped
+
+    configs = [c.replace(epochs=4) for c in members()]
+    outs = [tmp_path / f"m{k}" for k in range(3)]
+
+    class PruneOne(PopulationReporter):
+        def epoch_end(self, records, epochs):
+            self.epoch = next(iter(records.values()))["epoch"]
+            if self.epoch == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # and stop the whole population after it
+
+        def stop_members(self):
+            return {0} if self.epoch == 1 else set()
+
+    with pytest.raises(TrainingInterrupted):
+        run_population(configs, outs, reporter=PruneOne())
+    assert meta(outs[0])["epoch"] == 1 and meta(outs[1])["epoch"] == 2
+    got = run_population(configs, outs)
+    assert isinstance(got[0], MemberStopped) and got[0].epoch == 1
+    assert got[1].epochs == got[2].epochs == 4
+    run(configs[1], tmp_path / "alone1")
+    for name, value in arrays(tmp_path / "alone1").items():
+        np.testing.assert_allclose(arrays(outs[1])[name], value, rtol=0, atol=1e-10, err_msg=name)

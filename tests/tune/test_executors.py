@@ -75,8 +75,8 @@ def test_sizes():
     cpus = available_cpus()
     assert 1 <= default_workers() <= cpus and default_workers("cuda") == 1
     assert blas_threads(1) == cpus and blas_threads(cpus * 4) == 1
-    with pytest.raises(ValueError, match="unknown executor 'population'"):
-        make_executor("population")
+    with pytest.raises(ValueError, match="unknown executor 'pool'"):
+        make_executor("pool")
     with pytest.raises(ValueError, match="--workers must be >= 1"):
         LocalExecutor(workers=0)
 

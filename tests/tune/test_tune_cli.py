@@ -189,7 +189,7 @@ def test_usage_errors(coarse):
     one_line_error(invoke("tune", *TINY, "--out", out), "a search needs --trials N and --out DIR")
     one_line_error(invoke("tune", "reprot", out), "No such command 'reprot'; did you mean 'report'?")
     one_line_error(invoke("tune", "--trials", 3, "report", out), "--trials belongs to a search")
-    one_line_error(invoke("tune", *TINY, "--trials", 3, "--out", out, "--executor", "population"),
+    one_line_error(invoke("tune", *TINY, "--trials", 3, "--out", out, "--executor", "pool"),
                    "Invalid value for '--executor'")
 
 
