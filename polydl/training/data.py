@@ -604,7 +604,8 @@ def load_data(config) -> Data:
     if len(y_train) == 0:
         raise DataError(f"the dataset {name} leaves no training samples after the validation and test splits")
     if config.batch_size > len(y_train):
-        raise DataError(f"batch_size {config.batch_size} is larger than the training set ({len(y_train)} samples); "
+        n = len(y_train)
+        raise DataError(f"batch_size {config.batch_size} is larger than the training set ({n} sample{'s' * (n != 1)}); "
                         f"use --batch-size {len(y_train)} or less")
     found = np.unique(np.concatenate([y for _, y in splits.values()]))
     if num_classes < 2 or len(found) < 2:

@@ -166,3 +166,10 @@ def test_an_unknown_key_names_a_close_key_only_when_there_is_one():
         C.from_dict({"learning_rate": 3})
     with pytest.raises(ConfigError, match=r"unknown key 'qqqqqq' in configuration; see polydl train --print-config"):
         C.from_dict({"qqqqqq": 3})
+
+
+def test_a_config_file_that_is_not_utf8_says_so(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_bytes(b"\xff\xfe epochs = 3")
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(invalid start byte at byte 0\); save it as UTF-8$"):
+        C.load_toml(p)
