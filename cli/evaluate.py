@@ -13,13 +13,16 @@ from polydl.training.checkpoint import atomic_write
 from ._common import Command, check_output_file, percent, writing
 
 
-def confusion_table(confusion) -> str:
+def confusion_table(confusion, class_names=None) -> str:
+    """Rows: the true class, columns: the predicted one, headed by the class names (or numbers)."""
     k = len(confusion)
-    width = max(5, max(len(str(v)) for row in confusion for v in row) + 2, len(str(k - 1)) + 2)
-    head = "true\\pred".rjust(9) + "".join(str(j).rjust(width) for j in range(k))
+    labels = [str(n) for n in class_names] if class_names else [str(j) for j in range(k)]
+    width = max(5, max(len(str(v)) for row in confusion for v in row) + 2, max(map(len, labels)) + 2)
+    first = max(9, max(map(len, labels)))
+    head = "true\\pred".rjust(first) + "".join(label.rjust(width) for label in labels)
     lines = [head]
-    for i, row in enumerate(confusion):
-        lines.append(str(i).rjust(9) + "".join(str(v).rjust(width) for v in row))
+    for label, row in zip(labels, confusion):
+        lines.append(label.rjust(first) + "".join(str(v).rjust(width) for v in row))
     return "\n".join(lines)
 
 
@@ -50,7 +53,7 @@ def evaluate(run_dir, dataset, target, split, device, as_json):
         return
     click.echo(f"{samples_used(res)}: loss {res['loss']:.4f}  accuracy {percent(res['accuracy'])}")
     click.echo("confusion matrix (rows: true class, columns: predicted class):")
-    click.echo(confusion_table(res["confusion"]))
+    click.echo(confusion_table(res["confusion"], res.get("class_names")))
 
 
 @click.command("predict", cls=Command)
@@ -62,15 +65,18 @@ def evaluate(run_dir, dataset, target, split, device, as_json):
 @click.option("--device", default=None, help="Device to predict on (default: the run's).")
 def predict(run_dir, input_file, out_file, overwrite, device):
     """Class and class probabilities for each sample of INPUT (.npz with X, or .csv of features)
-    with the model in DIR: a CSV with columns class, p_0, p_1, ..."""
+    with the model in DIR: a CSV with columns class, p_0, p_1, ... (for a run trained on class
+    names: the name, and p_<name> for each class)."""
     if out_file is not None:
         check_output_file(out_file, overwrite)
-    classes, probs = training.predict(run_dir, input_file, device=device)
+    result = training.predict(run_dir, input_file, device=device)
+    classes, probs = result
+    names = result.class_names or [str(j) for j in range(probs.shape[1])]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["class"] + [f"p_{j}" for j in range(probs.shape[1])])
-    for c, p in zip(classes, probs):
-        w.writerow([int(c)] + [f"{v:.6g}" for v in p])
+    w.writerow(["class"] + [f"p_{n}" for n in names])
+    for label, p in zip(result.labels, probs):
+        w.writerow([label] + [f"{v:.6g}" for v in p])
     if out_file is None:
         click.echo(buf.getvalue(), nl=False)
         return

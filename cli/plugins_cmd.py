@@ -38,12 +38,26 @@ def _origin(p: dict) -> str:
     return f"{dist}  [{p['target']}]" if p["target"] else dist
 
 
+def _name(p: dict, kind: str, name: str) -> str:
+    """``rmsnorm (eps)``, ``batchnorm (momentum, eps; override)``, ``rmsnorm (shadowed by tricks: use rms:rmsnorm)``."""
+    notes = ", ".join(p.get("parameters", {}).get(kind, {}).get(name, ()))
+    winner = p.get("shadowed", {}).get(kind, {}).get(name)
+    if winner is not None:
+        own = "polydl" if p["source"] == "builtin" else p["name"]
+        notes += f"{'; ' if notes else ''}shadowed by {winner}: use {own}:{name}"
+    elif name in p["overrides"].get(kind, ()):
+        notes += f"{'; ' if notes else ''}override"
+    return f"{name} ({notes})" if notes else name
+
+
 def _text(report: dict) -> str:
     s = report["settings"]
     flags = [f"autoload {'on' if s['autoload'] else 'off (POLYDL_DISABLE_PLUGIN_AUTOLOAD)'}",
              f"strict {'on' if s['strict'] else 'off'}"]
     if s["only"] is not None:
         flags.append(f"only {', '.join(s['only'])} (POLYDL_LOAD_PLUGINS)")
+    if s.get("prefer"):
+        flags.append(f"prefer {', '.join(s['prefer'])} (POLYDL_PREFER_PLUGINS)")
     lines = [f"polydl {report['polydl_version']}: {len(report['plugins'])} plugins loaded from the built-ins "
              f"and the entry-point group '{report['entry_point_group']}' ({'; '.join(flags)})", ""]
     width = max(len(p["name"]) for p in report["plugins"])
@@ -53,9 +67,7 @@ def _text(report: dict) -> str:
         for kind in _KINDS:
             names = p["registered"].get(kind)
             if names:
-                over = set(p["overrides"].get(kind, ()))
-                shown = [f"{n} (override)" if n in over else n for n in names]
-                lines.append(f"  {kind}: {', '.join(shown)}")
+                lines.append(f"  {kind}: {', '.join(_name(p, kind, n) for n in names)}")
     if report["warnings"]:
         lines += ["", f"warnings ({len(report['failed'])} plugin(s) skipped; POLYDL_STRICT_PLUGINS=1 makes "
                       "them errors):"]
@@ -66,10 +78,14 @@ def _text(report: dict) -> str:
 @click.command("plugins", cls=Command)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (plugins, failed, warnings, settings).")
 def plugins(as_json):
-    """List the loaded plugins: distribution, version, hooks and the names each registered.
+    """List the loaded plugins: distribution, version, hooks and the names each registered, with
+    their parameters.
 
-    Broken plugins are listed under warnings. POLYDL_STRICT_PLUGINS=1 makes them an error,
-    POLYDL_LOAD_PLUGINS=a,b loads only those, POLYDL_DISABLE_PLUGIN_AUTOLOAD=1 only the built-ins."""
+    A name two plugins register goes to the one that loads first; the other's is listed as
+    shadowed, and PLUGIN:NAME selects it. Broken plugins and clashes are listed under warnings.
+    POLYDL_STRICT_PLUGINS=1 makes them an error, POLYDL_LOAD_PLUGINS=a,b loads only those,
+    POLYDL_DISABLE_PLUGIN_AUTOLOAD=1 only the built-ins, POLYDL_PREFER_PLUGINS=a,b lets those
+    win the names they register."""
     with warnings.catch_warnings():  # listed below instead of printed as they happen
         warnings.simplefilter("ignore", _plugins.PluginWarning)
         report = _plugins.report()

@@ -9,7 +9,7 @@ import sys
 import click
 
 from polydl import training
-from polydl.training.config import DTYPES, SCHEDULE_UNITS, ConfigError, TrainConfig
+from polydl.training.config import DTYPES, SCHEDULE_UNITS, UNSET_NOTES, ConfigError, TrainConfig
 
 from ._common import Command, number, percent, plural
 
@@ -150,6 +150,34 @@ def _opt(*decls, **kw):
     return click.option(*decls, **kw)
 
 
+_DEFAULTS = TrainConfig().to_dict()
+
+
+def default_text(key: str, flag: str | None = None) -> str:
+    """How ``--help`` shows the configuration's default of ``key``: ``0.01``, ``128,64``,
+    ``--plot``, ``none`` (an empty table), or what leaving it unset means."""
+    value = _DEFAULTS[key]
+    if value is None:
+        return UNSET_NOTES.get(key, "not set")
+    if isinstance(value, bool):
+        return f"--{'' if value else 'no-'}{flag or key.replace('_', '-')}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
+
+
+def _config_opt(*decls, key: str | None = None, **kw):
+    """A flag that sets the configuration key ``key`` (default: the flag's name). It defaults to
+    None, so that only the flags given override a config file; its help shows the configuration's
+    default."""
+    name = decls[0].split("/")[0].lstrip("-")
+    key = key or _TABLE_FLAGS.get(name.replace("-", "_"), name.replace("-", "_"))
+    kw["help"] = f"{kw['help']}  [default: {default_text(key, name)}]"
+    return _opt(*decls, **kw)
+
+
 def config_options(fn):
     """The flags that set configuration keys (shared by the commands that build a training
     configuration: ``train``, and those that run many trainings)."""
@@ -159,43 +187,48 @@ def config_options(fn):
 
 
 _CONFIG_OPTIONS = [
-    _opt("--device", help="cpu, cuda or cuda:N."),
-    _opt("--dtype", type=click.Choice(DTYPES), help="Floating type of weights and data; float16/bfloat16 train in mixed precision "
-         "(half products, float32 master weights, loss scaling for float16): fast on GPUs."),
-    _opt("--seed", type=int, help="Seed of the weights and of dropout."),
-    _opt("--data-seed", type=int, help="Seed of the train/validation/test split, of synthetic data and of the order "
-         "of the mini-batches."),
-    _opt("--dataset", metavar="NAME|FILE", help="digits, moons, spirals, blobs, a plugin's, or a .npz/.csv file."),
-    _opt("--dataset-param", multiple=True, metavar=PARAM, help="Parameter of a named dataset (repeatable)."),
-    _opt("--target", metavar="COLUMN", help="Label column of a .csv (default: the last)."),
-    _opt("--val-split", type=float, help="Fraction of the data held out for validation."),
-    _opt("--test-split", type=float, help="Fraction held out for testing (data without a test split)."),
-    _opt("--standardize/--no-standardize", help="Z-score the features with training statistics (default: auto)."),
-    _opt("--hidden", metavar="SIZES", help="Hidden layer sizes, e.g. 128,64 (none: no hidden layer)."),
-    _opt("--activation", help="relu, leaky_relu, tanh, sigmoid or identity."),
-    _opt("--normalizer", help="batchnorm, none, or a plugin's."),
-    _opt("--normalizer-param", multiple=True, metavar=PARAM, help="Normalizer parameter (repeatable)."),
-    _opt("--dropout", type=float, help="Dropout probability after each hidden layer."),
-    _opt("--loss", help="softmax_cross_entropy, binary_cross_entropy, mse, or a plugin's."),
-    _opt("--loss-param", multiple=True, metavar=PARAM, help="Loss parameter (repeatable)."),
-    _opt("--optimizer", help="sgd, momentum, rmsprop, adam, or a plugin's."),
-    _opt("--optimizer-param", multiple=True, metavar=PARAM,
-         help="Optimizer hyperparameter, e.g. a plugin optimizer's own (repeatable)."),
-    _opt("--lr", type=float, help="Learning rate α0, which the schedule decays; with --resume, the rate from "
-         "the next step on (the decay continues from it)."),
-    _opt("--lr0", type=float, help="α0 of the schedule (with --resume: a new α0, as if the run had started "
-         "with it)."),
-    _opt("--beta", type=float, help="Momentum / RMSprop β."),
-    _opt("--beta1", type=float, help="Adam β1."),
-    _opt("--beta2", type=float, help="Adam β2."),
-    _opt("--eps", type=float, help="RMSprop / Adam ε."),
-    _opt("--weight-decay", type=float, help="L2 regularisation λ."),
-    _opt("--schedule", help="Learning-rate schedule (see polydl schedules)."),
-    _opt("--schedule-param", multiple=True, metavar=PARAM, help="Schedule parameter, e.g. decay_rate=1 (repeatable)."),
-    _opt("--schedule-unit", type=click.Choice(SCHEDULE_UNITS), help="Update α once per epoch or at every mini-batch."),
-    _opt("--epochs", type=int, help="Passes over the training data."),
-    _opt("--batch-size", type=int, help="Samples per mini-batch."),
-    _opt("--plot/--no-plot", help="Write curves.png (needs matplotlib)."),
+    _config_opt("--device", help="cpu, cuda or cuda:N."),
+    _config_opt("--dtype", type=click.Choice(DTYPES), help="Floating type of weights and data; float16/bfloat16 train "
+                "in mixed precision (half products, float32 master weights, loss scaling for float16): fast on GPUs."),
+    _config_opt("--seed", type=int, help="Seed of the weights and of dropout."),
+    _config_opt("--data-seed", type=int, help="Seed of the train/validation/test split, of synthetic data and of the "
+                "order of the mini-batches."),
+    _config_opt("--dataset", metavar="NAME|FILE", help="digits, moons, spirals, blobs, a plugin's (PLUGIN:NAME for "
+                "one plugin's), or a .npz/.csv file."),
+    _config_opt("--dataset-param", multiple=True, metavar=PARAM, help="Parameter of a named dataset (repeatable)."),
+    _config_opt("--target", metavar="COLUMN", help="Label column of a .csv."),
+    _config_opt("--val-split", type=float, help="Fraction of the data held out for validation."),
+    _config_opt("--test-split", type=float, help="Fraction held out for testing (data without a test split)."),
+    _config_opt("--standardize/--no-standardize", help="Z-score the features with training statistics (auto: unless "
+                "they already lie in [-1, 1])."),
+    _config_opt("--hidden", metavar="SIZES", help="Hidden layer sizes, e.g. 128,64 (none: no hidden layer)."),
+    _config_opt("--activation", help="relu, leaky_relu, tanh, sigmoid or identity."),
+    _config_opt("--normalizer", help="batchnorm, none, or a plugin's (PLUGIN:NAME for one plugin's)."),
+    _config_opt("--normalizer-param", multiple=True, metavar=PARAM, help="Normalizer parameter (repeatable)."),
+    _config_opt("--dropout", type=float, help="Dropout probability after each hidden layer."),
+    _config_opt("--loss", help="softmax_cross_entropy, binary_cross_entropy, mse, or a plugin's (PLUGIN:NAME for one "
+                "plugin's)."),
+    _config_opt("--loss-param", multiple=True, metavar=PARAM, help="Loss parameter (repeatable)."),
+    _config_opt("--optimizer", help="sgd, momentum, rmsprop, adam, or a plugin's (PLUGIN:NAME for one plugin's)."),
+    _config_opt("--optimizer-param", multiple=True, metavar=PARAM,
+                help="Optimizer hyperparameter, e.g. a plugin optimizer's own (repeatable)."),
+    _config_opt("--lr", type=float, help="Learning rate α0, which the schedule decays; with --resume, the rate from "
+                "the next step on (the decay continues from it)."),
+    _config_opt("--lr0", key="lr", type=float, help="α0 of the schedule (with --resume: a new α0, as if the run had "
+                "started with it)."),
+    _config_opt("--beta", type=float, help="Momentum / RMSprop β."),
+    _config_opt("--beta1", type=float, help="Adam β1."),
+    _config_opt("--beta2", type=float, help="Adam β2."),
+    _config_opt("--eps", type=float, help="RMSprop / Adam ε."),
+    _config_opt("--weight-decay", type=float, help="L2 regularisation λ of the weights (not biases, γ, β)."),
+    _config_opt("--schedule", help="Learning-rate schedule (see polydl schedules; PLUGIN:NAME for one plugin's)."),
+    _config_opt("--schedule-param", multiple=True, metavar=PARAM,
+                help="Schedule parameter, e.g. decay_rate=1 (repeatable)."),
+    _config_opt("--schedule-unit", type=click.Choice(SCHEDULE_UNITS), help="Update α once per epoch or at every "
+                "mini-batch."),
+    _config_opt("--epochs", type=int, help="Passes over the training data."),
+    _config_opt("--batch-size", type=int, help="Samples per mini-batch."),
+    _config_opt("--plot/--no-plot", help="Write curves.png (needs matplotlib)."),
 ]
 
 
@@ -205,7 +238,7 @@ _CONFIG_OPTIONS = [
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as TOML and exit.")
 @_opt("--resume", type=click.Path(), metavar="DIR",
       help="Continue the run in DIR from its checkpoint (optionally with a new --lr, --schedule or --epochs).")
-@_opt("--out", type=click.Path(), metavar="DIR", help="Run directory (default: runs/<timestamp>).")
+@_config_opt("--out", type=click.Path(), metavar="DIR", help="Run directory.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in an existing --out directory.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the summary line.")
 @config_options

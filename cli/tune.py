@@ -15,7 +15,7 @@ from polydl.tune.space import Space, default_space
 from polydl.tune.study import METRICS, PRUNERS, SAMPLERS, TuneError, TuneReporter
 
 from ._common import Command, Group, number, writing
-from .train import config_options, flag_overrides, resolve_config
+from .train import config_options, default_text, flag_overrides, resolve_config
 
 PLOT_FILE = "tune.png"
 
@@ -222,7 +222,8 @@ def tune(ctx, config_file, space_file, tier, trials, rounds, sampler, prune, met
 
 for _param in tune.params:
     if _param.name == "seed":
-        _param.help = "Seed of the sampling and of every trial's weights, shuffling and dropout."
+        _param.help = ("Seed of the sampling and of every trial's weights, shuffling and dropout.  "
+                       f"[default: {default_text('seed')}]")
 
 
 @tune.command("report", cls=Command)

@@ -777,13 +777,15 @@ def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, mom
     dt = xd.dtype
     out = np.empty_like(xd)
     out3 = out if members else out[None]
-    g2, b2 = (gd, bd) if members else (gd[None], bd[None])
+    g2 = gd if members else gd[None]
+    # a population's β is a row of its flat parameter buffer: a contiguous copy compiles to faster loops
+    b2 = np.ascontiguousarray(bd) if members else bd[None]
     if training:
         kern = _cpu_kernel("bn_forward_train", xd, gd, bd) if m else None
         kern_back = _cpu_kernel("bn_backward_train", xd)
         if kern is None or kern_back is None:
             return None
-        g2 = g2.copy()  # γ as it was in the forward pass, whatever the optimizer does before backward
+        g2 = np.array(g2, order="C")  # γ as it was in the forward pass, whatever the optimizer does before backward
         mu, var, inv_std = np.empty((n, f), dt), np.empty((n, f), dt), np.empty((n, f), dt)
         kern(x3, g2, b2, float(eps), relu_, out3, mu, var, inv_std)
         if running_mean is not None:

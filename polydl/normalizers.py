@@ -43,7 +43,9 @@ def _validate(name, factory):
                                     f"the same shape; on (3, 4) in {mode} mode it gave {got}")
 
 
-registry = Registry("normalizers", _validate, singular="normalizer", internal=("population",))
+#: ``population`` is passed by ``nn.mlp`` for a population; a factory may take ``dtype`` and ``device`` (where its parameters start), but polydl never passes them:
+#: ``polydl.nn.mlp`` builds the normalizer with its defaults and the model is moved with ``Module.to``
+registry = Registry("normalizers", _validate, singular="normalizer", internal=("population", "dtype", "device"))
 
 
 def get(name: str, num_features: int, population: int | None = None, **params):

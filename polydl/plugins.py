@@ -9,15 +9,23 @@ the entry points of the group ``polydl``::
 
 Loading happens on first use of a registry (``polydl.schedules.get(...)``, ``names()``, ...),
 once per process and under a lock; ``import polydl`` loads nothing. Each entry point is loaded
-on its own: one that fails to import, implements an unknown hook, registers something invalid or
-a name another plugin holds is skipped with a ``PluginWarning`` naming the plugin, its
-distribution and the error, and the others still load.
+on its own: one that fails to import, implements an unknown hook or registers something invalid
+is skipped with a ``PluginWarning`` naming the plugin, its distribution and the error, and the
+others still load.
+
+A name that two plugins register without ``override=True`` (a clash) stays with the plugin that
+loaded first (the built-ins, then entry points sorted by name); the other plugin loses only that
+name, with a ``PluginWarning`` that says which plugin won and how to choose the other: its
+``plugin:name`` (``rms:rmsnorm``, wherever a name is looked up) or ``POLYDL_PREFER_PLUGINS``.
 
 Environment variables, read when loading happens:
 
-``POLYDL_STRICT_PLUGINS=1``          a broken plugin is an error (``PluginError``), not a warning
+``POLYDL_STRICT_PLUGINS=1``          a broken plugin or a clash is an error (``PluginError``), not a warning
 ``POLYDL_LOAD_PLUGINS=a,b``          load only these entry points (entry-point or distribution names)
 ``POLYDL_DISABLE_PLUGIN_AUTOLOAD=1`` load no entry points, only the built-ins
+``POLYDL_PREFER_PLUGINS=a,b``        a name that several plugins register goes to the first of these
+                                     (entry-point or distribution names; ``polydl``: the built-ins)
+                                     that registers it: clashes and overrides, without a warning
 """
 from __future__ import annotations
 
@@ -33,17 +41,18 @@ import pluggy
 
 from . import hookspecs
 from .checks import did_you_mean
-from .registry import RegistrationError, Registry
+from .registry import SEPARATOR, RegistrationError, Registry, norm
 
 __all__ = ["load", "is_loaded", "reset", "plugin_manager", "plugins", "failed", "problems",
            "register_plugin", "unregister_plugin", "report", "settings", "registries", "blame",
            "PluginInfo", "PluginError", "PluginWarning", "ENTRY_POINT_GROUP", "HOOKS",
-           "STRICT_ENV", "LOAD_ENV", "DISABLE_ENV"]
+           "STRICT_ENV", "LOAD_ENV", "DISABLE_ENV", "PREFER_ENV", "SUPPLIED"]
 
 ENTRY_POINT_GROUP = "polydl"
 STRICT_ENV = "POLYDL_STRICT_PLUGINS"
 LOAD_ENV = "POLYDL_LOAD_PLUGINS"
 DISABLE_ENV = "POLYDL_DISABLE_PLUGIN_AUTOLOAD"
+PREFER_ENV = "POLYDL_PREFER_PLUGINS"
 
 HOOKS = {
     "polydl_register_schedules": "schedules",
@@ -54,6 +63,10 @@ HOOKS = {
 }
 BUILTIN_MODULES = ("polydl.schedules", "polydl.normalizers", "polydl.losses", "polydl.optim",
                    "polydl.datasets")
+#: per kind, the parameters polydl passes a factory itself: how many leading positional ones
+#: (``num_features``, an optimizer's ``params``) and which keywords; the rest are the user's
+SUPPLIED = {"schedules": (0, ("lr0",)), "normalizers": (1, ()), "losses": (0, ()), "optimizers": (1, ("lr",)),
+            "datasets": (0, ("seed", "val_fraction", "test_fraction"))}
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -79,6 +92,8 @@ class PluginInfo:
     hooks: list = field(default_factory=list)
     registered: dict = field(default_factory=dict)   # kind -> [names]
     overrides: dict = field(default_factory=dict)    # kind -> [names it replaced]
+    shadowed: dict = field(default_factory=dict)     # kind -> {name: the plugin that answers it instead}
+    parameters: dict = field(default_factory=dict)   # kind -> {name: [the user's parameters]}
     error: str | None = None
 
     def as_dict(self) -> dict:
@@ -117,11 +132,15 @@ def _flag(var) -> bool:
     raise PluginError(f"{var} must be 1 or 0 (or true/false, yes/no, on/off), not {raw!r}")
 
 
+def _names(var) -> list | None:
+    raw = os.environ.get(var, "")
+    return [n.strip() for n in raw.split(",") if n.strip()] or None
+
+
 def settings() -> dict:
-    """The plugin environment variables as parsed now: ``strict``, ``autoload``, ``only``."""
-    raw = os.environ.get(LOAD_ENV, "")
-    only = [n.strip() for n in raw.split(",") if n.strip()] or None
-    return {"strict": _flag(STRICT_ENV), "autoload": not _flag(DISABLE_ENV), "only": only}
+    """The plugin environment variables as parsed now: ``strict``, ``autoload``, ``only``, ``prefer``."""
+    return {"strict": _flag(STRICT_ENV), "autoload": not _flag(DISABLE_ENV), "only": _names(LOAD_ENV),
+            "prefer": _names(PREFER_ENV)}
 
 
 def registries() -> dict:
@@ -129,10 +148,6 @@ def registries() -> dict:
     from . import datasets, losses, normalizers, optim, schedules
     return {"schedules": schedules.registry, "normalizers": normalizers.registry,
             "losses": losses.registry, "optimizers": optim.registry, "datasets": datasets.registry}
-
-
-def _norm(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def _dist_text(dist, version) -> str:
@@ -243,27 +258,101 @@ def _forget(pm, obj):
         pass
 
 
-def _add(info, pending, override: bool):
-    """Add the (non-)override names of one plugin: all of them, or none if one clashes."""
+def _check_twice(info, pending):
+    """A plugin that registers a name twice without ``override=True`` is broken."""
     regs = registries()
-    todo = [p for p in pending if p.override == override]
     seen = set()
-    for p in todo:
-        if (p.kind, p.name) in seen and not override:
+    for p in pending:
+        if (p.kind, p.name) in seen and not p.override:
             raise PluginError(f"plugin '{info.name}' registered the {regs[p.kind].singular} '{p.name}' twice")
         seen.add((p.kind, p.name))
+
+
+def _check_clashes(info, pending):
+    """Each plain name of a plugin registered at run time must be free: all of them, or none."""
+    _check_twice(info, pending)
+    regs = registries()
+    for p in pending:
         try:
             regs[p.kind].check_clash(p.name, info.name, p.override)
         except RegistrationError as exc:
             raise PluginError(str(exc)) from exc
-    for p in todo:
-        reg = regs[p.kind]
-        if reg.holds(p.name):
-            info.overrides.setdefault(p.kind, []).append(p.name)
-        reg.add(p.name, p.obj, info.name, info.distribution, info.version)
+
+
+def _add(info, pending, override: bool):
+    """Add the (non-)override names of one plugin, clashing or not (the registry keeps every
+    plugin's entry and chooses the one that answers the name)."""
+    regs = registries()
+    for p in pending:
+        if p.override != override:
+            continue
+        regs[p.kind].add(p.name, p.obj, info.name, info.distribution, info.version, override=override)
         names = info.registered.setdefault(p.kind, [])
         if p.name not in names:
             names.append(p.name)
+        if override and len(regs[p.kind].candidates(p.name)) > 1:
+            info.overrides.setdefault(p.kind, []).append(p.name)
+
+
+def _refresh(info):
+    """``shadowed`` (the names another plugin answers instead) and ``parameters`` of a plugin."""
+    info.shadowed, info.parameters = {}, {}
+    for kind, names in info.registered.items():
+        reg = registries()[kind]
+        lead, passed = SUPPLIED[kind]
+        for name in names:
+            winner = reg.entry(name) if reg.holds(name) else None
+            if winner is not None and winner.plugin != info.name:
+                info.shadowed.setdefault(kind, {})[name] = winner.plugin
+            if any(e.plugin == info.name for e in reg.candidates(name)):
+                params = [p for p in reg.parameters(f"{info.name}{SEPARATOR}{name}", skip=lead) if p not in passed]
+                info.parameters.setdefault(kind, {})[name] = params
+
+
+def _clash_message(reg, name, winner, loser) -> str:
+    """The warning for a plain name that two plugins register: who keeps it, and how to choose the other."""
+    w, lo = _plugins.get(winner.plugin), _plugins.get(loser.plugin)
+    w_text = w.describe() if w else f"plugin '{winner.plugin}'"
+    l_text = lo.describe() if lo else f"plugin '{loser.plugin}'"
+    pick = loser.qualified
+    return (f"{reg.singular} '{name}' of {l_text} is not used: {w_text} registers it too and keeps it (it loads "
+            f"first); the other names of plugin '{loser.plugin}' are loaded. To use the {reg.singular} of plugin "
+            f"'{loser.plugin}', name it {pick} (--{reg.singular} {pick}), or set {PREFER_ENV}={loser.plugin} to "
+            "decide its clashes in its favour")
+
+
+def _clashes(strict, prefer) -> None:
+    """A warning (an error when strict) for each name two plugins register without an override,
+    unless the preference list decides it."""
+    for reg in registries().values():
+        for name in reg.names():
+            cands = reg.candidates(name)
+            winner = reg.entry(name)
+            if len(cands) < 2 or any(e.override for e in cands):
+                continue
+            if any(winner.belongs_to(p) for p in prefer or ()):
+                continue
+            for loser in cands:
+                if loser is not winner:
+                    message = _clash_message(reg, name, winner, loser)
+                    if strict:
+                        raise PluginError(message)
+                    _problems.append(message)
+                    warnings.warn(message, PluginWarning, stacklevel=4)
+
+
+def _check_preferred(prefer, strict) -> None:
+    """A name in POLYDL_PREFER_PLUGINS that matches no loaded plugin is a warning (an error when strict)."""
+    loaded = {norm(k) for p in _plugins.values() for k in (p.name, p.distribution) if k} | {"polydl"}
+    for name in prefer or ():
+        if norm(name) not in loaded:
+            msg = (f"{PREFER_ENV} names '{name}', but no loaded polydl plugin has that entry-point or distribution "
+                   f"name (loaded: {', '.join(p.name for p in _plugins.values() if p.source != 'builtin') or 'none'}"
+                   "; polydl: the built-ins)")
+            if strict:
+                raise PluginError(msg)
+            _problems.append(msg)
+            warnings.warn(msg, PluginWarning, stacklevel=4)
 
 
 def _fail(info, message, strict):
@@ -302,6 +391,7 @@ def _load_all():
     strict = conf["strict"]
     for reg in registries().values():
         reg.clear()
+        reg.set_preference(conf["prefer"] or ())
     _plugins.clear()
     _failed.clear()
     _problems.clear()
@@ -314,12 +404,12 @@ def _load_all():
         eps = _entry_points()
         only = conf["only"]
         if only is not None:
-            wanted = {_norm(n): n for n in only}
+            wanted = {norm(n): n for n in only}
             matched = set()
             keep = []
             for ep in eps:
                 dist, _ = _ep_dist(ep)
-                keys = {_norm(ep.name)} | ({_norm(dist)} if dist else set())
+                keys = {norm(ep.name)} | ({norm(dist)} if dist else set())
                 if keys & set(wanted):
                     matched |= keys & set(wanted)
                     keep.append(ep)
@@ -357,17 +447,20 @@ def _load_all():
     ok = []
     for info, pending in loaded:  # names without override first, in load order ...
         try:
-            _add(info, pending, override=False)
+            _check_twice(info, pending)
         except PluginError as exc:
             if info.source == "builtin":
                 raise
             _forget(pm, pm.get_plugin(info.name))
             _fail(info, _skipped(info, exc), strict)
             continue
+        _add(info, pending, override=False)
         ok.append((info, pending))
-    for info, pending in ok:  # ... then the deliberate overrides, which never clash
+    for info, pending in ok:  # ... then the deliberate overrides
         _add(info, pending, override=True)
         _plugins[info.name] = info
+    _check_preferred(conf["prefer"], strict)
+    _clashes(strict, conf["prefer"])
     pm.check_pending()
     _pm = pm
 
@@ -432,8 +525,11 @@ def plugin_manager() -> pluggy.PluginManager:
 
 
 def plugins() -> list[PluginInfo]:
-    """The loaded plugins in load order: built-ins, then entry points, then runtime ones."""
+    """The loaded plugins in load order: built-ins, then entry points, then runtime ones; each
+    with the names another plugin answers instead (``shadowed``) and its ``parameters``."""
     load()
+    for info in _plugins.values():
+        _refresh(info)
     return list(_plugins.values())
 
 
@@ -469,10 +565,11 @@ def register_plugin(obj, name: str | None = None, *, distribution: str | None = 
                               f"{_plugins[name].describe()}")
         pending = _collect(_pm, obj, info)
         try:
-            _add(info, pending, override=False)
+            _check_clashes(info, pending)
         except PluginError:
             _forget(_pm, obj)
             raise
+        _add(info, pending, override=False)
         _add(info, pending, override=True)
         _plugins[name] = info
     return info
@@ -525,7 +622,7 @@ def blame(exc: BaseException):
     its traceback that lies in a module of a non-built-in registry entry), or None."""
     modules = {}
     for kind, reg in registries().items():
-        for entry in reg.entries():
+        for entry in reg.all_entries():
             module = getattr(entry.obj, "__module__", None)
             if module and not entry.builtin:
                 modules.setdefault(module, (reg.singular, entry))
@@ -547,7 +644,7 @@ def report() -> dict:
         "polydl_version": __version__,
         "entry_point_group": ENTRY_POINT_GROUP,
         "settings": dict(_settings),
-        "plugins": [p.as_dict() for p in _plugins.values()],
+        "plugins": [p.as_dict() for p in plugins()],
         "failed": [p.as_dict() for p in _failed],
         "warnings": list(_problems),
     }

@@ -4,6 +4,13 @@ Built-ins and third-party plugins fill them through the same hooks (``polydl.hoo
 each entry remembers which plugin, distribution and version registered it. ``Registry.build``
 checks parameter names against the factory's signature.
 
+A name may be registered by several plugins. Every registration is kept, and one of them
+answers the plain name: the first plugin of the preference list that registered it (set by
+the loader from ``POLYDL_PREFER_PLUGINS``), else the last one registered with
+``override=True``, else the first one registered. ``PLUGIN:NAME`` (``rms:rmsnorm``) selects the
+registration of one plugin, by plugin or distribution name (``polydl`` for the built-ins),
+wherever a name is looked up.
+
 This module is a leaf: it imports nothing of polydl but ``polydl.checks``. The plugin loader
 (``polydl.plugins``) connects itself through :meth:`Registry.connect`: a registry then loads the
 plugins on first use, and runs validators inside the loader's guard.
@@ -18,6 +25,8 @@ from dataclasses import dataclass, field
 from .checks import did_you_mean
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+#: separates a plugin's name from a component's name: ``rms:rmsnorm``
+SEPARATOR = ":"
 
 
 class UnknownNameError(KeyError, ValueError):
@@ -31,11 +40,19 @@ class RegistrationError(ValueError):
     """A plugin registered something invalid, or a name another plugin already holds."""
 
 
+def norm(name) -> str:
+    """A plugin or distribution name compared as pip compares them: ``Polydl_Tricks`` = ``polydl-tricks``."""
+    return str(name).lower().replace("_", "-").replace(".", "-")
+
+
 @dataclass
 class Entry:
-    """One registered name: the object, and the plugin (distribution, version) that registered it.
+    """One registration of a name: the object, and the plugin (distribution, version) that
+    registered it.
 
-    ``overridden`` lists the plugins whose entries this one replaced with ``override=True``."""
+    Of the entry that answers the name: ``overridden`` lists the plugins whose entries it
+    replaced with ``override=True`` (``previous`` is the last of them), ``shadows`` the plugins
+    whose entries of the name it wins over without an override (a clash)."""
 
     name: str
     obj: object
@@ -44,15 +61,32 @@ class Entry:
     version: str | None = None
     overridden: list = field(default_factory=list)
     previous: "Entry | None" = field(default=None, repr=False, compare=False)
+    override: bool = field(default=False, repr=False)
+    shadows: list = field(default_factory=list, repr=False)
 
     @property
     def builtin(self) -> bool:
         """Registered by polydl itself (its default plugins ``polydl.schedules``, ...)."""
         return self.plugin == "polydl" or self.plugin.startswith("polydl.")
 
+    @property
+    def qualified(self) -> str:
+        """``plugin:name``, the form that selects this entry whichever plugin wins the name."""
+        return f"{'polydl' if self.builtin else self.plugin}{SEPARATOR}{self.name}"
+
+    def belongs_to(self, plugin: str) -> bool:
+        """Whether ``plugin`` names this entry's plugin or distribution (``polydl``: a built-in)."""
+        key = norm(plugin)
+        return (key == norm(self.plugin) or (self.distribution is not None and key == norm(self.distribution))
+                or (key == "polydl" and self.builtin))
+
 
 class Registry:
-    """``register(name, obj)``, ``lookup(name)``, ``build(name, **params)``, ``names()``."""
+    """``register(name, obj)``, ``lookup(name)``, ``build(name, **params)``, ``names()``.
+
+    ``internal``: parameter names a factory may declare that polydl never passes and users do
+    not set (a normalizer's ``dtype`` and ``device``: modules are moved with ``Module.to``); they
+    are left out of every list of parameters."""
 
     #: called before every query (the plugin loader's ``load``; it returns at once once loaded)
     _loader = None
@@ -62,10 +96,11 @@ class Registry:
     def __init__(self, kind: str, validate=None, singular: str | None = None, internal: tuple = ()):
         self.kind = kind
         self.singular = singular or kind.rstrip("s")
-        self._validate = validate
-        self._entries: dict[str, Entry] = {}
-        #: keyword parameters polydl passes itself (a population's size): not listed as the user's
         self.internal = tuple(internal)
+        self._validate = validate
+        self._entries: dict[str, Entry] = {}       # name -> the entry that answers it
+        self._candidates: dict[str, list] = {}     # name -> every entry of it, in registration order
+        self._prefer: tuple = ()
 
     @classmethod
     def connect(cls, loader, guard=None) -> None:
@@ -123,68 +158,112 @@ class Registry:
         self.check_name(name, plugin)
         self.check_clash(name, plugin, override)
         self.validate(name, obj, plugin)
-        self.add(name, obj, plugin, distribution, version)
+        self.add(name, obj, plugin, distribution, version, override=override)
 
-    def add(self, name, obj, plugin="polydl", distribution=None, version=None) -> Entry:
+    def add(self, name, obj, plugin="polydl", distribution=None, version=None, *, override=True) -> Entry:
         """Insert an already validated ``obj`` as ``name`` (what the plugin loader does once a
-        plugin's names are checked); an entry it replaces is kept as ``previous``."""
-        existing = self._entries.get(name)
-        entry = Entry(name, obj, plugin, distribution, version)
-        if existing is not None:
-            entry.overridden = existing.overridden + [existing.plugin]
-            entry.previous = existing
-        self._entries[name] = entry
+        plugin's names are checked). With ``override`` it answers the name from now on (the
+        entry it replaces is kept, as ``previous``); without, it answers only where no other
+        plugin registered the name, or where the preference list puts its plugin first."""
+        entry = Entry(name, obj, plugin, distribution, version, override=override)
+        kept = [e for e in self._candidates.get(name, ()) if e.plugin != plugin]
+        self._candidates[name] = kept + [entry]
+        self._choose(name)
         return entry
+
+    def set_preference(self, plugins) -> None:
+        """Plugins (or distributions) that win the names they register, the first listed first."""
+        self._prefer = tuple(plugins)
+        for name in list(self._candidates):
+            self._choose(name)
+
+    def _choose(self, name) -> None:
+        cands = self._candidates.get(name)
+        if not cands:
+            self._candidates.pop(name, None)
+            self._entries.pop(name, None)
+            return
+        for e in cands:
+            e.overridden, e.previous, e.shadows = [], None, []
+        ranked = [(i, e) for e in cands for i, p in enumerate(self._prefer) if e.belongs_to(p)]
+        overrides = [e for e in cands if e.override]
+        if ranked:
+            winner = min(ranked, key=lambda r: r[0])[1]
+        else:
+            winner = overrides[-1] if overrides else cands[0]
+        if winner.override:
+            at = cands.index(winner)
+            replaced = [e for e in cands if not e.override] + [e for e in overrides if cands.index(e) < at]
+            winner.overridden = [e.plugin for e in replaced]
+            winner.previous = replaced[-1] if replaced else None
+            winner.shadows = [e.plugin for e in cands if e is not winner and e not in replaced]
+        else:
+            winner.shadows = [e.plugin for e in cands if e is not winner]
+        self._entries[name] = winner
 
     def holds(self, name) -> bool:
         """Whether ``name`` is registered now (without loading plugins first)."""
         return name in self._entries
 
     def unregister(self, name):
-        """Forget ``name`` (whatever it overrode is not restored; see ``remove_plugin``)."""
+        """Forget ``name``, every plugin's registration of it."""
         self._entries.pop(name, None)
+        self._candidates.pop(name, None)
 
     def remove_plugin(self, plugin) -> list[str]:
-        """Remove every entry of ``plugin``; a name it overrode goes back to the entry it replaced."""
+        """Remove every entry of ``plugin``; a name it held goes back to the entry that answers it
+        without this one (the one it overrode, or the one it shadowed)."""
         removed = []
-        for name in list(self._entries):
-            chain, e = [], self._entries[name]
-            while e is not None:
-                chain.append(e)
-                e = e.previous
-            kept = [e for e in chain if e.plugin != plugin]
-            if len(kept) == len(chain):
+        for name in list(self._candidates):
+            cands = self._candidates[name]
+            kept = [e for e in cands if e.plugin != plugin]
+            if len(kept) == len(cands):
                 continue
             removed.append(name)
-            rebuilt = None
-            for e in reversed(kept):  # oldest first
-                new = Entry(e.name, e.obj, e.plugin, e.distribution, e.version)
-                if rebuilt is not None:
-                    new.overridden = rebuilt.overridden + [rebuilt.plugin]
-                    new.previous = rebuilt
-                rebuilt = new
-            if rebuilt is None:
-                del self._entries[name]
-            else:
-                self._entries[name] = rebuilt
+            self._candidates[name] = kept
+            self._choose(name)
         return removed
 
     def clear(self):
         self._entries.clear()
+        self._candidates.clear()
 
     def snapshot(self) -> dict:
-        return dict(self._entries)
+        return {name: list(cands) for name, cands in self._candidates.items()}
 
     def restore(self, snapshot: dict):
-        self._entries = dict(snapshot)
+        self._candidates = {name: list(cands) for name, cands in snapshot.items()}
+        self._entries = {}
+        for name in list(self._candidates):
+            self._choose(name)
 
     # ------------------------------------------------------------------ queries
     def entry(self, name) -> Entry:
+        """The entry that answers ``name``, or for ``plugin:name`` that plugin's own entry."""
         self._load()
+        if isinstance(name, str) and SEPARATOR in name:
+            return self._qualified(name)
         try:
             return self._entries[name]
         except (KeyError, TypeError):
             raise UnknownNameError(self.unknown_message(name)) from None
+
+    def _qualified(self, text: str) -> Entry:
+        plugin, _, name = text.rpartition(SEPARATOR)
+        cands = self._candidates.get(name, ())
+        for e in sorted(cands, key=lambda e: e.plugin != plugin):  # the plugin's own name before a distribution's
+            if e.belongs_to(plugin):
+                return e
+        if not cands:
+            raise UnknownNameError(f"unknown {self.singular} '{name}' in '{text}'{did_you_mean(name, self._entries)} "
+                                   f"(valid: {', '.join(sorted(self._entries))})")
+        have = ", ".join(f"{e.qualified}{_dist(e)}" for e in cands)
+        raise UnknownNameError(f"plugin '{plugin}' registers no {self.singular} '{name}' (installed: {have})")
+
+    def candidates(self, name) -> list[Entry]:
+        """Every plugin's entry of the plain ``name``, in registration order (empty if none)."""
+        self._load()
+        return list(self._candidates.get(name, ()))
 
     def unknown_message(self, name) -> str:
         names = sorted(self._entries)
@@ -243,11 +322,23 @@ class Registry:
         return sorted(self._entries)
 
     def entries(self) -> list[Entry]:
+        """The entry that answers each name, by name."""
         self._load()
         return [self._entries[n] for n in sorted(self._entries)]
 
+    def all_entries(self) -> list[Entry]:
+        """Every registration, those that answer no plain name (shadowed or overridden) too."""
+        self._load()
+        return [e for n in sorted(self._candidates) for e in self._candidates[n]]
+
     def __contains__(self, name):
         self._load()
+        if isinstance(name, str) and SEPARATOR in name:
+            try:
+                self._qualified(name)
+            except UnknownNameError:
+                return False
+            return True
         return name in self._entries
 
     def __iter__(self):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,9 @@ import pytest
 
 from polydl import plugins
 
-ENV_VARS = ("POLYDL_STRICT_PLUGINS", "POLYDL_LOAD_PLUGINS", "POLYDL_DISABLE_PLUGIN_AUTOLOAD")
+DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+ENV_VARS = ("POLYDL_STRICT_PLUGINS", "POLYDL_LOAD_PLUGINS", "POLYDL_DISABLE_PLUGIN_AUTOLOAD", "POLYDL_PREFER_PLUGINS")
 
 
 def make_dist(root, dist: str, version: str = "1.0", entry_points: dict | None = None,
@@ -31,6 +34,21 @@ def make_dist(root, dist: str, version: str = "1.0", entry_points: dict | None =
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
     return root
+
+
+def doc_blocks() -> list[tuple[str, str]]:
+    """The fenced blocks of docs/plugins.md: (language, text)."""
+    return [(m.group(1), m.group(2)) for m in FENCE.finditer(DOC.read_text())]
+
+
+def doc_files(blocks=None) -> dict:
+    """The files docs/plugins.md writes out (the blocks that start ``# file: PATH``): path -> text."""
+    out = {}
+    for lang, text in blocks if blocks is not None else doc_blocks():
+        first, _, rest = text.partition("\n")
+        if first.startswith("# file: "):
+            out[first[len("# file: "):].strip()] = rest if lang == "python" else text
+    return out
 
 
 def run_python(code: str, *paths, env: dict | None = None, timeout: float = 60):

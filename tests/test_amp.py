@@ -160,7 +160,7 @@ def test_mixed_precision_training_matches_float32_accuracy(device, half, tmp_pat
     cfg = dict(device=device, hidden=[64, 32], epochs=12, plot=False)
     base = train_run(TrainConfig(**cfg), tmp_path / "f32", handle_signals=False)
     mixed = train_run(TrainConfig(dtype=half, **cfg), tmp_path / half, handle_signals=False)
-    assert mixed.test_accuracy >= 0.97
+    assert base.test_accuracy >= 0.96 and mixed.test_accuracy >= 0.96
     assert abs(mixed.test_accuracy - base.test_accuracy) <= 0.015
     # master weights stay float32
     from polydl.training import checkpoint as ckpt

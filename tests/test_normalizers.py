@@ -39,3 +39,24 @@ def test_unknown_name_and_bad_parameters():
         normalizers.get("batchnorm", 4, momentum=1.5)
     with pytest.raises(ValueError, match="num_features"):
         normalizers.get("batchnorm", 0)
+
+
+def test_dtype_and_device_of_a_factory_are_not_the_users_parameters():
+    """polydl never passes a normalizer ``dtype`` or ``device`` (``Module.to`` moves the model),
+    so a factory that takes them (LayerNorm of the example plugin does) does not list them."""
+
+    def scaled(num_features, scale=2.0, dtype=None, device=None):
+        return nn.Identity()
+
+    class P:
+        @polydl.hookimpl
+        def polydl_register_normalizers(self, register):
+            register("scaled", scaled)
+
+    with polydl.testing.registered_plugin(P(), "scaled-plugin") as info:
+        assert normalizers.registry.parameters("scaled", skip=1) == ["scale"]
+        assert polydl.plugins.plugins()[-1].parameters == {"normalizers": {"scaled": ["scale"]}}
+        with pytest.raises(ValueError, match=r"^normalizer 'scaled' has no parameter 'scal'; did you mean 'scale'\? "
+                                             r"\(its parameters: scale\)$"):
+            normalizers.get("scaled", 4, scal=1.0)
+        assert info.name == "scaled-plugin"

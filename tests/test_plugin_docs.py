@@ -3,7 +3,6 @@ commands and its Python examples are run, and `polydl plugins` shows what the pa
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import subprocess
 import sys
@@ -12,24 +11,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from plugin_fakes import child_env  # noqa: E402
+from plugin_fakes import DOC, child_env  # noqa: E402
+from plugin_fakes import doc_blocks as _blocks  # noqa: E402
+from plugin_fakes import doc_files as _files  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "plugins.md"
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
-
-
-def _blocks():
-    return [(m.group(1), m.group(2)) for m in FENCE.finditer(DOC.read_text())]
-
-
-def _files(blocks):
-    out = {}
-    for lang, text in blocks:
-        first, _, rest = text.partition("\n")
-        if first.startswith("# file: "):
-            out[first[len("# file: "):].strip()] = rest if lang == "python" else text
-    return out
 
 
 def test_readme_links_the_plugin_guide():
@@ -40,15 +26,17 @@ def test_readme_links_the_plugin_guide():
 def test_doc_names_every_hook_env_var_and_command():
     text = DOC.read_text()
     from polydl import plugins
-    for word in [*plugins.HOOKS, plugins.STRICT_ENV, plugins.LOAD_ENV, plugins.DISABLE_ENV, "polydl plugins --json",
-                 "override=True", "registered_plugin", "register(name, obj, *, override=False)"]:
+    for word in [*plugins.HOOKS, plugins.STRICT_ENV, plugins.LOAD_ENV, plugins.DISABLE_ENV, plugins.PREFER_ENV,
+                 "polydl plugins --json", "override=True", "registered_plugin", "register(name, obj, *, override=False)",
+                 "polydl.testing.devices()", "polydl.testing.require_device(name)", "--normalizer tricks:rmsnorm",
+                 "position.epochs", "no `dtype` or `device`", "pip install -e /path/to/polydl"]:
         assert word in text, word
 
 
 def test_doc_example_files_are_complete():
     files = _files(_blocks())
     assert set(files) == {"polydl-tricks/pyproject.toml", "polydl-tricks/polydl_tricks.py",
-                          "polydl-tricks/tests/test_tricks.py"}
+                          "polydl-tricks/tests/test_tricks.py", "polydl-tricks/tests/conftest.py"}
     assert '[project.entry-points.polydl]\ntricks = "polydl_tricks"' in files["polydl-tricks/pyproject.toml"]
 
 
@@ -94,6 +82,12 @@ def test_doc_walkthrough_runs(tmp_path):
         assert line.rstrip() in listing, line
     metrics = [json.loads(s) for s in (tmp_path / "runs" / "tricks" / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 5 and metrics[-1]["lr"] == 0.0
+    import polydl  # the components the page shows are those the run recorded
+    config = (tmp_path / "runs" / "tricks" / "config.toml").read_text()
+    sample = next(text for lang, text in blocks if lang == "text" and text.startswith("# components"))
+    assert sample.replace("polydl 0.1.0", f"polydl {polydl.__version__}") in config
+    tally = ran[-1][1].splitlines()[-1]  # the device test ran on the CPU, and on CUDA or skipped it
+    assert tally.startswith("6 passed") or tally.startswith("5 passed, 1 skipped"), tally
 
     python_blocks = [text for lang, text in blocks if lang == "python" and not text.startswith("# file: ")]
     assert len(python_blocks) >= 4

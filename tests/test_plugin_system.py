@@ -17,7 +17,7 @@ from polydl.registry import RegistrationError, Registry, UnknownNameError
 from polydl.testing import registered_plugin
 
 sys.path.insert(0, str(Path(__file__).parent))
-from plugin_fakes import ENV_VARS, make_dist, run_python  # noqa: E402
+from plugin_fakes import make_dist, run_python  # noqa: E402
 
 SCHEDULE_PLUGIN = """
 import polydl
@@ -275,7 +275,7 @@ def test_disable_autoload_loads_only_the_builtins(site, monkeypatch):
     assert plugins.report()["settings"]["autoload"] is False
 
 
-@pytest.mark.parametrize("var", ENV_VARS[0:1] + ENV_VARS[2:])
+@pytest.mark.parametrize("var", [plugins.STRICT_ENV, plugins.DISABLE_ENV])
 def test_bad_flag_values_are_one_line_errors(site, monkeypatch, var):
     monkeypatch.setenv(var, "maybe")
     with pytest.raises(PluginError, match=f"^{var} must be 1 or 0 .* not 'maybe'$"):
@@ -814,4 +814,5 @@ def test_report_is_json_ready():
     json.dumps(rep)
     first = rep["plugins"][0]
     assert set(first) == {"name", "source", "target", "distribution", "version", "hooks", "registered",
-                          "overrides", "error"}
+                          "overrides", "shadowed", "parameters", "error"}
+    assert first["parameters"]["schedules"]["inverse_time"] == ["decay_rate"]  # lr0 comes from --lr

@@ -51,7 +51,7 @@ def test_lists_builtins_with_distribution_hooks_and_names(site):
         assert f"{mod}  " in out
     assert f"built-in (polydl {polydl.__version__})" in out
     assert "  hooks: polydl_register_schedules\n  schedules: constant, inverse_time" in out
-    assert "  normalizers: batchnorm, none" in out and "  datasets: digits" in out and "  optimizers: sgd" in out
+    assert "  normalizers: batchnorm (momentum, eps), none" in out and "  datasets: digits" in out and "  optimizers: sgd" in out
 
 
 def test_lists_entry_point_plugins_overrides_and_warnings(site):
@@ -75,7 +75,7 @@ def test_json_output(site):
     (bad,) = data["failed"]
     assert bad["name"] == "bad" and bad["distribution"] == "polydl-bad" and "no_such_module_here" in bad["error"]
     assert data["warnings"] == [bad["error"]]
-    assert data["settings"] == {"strict": False, "autoload": True, "only": None}
+    assert data["settings"] == {"strict": False, "autoload": True, "only": None, "prefer": None}
 
 
 def test_settings_appear_in_the_header(site, monkeypatch):

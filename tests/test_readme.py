@@ -84,3 +84,12 @@ def test_the_toml_example_is_a_valid_configuration(tmp_path):
     assert result.exit_code == 0, result.output
     assert 'dataset = "moons"' in result.stdout and "epochs = 30" in result.stdout and "every = 10" in result.stdout
 
+
+
+def test_the_population_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    (block,) = [b for b in blocks if "population=32" in b]
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert scope["loss"].shape == (32,) and scope["scores"].shape == (32, 64, 10)
+    assert scope["opt"].last_lr.shape == (32,)

@@ -6,15 +6,17 @@ shape as one computation; ``evaluate`` and ``predict`` use a finished run.
 
 Modules: ``config`` (TrainConfig), ``data`` (datasets and files), ``build`` (the model, loss and
 optimizer of a configuration), ``trainer`` (the loop), ``rundir`` (run directories),
-``checkpoint`` (atomic files), ``run``, ``resume`` and ``population`` (the entry points), ``evaluation`` and
-``inference`` (using a model), ``reporting`` (progress callbacks), ``signals``, ``errors``.
+``checkpoint`` (atomic files), ``run``, ``resume`` and ``population`` (the entry points),
+``evaluation`` and ``inference`` (using a model), ``provenance`` (which plugin supplied each
+component), ``reporting`` (progress callbacks), ``signals``, ``errors``.
 """
 from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig, from_dict, load_toml, merge, parse_param, parse_params
 from .data import Data, DataError, load_data, load_dataset, read_features
 from .errors import ComponentError, RunDirError, RunWriteError, TrainingDiverged, TrainingInterrupted
-from .inference import LoadedRun, evaluate, load_model, predict, probabilities
+from .inference import LoadedRun, Predictions, evaluate, load_model, predict, probabilities
 from .population import run_population
+from .provenance import ProvenanceError, ProvenanceWarning
 from .reporting import Reporter
 from .resume import RESUME_CHANGEABLE, load_run_config, resume, resume_config
 from .run import run
@@ -24,4 +26,5 @@ from .trainer import RunResult
 __all__ = ["TrainConfig", "ConfigError", "from_dict", "merge", "load_toml", "parse_param", "parse_params", "Data",
            "DataError", "load_data", "load_dataset", "read_features", "CheckpointError", "run", "resume", "resume_config", "load_run_config",
            "RunResult", "RunDirError", "Reporter", "TrainingDiverged", "TrainingInterrupted", "default_out_dir",
-           "RESUME_CHANGEABLE", "run_population", "RunWriteError", "ComponentError", "LoadedRun", "evaluate", "load_model", "predict", "probabilities"]
+           "RESUME_CHANGEABLE", "run_population", "RunWriteError", "ComponentError", "LoadedRun", "Predictions",
+           "evaluate", "load_model", "predict", "probabilities", "ProvenanceError", "ProvenanceWarning"]

@@ -25,7 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["TrainConfig", "ConfigError", "load_toml", "from_dict", "merge", "PARAM_TABLES", "parse_param", "parse_params",
-           "KEYS", "SHORTCUT_KEYS", "DTYPES", "SCHEDULE_UNITS"]
+           "KEYS", "SHORTCUT_KEYS", "DTYPES", "SCHEDULE_UNITS", "UNSET_NOTES"]
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 #: keys for the built-in optimizers' hyperparameters; ``None`` means the optimizer's own default
@@ -152,7 +152,7 @@ class TrainConfig:
             if isinstance(v, dict):
                 tables[f.name] = v
             elif v is None:
-                lines.append(f"# {f.name} = (not set: {_UNSET_NOTE.get(f.name, 'default')})")
+                lines.append(f"# {f.name} = (not set: {UNSET_NOTES.get(f.name, 'default')})")
             else:
                 lines.append(f"{f.name} = {_toml_value(v)}")
         for name, table in tables.items():
@@ -176,8 +176,9 @@ def _schedule_defaults(name) -> dict:
         return {}
 
 
-_UNSET_NOTE = {"target": "the last column of a .csv", "out": "a new directory runs/<timestamp>"}
-_UNSET_NOTE.update({k: "the optimizer's default" for k in SHORTCUT_KEYS})
+#: what a key that is not set (None) means
+UNSET_NOTES = {"target": "the last column of a .csv", "out": "a new directory runs/<timestamp>"}
+UNSET_NOTES.update({k: "the optimizer's default" for k in SHORTCUT_KEYS})
 
 KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 _TABLES = ("schedule_params", "dataset_params", "normalizer_params", "loss_params", "optimizer_params")
@@ -241,7 +242,8 @@ RESERVED_PARAMS = {
     "schedule_params": {"lr0": "lr (--lr)"},
     "dataset_params": {"seed": "data_seed (--data-seed)", "val_fraction": "val_split (--val-split)",
                        "test_fraction": "test_split (--test-split)"},
-    "normalizer_params": {"num_features": "hidden (--hidden)", "population": "the population it is trained in"},
+    "normalizer_params": {"num_features": "hidden (--hidden)", "population": "the population it is trained in",
+                          "dtype": "dtype (--dtype)", "device": "device (--device)"},
     "optimizer_params": {"lr": "lr (--lr)", "params": "the model"},
 }
 

@@ -322,9 +322,10 @@ def _text_labels(values: np.ndarray, what: str, where=lambda i: f"sample {i + 1}
     return values.astype(str)
 
 
-def _class_indices(what: str, splits: dict):
+def _class_indices(what: str, splits: dict, known=None):
     """(splits with integer labels, class names or None): string labels become the index of their
-    name in ``sorted(set(training names))``; a validation or test split may only use those names."""
+    name in ``sorted(set(training names))``, or in ``known`` (a trained run's names) where given;
+    a validation or test split, or a file evaluated by a run, may only use those names."""
     kinds = {s: np.asarray(y).dtype.kind for s, (_, y) in splits.items()}
     if not any(k in "US" for k in kinds.values()):
         return splits, None
@@ -337,15 +338,21 @@ def _class_indices(what: str, splits: dict):
         numeric = next(s for s in texts if s not in named)
         raise DataError(f"{what}: the {'/'.join(sorted(named))} labels are class names but the {numeric} labels "
                         "are numbers; use names or numbers in every split")
-    names = sorted(set(texts["train"].tolist()))
+    names = list(known) if known else sorted(set(texts["train"].tolist()))
     index = {n: i for i, n in enumerate(names)}
     out = {}
     for s, y in texts.items():
-        unseen = sorted(set(y.tolist()) - index.keys())
+        values = y.tolist()
+        unseen = [i for i, v in enumerate(values) if v not in index]
+        if unseen and known:
+            first = values[unseen[0]]
+            where = f"sample {unseen[0] + 1}" if s == "train" else f"sample {unseen[0] + 1} of the {s} split"
+            raise DataError(f"{what}: class name {shown(first)} ({where}) is not a class of the run, which was "
+                            f"trained on {', '.join(names)}; remove those samples or train a run that has that class")
         if unseen:
-            raise DataError(f"{what}: the {s} split has class name {shown(unseen[0])}, which the training labels "
-                            f"do not have (they have {', '.join(names)}); fix that label or add its class to y")
-        out[s] = (splits[s][0], np.array([index[v] for v in y.tolist()], dtype=np.int64))
+            raise DataError(f"{what}: the {s} split has class name {shown(values[unseen[0]])}, which the training "
+                            f"labels do not have (they have {', '.join(names)}); fix that label or add its class to y")
+        out[s] = (splits[s][0], np.array([index[v] for v in values], dtype=np.int64))
     return out, names
 
 
@@ -478,7 +485,7 @@ def _accepted(fn, params: dict) -> dict:
     return {k: v for k, v in params.items() if k in sig.parameters}
 
 
-def _from_file(path: Path, seed, val_split, test_split, target) -> LoadedDataset:
+def _from_file(path: Path, seed, val_split, test_split, target, known=None) -> LoadedDataset:
     suffix = path.suffix.lower()
     if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
@@ -498,7 +505,7 @@ def _from_file(path: Path, seed, val_split, test_split, target) -> LoadedDataset
         splits = {"train": _read_csv_xy(path, target)}
     else:
         raise _unknown_suffix(path, NPZ_FIX, f", or a dataset name ({', '.join(datasets.names())})")
-    splits, class_names = _class_indices(str(path), splits)
+    splits, class_names = _class_indices(str(path), splits, known)
     checked = {}
     for s, (X, y) in splits.items():
         what = f"{path}" if s == "train" else f"{path} ({s} split)"
@@ -512,7 +519,7 @@ def _from_file(path: Path, seed, val_split, test_split, target) -> LoadedDataset
     num_classes = len(class_names) if class_names else int(max(int(v[1].max()) for v in checked.values()
                                                                  if len(v[1])) + 1)
     samples = sum(len(v[1]) for v in checked.values())
-    if num_classes > max(samples, 2):
+    if num_classes > max(samples, 2) and not (known and class_names):  # a run's names may outnumber a file's samples
         raise DataError(f"{path}: the largest label is {num_classes - 1:,}, so the model would have {num_classes:,} "
                         f"classes (labels are class indices 0..C-1), more than the {samples:,} samples; "
                         "number the classes 0, 1, 2, ... (or give class names in a .csv)")
@@ -539,9 +546,12 @@ def _from_registry(name, seed, val_split, test_split, params) -> LoadedDataset:
     return LoadedDataset(name, out, int(ds.num_classes))
 
 
-def load_dataset(name: str, seed=0, val_split=0.1, test_split=0.2, target=None, params=None) -> LoadedDataset:
+def load_dataset(name: str, seed=0, val_split=0.1, test_split=0.2, target=None, params=None,
+                 class_names=None) -> LoadedDataset:
     """``LoadedDataset(name, {split: (X float64, y int64)}, num_classes, class_names)``, checked,
-    not standardised; ``class_names`` (sorted) where a file's labels are names, else None."""
+    not standardised; ``class_names`` (sorted) where a file's labels are names, else None. Given
+    ``class_names`` (a trained run's), a file's names are numbered by their place in it instead,
+    and a name that is not there is an error."""
     params = dict(params or {})
     named = name in datasets.registry and not Path(name).is_file()
     if target is not None and (named or Path(name).suffix.lower() != ".csv"):
@@ -552,7 +562,7 @@ def load_dataset(name: str, seed=0, val_split=0.1, test_split=0.2, target=None, 
     if is_data_file(name) or Path(name).exists():
         if params:
             raise DataError(f"dataset parameters ({', '.join(params)}) apply to named datasets, not to the file {name}")
-        return _from_file(Path(name), seed, val_split, test_split, target)
+        return _from_file(Path(name), seed, val_split, test_split, target, class_names)
     raise DataError(f"{datasets.registry.unknown_message(name)}, or a path to a .npz or .csv file")
 
 

@@ -38,6 +38,7 @@ from .build import batch_plan, build_loss, build_model, min_batch, num_outputs, 
 from .config import KEYS, ConfigError, TrainConfig, from_dict
 from .errors import RunDirError, TrainingDiverged, TrainingInterrupted
 from .evaluation import evaluate_arrays
+from .provenance import config_text, record
 from .reporting import Reporter
 from .resume import load_run_config
 from .rundir import RunDir
@@ -281,6 +282,7 @@ class _Population:
             "loss_scaler": None,
             "dataset": self.data.name, "num_classes": self.data.num_classes,
             "num_features": self.data.num_features, "num_outputs": self.outputs,
+            "class_names": self.data.class_names, "components": record(mb.config),
             "population": {"size": self.P, "index": k, "dirs": [str(m.out_dir) for m in self.members],
                            "stopped": {str(m.index): str(m.outcome) for m in self.members
                                        if isinstance(m.outcome, TrainingDiverged)}},
@@ -446,6 +448,7 @@ class _Population:
                 "test_samples": int(len(self.data.y_test)),
                 "seconds": round(sum(r.get("seconds", 0.0) for r in mb.history), 6),
                 "num_parameters": self.model.num_parameters() // self.P,
+                **({"class_names": self.data.class_names} if self.data.class_names else {}),
             }
             write_or_say(lambda: ckpt.atomic_write(mb.out_dir / ckpt.SUMMARY, json.dumps(summary, indent=2) + "\n"),
                          mb.out_dir / ckpt.SUMMARY, mb.out_dir, self.kept(mb))
@@ -553,7 +556,7 @@ def run_population(configs, out_dirs, *, overwrite: bool = False, reporter: Popu
                 rundirs.append(RunDir.create(d, overwrite))
             pop.has_checkpoint = False
             for mb in pop.members:
-                write_or_say(lambda: ckpt.atomic_write(mb.out_dir / ckpt.CONFIG, mb.config.to_toml()),
+                write_or_say(lambda: ckpt.atomic_write(mb.out_dir / ckpt.CONFIG, config_text(mb.config)),
                              mb.out_dir / ckpt.CONFIG, mb.out_dir, pop.kept(mb))
             pop.save()
             for mb in pop.members:

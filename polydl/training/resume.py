@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import check_number
+from ..registry import UnknownNameError
 from ..schedules import Position, solve_lr0
 from . import checkpoint as ckpt
 from .build import build_schedule, schedule_label, setup
 from .config import ConfigError, TrainConfig, from_dict, merge
+from .provenance import COMPONENTS, check, config_text
 from .rundir import RunDir
 from .trainer import RunResult, Trainer
 
@@ -61,7 +63,18 @@ def _rate_at(config: TrainConfig, pos: Position) -> float:
     return build_schedule(config)(_read_at(config, pos))
 
 
-def _resumed_config(run_dir, changes):
+def _rate_before(old: TrainConfig, config: TrainConfig, pos: Position) -> float | None:
+    """α the run would have taken at ``pos`` without the changes; None where the resumed run
+    replaces a schedule that is no longer installed."""
+    try:
+        return _rate_at(old, pos)
+    except UnknownNameError:
+        if old.schedule == config.schedule:
+            raise
+        return None
+
+
+def _resumed_config(run_dir, changes, check_components: bool = True):
     old, meta, arrays = load_run_config(run_dir)
     changes = dict(changes or {})
     rate, lr0 = changes.pop("lr", None), changes.pop("lr0", None)
@@ -77,6 +90,8 @@ def _resumed_config(run_dir, changes):
         raise ConfigError(f"cannot change {', '.join(fixed)} when resuming: they define the run; start a new run "
                           f"with --out (changeable on resume: {', '.join(RESUME_CHANGEABLE)})")
     config = from_dict(merged)
+    if check_components:  # each component the run keeps comes from where it came from
+        check(meta, config, COMPONENTS, run_dir)
     if rate is not None:
         rate = check_number("lr", rate, 0)
         pos = _read_at(config, _next_position(meta))
@@ -99,7 +114,7 @@ def resume(run_dir, changes: dict | None = None, *, reporter=None, handle_signal
     run_dir = Path(run_dir)
     _resumed_config(run_dir, changes)  # a run that can continue so, or one clear error, before writing anything
     with RunDir.open(run_dir):
-        old, config, meta, arrays = _resumed_config(run_dir, changes)  # again, now that it is ours
+        old, config, meta, arrays = _resumed_config(run_dir, changes, False)  # again, now that it is ours
         return _resume(run_dir, old, config, meta, arrays, reporter, handle_signals)
 
 
@@ -127,17 +142,18 @@ def _resume(run_dir, old, config, meta, arrays, reporter, handle_signals) -> Run
     trainer = Trainer.build(config, data, dev, run_dir, reporter)
     trainer.load(meta, arrays)
     pos = trainer.optimizer.position()
-    lr_before, lr_after = _rate_at(old, pos), trainer.optimizer.next_lr()
+    lr_before, lr_after = _rate_before(old, config, pos), trainer.optimizer.next_lr()
     if any(getattr(old, k) != getattr(config, k) for k in _LR_KEYS) or lr_before != lr_after:
         why = (f"lr changed from {schedule_label(old)} to {schedule_label(config)}"
                if any(getattr(old, k) != getattr(config, k) for k in _LR_KEYS)
                else f"the run's length changed from {old.epochs} to {config.epochs} epochs")
-        trainer.pending_event = f"{why}: α {lr_before:.4g} → {lr_after:.4g} at epoch {pos.epoch}"
+        before = "" if lr_before is None else f"{lr_before:.4g} "
+        trainer.pending_event = f"{why}: α {before}→ {lr_after:.4g} at epoch {pos.epoch}"
     # the directory now matches the checkpoint: metrics of the saved epochs only
     ckpt.remove_temporaries(run_dir)
     trainer.write(ckpt.METRICS, lambda: ckpt.write_metrics(run_dir / ckpt.METRICS, trainer.history))
     if config.to_dict() != {**old.to_dict(), "out": str(run_dir)}:
-        trainer.write(ckpt.CONFIG, lambda: ckpt.atomic_write(run_dir / ckpt.CONFIG, config.to_toml()))
+        trainer.write(ckpt.CONFIG, lambda: ckpt.atomic_write(run_dir / ckpt.CONFIG, config_text(config)))
         trainer.save()
     return trainer.fit(resumed=True, handle_signals=handle_signals,
                        info={"lr_before": lr_before, "lr_after": lr_after})

@@ -9,6 +9,7 @@ from . import checkpoint as ckpt
 from .build import setup
 from .config import TrainConfig
 from .errors import RunDirError
+from .provenance import config_text
 from .reporting import Reporter
 from .rundir import RunDir, check_out_dir, default_out_dir
 from .trainer import RunResult, Trainer
@@ -48,7 +49,7 @@ def run(config: TrainConfig | None = None, out_dir=None, *, overwrite: bool = Fa
         trainer.config = config = config.replace(out=str(out))
         trainer.has_checkpoint = False
         try:
-            trainer.write(ckpt.CONFIG, lambda: ckpt.atomic_write(out / ckpt.CONFIG, config.to_toml()))
+            trainer.write(ckpt.CONFIG, lambda: ckpt.atomic_write(out / ckpt.CONFIG, config_text(config)))
             trainer.save()                       # epoch 0: a run killed at once can still be resumed
             trainer.write(ckpt.METRICS, lambda: ckpt.write_metrics(out / ckpt.METRICS, []))
             trainer.has_checkpoint = True

@@ -160,6 +160,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state(self) -> tuple[dict, dict]:
+        from .provenance import record
+
         opt = self.optimizer.state_dict()
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
         for i, buffers in enumerate(opt["state"]):
@@ -182,6 +184,7 @@ class Trainer:
             "loss_scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "dataset": self.data.name, "num_classes": self.data.num_classes,
             "num_features": self.data.num_features, "num_outputs": self.outputs,
+            "class_names": self.data.class_names, "components": record(self.config),
         }
         return meta, arrays
 
@@ -356,6 +359,7 @@ class Trainer:
             "test_samples": int(len(self.data.y_test)),
             "seconds": round(sum(r.get("seconds", 0.0) for r in self.history), 6),
             "num_parameters": self.model.num_parameters(),
+            **({"class_names": self.data.class_names} if self.data.class_names else {}),
         }
         self.write(ckpt.SUMMARY, lambda: ckpt.atomic_write(self.out_dir / ckpt.SUMMARY, json.dumps(summary, indent=2) + "\n"))
         if self.config.plot:

@@ -114,6 +114,89 @@ def test_predict_bad_input(run_dir, tmp_path):
     assert_one_line_error(invoke("predict", tmp_path, tmp_path / "x.npz"), 2, "not a polydl run directory")
 
 
+# ---------------------------------------------------------------------------- class names
+_CENTRES = {"cat": (0.0, 0.0), "dog": (4.0, 0.0), "bird": (0.0, 4.0)}
+
+
+def _animals(path, kinds, n, seed=0):
+    """A .csv of two features and a label column ``kind`` of class names, cycling through ``kinds``."""
+    rng = np.random.default_rng(seed)
+    lines = ["a,b,kind"]
+    for i in range(n):
+        k = kinds[i % len(kinds)]
+        x = rng.normal(size=2) * 0.5 + _CENTRES[k]
+        lines.append(f"{x[0]:.4f},{x[1]:.4f},{k}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def animals_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("animals")
+    data = _animals(root / "animals.csv", ["cat", "dog", "bird"], 150)
+    r = invoke("train", "--dataset", data, "--hidden", "8", "--epochs", "15", "--batch-size", "16", "--lr", "0.05",
+               "--no-plot", "--out", root / "r", "-q")
+    assert r.exit_code == 0, r.output
+    return root / "r"
+
+
+def test_class_names_are_kept_in_the_run(animals_run):
+    from polydl.training import load_model
+    summary = json.loads((animals_run / "summary.json").read_text())
+    assert summary["class_names"] == ["bird", "cat", "dog"]  # sorted: index i is the i-th name
+    assert load_model(animals_run).class_names == ["bird", "cat", "dog"]
+    assert invoke("evaluate", animals_run, "--json").stdout.count('"class_names": ["bird", "cat", "dog"]') == 1
+
+
+def test_evaluate_heads_the_confusion_matrix_with_the_class_names(animals_run):
+    r = invoke("evaluate", animals_run)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[2].split() == ["true\\pred", "bird", "cat", "dog"]
+    assert [ln.split()[0] for ln in lines[3:6]] == ["bird", "cat", "dog"]
+    assert sum(int(v) for ln in lines[3:6] for v in ln.split()[1:]) == 30
+
+
+def test_evaluate_numbers_another_files_names_as_the_run_did(animals_run, tmp_path):
+    """dog and cat alone would be 0 and 1 of that file; the run's numbering makes them 2 and 1."""
+    other = _animals(tmp_path / "pets.csv", ["dog", "cat"], 40, seed=5)
+    res = json.loads(invoke("evaluate", animals_run, "--dataset", other, "--split", "all", "--json").stdout)
+    confusion = np.array(res["confusion"])
+    assert confusion.shape == (3, 3) and confusion[0].sum() == 0
+    assert confusion[1].sum() == confusion[2].sum() == 20
+    assert res["accuracy"] > 0.9  # the classes are far apart: a mix-up of the numbering would show
+    _animals(tmp_path / "fish.csv", ["cat", "dog"], 6)
+    (tmp_path / "fish.csv").write_text((tmp_path / "fish.csv").read_text() + "0.5,0.5,fish\n")
+    assert_one_line_error(invoke("evaluate", animals_run, "--dataset", tmp_path / "fish.csv", "--split", "all"), 2,
+                          "class name 'fish' (sample 7) is not a class of the run, which was trained on bird, cat, "
+                          "dog; remove those samples or train a run that has that class")
+
+
+def test_evaluate_refuses_names_for_a_run_trained_on_numbers(run_dir, tmp_path):
+    data = tmp_path / "named.csv"
+    data.write_text("a,b,kind\n0.1,0.2,cat\n0.3,0.1,dog\n-1,2,cat\n")
+    assert_one_line_error(invoke("evaluate", run_dir, "--dataset", data, "--split", "all"), 2,
+                          "labels its samples with class names (cat, dog), but the run in",
+                          "was trained on class numbers 0..1; label them with those numbers")
+    assert "class_names" not in json.loads((run_dir / "summary.json").read_text())
+
+
+def test_predict_writes_the_class_names(animals_run, tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n0.1,-0.2\n4.1,0.3\n0.2,3.9\n")
+    r = invoke("predict", animals_run, tmp_path / "x.csv")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.reader(io.StringIO(r.stdout)))
+    assert rows[0] == ["class", "p_bird", "p_cat", "p_dog"]
+    assert [row[0] for row in rows[1:]] == ["cat", "dog", "bird"]
+    for row in rows[1:]:
+        p = np.array(row[1:], dtype=float)
+        assert abs(p.sum() - 1) < 1e-4 and rows[0][1 + p.argmax()] == f"p_{row[0]}"
+    from polydl.training import predict
+    result = predict(animals_run, [[0.1, -0.2]])
+    classes, probs = result
+    assert result.labels == ["cat"] and result.class_names == ["bird", "cat", "dog"] and classes.tolist() == [1]
+
+
 # ---------------------------------------------------------------------------- schedules
 def test_schedules_lists_every_registered_schedule_with_parameters():
     r = invoke("schedules")

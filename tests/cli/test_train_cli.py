@@ -295,3 +295,41 @@ def test_csv_with_target_column(tmp_path):
     assert meta(tmp_path / "r")["num_features"] == 2
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["dataset"] == "d.csv" and summary["test_samples"] == 16
+
+
+def test_help_shows_every_default_and_flags_still_default_to_none():
+    """Each configuration flag's help ends with the configuration's default; the flag itself
+    defaults to None, so that only the flags given override a config file."""
+    import click
+
+    from polydl_cli.main import main
+    from polydl_cli.train import _CONFIG_OPTIONS, config_options
+
+    names = {p.name for p in config_options(lambda **opts: None).__click_params__}
+    for command in ("train", "tune"):
+        cmd = main.commands[command]
+        ctx = click.Context(cmd)
+        shown = {}
+        for param in cmd.get_params(ctx):
+            if isinstance(param, click.Option) and param.name in names | ({"out"} if command == "train" else set()):
+                help_text = " ".join(param.get_help_record(ctx)[1].split())
+                assert re.search(r"\[default: [^\]]+\]$", help_text), (param.name, help_text)
+                assert param.default is None or param.multiple, param.name
+                shown[param.name] = help_text
+        assert len(shown) == len(_CONFIG_OPTIONS) + (command == "train")  # train's --out too
+    assert shown["lr"].endswith("[default: 0.01]") and shown["lr0"].endswith("[default: 0.01]")
+    assert shown["schedule"].endswith("[default: inverse_time]") and shown["hidden"].endswith("[default: 128,64]")
+    assert shown["beta1"].endswith("[default: the optimizer's default]")
+    assert shown["plot"].endswith("[default: --plot]") and shown["standardize"].endswith("[default: auto]")
+    assert shown["loss_param"].endswith("[default: none]") and shown["epochs"].endswith("[default: 20]")
+    out = " ".join(invoke("train", "--help").stdout.split())
+    assert "--dtype [float32|float64|float16|bfloat16] Floating type" in out and "[default: float32]" in out
+    assert "[default: a new directory runs/<timestamp>]" in out
+
+
+def test_a_config_file_is_overridden_only_by_the_flags_given(tmp_path):
+    (tmp_path / "run.toml").write_text("lr = 0.5\nschedule = \"constant\"\nepochs = 3\n")
+    r = invoke("train", "--config", tmp_path / "run.toml", "--epochs", "4", "--print-config")
+    (tmp_path / "resolved.toml").write_text(r.stdout)
+    config = from_dict(load_toml(tmp_path / "resolved.toml"))
+    assert (config.lr, config.schedule, config.epochs) == (0.5, "constant", 4)

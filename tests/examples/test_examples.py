@@ -204,10 +204,25 @@ def test_softmax_rejects_a_label_outside_the_classes(capsys):
 def test_the_readme_shows_every_example_and_its_committed_figure():
     readme = (EXAMPLES / "README.md").read_text(encoding="utf-8")
     scripts = sorted(p.stem for p in EXAMPLES.glob("*.py"))
-    assert scripts == ["batchnorm", "decay", "saddle", "search", "softmax"]
+    assert {"batchnorm", "decay", "saddle", "search", "softmax", "panda_caviar"} <= set(scripts)
     for name in scripts:
         assert f"python examples/{name}.py" in readme and f"](figures/{name}.png)" in readme
         figure = EXAMPLES / "figures" / f"{name}.png"
         assert figure.read_bytes()[:8] == PNG and figure.stat().st_size < 200_000
     top = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
     assert "](examples/README.md)" in top
+
+
+# ---------------------------------------------------------------------------- panda or caviar
+@pytest.mark.slow
+def test_panda_caviar_babysits_one_model_and_trains_a_population(tmp_path, capsys):
+    pc = load("panda_caviar")
+    res = pc.main(["--epochs", "6", "--members", "4", "--hidden", "16", "--patience", "1", "--out", str(tmp_path)])
+    assert_png(res["path"], "panda_caviar.png", tmp_path)
+    p, c = res["panda"], res["caviar"]
+    assert len(p["val_loss"]) == 6 and all(len(v) == 6 for v in c["val_loss"])
+    for epoch, lr in p["changes"]:  # each change trains the next epoch at the new α, as metrics.jsonl records
+        assert p["lr"][epoch - 1] == pytest.approx(lr, rel=1e-12)
+    assert all(1e-4 <= lr <= 1e-1 for lr in c["lrs"]) and len(set(c["lrs"])) == 4
+    assert c["final"] == min(v[-1] for v in c["val_loss"]) and c["best_lr"] == c["lrs"][c["best"]]
+    assert res["better"] in ("panda", "caviar") and "the lower final validation loss" in capsys.readouterr().out

@@ -80,6 +80,8 @@ def test_missing_config_file():
     ({"dataset_params": {"seed": 1}}, r"dataset_params cannot set seed: it comes from data_seed \(--data-seed\)"),
     ({"dataset_params": {"test_fraction": 0.1}}, r"it comes from test_split \(--test-split\)"),
     ({"normalizer_params": {"num_features": 4}}, r"normalizer_params cannot set num_features"),
+    ({"normalizer_params": {"dtype": "float64"}}, r"normalizer_params cannot set dtype: it comes from dtype \(--dtype\)"),
+    ({"normalizer_params": {"device": "cuda"}}, r"normalizer_params cannot set device: it comes from device"),
     ({"optimizer": ""}, "optimizer must be a non-empty string"),
     ({"out": 3}, "out must be a non-empty string"),
 ])

@@ -401,3 +401,23 @@ def test_npz_labels_that_are_class_names_and_splits_of_their_own(tmp_path):
     with pytest.raises(DataError, match=r"the train labels are class names but the test labels are numbers"):
         D.load_data(cfg(dataset=write_npz(tmp_path / "f.npz", X=X, y=y, X_test=X[:2], y_test=np.array([0, 1])),
                         batch_size=2))
+
+
+def test_class_names_of_a_trained_run_number_another_files_names(tmp_path):
+    """load_dataset(..., class_names=the run's): the names' places in that list, not the file's own order."""
+    p = tmp_path / "pets.csv"
+    p.write_text("x,kind\n1,dog\n2,cat\n3,dog\n")
+    def labels(loaded):  # in the file's order (the split shuffles)
+        X, y = loaded.splits["train"]
+        return y[np.argsort(X[:, 0])].tolist()
+
+    assert labels(D.load_dataset(str(p), val_split=0, test_split=0)) == [1, 0, 1]
+    known = ["bird", "cat", "dog"]
+    loaded = D.load_dataset(str(p), val_split=0, test_split=0, class_names=known)
+    assert labels(loaded) == [2, 1, 2] and loaded.num_classes == 3 and loaded.class_names == known
+    one = tmp_path / "one.csv"
+    one.write_text("x,kind\n1,dog\n")  # fewer samples than the run has classes
+    assert D.load_dataset(str(one), val_split=0, test_split=0, class_names=known).splits["train"][1].tolist() == [2]
+    with pytest.raises(DataError, match=r"class name 'dog' \(sample 1\) is not a class of the run, which was trained "
+                                        r"on bird, cat; remove those samples"):
+        D.load_dataset(str(p), val_split=0, test_split=0, class_names=["bird", "cat"])
