@@ -75,13 +75,16 @@ def test_junit_counts_and_skip_reasons_from_a_real_run(tmp_path):
         "@pytest.mark.parametrize('device', ['cpu', 'cuda'])\n"
         "def test_dev(device):\n"
         "    if device == 'cuda': pytest.skip('no GPU')\n")
+    (tmp_path / "test_mod.py").write_text("import pytest\npytest.importorskip('no_such_plotting_here')\n"
+                                          "def test_never(): pass\n")
     junit = tmp_path / "junit.xml"
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", "test_x.py"],
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", "test_x.py", "test_mod.py"],
                    cwd=tmp_path, capture_output=True, timeout=120)
     counts = _module().junit_counts(junit)
-    assert (counts["passed"], counts["failed"], counts["skipped"]) == (2, 1, 3)
+    assert (counts["passed"], counts["failed"], counts["skipped"]) == (2, 1, 4)
     assert counts["cuda_skipped"] == 1 and counts["failures"] == ["test_x::test_bad"]
-    assert counts["skip_reasons"] == {"slow on this machine": 1, "no no_such_module_here": 1, "no GPU": 1}
+    assert counts["skip_reasons"] == {"slow on this machine": 1, "no no_such_module_here": 1, "no GPU": 1,
+                                      "no no_such_plotting_here": 1}
     assert _module().junit_counts(tmp_path / "absent.xml")["passed"] == 0
 
 
