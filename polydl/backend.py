@@ -14,7 +14,7 @@ import numpy as np
 __all__ = [
     "Device", "DeviceError", "device", "get_array_module", "device_of", "asarray",
     "to_device", "to_numpy", "cuda_available", "cuda_device_count", "cupy_version", "cuda_devices",
-    "cuda_versions", "fused_kernel", "tune_malloc",
+    "cuda_versions", "fused_kernel", "raw_kernel", "tune_malloc",
     "default_dtype", "set_default_dtype", "check_device", "same_device", "device_context",
 ]
 
@@ -302,27 +302,39 @@ def tune_malloc() -> bool:
 
 
 # ---------------------------------------------------------------------------- CuPy kernels
-# Fused element-wise kernels for the hot paths on CUDA (one launch instead of several);
-# each has a NumPy form beside it in the op that uses it, and tests compare the two.
-_KERNEL_SOURCES = {
-    "adam": (
-        "T g, T beta1, T beta2, T step_size, T eps_hat",
-        "T p, T m, T v",
-        "m = beta1 * m + g; v = beta2 * v + g * g; "
-        "p -= step_size * m / (sqrt(v) + eps_hat);",
-    ),
-}
+# Fused kernels for the hot paths on CUDA (one launch instead of several); their sources are in
+# polydl.cuda_kernels, each beside the NumPy form of the op that uses it, and tests compare the two.
 _KERNELS: dict = {}
 
 
 def fused_kernel(name: str):
-    """The CuPy ElementwiseKernel ``name`` (compiled once), or None without CuPy."""
+    """The CuPy ElementwiseKernel ``name`` of ``cuda_kernels.ELEMENTWISE`` (compiled on its first
+    call for each dtype), or None without CuPy."""
     kern = _KERNELS.get(name)
     if kern is None:
         cp = _cupy()
         if cp is None:
             return None
-        in_params, out_params, body = _KERNEL_SOURCES[name]
+        from .cuda_kernels import ELEMENTWISE
+
+        in_params, out_params, body = ELEMENTWISE[name]
         kern = cp.ElementwiseKernel(in_params, out_params, body, f"polydl_{name}")
         _KERNELS[name] = kern
+    return kern
+
+
+def raw_kernel(name: str, x_dtype, t_dtype):
+    """The CuPy RawKernel ``name`` of ``cuda_kernels.RAW`` for activations of ``x_dtype`` and
+    parameters of ``t_dtype`` (compiled on its first launch), or None without CuPy; called as
+    ``kernel(grid, block, args)``."""
+    key = (name, np.dtype(x_dtype).name, np.dtype(t_dtype).name)
+    kern = _KERNELS.get(key)
+    if kern is None:
+        cp = _cupy()
+        if cp is None:
+            return None
+        from .cuda_kernels import raw_source
+
+        kern = cp.RawKernel(raw_source(name, x_dtype, t_dtype), f"polydl_{name}")
+        _KERNELS[key] = kern
     return kern

@@ -11,8 +11,9 @@ import numbers
 
 import numpy as np
 
-from . import backend, cpu_kernels
+from . import backend, cpu_kernels, cuda_kernels
 from .amp import _STATE as _amp
+from .tensor import _MODE as _grad_mode
 from .tensor import Tensor, _make, unbroadcast
 
 __all__ = [
@@ -565,9 +566,14 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     _check_batch_norm(x.data, gamma, training)
     xd, gd, bd = x.data, gamma.data, beta.data
     members = xd.ndim == 3 and gd.ndim == 2  # a population: one γ, β per member
+    if activation is not None and activation != "relu":
+        raise ValueError(f"batch_norm activation must be None or 'relu', not {activation!r}")
+    if type(xd) is not np.ndarray:
+        fast = _batch_norm_cuda(x, gamma, beta, running_mean, running_var, training, momentum, eps,
+                                activation == "relu")
+        if fast is not None:
+            return fast
     if activation is not None:
-        if activation != "relu":
-            raise ValueError(f"batch_norm activation must be None or 'relu', not {activation!r}")
         if (xd.ndim == 2 and gd.ndim == 1 or members) and bd.ndim == gd.ndim and xd.dtype == gd.dtype:
             fast = _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, momentum, eps, True)
             if fast is not None:
@@ -670,6 +676,91 @@ def _update_running(running_mean, running_var, mu, var, momentum):
     rm += (1 - mom) * mu.reshape(rm.shape)
     rv *= mom
     rv += (1 - mom) * var.reshape(rv.shape)
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _row_stride(a) -> np.int64:
+    """The distance in elements between the rows of a per-member (P, F) vector (0 for a 1-D one)."""
+    return np.int64(a.strides[0] // a.itemsize if a.ndim == 2 else 0)
+
+
+def _batch_norm_cuda(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu_):
+    """``batch_norm`` of an (m, F) input, or of a population's (P, m, F) one, through the fused
+    CUDA kernels (``polydl.cuda_kernels``), followed by ReLU in the same node when ``relu_``: one
+    launch forward (the statistics, the output and the running averages) and one backward in
+    training, one forward in evaluation. Activations may be half (float16, bfloat16) with float32
+    parameters, as under autocast; the statistics are in the parameters' dtype. None where the
+    kernels do not apply (the NumPy form runs)."""
+    xd, gd, bd = x.data, gamma.data, beta.data
+    dt = gd.dtype
+    members = xd.ndim == 3 and gd.ndim == 2
+    if (not (xd.ndim == 2 and gd.ndim == 1 or members) or dt not in _FLOATS or bd.dtype != dt
+            or bd.shape != gd.shape or not (xd.dtype == dt or cuda_kernels.x_kind(xd.dtype) and dt == _FLOATS[0])
+            or not xd.flags.c_contiguous or xd.shape[-1] != gd.shape[-1] or (members and xd.shape[0] != gd.shape[0])):
+        return None
+    vectors = [gd, bd] if running_mean is None else [gd, bd, running_mean.data, running_var.data]
+    for v in vectors:
+        if type(v) is not type(xd) or v.dtype != dt or v.shape != gd.shape or v.strides[-1] != v.itemsize:
+            return None
+    xp = _xp(xd)
+    n, m, f = (xd.shape if members else (1,) + xd.shape)
+    T = dt.type
+    out = xp.empty_like(xd)
+    bx = cuda_kernels.BN_BLOCK[0]
+    grid = ((f + bx - 1) // bx, n, 1)
+    if not training:
+        if running_mean is None:
+            return None
+        kern = backend.fused_kernel("bn_eval")
+        if kern is None:
+            return None
+        rm, rv = running_mean.data, running_var.data
+        g3, b3, rm3, rv3 = (v[:, None, :] for v in (gd, bd, rm, rv)) if members else (gd, bd, rm, rv)
+        kern(xd, rm3, rv3, g3, b3, float(eps), int(relu_), out)
+        if not (_grad_mode.enabled and (x.requires_grad or gamma.requires_grad or beta.requires_grad)):
+            return _make(out, (x, gamma, beta), None)
+        # the running averages and γ as they are now, whatever a training pass does before backward
+        mu, inv_std = rm.reshape(n, f).copy(), (rv.reshape(n, f) + T(eps)) ** -0.5
+        scale = gd.reshape(n, f) * inv_std
+
+        def backward_eval(g):
+            if relu_:
+                g = g * (out > 0)
+            g3 = (g if members else g[None]).astype(dt, copy=False)
+            x3 = (xd if members else xd[None]).astype(dt, copy=False)
+            ggamma = (g3 * ((x3 - mu[:, None, :]) * inv_std[:, None, :])).sum(axis=1)
+            gx = (g3 * scale[:, None, :]).reshape(xd.shape).astype(xd.dtype, copy=False) if x.requires_grad else None
+            return gx, ggamma.reshape(gd.shape), g3.sum(axis=1).reshape(bd.shape)
+
+        return _make(out, (x, gamma, beta), backward_eval)
+
+    kern = backend.raw_kernel("bn_forward_train", xd.dtype, dt)
+    kern_back = backend.raw_kernel("bn_backward_train", xd.dtype, dt)
+    if kern is None or kern_back is None:
+        return None
+    stats = xp.empty((4, n, f), dt)  # μ, σ², 1/√(σ² + ε), γ/√(σ² + ε) per member and feature
+    update = running_mean is not None
+    rm = running_mean.data if update else stats  # not touched without running averages
+    rv = running_var.data if update else stats
+    inv_m = T(1.0 / m)
+    kern(grid, cuda_kernels.BN_BLOCK,
+         (xd, gd, bd, np.int64(m), np.int64(f), _row_stride(gd), _row_stride(bd), inv_m, T(eps), np.int32(relu_),
+          out, stats, rm, rv, _row_stride(rm) if update else np.int64(0), T(momentum), T(1 - float(momentum)),
+          np.int32(update)))
+
+    def backward(g):
+        if g.dtype != xd.dtype or not g.flags.c_contiguous:
+            g = xp.ascontiguousarray(g, dtype=xd.dtype)
+        grads = xp.empty((2, n, f), dt)  # dγ, dβ
+        gx = xp.empty_like(xd) if x.requires_grad else None
+        kern_back(grid, cuda_kernels.BN_BLOCK,
+                  (g, xd, out if relu_ else xd, stats, np.int64(m), np.int64(f), inv_m, np.int32(relu_),
+                   np.int32(gx is not None), g if gx is None else gx, grads))
+        return gx, grads[0].reshape(gd.shape), grads[1].reshape(bd.shape)
+
+    return _make(out, (x, gamma, beta), backward)
 
 
 def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, momentum, eps, relu_=False):
@@ -861,6 +952,10 @@ def softmax_cross_entropy(logits, targets):
     if td.dtype.kind == "b":
         raise ValueError("softmax_cross_entropy got boolean labels; give integer class indices "
                          "(labels.astype(int)), or use binary_cross_entropy for 0/1 targets")
+    if type(zd) is not np.ndarray and td.dtype.kind in "iu":
+        fast = _softmax_cross_entropy_cuda(z, zd, td)
+        if fast is not None:
+            return fast
     in_dtype = zd.dtype
     if in_dtype.itemsize < 4:
         zd = zd.astype(np.float32)  # half scores: the loss and ŷ in float32
@@ -953,6 +1048,41 @@ def _softmax_cross_entropy_cpu(z, zd, td, in_dtype):
         return (gz if gz.dtype == in_dtype else gz.astype(in_dtype),)
 
     out = _make(loss, (z,), backward)
+    return _per_member(out) if members else out
+
+
+def _softmax_cross_entropy_cuda(z, zd, td):
+    """``softmax_cross_entropy`` of (m, C) scores, or a population's (P, m, C) with labels (m,)
+    shared, with integer labels through the fused CUDA kernels: one launch forward (ŷ and each
+    member's loss), one backward ((ŷ − onehot(y))·g/m). Half scores are read as they are; ŷ and
+    the loss are float32 (float64 for float64 scores). A label outside [0, C) gives a NaN loss.
+    None where the kernels do not apply (the NumPy form runs)."""
+    members = zd.ndim == 3
+    if zd.ndim not in (2, 3) or not zd.flags.c_contiguous:
+        return None
+    m, c = zd.shape[-2], zd.shape[-1]
+    in_dtype = zd.dtype
+    if td.shape != (m,) or not m or not c or (in_dtype not in _FLOATS and not cuda_kernels.x_kind(in_dtype)):
+        return None
+    t_dtype = _FLOATS[1] if in_dtype == _FLOATS[1] else _FLOATS[0]
+    kern = backend.raw_kernel("softmax_xent", in_dtype, t_dtype)
+    kern_back = backend.fused_kernel("softmax_xent_backward")
+    if kern is None or kern_back is None:
+        return None
+    xp = _xp(zd)
+    labels = td if td.dtype == np.int64 and td.flags.c_contiguous else xp.ascontiguousarray(td, dtype=np.int64)
+    n = zd.shape[0] if members else 1
+    p = xp.empty(zd.shape, t_dtype)  # ŷ
+    loss = xp.empty(n, t_dtype)
+    kern((n, 1, 1), cuda_kernels.SOFTMAX_BLOCK, (zd, labels, np.int64(m), np.int64(c), np.float64(1.0 / m), p, loss))
+
+    def backward(g):
+        g = xp.asarray(g, dtype=t_dtype).reshape(-1)  # one value per member (one for a single model)
+        gz = xp.empty(zd.shape, in_dtype)
+        kern_back(p, labels, g, m, c, t_dtype.type(1.0 / m), gz)
+        return (gz,)
+
+    out = _make(loss if members else loss.reshape(()), (z,), backward)
     return _per_member(out) if members else out
 
 

@@ -203,7 +203,7 @@ def test_pip_installed_broken_plugin_is_isolated(tmp_path):
     assert "RuntimeError: this plugin is broken on purpose" in failed["error"]
 
     out = tmp_path / "run"  # the good plugin works through polydl train; the broken one is one warning line
-    res = run_cli(*TRAIN[:-2], "--epochs", "3", "--schedule", "stepdown", "--schedule-param", "at=3",
+    res = run_cli(*TRAIN[:-2], "--no-plot", "--epochs", "3", "--schedule", "stepdown", "--schedule-param", "at=3",
                   "--out", str(out), paths=[target])
     assert res.returncode == 0, res.stderr
     warning_lines = [line for line in res.stderr.splitlines() if line.strip()]

@@ -303,7 +303,7 @@ class Optimizer:
             if group.xp is not np:
                 cast = {k: backend.to_device(v, group.device) if isinstance(v, np.ndarray) else v
                         for k, v in cast.items()}
-                if self._update_cuda(group, grad, state, cast):
+                if self._cuda_matches() and self._update_cuda(group, grad, state, cast):
                     continue
             if "tmp" not in state:  # scratch space of the NumPy form
                 state["tmp"] = group.xp.empty_like(group.data)
@@ -345,6 +345,15 @@ class Optimizer:
                 return "_update_numba" in klass.__dict__
         return False
 
+    @classmethod
+    def _cuda_matches(cls) -> bool:
+        """The fused CUDA kernel stands in for ``_update_numpy`` only where the class that defines
+        ``_update_numpy`` also defines ``_update_cuda``."""
+        for klass in cls.__mro__:
+            if "_update_numpy" in klass.__dict__:
+                return "_update_cuda" in klass.__dict__
+        return False
+
     def _coefficients(self, lr) -> dict:
         """The numbers of this update (one, or one per member), computed once for all groups."""
         return {"lr": lr}
@@ -356,7 +365,9 @@ class Optimizer:
         raise NotImplementedError
 
     def _update_cuda(self, group, grad, state, coef) -> bool:
-        """A fused CUDA kernel for the whole buffer; False when there is none."""
+        """The same update as ``_update_numpy`` in one launch, through the fused CUDA kernel
+        (``polydl.cuda_kernels``; ``coef``: scalars, or device columns (P, 1) that broadcast over a
+        population's (P, N) buffers); False when there is none."""
         return False
 
     def _update_numba(self, kernel, p, g, state, coef):
@@ -536,6 +547,13 @@ class SGD(Optimizer):
     def _update_numba(self, kernel, p, g, state, coef):
         kernel(p, g, coef["lr"])
 
+    def _update_cuda(self, group, grad, state, coef):
+        kernel = backend.fused_kernel("sgd")
+        if kernel is None:
+            return False
+        kernel(grad, coef["lr"], group.data)
+        return True
+
 
 class Momentum(Optimizer):
     """Gradient descent with momentum: v ← β v + (1 − β) g; W ← W − α v."""
@@ -562,6 +580,13 @@ class Momentum(Optimizer):
     def _update_numba(self, kernel, p, g, state, coef):
         kernel(p, g, state["v"], coef["beta"], coef["step_size"])
 
+    def _update_cuda(self, group, grad, state, coef):
+        kernel = backend.fused_kernel("momentum")
+        if kernel is None:
+            return False
+        kernel(grad, coef["beta"], coef["step_size"], group.data, state["v"])
+        return True
+
 
 class RMSprop(Optimizer):
     """s ← β s + (1 − β) g²; W ← W − α g / (√s + ε)."""
@@ -586,6 +611,13 @@ class RMSprop(Optimizer):
 
     def _update_numba(self, kernel, p, g, state, coef):
         kernel(p, g, state["s"], coef["beta"], coef["step_size"], coef["eps_hat"])
+
+    def _update_cuda(self, group, grad, state, coef):
+        kernel = backend.fused_kernel("rmsprop")
+        if kernel is None:
+            return False
+        kernel(grad, coef["beta"], coef["step_size"], coef["eps_hat"], group.data, state["s"])
+        return True
 
 
 class Adam(Optimizer):
@@ -626,7 +658,7 @@ class Adam(Optimizer):
 
     def _update_cuda(self, group, grad, state, coef):
         kernel = backend.fused_kernel("adam")
-        if kernel is None or grad.ndim != 1:
+        if kernel is None:
             return False
         kernel(grad, coef["beta1"], coef["beta2"], coef["step_size"], coef["eps_hat"],
                group.data, state["m"], state["v"])

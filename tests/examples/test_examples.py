@@ -17,6 +17,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def load(name):
+    """The example ``name`` as a module (each draws its figure with matplotlib: skipped without it)."""
+    pytest.importorskip("matplotlib")
     spec = importlib.util.spec_from_file_location(f"polydl_example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
