@@ -62,6 +62,8 @@ class LineProgress(TuneReporter):
         direction = "minimised" if info["direction"] == "minimize" else "maximised"
         n = info.get("threads")
         threads = f" ({n} BLAS thread{'s' if n != 1 else ''} each)" if n else ""
+        if info.get("each"):
+            threads = f" ({info['each']} each)"
         self._echo(f"tuning {', '.join(info['space'])} over {info['trials']} trials ({rounds}{info['sampler']} sampling"
                    f"{prune}; {info['metric']} {direction}) with {info['workers']} {info['executor']} worker"
                    f"{'s' if info['workers'] != 1 else ''}{threads}; study '{info['study_name']}' in {info['storage']}")
@@ -149,7 +151,9 @@ the box around the best trials of the round before, and starts when that one has
 """
 
 _SEARCH_OPTIONS = ("config_file", "space_file", "tier", "trials", "rounds", "sampler", "prune", "metric", "executor",
-                   "workers", "population_size", "storage", "study_name", "out")
+                   "workers", "population_size", "address", "cpus_per_trial", "gpus_per_trial", "storage",
+                   "study_name", "out")
+_RAY_OPTIONS = ("address", "cpus_per_trial", "gpus_per_trial")
 
 
 @click.group("tune", cls=Group, invoke_without_command=True, help=SEARCH_HELP)
@@ -168,12 +172,21 @@ _SEARCH_OPTIONS = ("config_file", "space_file", "tier", "trials", "rounds", "sam
 @click.option("--metric", type=click.Choice(list(METRICS)), default=None,
               help="val_loss (default, minimised) or val_accuracy (maximised), of the final epoch.")
 @click.option("--executor", type=click.Choice(list(EXECUTORS)), default=None,
-              help="Where trials train: local (default: worker processes on this machine), or population (the "
-                   "trials of one shape as one population in each worker: many small models at once).")
+              help="Where trials train: local (default: worker processes on this machine), population (the "
+                   "trials of one shape as one population in each worker: many small models at once) or ray (Ray "
+                   "tasks on a cluster, or on a local Ray instance; pip install 'polydl[ray]').")
 @click.option("--population-size", type=int, default=None,
               help="With --executor population: trials per population (default 16).")
 @click.option("--workers", type=int, default=None,
-              help="Trials at once (default: what the machine holds: one per CPU, at most one per GiB free).")
+              help="Trials at once (default: what the machine holds: one per CPU, at most one per GiB free; with "
+                   "--executor ray what the cluster holds at --cpus-per-trial and --gpus-per-trial).")
+@click.option("--address", metavar="HOST:PORT", default=None,
+              help="--executor ray: join the Ray cluster there (ray start --head prints it; default: start a local "
+                   "instance with its files in OUT/ray).")
+@click.option("--cpus-per-trial", type=float, default=None, help="--executor ray: CPUs Ray gives each trial (default 1).")
+@click.option("--gpus-per-trial", type=float, default=None,
+              help="--executor ray: GPUs of each trial, a fraction in (0, 1] (0.25: four trials share a card) or a "
+                   "whole number; trials with a GPU train on it (default: 1 with --device cuda, else 0).")
 @click.option("--storage", metavar="PATH|URL", default=None,
               help="SQLite file (default OUT/study.db), a journal file (.log, .jsonl, journal:PATH) or a database URL.")
 @click.option("--study-name", metavar="NAME", default=None, help="The study in the storage (default: the name of OUT).")
@@ -182,7 +195,7 @@ _SEARCH_OPTIONS = ("config_file", "space_file", "tier", "trials", "rounds", "sam
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but the summary line.")
 @click.pass_context
 def tune(ctx, config_file, space_file, tier, trials, rounds, sampler, prune, metric, executor, workers,
-         population_size, storage, study_name, out, quiet, **opts):
+         population_size, address, cpus_per_trial, gpus_per_trial, storage, study_name, out, quiet, **opts):
     given = {k: v for k, v in locals().items() if k in _SEARCH_OPTIONS and v is not None}
     if ctx.invoked_subcommand is not None:
         flags = [k for k in given] + [k for k, v in opts.items() if v not in (None, ())] + (["quiet"] if quiet else [])
@@ -196,6 +209,10 @@ def tune(ctx, config_file, space_file, tier, trials, rounds, sampler, prune, met
     if trials is None or out is None:
         raise click.UsageError("a search needs --trials N and --out DIR (or polydl tune report|best STUDY)")
     require_optuna()
+    ray_options = {k: given[k] for k in _RAY_OPTIONS if k in given}
+    if ray_options and executor != "ray":
+        raise TuneError(f"--{next(iter(ray_options)).replace('_', '-')} belongs to --executor ray; add --executor ray "
+                        "or leave it out")
     if space_file is not None and tier is not None:
         raise TuneError("--space and --tier both choose the search space; give one")
     base = resolve_config(config_file, flag_overrides(opts))
@@ -209,7 +226,8 @@ def tune(ctx, config_file, space_file, tier, trials, rounds, sampler, prune, met
     settings = TuneSettings(base=base, space=space, trials=trials, out=out, rounds=rounds or 1,
                             sampler=sampler or "random", prune=prune, metric=metric or "val_loss", storage=storage,
                             study_name=study_name, executor=executor or "local", workers=workers,
-                            executor_options={} if population_size is None else {"population_size": population_size})
+                            executor_options={**ray_options, **({} if population_size is None else
+                                                                {"population_size": population_size})})
     progress = QuietProgress() if quiet else LineProgress(bar=sys.stdout.isatty())
     for n in notes:
         progress.note(n)

@@ -5,10 +5,17 @@ from __future__ import annotations
 import signal
 import threading
 
-__all__ = ["StopFlag", "NoSignals", "STOP_SIGNALS"]
+__all__ = ["StopFlag", "NoSignals", "STOP_SIGNALS", "stop_requested"]
 
 #: the signals that stop a run cleanly
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_active: list = []  # the installed StopFlags
+
+
+def stop_requested() -> bool:
+    """Whether a signal has asked the run that installed a :class:`StopFlag` to stop (for code
+    that waits inside a run, so that it stops waiting)."""
+    return any(flag.set for flag in _active)
 
 
 class StopFlag:
@@ -25,6 +32,7 @@ class StopFlag:
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 self._old[sig] = signal.signal(sig, self._handler)
+            _active.append(self)
         return self
 
     def _handler(self, signum, frame):
@@ -36,6 +44,8 @@ class StopFlag:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        if self._old:
+            _active.remove(self)
         self._old.clear()
 
 

@@ -9,10 +9,12 @@ hyperparameter's own scale, coarse to fine in rounds, trials as ordinary run dir
 - :mod:`~polydl.tune.owners`: which process owns a trial, and whether it still lives;
 - :mod:`~polydl.tune.study`: :func:`tune`, the owner of a study;
 - :mod:`~polydl.tune.executors`: where trials train (``local`` worker processes);
+- :mod:`~polydl.tune.ray_executor`: trials as Ray tasks on a cluster (``polydl[ray]``);
 - :mod:`~polydl.tune.report`: the report, importances, ``tune.png``, the best configuration;
 - :mod:`~polydl.tune.watch`: following a study as it grows (``polydl watch``).
 
-Only the modules that talk to Optuna import it; ``import polydl.tune`` works without it.
+Only the modules that talk to Optuna import it, and only a running Ray executor imports Ray;
+``import polydl.tune`` works without either.
 """
 from .distributions import DISTRIBUTIONS
 from .space import Space, SpaceError, default_space

@@ -17,9 +17,16 @@ exactly one of
 ``note`` events carry a run's notes (a missing matplotlib). Where a trial trains,
 :func:`run_trial` does the work: it trains ``task.config`` in ``task.run_dir`` (or continues
 the checkpoint there with ``training.resume`` when ``task.resume``), calls ``emit`` with each
-event and polls ``stop_requested`` at every mini-batch. An executor that runs trials on other
-machines (Ray) runs :func:`run_trial` in a remote task whose ``emit`` sends events back, and
-sets a flag the task polls for :meth:`Executor.stop`.
+event and polls ``stop_requested`` at every mini-batch.
+
+A task with ``decide`` (the owner prunes) waits after each epoch but the last until the owner
+has answered that epoch's event: :meth:`Executor.proceed` (go on) or :meth:`Executor.stop`.
+So a trial is pruned exactly after the epoch whose value the pruner judged, however fast it
+trains and however slowly events travel, and a seeded study with one worker prunes the same
+trials every time; the price is one round trip to the owner per epoch. An executor that runs trials on other
+machines (``ray``, :mod:`polydl.tune.ray_executor`) runs :func:`run_trial` in a remote task
+whose ``emit`` sends events back, and sets a flag the task polls for :meth:`Executor.stop`. A
+continued trial resumes on the device its task gives (``device`` of ``task.config``).
 
 ``local`` runs a pool of worker processes (``python -m polydl.tune.worker``) on this machine,
 each with ``cpu_count // workers`` BLAS threads (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``,
@@ -55,19 +62,22 @@ ENDS = ("done", "failed", "stopped", "interrupted")
 
 @dataclass
 class TrialTask:
-    """One trial to train: the complete configuration and the run directory."""
+    """One trial to train: the complete configuration and the run directory; ``decide``: wait for
+    the owner's answer after each epoch (see the module docstring)."""
 
     number: int
     config: dict
     run_dir: str
     resume: bool = False
+    decide: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialTask":
-        return cls(int(d["number"]), dict(d["config"]), str(d["run_dir"]), bool(d.get("resume", False)))
+        return cls(int(d["number"]), dict(d["config"]), str(d["run_dir"]), bool(d.get("resume", False)),
+                   bool(d.get("decide", False)))
 
 
 @dataclass
@@ -104,8 +114,11 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def run_trial(task: TrialTask, emit, stop_requested=lambda: False, handle_signals: bool = True) -> TrialEvent:
-    """Train ``task`` and ``emit`` its events; returns (and emits) the final one."""
+def run_trial(task: TrialTask, emit, stop_requested=lambda: False, handle_signals: bool = True,
+              wait_decision=None) -> TrialEvent:
+    """Train ``task`` and ``emit`` its events; returns (and emits) the final one. For a task with
+    ``decide``, ``wait_decision(epoch)`` returns once the owner has answered that epoch's event
+    (``stop_requested`` tells which answer)."""
     from .. import training
     from ..training import checkpoint as ckpt
 
@@ -119,6 +132,8 @@ def run_trial(task: TrialTask, emit, stop_requested=lambda: False, handle_signal
         def epoch_end(self, record, epochs):
             self.epoch = int(record["epoch"])
             emit(TrialEvent(task.number, "epoch", record=dict(record), epoch=self.epoch))
+            if task.decide and wait_decision is not None and self.epoch < epochs:
+                wait_decision(self.epoch)
             if stop_requested() and self.epoch < epochs:
                 raise TrialStopped()
 
@@ -134,7 +149,8 @@ def run_trial(task: TrialTask, emit, stop_requested=lambda: False, handle_signal
                 final = TrialEvent(task.number, "done", record=summary, epoch=summary.get("epochs"))
                 emit(final)
                 return final
-            result = training.resume(run_dir, reporter=reporter, handle_signals=handle_signals)
+            changes = {"device": task.config["device"]} if "device" in task.config else None
+            result = training.resume(run_dir, changes, reporter=reporter, handle_signals=handle_signals)
         else:
             config = training.from_dict(task.config)
             result = training.run(config, run_dir, overwrite=run_dir.exists(), reporter=reporter,
@@ -208,6 +224,8 @@ class Executor:
 
     name = ""
     slots = 1
+    #: the owner's lock file, which workers that see it hold too (set before :meth:`start`)
+    owner_lock: str | None = None
 
     def __enter__(self):
         self.start()
@@ -216,8 +234,14 @@ class Executor:
     def __exit__(self, exc_type, exc, tb):
         self.close(interrupt=exc_type is not None)
 
+    def prepare(self, out) -> list[str]:
+        """Check, before the study directory ``out`` is written, that trials can run here
+        (connect to a cluster, check its resources; ``ValueError`` otherwise). Returns notes
+        for the user."""
+        return []
+
     def start(self) -> None:
-        """Get ready (start workers, connect to a cluster)."""
+        """Get ready (start workers)."""
 
     def free(self) -> int:
         """How many more trials it can take now."""
@@ -228,6 +252,10 @@ class Executor:
 
     def stop(self, number: int) -> None:
         """Ask trial ``number`` to stop; it ends with a ``stopped`` event (or an earlier end)."""
+        raise NotImplementedError
+
+    def proceed(self, number: int, epoch: int) -> None:
+        """The owner's answer to ``epoch`` of trial ``number`` (a task with ``decide``): go on."""
         raise NotImplementedError
 
     def poll(self, timeout: float) -> list[TrialEvent]:
@@ -339,10 +367,17 @@ class LocalExecutor(Executor):
                 return
         raise RuntimeError("no free worker")  # the owner submits only when free() > 0
 
+    def _training(self, number: int):
+        """The workers that train trial ``number``."""
+        return [w for w in self._pool if w.number == number]
+
     def stop(self, number: int) -> None:
-        for w in self._pool:
-            if w.number == number:
-                w.send({"op": "stop", "number": number})
+        for w in self._training(number):
+            w.send({"op": "stop", "number": number})
+
+    def proceed(self, number: int, epoch: int) -> None:
+        for w in self._training(number):
+            w.send({"op": "proceed", "number": number, "epoch": int(epoch)})
 
     def poll(self, timeout: float) -> list[TrialEvent]:
         out = []
@@ -404,8 +439,20 @@ class LocalExecutor(Executor):
         return out
 
 
-#: the executors by name (``--executor``): a class, or where it lives (imported when first made)
-EXECUTORS = {"local": LocalExecutor, "population": "polydl.tune.population_executor:PopulationExecutor"}
+def _population_executor(**options) -> Executor:
+    from .population_executor import PopulationExecutor
+
+    return PopulationExecutor(**options)
+
+
+def _ray_executor(**options) -> Executor:
+    from .ray_executor import RayExecutor
+
+    return RayExecutor(**options)
+
+
+#: the executors by name (``--executor``): a class, or a function that makes one
+EXECUTORS = {"local": LocalExecutor, "population": _population_executor, "ray": _ray_executor}
 
 
 def make_executor(name: str, **options) -> Executor:

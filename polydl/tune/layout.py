@@ -13,6 +13,8 @@
     OUT/owners/PID-TOKEN.lock
                           held (flock, shared) by each live owner process and its workers; the
                           first owner takes it before it writes study.json
+    OUT/ray/              --executor ray: the files of a local Ray instance (session_*/logs),
+                          and visible-TOKEN, which tells a Ray task that it sees OUT
 
 ``study.json`` is one JSON object::
 
@@ -39,12 +41,13 @@ from pathlib import Path
 
 from ..training.checkpoint import atomic_write
 
-__all__ = ["STUDY_JSON", "TRIALS", "OWNERS", "FORMAT", "VERSION", "trial_dir", "write_study_json",
+__all__ = ["STUDY_JSON", "TRIALS", "OWNERS", "RAY", "FORMAT", "VERSION", "trial_dir", "write_study_json",
            "read_study_json", "is_study_dir", "LayoutError"]
 
 STUDY_JSON = "study.json"
 TRIALS = "trials"
 OWNERS = "owners"
+RAY = "ray"
 FORMAT = "polydl-study"
 VERSION = 1
 KEYS = ("format", "version", "storage", "study_name", "metric", "direction", "space", "rounds", "trials",

@@ -1,7 +1,7 @@
 """Owners of trials: which process runs a trial, and whether it still does.
 
 Each owner process holds a shared ``fcntl.flock`` on ``OUT/owners/PID-TOKEN.lock`` for its
-whole life, and so does each of its workers; its trials carry the user attr ``owner`` =
+whole life, and so does each of its workers (and each Ray task that sees ``OUT``); its trials carry the user attr ``owner`` =
 ``{"host", "pid", "token", "lock"}``. The lock is free exactly when the owner and all its
 workers have exited (a crash, ``kill -9``, a reboot), so a ``RUNNING`` trial of this machine
 whose owner lock is free (or gone) has lost its owner and may be adopted.

@@ -26,16 +26,21 @@ def shape_key(config: dict) -> tuple:
     return tuple(repr(config.get(k)) for k in SHARED_KEYS)
 
 
-def run_group(tasks, emit, stop_requested=lambda number: False, handle_signals: bool = True) -> None:
+def run_group(tasks, emit, stop_requested=lambda number: False, handle_signals: bool = True,
+              wait_decision=None) -> None:
     """Train ``tasks`` as one population and ``emit`` each member's events (as :func:`run_trial`
-    does for one trial). A group of one, or one whose configurations cannot train together, trains
-    trial by trial."""
+    does for one trial; ``wait_decision(number, epoch)`` for members whose task has ``decide``).
+    A group of one, or one whose configurations cannot train together, trains trial by trial."""
     from .. import training
     from ..training.population import MemberStopped, PopulationReporter, run_population
 
+    def alone(t):
+        wait = None if wait_decision is None else (lambda epoch, n=t.number: wait_decision(n, epoch))
+        run_trial(t, emit, lambda n=t.number: stop_requested(n), handle_signals, wait)
+
     if len(tasks) == 1 or any(t.resume for t in tasks):
         for t in tasks:
-            run_trial(t, emit, lambda n=t.number: stop_requested(n), handle_signals)
+            alone(t)
         return
     ended = set()
     started = []
@@ -47,6 +52,11 @@ def run_group(tasks, emit, stop_requested=lambda number: False, handle_signals: 
         def epoch_end(self, records, epochs):
             for k, record in records.items():
                 emit(TrialEvent(tasks[k].number, "epoch", record=dict(record), epoch=int(record["epoch"])))
+            if wait_decision is not None:  # every member's answer, before the population goes on
+                for k, record in records.items():
+                    t = tasks[k]
+                    if t.decide and t.number not in ended and int(record["epoch"]) < epochs:
+                        wait_decision(t.number, int(record["epoch"]))
 
         def member_end(self, k, outcome):
             number = tasks[k].number
@@ -68,7 +78,7 @@ def run_group(tasks, emit, stop_requested=lambda number: False, handle_signals: 
 
     def one_by_one():  # a sampled combination that does not build: each trial says so alone
         for t in tasks:
-            run_trial(t, emit, lambda n=t.number: stop_requested(n), handle_signals)
+            alone(t)
 
     try:
         configs = [training.from_dict(t.config) for t in tasks]
@@ -154,10 +164,8 @@ class PopulationExecutor(LocalExecutor):
         out, self._notes = self._notes, []
         return out + super().poll(0.0 if out else timeout)
 
-    def stop(self, number: int) -> None:
-        for w in self._pool:
-            if number in self._groups.get(w.index, ()):
-                w.send({"op": "stop", "number": number})
+    def _training(self, number: int):
+        return [w for w in self._pool if number in self._groups.get(w.index, ())]
 
     def _handle(self, worker, item) -> TrialEvent | None:
         group = self._groups.get(worker.index, set())

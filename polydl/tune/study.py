@@ -374,7 +374,7 @@ class _Search:
                 if record.get("epoch") not in run.reported and value is not None and math.isfinite(value):
                     _storage.retrying(trial.report, float(value), int(record["epoch"]))
                     run.reported.add(record["epoch"])
-        self.executor.submit(TrialTask(number, config, run_dir, resume=resume))
+        self.executor.submit(TrialTask(number, config, run_dir, resume=resume, decide=bool(self.s.prune)))
         return run
 
     # --------------------------------------------------------------- orphans
@@ -435,14 +435,9 @@ class _Search:
             self._note(ev.message)
         elif ev.kind == "epoch":
             run.last_epoch = ev.epoch
-            value = (ev.record or {}).get(self.s.metric)
-            if value is None or not math.isfinite(value) or ev.epoch in run.reported:
-                return
-            _storage.retrying(run.trial.report, float(value), int(ev.epoch))
-            run.reported.add(ev.epoch)
-            if self.s.prune and run.stop_sent is None and _storage.retrying(run.trial.should_prune):
-                run.stop_sent = ev.epoch
-                self.executor.stop(ev.number)
+            self._judge(run, ev)
+            if self.s.prune and run.stop_sent is None:  # the trial waits for this answer (TrialTask.decide)
+                self.executor.proceed(ev.number, int(ev.epoch))
         elif ev.kind == "done":
             value = (ev.record or {}).get(self.s.metric)
             if value is None:
@@ -457,6 +452,17 @@ class _Search:
             self._finish(run, "failed", error=ev.message or "the trial failed")
         elif ev.kind == "interrupted":
             self.running.pop(ev.number, None)
+
+    def _judge(self, run: _Running, ev) -> None:
+        """Report an epoch's value to the study; stop the trial where the pruner says so."""
+        value = (ev.record or {}).get(self.s.metric)
+        if value is None or not math.isfinite(value) or ev.epoch in run.reported:
+            return
+        _storage.retrying(run.trial.report, float(value), int(ev.epoch))
+        run.reported.add(ev.epoch)
+        if self.s.prune and run.stop_sent is None and _storage.retrying(run.trial.should_prune):
+            run.stop_sent = ev.epoch
+            self.executor.stop(ev.number)
 
     def _finish(self, run: _Running, state: str, value=None, error=None, epoch=None) -> None:
         TrialState = self.optuna.trial.TrialState
@@ -596,7 +602,6 @@ def tune(settings: TuneSettings, reporter: TuneReporter | None = None, handle_si
     :class:`TuneError` (or other ``ValueError``) with one-line messages. Ctrl-C and SIGTERM save
     the running trials' checkpoints and raise :class:`TuneInterrupted`."""
     optuna = require_optuna()
-    from .executors import default_workers, make_executor
 
     reporter = reporter or TuneReporter()
     settings.check()
@@ -618,11 +623,16 @@ def tune(settings: TuneSettings, reporter: TuneReporter | None = None, handle_si
     if not inside or not fresh:
         storage_obj = ref.open()
         _check_existing(storage_obj, settings, ref)
-    if fresh:
-        out.mkdir(parents=True, exist_ok=True)
-    owner = Owner(out)  # before study.json is written: a study directory that is starting has a live owner
+    executor = _make_executor(settings, base)
+    notes = executor.prepare(out)  # a cluster that does not answer or lacks GPUs: nothing written yet
+    executor.slots = max(1, min(executor.slots, settings.trials))
+    owner = None
     logging_level = optuna.logging.get_verbosity()
     try:
+        if fresh:
+            out.mkdir(parents=True, exist_ok=True)
+        owner = Owner(out)  # before study.json is written: a study directory that is starting has a live owner
+        executor.owner_lock = str(owner.lock)
         if fresh:
             layout.write_study_json(out, info)
         if storage_obj is None:
@@ -643,18 +653,15 @@ def tune(settings: TuneSettings, reporter: TuneReporter | None = None, handle_si
                 study.set_user_attr(SETTINGS, identity)  # a random search extended to more trials
         if not fresh:
             layout.write_study_json(out, info)
-        workers = settings.workers or default_workers(base.device)
-        workers = max(1, min(workers, settings.trials))
-        options = {"workers": workers, "owner_lock": owner.lock, **settings.executor_options}
-        if settings.executor in ("local", "population"):
-            options.setdefault("device", base.device)
-        executor = make_executor(settings.executor, **options)
+        for message in notes:
+            reporter.note(message)
         finished = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
         reporter.start({"study_name": settings.name, "storage": ref.url, "out": str(out), "trials": settings.trials,
                         "rounds": settings.rounds, "sampler": settings.sampler, "metric": settings.metric,
                         "direction": settings.direction, "prune": settings.prune, "executor": settings.executor,
-                        "workers": workers, "threads": getattr(executor, "threads", None),
-                        "space": settings.space.to_dict(), "finished": finished, "train_size": len(data.y_train)})
+                        "workers": executor.slots, "threads": getattr(executor, "threads", None),
+                        "each": getattr(executor, "each", None), "space": settings.space.to_dict(),
+                        "finished": finished, "train_size": len(data.y_train)})
         search = _Search(settings, ref, study, sampler, executor, owner, reporter, out)
         with _SigtermAsInterrupt(handle_signals):
             try:
@@ -666,9 +673,22 @@ def tune(settings: TuneSettings, reporter: TuneReporter | None = None, handle_si
                 done = sum(result.counts[k] for k in ("complete", "pruned", "failed"))
                 raise TuneInterrupted(f"interrupted with {done} of {settings.trials} trials finished; the running trials "
                                       "saved their checkpoints: run the same command again to continue") from None
-            finally:
-                executor.close()
         return search.result()
     finally:
-        owner.release()
+        executor.close()
+        if owner is not None:
+            owner.release()
         optuna.logging.set_verbosity(logging_level)
+
+
+def _make_executor(settings: TuneSettings, base: TrainConfig):
+    """The executor of ``settings`` (options checked, nothing started): ``local`` with
+    ``--workers`` (default: what the machine holds), the others with ``--workers`` as a cap."""
+    from .executors import default_workers, make_executor
+
+    workers = settings.workers
+    if settings.executor in ("local", "population") and workers is None:
+        workers = default_workers(base.device)
+    options = {"workers": None if workers is None else max(1, min(workers, settings.trials)), "device": base.device,
+               **settings.executor_options}
+    return make_executor(settings.executor, **options)

@@ -6,7 +6,8 @@ and none running; *running* while an owner process lives (a held lock in ``OUT/o
 running trial whose owner is on another machine); *stopped* otherwise: the same ``polydl tune``
 command continues it, and a trial whose owner died (*interrupted*) continues from its
 checkpoint. A running trial's last epoch is the last complete line of its
-``trials/NNNN/metrics.jsonl``.
+``trials/NNNN/metrics.jsonl``, or, for a trial that trains where ``OUT`` is not seen (a Ray
+worker that ships its run directory back at the end), the last epoch its owner reported.
 
 The frame: the study's line, the counts and the round, the best trial so far, each later
 round's box, then one row per trial (number, round, status, sampled values, the metric, the
@@ -182,6 +183,8 @@ class StudyWatch:
                     row.epoch = records[-1].get("epoch")
                     v = records[-1].get(state.metric)
                     row.value = v if isinstance(v, (int, float)) else None
+                elif steps:  # trained where OUT is not seen (a Ray worker): the epochs its owner reported
+                    row.epoch, row.value = steps[-1], t.intermediate_values[steps[-1]]
             state.rows.append(row)
         if state.finished >= state.total and not state.count("running", "interrupted", "waiting"):
             state.status = FINISHED

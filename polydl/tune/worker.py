@@ -1,7 +1,9 @@
 """A worker process of the ``local`` executor: ``python -m polydl.tune.worker``.
 
 It reads JSON lines on stdin (``{"op": "run", "task": {...}}``, ``{"op": "run_group", "tasks":
-[...]}`` (the population executor's), ``{"op": "stop", "number": N}``, ``{"op": "exit"}``) and writes JSON lines on stdout: ``{"kind": "ready", "pid", "threads"}``
+[...]}`` (the population executor's), ``{"op": "stop", "number": N}``, ``{"op": "proceed",
+"number": N, "epoch": E}`` (the answer a task with ``decide`` waits for), ``{"op": "exit"}``) and
+writes JSON lines on stdout: ``{"kind": "ready", "pid", "threads"}``
 once, then the :class:`~polydl.tune.executors.TrialEvent` s of each trial. Anything else the
 process prints goes to stderr. It holds a shared flock on ``$POLYDL_TUNE_OWNER_LOCK`` and ends at
 once when its owner dies (``PR_SET_PDEATHSIG`` on Linux; end of input everywhere).
@@ -17,9 +19,51 @@ import signal
 import sys
 import threading
 
+from ..training.signals import stop_requested
 from .executors import BLAS_VARIABLES, OWNER_LOCK, OWNER_PID, TrialTask, run_trial
 
 _held = []  # the owner lock's file descriptor, for the life of the process
+
+
+class Control:
+    """What the owner said of each trial: stop it, or go on past an epoch."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self.stops: set[int] = set()
+        self.past: dict[int, int] = {}
+        self.closed = False
+
+    def stop(self, number: int) -> None:
+        with self._changed:
+            self.stops.add(number)
+            self._changed.notify_all()
+
+    def proceed(self, number: int, epoch: int) -> None:
+        with self._changed:
+            self.past[number] = max(epoch, self.past.get(number, 0))
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        with self._changed:
+            self.closed = True
+            self._changed.notify_all()
+
+    def stopped(self, number: int) -> bool:
+        return number in self.stops
+
+    def wait(self, number: int, epoch: int) -> None:
+        """Until the owner answered ``epoch`` of trial ``number`` (or a signal asked to stop)."""
+        with self._changed:
+            while not (self.closed or number in self.stops or self.past.get(number, 0) >= epoch
+                       or stop_requested()):
+                self._changed.wait(0.1)
+
+    def forget(self, numbers) -> None:
+        with self._changed:
+            for n in numbers:
+                self.stops.discard(n)
+                self.past.pop(n, None)
 
 
 def _die_with_owner() -> None:
@@ -48,7 +92,7 @@ def main() -> int:
     _die_with_owner()
     _hold_owner_lock()
     tasks: queue.Queue = queue.Queue()
-    stops: set[int] = set()
+    control = Control()
     send_lock = threading.Lock()
     exiting = threading.Event()
 
@@ -72,9 +116,12 @@ def main() -> int:
             elif op == "run_group":  # the population executor's: trials of one shape as one population
                 tasks.put([TrialTask.from_dict(t) for t in msg["tasks"]])
             elif op == "stop":
-                stops.add(int(msg["number"]))
+                control.stop(int(msg["number"]))
+            elif op == "proceed":
+                control.proceed(int(msg["number"]), int(msg["epoch"]))
             elif op == "exit":
                 exiting.set()
+                control.close()
                 tasks.put(None)
         if not exiting.is_set():
             os._exit(3)  # end of input without "exit": the owner died
@@ -90,12 +137,13 @@ def main() -> int:
             if isinstance(task, list):
                 from .population_executor import run_group
 
-                run_group(task, lambda ev: send(ev.to_dict()), lambda n: n in stops)
-                stops.difference_update(t.number for t in task)
+                run_group(task, lambda ev: send(ev.to_dict()), control.stopped, wait_decision=control.wait)
+                control.forget(t.number for t in task)
                 continue
             number = task.number
-            run_trial(task, lambda ev: send(ev.to_dict()), lambda: number in stops)
-            stops.discard(number)
+            run_trial(task, lambda ev: send(ev.to_dict()), lambda: control.stopped(number),
+                      wait_decision=lambda epoch: control.wait(number, epoch))
+            control.forget([number])
     except KeyboardInterrupt:
         return 130
 

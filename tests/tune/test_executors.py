@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from run_helpers import assert_same_run
-from tune_helpers import tiny
+from tune_helpers import assert_trials_wait_for_the_owner, tiny
 
 from polydl.training import checkpoint as ckpt
 from polydl.tune.executors import (
@@ -114,6 +114,15 @@ def test_local_workers_train_stream_and_stop(tmp_path):
         events = drain(ex, lambda ev: 1 in finals(ev))
         stopped = finals(events)[1]
         assert stopped.kind == "stopped" and 1 <= stopped.epoch < 30 and ex.free() == 2
+
+
+@pytest.mark.slow
+def test_a_trial_that_decides_waits_for_the_owner_after_each_epoch(tmp_path):
+    with LocalExecutor(workers=1) as ex:
+        t = TrialTask(0, tiny(epochs=4).to_dict(), str(tmp_path / "0000"), decide=True)
+        assert_trials_wait_for_the_owner(ex, [t], epochs=4)
+        ex.submit(TrialTask(1, tiny(epochs=2).to_dict(), str(tmp_path / "0001")))  # without decide: no waiting
+        assert finals(drain(ex, lambda ev: 1 in finals(ev), timeout=60))[1].kind == "done"
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 one the ``local`` executor gives (the same values for the same seed); members are pruned alone;
 trials of other shapes go to groups of their own."""
 import pytest
-from tune_helpers import load, optuna, tiny
+from tune_helpers import assert_trials_wait_for_the_owner, load, optuna, tiny
 
 from polydl.training import evaluate
 from polydl.tune.executors import TrialTask
@@ -63,7 +63,7 @@ def test_trials_of_other_shapes_train_in_groups_of_their_own(tmp_path):
 @pytest.mark.slow
 def test_members_are_pruned_alone(tmp_path):
     space = {"lr": {"distribution": "choice", "choices": [0.01, 1e-6]}}
-    base = tiny(dataset_params={"n_samples": 2000}, batch_size=8, epochs=3)
+    base = tiny(dataset_params={"n_samples": 2000}, batch_size=8, epochs=4)
     trials, _ = study(tmp_path / "p", "population", space, base=base, trials=10, prune="median", seed=2,
                       executor_options={"population_size": 5})
     pruned = [t for t in trials.values() if t.state == TrialState.PRUNED]
@@ -71,9 +71,21 @@ def test_members_are_pruned_alone(tmp_path):
     assert slow and all(t.state == TrialState.PRUNED for t in slow)
     from polydl.training import load_run_config
     for t in pruned:  # stopped alone: its run directory keeps the checkpoint of the epoch it was pruned after
-        assert len(t.intermediate_values) < 3
+        assert len(t.intermediate_values) < 4
         assert load_run_config(t.user_attrs["run_dir"])[1]["epoch"] == max(t.intermediate_values)
     assert any(t.state == TrialState.COMPLETE for t in trials.values() if t.number >= 5)
+
+
+@pytest.mark.slow
+def test_members_wait_for_the_owner_and_one_stops_alone(tmp_path):
+    with PopulationExecutor(workers=1, population_size=3) as ex:
+        tasks = [TrialTask(n, tiny(epochs=4, lr=lr).to_dict(), str(tmp_path / f"{n:04d}"), decide=True)
+                 for n, lr in enumerate((0.01, 0.02, 0.05))]
+        assert_trials_wait_for_the_owner(ex, tasks, epochs=4)
+    for n in (1, 2):  # the members that went on are the trials trained alone
+        alone = tmp_path / f"alone{n}"
+        run_group([TrialTask(9, tasks[n].config, str(alone))], lambda ev: None, handle_signals=False)
+        assert evaluate(tmp_path / f"{n:04d}")["loss"] == pytest.approx(evaluate(alone)["loss"], rel=1e-6)
 
 
 def test_a_group_that_cannot_build_fails_trial_by_trial(tmp_path):

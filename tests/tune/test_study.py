@@ -130,10 +130,17 @@ def test_median_pruning_stops_trials_below_the_median(tmp_path):
     assert pruned and all(t.params["lr"] == 1e-6 for t in pruned)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) >= 5 and all(min(c.number for c in complete[:5]) < t.number for t in pruned)
-    for t in pruned:
-        assert len(t.intermediate_values) < 3 and t.value == t.intermediate_values[max(t.intermediate_values)]
+    from polydl.training import load_run_config
+    for t in pruned:  # stopped right after the epoch the pruner judged (the trial waited for the answer)
+        last = max(t.intermediate_values)
+        assert last < 3 and t.value == t.intermediate_values[last] and sorted(t.intermediate_values) == \
+            list(range(1, last + 1)) and load_run_config(t.user_attrs["run_dir"])[1]["epoch"] == last
     assert {i.number for i in rec.trials if i.state == "pruned"} == {t.number for t in pruned}
     assert result.counts["pruned"] == len(pruned)
+    run(tmp_path / "q", space=space, base=base, trials=10, workers=1, prune="median", seed=2)
+    again = load(tmp_path / "q")   # the same seeded study with one worker prunes the same trials, at the same epochs
+    assert [(t.state, sorted(t.intermediate_values)) for t in again.trials] == \
+        [(t.state, sorted(t.intermediate_values)) for t in study.trials]
 
 
 @pytest.mark.slow

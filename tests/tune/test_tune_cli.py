@@ -9,11 +9,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 from click.testing import CliRunner
-from tune_helpers import TINY, cli, load, one_line_error, optuna, popen
+from tune_helpers import LONGER, TINY, cli, load, one_line_error, optuna, popen, snapshot, wait_for_lines
 
 from polydl.training import checkpoint as ckpt
 from polydl.tune.report import written_by_report
@@ -139,11 +138,6 @@ def test_help_explains_the_form_and_the_tiers():
         assert fragment in r.stdout, fragment
 
 
-def snapshot(out):
-    return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
-            and not p.name.endswith(("-wal", "-shm", ".png"))}
-
-
 SPACES = {
     "unknown distribution": ('[lr]\ndistribution = "loguniform"\nlow = 1e-4\nhigh = 1.0\n', "did"),
     "unknown key": ('[lrr]\ndistribution = "log_uniform"\nlow = 1e-4\nhigh = 1.0\n', "closest valid key is 'lr'"),
@@ -243,8 +237,6 @@ def test_without_optuna(tmp_path):
 
 
 # ---------------------------------------------------------------------------- several processes
-#: trials of a second or so: digits in small mini-batches
-LONGER = ["--dataset", "digits", "--hidden", "32", "--batch-size", "8", "--epochs", "4", "--no-plot", "--tier", "1"]
 
 
 @pytest.mark.slow
@@ -270,16 +262,6 @@ def test_two_owners_share_one_sqlite_study(tmp_path):
         assert "study 'team': 6 trials (6 complete, 0 pruned, 0 failed)" in stdout
 
 
-def _wait_for_lines(path, n, proc, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.is_file() and len(path.read_text().splitlines()) >= n:
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    raise AssertionError(f"{path} did not reach {n} lines")
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "s"
@@ -296,7 +278,7 @@ def test_kill_9_of_the_owner_then_the_same_command_continues_the_study(tmp_path,
     second = out / "trials" / "0001" / ckpt.METRICS
     # trial 0 finished, trial 1 past its second epoch's line: its first epoch's checkpoint is saved (a kill
     # between an epoch's line and its checkpoint would have the resume train that epoch again)
-    _wait_for_lines(second, 2, p)
+    wait_for_lines(second, 2, p)
     os.kill(p.pid, signal.SIGKILL)
     p.communicate()
     first_summary = (out / "trials" / "0000" / ckpt.SUMMARY).stat().st_mtime_ns
@@ -322,7 +304,7 @@ def test_sigterm_saves_and_the_same_command_continues(tmp_path, reference):
     out = tmp_path / "s"
     command = ["tune", *LONGER, "--trials", 3, "--workers", 1, "--out", out]
     p = popen(*command)
-    _wait_for_lines(out / "trials" / "0000" / ckpt.METRICS, 1, p)
+    wait_for_lines(out / "trials" / "0000" / ckpt.METRICS, 1, p)
     p.send_signal(signal.SIGTERM)
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 130, stderr

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -13,6 +14,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 #: a trial of a fraction of a second: 200 moons, one small hidden layer, 2 epochs
 TINY = ["--dataset", "moons", "--dataset-param", "n_samples=200", "--hidden", "8", "--epochs", "2",
         "--batch-size", "32", "--no-plot"]
+#: trials of a second or so: digits in small mini-batches
+LONGER = ["--dataset", "digits", "--hidden", "32", "--batch-size", "8", "--epochs", "4", "--no-plot", "--tier", "1"]
 
 
 def tiny(**kw) -> TrainConfig:
@@ -50,3 +53,62 @@ def one_line_error(result, *fragments, code=2):
     for f in fragments:
         assert f in lines[0], (f, lines[0])
     return lines[0]
+
+
+def snapshot(out):
+    """The files of a study directory by path (not SQLite's -wal and -shm, not plots)."""
+    return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+            and not p.name.endswith(("-wal", "-shm", ".png"))}
+
+
+def wait_for_lines(path, n, proc, timeout=120):
+    """Wait until ``path`` has ``n`` lines while ``proc`` runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and len(path.read_text().splitlines()) >= n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError(f"{path} did not reach {n} lines")
+
+
+def assert_trials_wait_for_the_owner(ex, tasks, epochs, timeout=120):
+    """Tasks with ``decide`` wait after each epoch until the owner answers: nothing of epoch 2
+    arrives before ``proceed(n, 1)``; the first task, stopped after its epoch 2, ends ``stopped``
+    at exactly that epoch (its checkpoint too), and the others, told to go on, finish. Returns the
+    events by trial."""
+    from polydl.training import load_run_config
+
+    def until(cond):
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, events
+            for ev in ex.poll(0.2):
+                events.setdefault(ev.number, []).append(ev)
+
+    def epochs_of(n):
+        return [e.epoch for e in events.get(n, []) if e.kind == "epoch"]
+
+    events: dict = {}
+    numbers = [t.number for t in tasks]
+    for t in tasks:
+        assert t.decide
+        ex.submit(t)
+    until(lambda: all(epochs_of(n) == [1] for n in numbers))
+    time.sleep(1.0)  # a trial that did not wait would train on meanwhile
+    until(lambda: True)
+    assert all(epochs_of(n) == [1] for n in numbers), events
+    for n in numbers:
+        ex.proceed(n, 1)
+    until(lambda: all(len(epochs_of(n)) == 2 for n in numbers))
+    ex.stop(numbers[0])
+    for e in range(2, epochs + 1):
+        for n in numbers[1:]:
+            ex.proceed(n, e)
+    until(lambda: all(events[n][-1].final for n in numbers))
+    first = events[numbers[0]]
+    assert first[-1].kind == "stopped" and first[-1].epoch == 2 and epochs_of(numbers[0]) == [1, 2], first
+    assert load_run_config(tasks[0].run_dir)[1]["epoch"] == 2
+    for n in numbers[1:]:
+        assert events[n][-1].kind == "done" and epochs_of(n) == list(range(1, epochs + 1)), events[n]
+    return events
