@@ -176,7 +176,9 @@ _RAY_OPTIONS = ("address", "cpus_per_trial", "gpus_per_trial")
                    "trials of one shape as one population in each worker: many small models at once) or ray (Ray "
                    "tasks on a cluster, or on a local Ray instance; pip install 'polydl[ray]').")
 @click.option("--population-size", type=int, default=None,
-              help="With --executor population: trials per population (default 16).")
+              help="With --executor population: trials per population (default 16). With --executor ray: train "
+                   "the trials as populations of up to this many, each one Ray task (one per GPU with --device "
+                   "cuda; --cpus-per-trial and --gpus-per-trial then count per population).")
 @click.option("--workers", type=int, default=None,
               help="Trials at once (default: what the machine holds: one per CPU, at most one per GiB free; with "
                    "--executor ray what the cluster holds at --cpus-per-trial and --gpus-per-trial).")

@@ -18,6 +18,7 @@ arrays of at least ``MIN_SIZE`` elements), ``on`` (always; an error if Numba is 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -182,6 +183,9 @@ def get(name: str, size: int):
 
 
 def _build(nb, name):
+    if name in _COMPOSITES:
+        make, parts = _COMPOSITES[name]
+        return make(*(_build(nb, part) for part in parts))
     # error_model="numpy": division by zero gives inf/nan as in NumPy (and lets loops vectorize).
     # No fastmath in element-wise kernels, so they round exactly as the NumPy form; the
     # reductions may reassociate (their sums are float64).
@@ -273,6 +277,18 @@ def _relu_backward(g, out, gx, zero):
     for i in range(g.shape[0]):
         gi = g[i]
         gx[i] = gi if out[i] > 0 else gi * zero
+
+
+def _sum_rows(g, out):
+    """out[p] = Σᵢ g[p, i] in g's dtype, row after row (the order of NumPy's sum over axis −2):
+    the bias gradient of a linear layer, for a population or (P = 1) one model."""
+    n, m, f = g.shape
+    for p in range(n):
+        for j in range(f):
+            out[p, j] = g[p, 0, j] if m > 0 else g.dtype.type(0)
+        for i in range(1, m):
+            for j in range(f):
+                out[p, j] += g[p, i, j]
 
 
 # ---------------------------------------------------------------------------- batch norm
@@ -373,32 +389,61 @@ def _bn_backward_train(g, x, mu, inv_std, gamma, out, gx, ggamma, gbeta):
 
 # ---------------------------------------------------------------------------- softmax cross-entropy
 # z, p, gz: (P, m, C) (P = 1 for an ordinary model); labels (m,), shared by the members.
-def _softmax_xent(z, labels, p, totals):
-    """Row-wise ŷ = softmax(z) into p and, per member, Σᵢ (log Σⱼ exp zᵢⱼ − zᵢ,yᵢ) (float64)
-    into totals. Returns −1, or the first row whose label is outside [0, C)."""
+def _softmax_shift(z, labels, p, zmax):
+    """Row-wise zmax = max_j z and p = z − zmax. Returns −1, or the first row whose label is
+    outside [0, C)."""
     n, m, c = z.shape
     for i in range(m):
         t = labels[i]
         if t < 0 or t >= c:
             return i
     for q in range(n):
+        for i in range(m):
+            mx = z[q, i, 0]
+            for j in range(1, c):
+                if z[q, i, j] > mx:
+                    mx = z[q, i, j]
+            zmax[q, i] = mx
+            for j in range(c):
+                p[q, i, j] = z[q, i, j] - mx
+    return -1
+
+
+def _softmax_finish(z, labels, p, zmax, totals):
+    """With p = exp(z − zmax): s = Σⱼ p (float64), ŷ = p/s into p and, per member,
+    Σᵢ (log s + zmax − zᵢ,yᵢ) (float64) into totals."""
+    n, m, c = z.shape
+    for q in range(n):
         total = 0.0
         for i in range(m):
-            t = labels[i]
-            zmax = z[q, i, 0]
-            for j in range(1, c):
-                if z[q, i, j] > zmax:
-                    zmax = z[q, i, j]
             s = 0.0
             for j in range(c):
-                e = np.exp(z[q, i, j] - zmax)
-                p[q, i, j] = e
-                s += e
+                s += p[q, i, j]
             for j in range(c):
                 p[q, i, j] = p[q, i, j] / s
-            total += np.log(s) + zmax - z[q, i, t]
+            total += np.log(s) + zmax[q, i] - z[q, i, labels[i]]
         totals[q] = total
-    return -1
+
+
+def _softmax_xent_of(shift, finish):
+    scratch = threading.local()  # the row maxima's buffer, per thread, kept for the next call of the same shape
+
+    def softmax_xent(z, labels, p, totals):
+        """Row-wise ŷ = softmax(z) into p and, per member, Σᵢ (log Σⱼ exp zᵢⱼ − zᵢ,yᵢ) (float64)
+        into totals; exp by NumPy's vectorised loop between the two compiled passes (a compiled
+        loop calls the scalar exp once per element, several times slower). Returns −1, or the
+        first row whose label is outside [0, C)."""
+        zmax = getattr(scratch, "zmax", None)
+        if zmax is None or zmax.shape != z.shape[:2] or zmax.dtype != z.dtype:
+            zmax = scratch.zmax = np.empty(z.shape[:2], z.dtype)  # one shape at a time is all a loop needs
+        bad = shift(z, labels, p, zmax)
+        if bad >= 0:
+            return bad
+        np.exp(p, out=p)
+        finish(z, labels, p, zmax, totals)
+        return -1
+
+    return softmax_xent
 
 
 def _softmax_xent_backward(p, labels, scale, gz):
@@ -416,8 +461,11 @@ def _softmax_xent_backward(p, labels, scale, gz):
 _SOURCES = {
     "sgd": _sgd, "momentum": _momentum, "rmsprop": _rmsprop, "adam": _adam,
     "sgd_rows": _sgd_rows, "momentum_rows": _momentum_rows, "rmsprop_rows": _rmsprop_rows, "adam_rows": _adam_rows,
-    "relu_backward": _relu_backward,
+    "relu_backward": _relu_backward, "sum_rows": _sum_rows,
     "bn_forward_train": _bn_forward_train, "bn_forward_eval": _bn_forward_eval,
     "bn_backward_train": _bn_backward_train,
-    "softmax_xent": _softmax_xent, "softmax_xent_backward": _softmax_xent_backward,
+    "softmax_shift": _softmax_shift, "softmax_finish": _softmax_finish,
+    "softmax_xent_backward": _softmax_xent_backward,
 }
+#: kernels made of compiled parts and a NumPy call between them
+_COMPOSITES = {"softmax_xent": (_softmax_xent_of, ("softmax_shift", "softmax_finish"))}

@@ -533,7 +533,11 @@ def linear(x, weight, bias=None):
         if not bias.requires_grad:
             gb = None
         elif bias._gzero and g.ndim == (3 if members else 2) and autocast_dtype is None:
-            g.sum(axis=-2, out=bias.grad)
+            kern = _cpu_kernel("sum_rows", g, bias.grad)
+            if kern is not None:  # NumPy's sum over a middle axis of a (P, m, C) array is slow
+                kern(g if members else g[None], bias.grad if members else bias.grad[None])
+            else:
+                g.sum(axis=-2, out=bias.grad)
             bias._gzero = False
             gb = None
         elif members:
@@ -1042,7 +1046,10 @@ def _softmax_cross_entropy_cpu(z, zd, td, in_dtype):
 
     def backward(g):
         gz = np.empty_like(p)
-        scale = (np.asarray(g, np.float64) * (1.0 / m)).astype(zd.dtype).reshape(n)
+        if members:
+            scale = (np.asarray(g, np.float64) * (1.0 / m)).astype(zd.dtype).reshape(n)
+        else:  # the same value, without three NumPy calls on a 0-d array
+            scale = np.full(1, float(g) * (1.0 / m), zd.dtype)
         kern_back(p, td, scale, gz)
         gz = gz if members else gz[0]
         return (gz if gz.dtype == in_dtype else gz.astype(in_dtype),)

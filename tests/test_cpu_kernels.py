@@ -724,3 +724,38 @@ def test_build_compiles_without_a_cache_where_no_cache_directory_is_writable():
     assert asked == [(True, None), (False, None)]
     cpu_kernels._build(FakeNumba, "bn_backward_train")
     assert asked[-1] == (False, {"reassoc", "nsz"})
+
+
+@pytest.mark.usefixtures("needs_numba")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bias_gradients_sum_rows_bit_for_bit_as_numpy(dtype, calls):
+    rng = np.random.default_rng(11)
+    kern = cpu_kernels.get("sum_rows", 1)
+    for shape in [(1, 32, 10), (32, 32, 10), (3, 7, 5), (2, 1, 4)]:
+        g = rng.normal(size=shape).astype(dtype)
+        flat = np.full((shape[0], shape[2] + 3), 7.0, dtype)   # rows of a flat gradient buffer
+        out = flat[:, 1:1 + shape[2]]
+        kern(g, out)
+        assert same_bits(out, g.sum(axis=-2)) and (flat[:, 0] == 7).all() and (flat[:, -2:] == 7).all()
+    out = np.ones((2, 3), dtype)
+    kern(np.zeros((2, 0, 3), dtype), out)
+    assert (out == 0).all()
+
+    def run(members):
+        kw = {"members": members} if members else {}
+        w = polydl.Parameter(rng.normal(size=(members, 4, 3) if members else (4, 3)).astype(dtype), **kw)
+        b = polydl.Parameter(rng.normal(size=(members, 3) if members else (3,)).astype(dtype), **kw)
+        opt = optim.SGD([w, b], lr=0.0)  # the flat gradient buffer, whose zeroed slots the sum is written into
+        x = rng.normal(size=(6, 4)).astype(dtype)
+        weights = rng.normal(size=(members, 6, 3) if members else (6, 3)).astype(dtype)
+
+        def grads():
+            opt.zero_grad()
+            (F.linear(polydl.Tensor(x), w, b) * polydl.Tensor(weights)).sum().backward()
+            return b.grad.copy()
+        return in_modes(grads)
+
+    for members in (0, 3):
+        calls.clear()
+        res = run(members)
+        assert "sum_rows" in calls and same_bits(res["on"], res["off"])

@@ -22,6 +22,7 @@ exactly as the same optimizer over that member alone.
 from __future__ import annotations
 
 import math
+from itertools import repeat
 
 import numpy as np
 
@@ -518,6 +519,15 @@ def _sqrt(x):
     return math.sqrt(x) if type(x) is float else np.sqrt(x)
 
 
+def _power(x, t):
+    """xᵗ of a Python float, or of an array over members member by member with the same scalar
+    pow (NumPy's vectorised pow, SVML on AVX-512 CPUs, can differ from it in the last bit, and a
+    member must be updated exactly as the same model alone)."""
+    if type(x) is float:
+        return x ** t
+    return np.fromiter(map(pow, x.tolist(), repeat(float(t))), np.float64, len(x))  # a member's hyperparameters: (P,) float64
+
+
 def _rms_step(xp, p, numerator, g, s, beta, step_size, eps_hat, tmp):
     """s ← β s + g²;  p ← p − step_size · numerator / (√s + eps_hat), in place (the second-moment
     step that RMSprop (numerator g) and Adam (numerator m) share)."""
@@ -641,8 +651,8 @@ class Adam(Optimizer):
         # with bc = 1 − βᵗ and r = √((1 − β2)/bc2): m̂ = (1 − β1) m'/bc1, √v̂ = r √v', so
         # α m̂/(√v̂ + ε) = [α (1 − β1)/(bc1 r)] · m'/(√v' + ε/r)
         t = self.step_count
-        bc1 = 1.0 - self.beta1 ** t
-        bc2 = 1.0 - self.beta2 ** t
+        bc1 = 1.0 - _power(self.beta1, t)
+        bc2 = 1.0 - _power(self.beta2, t)
         r = _sqrt((1.0 - self.beta2) / bc2)
         return {"lr": lr, "beta1": self.beta1, "beta2": self.beta2,
                 "step_size": lr * (1.0 - self.beta1) / (bc1 * r), "eps_hat": self.eps / r}

@@ -22,7 +22,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["MARKER", "LOCK", "RunDir", "default_out_dir", "check_out_dir", "is_run_dir"]
+__all__ = ["MARKER", "LOCK", "RunDir", "default_out_dir", "check_out_dir", "is_run_dir", "missing_dirs"]
 
 MARKER = ".polydl-run"
 LOCK = ".polydl-lock"
@@ -67,6 +67,17 @@ def check_out_dir(path, overwrite: bool) -> None:
                           "choose another with --out DIR")
 
 
+def missing_dirs(path) -> list[Path]:
+    """The directories that ``path.mkdir(parents=True)`` would make, outermost first (so that a
+    caller can remove what it made and nothing else)."""
+    missing = []
+    p = Path(path)
+    while not p.exists():
+        missing.insert(0, p)
+        p = p.parent
+    return missing
+
+
 class RunDir:
     """A run directory this process owns for the life of a run: its lock is held from
     :meth:`create` or :meth:`open` until :meth:`release` (or the end of the process)."""
@@ -84,11 +95,7 @@ class RunDir:
         ``overwrite`` a polydl run whose files are replaced; the marker is written first."""
         path = Path(path)
         check_out_dir(path, overwrite)
-        created = []
-        parent = path
-        while not parent.exists():
-            created.insert(0, parent)
-            parent = parent.parent
+        created = missing_dirs(path)
         try:
             path.mkdir(parents=True, exist_ok=not exclusive)
         except FileExistsError:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .executors import LocalExecutor, TrialEvent, TrialTask, _one_line, run_trial
 
-__all__ = ["PopulationExecutor", "run_group", "shape_key"]
+__all__ = ["PopulationExecutor", "run_group", "next_group", "shape_key"]
 
 
 def shape_key(config: dict) -> tuple:
@@ -24,6 +24,24 @@ def shape_key(config: dict) -> tuple:
     from ..training.population import SHARED_KEYS
 
     return tuple(repr(config.get(k)) for k in SHARED_KEYS)
+
+
+def next_group(pending, size: int):
+    """The next group of at most ``size`` of the ``pending`` tasks: the largest set of one shape (a
+    trial continued from its checkpoint alone). Returns it and, where the trials of a group of one
+    have no shape in common with the others, the note that says they train one by one (else None)."""
+    for t in pending:
+        if t.resume:
+            return [t], None
+    by_shape: dict = {}
+    for t in pending:
+        by_shape.setdefault(shape_key(t.config), []).append(t)
+    group = max(by_shape.values(), key=len)[:size]
+    alone = None
+    if len(group) == 1 and len(pending) > 1:
+        alone = ("no two of these trials share their shapes (they differ in what fixes them: hidden sizes, batch size, "
+                 "...), so they train one by one")
+    return group, alone
 
 
 def run_group(tasks, emit, stop_requested=lambda number: False, handle_signals: bool = True,
@@ -128,18 +146,10 @@ class PopulationExecutor(LocalExecutor):
         self._pending.append(task)
 
     def _next_group(self) -> list[TrialTask]:
-        for t in self._pending:  # a trial continued from its checkpoint trains alone
-            if t.resume:
-                return [t]
-        by_shape: dict = {}
-        for t in self._pending:
-            by_shape.setdefault(shape_key(t.config), []).append(t)
-        group = max(by_shape.values(), key=len)[:self.size]
-        if len(group) == 1 and len(self._pending) > 1 and not self._told:
+        group, alone = next_group(self._pending, self.size)
+        if alone and not self._told:
             self._told = True
-            self._notes.append(TrialEvent(group[0].number, "note", message=(
-                "no two of these trials share their shapes (they differ in what fixes them: hidden sizes, batch size, "
-                "...), so the population executor trains them one by one")))
+            self._notes.append(TrialEvent(group[0].number, "note", message=alone))
         return group
 
     def _launch(self) -> None:

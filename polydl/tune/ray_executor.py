@@ -55,12 +55,13 @@ import time
 from pathlib import Path
 
 from ..training import checkpoint as ckpt
-from ..training.rundir import LOCK, MARKER, is_run_dir
+from ..training.rundir import LOCK, MARKER, is_run_dir, missing_dirs
 from .executors import BLAS_VARIABLES, Executor, TrialEvent, TrialTask, available_cpus, run_trial
 from .layout import RAY as RAY_DIR
 
 __all__ = ["RayExecutor", "RayExecutorError", "TrialHub", "RAY_MISSING", "SHIP_VARIABLE", "OBJECT_STORE_MEMORY",
-           "check_cpus", "check_gpus", "require_ray", "train_on_worker", "run_files", "install_run"]
+           "check_cpus", "check_gpus", "require_ray", "train_on_worker", "train_group_on_worker", "run_files",
+           "install_run"]
 
 RAY_MISSING = "--executor ray needs Ray: pip install 'polydl[ray]'"
 #: ``POLYDL_RAY_SHIP=1``: ship every run directory back, even where the workers see OUT
@@ -253,97 +254,151 @@ def _own_config_toml(run_dir: Path, out: str) -> None:
         pass
 
 
-def train_on_worker(task: dict, hub, options: dict, files: dict | None = None) -> dict:
-    """The body of a trial's Ray task: train ``task`` with :func:`run_trial`, events to ``hub``.
+class _OnWorker:
+    """One trial inside a Ray task: where it trains (``OUT/trials/NNNN`` where the task sees
+    ``OUT``, else a scratch directory of the worker's machine), the owner's flags for it from the
+    hub (a watcher thread), its events to the hub, and its result."""
 
-    ``options``: ``token_path`` and ``token`` (the owner's token file), ``owner_lock``,
-    ``ship`` (True: always ship the run directory back), ``scratch`` (the name of the scratch
-    directory). ``files``: the owner's copy of the run directory, for a continued trial.
-    Returns ``{"event": the final event, "files": the run directory's files or None, "where"}``."""
-    import ray
+    def __init__(self, task: dict, hub, options: dict, files: dict | None, gpus, shared: bool, where: dict):
+        t = TrialTask.from_dict(task)
+        self.hub, self.where, self.owner_dir = hub, where, t.run_dir
+        t.config = {**t.config, "device": "cuda" if gpus else "cpu"}
+        self.scratch = None
+        if not shared:
+            scratch = self.scratch = Path(tempfile.gettempdir()) / "polydl-ray" / f"{options['scratch']}-{t.number:04d}"
+            scratch.parent.mkdir(parents=True, exist_ok=True)
+            if files and not (scratch / ckpt.CHECKPOINT).is_file():
+                shutil.rmtree(scratch, ignore_errors=True)
+                scratch.mkdir()
+                for name, data in files.items():
+                    ckpt.atomic_write(scratch / name, data)
+            t.resume = t.resume or (scratch / ckpt.CHECKPOINT).is_file()
+            t.run_dir = str(scratch)
+            t.config["out"] = str(scratch)
+        self.task = t
+        self.flags = {"stop": False, "interrupt": False, "lost": False}
+        self.done = threading.Event()
+        threading.Thread(target=self._watch, daemon=True, name=f"polydl-trial-{t.number}-control").start()
 
-    t = TrialTask.from_dict(task)
-    owner_dir = t.run_dir
-    gpus = ray.get_gpu_ids()
-    t.config = {**t.config, "device": "cuda" if gpus else "cpu"}
-    shared = not options.get("ship") and _sees(options.get("token_path"), options.get("token"))
-    where = {"host": socket.gethostname(), "pid": os.getpid(), "shared": shared, "gpus": [str(g) for g in gpus]}
-    scratch = None
-    if not shared:
-        scratch = Path(tempfile.gettempdir()) / "polydl-ray" / options["scratch"]
-        scratch.parent.mkdir(parents=True, exist_ok=True)
-        if files and not (scratch / ckpt.CHECKPOINT).is_file():
-            shutil.rmtree(scratch, ignore_errors=True)
-            scratch.mkdir()
-            for name, data in files.items():
-                ckpt.atomic_write(scratch / name, data)
-        t.resume = t.resume or (scratch / ckpt.CHECKPOINT).is_file()
-        t.run_dir = str(scratch)
-        t.config["out"] = str(scratch)
-    lock = _hold_shared(options["owner_lock"]) if shared and options.get("owner_lock") else None
-    flags = {"stop": False, "interrupt": False, "lost": False}
-    done = threading.Event()
+    def _watch(self) -> None:
+        import ray
 
-    def watch():
-        while not done.is_set():
+        while not self.done.is_set():
             try:
-                state = ray.get(hub.control.remote(t.number, CONTROL_WAIT), timeout=CONTROL_WAIT + 60)
+                state = ray.get(self.hub.control.remote(self.task.number, CONTROL_WAIT), timeout=CONTROL_WAIT + 60)
             except Exception:  # the hub is gone with its owner: stop; whoever adopts the trial continues it
-                flags["lost"] = True
+                self.flags["lost"] = True
                 return
             if state == "interrupt":
-                flags["interrupt"] = True
+                self.flags["interrupt"] = True
             elif state == "stop":
-                flags["stop"] = True
+                self.flags["stop"] = True
             if state is not None:
                 return
 
-    def emit(ev: TrialEvent) -> None:
-        if ev.final or flags["lost"]:
-            return
-        ev.extra.update(where)
-        try:
-            ray.get(hub.put.remote(ev.to_dict()), timeout=60)
-        except Exception:
-            flags["lost"] = True
+    def stopping(self) -> bool:
+        return self.flags["stop"] or self.flags["interrupt"] or self.flags["lost"]
 
-    def wait_decision(epoch: int) -> None:
-        while not (flags["stop"] or flags["interrupt"] or flags["lost"]):
+    def emit(self, ev: TrialEvent) -> None:
+        import ray
+
+        if ev.final or self.flags["lost"]:
+            return
+        ev.extra.update(self.where)
+        try:
+            ray.get(self.hub.put.remote(ev.to_dict()), timeout=60)
+        except Exception:
+            self.flags["lost"] = True
+
+    def wait_decision(self, epoch: int) -> None:
+        import ray
+
+        while not self.stopping():
             try:
-                state = ray.get(hub.decision.remote(t.number, epoch, CONTROL_WAIT), timeout=CONTROL_WAIT + 60)
+                state = ray.get(self.hub.decision.remote(self.task.number, epoch, CONTROL_WAIT),
+                                timeout=CONTROL_WAIT + 60)
             except Exception:
-                flags["lost"] = True
+                self.flags["lost"] = True
                 return
             if state == "go":
                 return
             if state is not None:
-                flags["interrupt" if state == "interrupt" else "stop"] = True
+                self.flags["interrupt" if state == "interrupt" else "stop"] = True
 
-    watcher = threading.Thread(target=watch, daemon=True, name=f"polydl-trial-{t.number}-control")
-    watcher.start()
+    def result(self, final: TrialEvent) -> dict:
+        """``{"event": the final event, "files": the run directory's files or None, "where"}``."""
+        self.done.set()  # the watcher ends with its wait, the task does not wait for it
+        if final.kind == "stopped" and self.flags["interrupt"] and not self.flags["stop"]:
+            final = TrialEvent(final.number, "interrupted", epoch=final.epoch,
+                               message=f"interrupted after epoch {final.epoch}; the checkpoint is saved in "
+                                       f"{self.owner_dir}")
+        shipped = None
+        scratch = self.scratch
+        if scratch is not None:
+            if final.message:
+                final.message = final.message.replace(str(scratch), self.owner_dir)
+            if scratch.is_dir():
+                _own_config_toml(scratch, self.owner_dir)
+                shipped = run_files(scratch)
+                shutil.rmtree(scratch, ignore_errors=True)
+        final.extra.update(self.where)
+        return {"event": final.to_dict(), "files": shipped, "where": self.where}
+
+
+def _on_worker(tasks: list[dict], hub, options: dict, files: dict):
+    import ray
+
+    gpus = ray.get_gpu_ids()
+    shared = not options.get("ship") and _sees(options.get("token_path"), options.get("token"))
+    where = {"host": socket.gethostname(), "pid": os.getpid(), "shared": shared, "gpus": [str(g) for g in gpus]}
+    lock = _hold_shared(options["owner_lock"]) if shared and options.get("owner_lock") else None
+    members = [_OnWorker(t, hub, options, (files or {}).get(int(t["number"])), gpus, shared, where) for t in tasks]
+    return members, lock
+
+
+def train_on_worker(task: dict, hub, options: dict, files: dict | None = None) -> dict:
+    """The body of a trial's Ray task: train ``task`` with :func:`run_trial`, events to ``hub``.
+
+    ``options``: ``token_path`` and ``token`` (the owner's token file), ``owner_lock``,
+    ``ship`` (True: always ship the run directory back), ``scratch`` (the prefix of the scratch
+    directories' names). ``files``: the owner's copy of the run directory, for a continued trial.
+    Returns ``{"event": the final event, "files": the run directory's files or None, "where"}``."""
+    (member,), lock = _on_worker([task], hub, options, {int(task["number"]): files})
     try:
-        final = run_trial(t, emit, lambda: flags["stop"] or flags["interrupt"] or flags["lost"], handle_signals=False,
-                          wait_decision=wait_decision)
+        final = run_trial(member.task, member.emit, member.stopping, handle_signals=False,
+                          wait_decision=member.wait_decision)
     finally:
-        done.set()  # the watcher ends with its wait, the task does not wait for it
         if lock is not None:
             os.close(lock)
-    if final.kind == "stopped" and flags["interrupt"] and not flags["stop"]:
-        final = TrialEvent(t.number, "interrupted", epoch=final.epoch,
-                           message=f"interrupted after epoch {final.epoch}; the checkpoint is saved in {owner_dir}")
-    shipped = None
-    if scratch is not None:
-        if final.message:
-            final.message = final.message.replace(str(scratch), owner_dir)
-        if scratch.is_dir():
-            _own_config_toml(scratch, owner_dir)
-            shipped = run_files(scratch)
-            shutil.rmtree(scratch, ignore_errors=True)
-    final.extra.update(where)
-    return {"event": final.to_dict(), "files": shipped, "where": where}
+    return member.result(final)
 
 
-# ---------------------------------------------------------------------------- on the owner
+def train_group_on_worker(tasks: list[dict], hub, options: dict, files: dict | None = None) -> list[dict]:
+    """The body of a population group's Ray task: train ``tasks`` as one population with
+    :func:`~polydl.tune.population_executor.run_group` (each member as :func:`train_on_worker`
+    trains one trial). ``files``: trial number → the owner's copy of its run directory. Returns
+    each member's result, in the order of ``tasks``."""
+    from .population_executor import run_group
+
+    members, lock = _on_worker(tasks, hub, options, files or {})
+    by_number = {m.task.number: m for m in members}
+    finals: dict[int, TrialEvent] = {}
+
+    def emit(ev: TrialEvent) -> None:
+        if ev.final:
+            finals[ev.number] = ev
+        by_number[ev.number].emit(ev)
+
+    try:
+        run_group([m.task for m in members], emit, lambda n: by_number[n].stopping(), handle_signals=False,
+                  wait_decision=lambda n, epoch: by_number[n].wait_decision(epoch))
+    finally:
+        if lock is not None:
+            os.close(lock)
+    return [m.result(finals.get(m.task.number) or TrialEvent(m.task.number, "failed", message="it did not finish"))
+            for m in members]
+
+
 def install_run(run_dir, files: dict[str, bytes]) -> None:
     """Write a shipped run directory into ``run_dir``: a new directory beside it, moved into
     place (an older run there, polydl's, is replaced). Raises ``OSError`` or :class:`RayExecutorError`."""
@@ -426,9 +481,11 @@ def _offer_token() -> None:
             pass
 
 
-class _Trial:
-    def __init__(self, task: TrialTask):
-        self.task = task
+class _Job:
+    """One Ray task: a trial, or a population group of trials."""
+
+    def __init__(self, tasks: list[TrialTask]):
+        self.tasks = tasks
         self.ref = None
         self.attempts = 0
 
@@ -441,7 +498,7 @@ class RayExecutor(Executor):
     def __init__(self, workers: int | None = None, owner_lock=None, device: str = "cpu", address: str | None = None,
                  cpus_per_trial: float = 1, gpus_per_trial: float | None = None, ship: bool | None = None,
                  retries: int = 2, connect_timeout: float = 10.0, grace: float = 15.0,
-                 object_store_memory: int = OBJECT_STORE_MEMORY):
+                 object_store_memory: int = OBJECT_STORE_MEMORY, population_size: int | None = None):
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise RayExecutorError(f"--workers must be >= 1, not {workers!r}")
         self.workers = workers
@@ -463,7 +520,12 @@ class RayExecutor(Executor):
         self.grace = float(grace)
         self.object_store_memory = int(object_store_memory)
         self.token = secrets.token_hex(6)
-        self.slots = workers or 1
+        if population_size is not None and (isinstance(population_size, bool) or not isinstance(population_size, int)
+                                            or population_size < 1):
+            raise RayExecutorError(f"--population-size must be a whole number >= 1, not {population_size!r}")
+        self.size = population_size   # None: a task per trial; else groups of up to this many as one population
+        self.tasks_at_once = workers or 1
+        self.slots = self.tasks_at_once * (self.size or 1)
         self.startup_seconds = None
         self.resources: dict = {}
         self.out: Path | None = None
@@ -475,12 +537,15 @@ class RayExecutor(Executor):
         self._hub = None
         self._secret = secrets.token_hex(16)
         self._token_file: Path | None = None
-        self._running: dict[int, _Trial] = {}
+        self._running: dict[int, _Job] = {}   # trial number -> the task that trains it
+        self._pending: list[TrialTask] = []    # population groups: trials waiting for a group
+        self._notes: list[TrialEvent] = []
+        self._told = False
         self._closing = False
 
     @property
     def each(self) -> str:
-        """What each trial is given, in words."""
+        """What each trial (each population group) is given, in words."""
         gpus = f" and {_number(self.gpus)} GPU{'s' if self.gpus > 1 else ''}" if self.gpus else ""
         return f"{_number(self.cpus)} CPU{'s' if self.cpus != 1 else ''}{gpus}"
 
@@ -513,16 +578,14 @@ class RayExecutor(Executor):
         self._created = []  # OUT/ray is the study's from now on
         r = self.resources
         return [f"Ray: {where}, {nodes} node{'s' if nodes != 1 else ''} with {_number(r.get('CPU', 0))} CPUs and "
-                f"{_number(r.get('GPU', 0))} GPUs, ready in {self.startup_seconds:.1f} s; {self.slots} trials at once, "
-                f"{self.each} each"]
+                f"{_number(r.get('GPU', 0))} GPUs, ready in {self.startup_seconds:.1f} s; " + (
+                    f"{self.slots} trials at once, {self.each} each" if self.size is None else
+                    f"{self.tasks_at_once} population{'s' if self.tasks_at_once != 1 else ''} of up to {self.size} "
+                    f"trials at once, {self.each} each")]
 
     def _start_local(self, ray) -> None:
         base = self.out / RAY_DIR
-        missing = []
-        p = base
-        while not p.exists():
-            missing.insert(0, p)
-            p = p.parent
+        missing = missing_dirs(base)
         try:
             base.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -611,7 +674,8 @@ class RayExecutor(Executor):
             raise RayExecutorError(f"no node of the Ray cluster has {ask} for one trial (the largest has "
                                    f"{_number(largest.get('CPU', 0))} CPUs and {_number(largest.get('GPU', 0))} "
                                    "GPUs); ask for less with --cpus-per-trial or --gpus-per-trial")
-        self.slots = self.workers or capacity
+        self.tasks_at_once = self.workers or capacity
+        self.slots = self.tasks_at_once * (self.size or 1)
         return len(nodes)
 
     def _disconnect(self) -> None:
@@ -655,32 +719,59 @@ class RayExecutor(Executor):
                                    "the permissions and free space of the study directory") from None
         self._token_file = folder / f"visible-{self.token}"
         self._remote = ray.remote(train_on_worker)
+        self._remote_group = ray.remote(train_group_on_worker)
 
     def free(self) -> int:
-        return max(0, self.slots - len(self._running))
+        return max(0, self.slots - len(self._running) - len(self._pending))
 
     def submit(self, task: TrialTask) -> None:
         self.start()
-        trial = _Trial(task)
-        self._running[task.number] = trial
-        self._launch(trial)
+        if self.size is None:
+            job = _Job([task])
+            self._running[task.number] = job
+            self._launch(job)
+        else:
+            self._pending.append(task)
 
-    def _launch(self, trial: _Trial) -> None:
+    def _launch_groups(self) -> None:
+        """Population groups for the waiting trials, as many as may run at once."""
+        from .population_executor import next_group
+
+        while self._pending and len(set(map(id, self._running.values()))) < self.tasks_at_once:
+            group, alone = next_group(self._pending, self.size)
+            if alone and not self._told:
+                self._told = True
+                self._notes.append(TrialEvent(group[0].number, "note", message=alone))
+            for t in group:
+                self._pending.remove(t)
+            job = _Job(group)
+            for t in group:
+                self._running[t.number] = job
+            self._launch(job)
+
+    def _launch(self, job: _Job) -> None:
         ray = self._ray
-        task = trial.task
-        trial.attempts += 1
-        files = None
-        run_dir = Path(task.run_dir)
-        if task.resume and (run_dir / ckpt.CHECKPOINT).is_file():
-            try:
-                files = ray.put(run_files(run_dir))
-            except OSError:
-                files = None
+        job.attempts += 1
+        files = {}
+        for task in job.tasks:
+            run_dir = Path(task.run_dir)
+            if task.resume and (run_dir / ckpt.CHECKPOINT).is_file():
+                try:
+                    files[task.number] = run_files(run_dir)
+                except OSError:
+                    pass
         options = {"token_path": str(self._token_file), "token": self._secret, "owner_lock": self.owner_lock,
-                   "ship": self.ship, "scratch": f"{self.token}-{task.number:04d}"}
-        trial.ref = self._remote.options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0,
-                                         name=f"polydl-trial-{task.number}").remote(task.to_dict(), self._hub,
-                                                                                    options, files)
+                   "ship": self.ship, "scratch": self.token}
+        first = job.tasks[0].number
+        if self.size is None:
+            task = job.tasks[0]
+            job.ref = self._remote.options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0,
+                                           name=f"polydl-trial-{first}").remote(
+                task.to_dict(), self._hub, options, ray.put(files[first]) if first in files else None)
+        else:
+            job.ref = self._remote_group.options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0,
+                                                 name=f"polydl-population-{first}").remote(
+                [t.to_dict() for t in job.tasks], self._hub, options, ray.put(files) if files else None)
 
     def stop(self, number: int) -> None:
         if number in self._running and self._hub is not None:
@@ -693,7 +784,9 @@ class RayExecutor(Executor):
     def poll(self, timeout: float) -> list[TrialEvent]:
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
-            out = self._collect()
+            if self.size is not None and not self._closing:
+                self._launch_groups()
+            out, self._notes = self._notes + self._collect(), []
             left = deadline - time.monotonic()
             if out or left <= 0:
                 return out
@@ -703,7 +796,7 @@ class RayExecutor(Executor):
         if self._hub is None:
             return []
         ray = self._ray
-        refs = {t.ref: t for t in self._running.values() if t.ref is not None}
+        refs = {job.ref: job for job in self._running.values() if job.ref is not None}
         ready = ray.wait(list(refs), num_returns=len(refs), timeout=0)[0] if refs else []
         try:
             drained = ray.get(self._hub.drain.remote(), timeout=60)  # after wait: a finished task's events are in
@@ -716,31 +809,35 @@ class RayExecutor(Executor):
             out.extend(self._ended(refs[ref]))
         return out
 
-    def _ended(self, trial: _Trial) -> list[TrialEvent]:
+    def _ended(self, job: _Job) -> list[TrialEvent]:
         ray = self._ray
-        number = trial.task.number
         try:
-            result = ray.get(trial.ref)
+            result = ray.get(job.ref)
         except ray.exceptions.RayError as exc:
-            if type(exc).__name__ not in _FINAL_ERRORS and trial.attempts <= self.retries and not self._closing:
-                trial.task = dataclasses.replace(trial.task, resume=True)
-                self._launch(trial)
-                return [TrialEvent(number, "note", message=f"trial {number}: its Ray worker died ({_first_line(exc)}); "
-                                   f"running it again, from its checkpoint where the new worker can reach it "
-                                   f"(attempt {trial.attempts} of {self.retries + 1})")]
-            self._forget(number)
-            died = f" {trial.attempts} times" if trial.attempts > 1 else ""
-            return [TrialEvent(number, "failed", message=f"its Ray worker died{died} ({_first_line(exc)})")]
-        self._forget(number)
-        ev = TrialEvent.from_dict(result["event"])
-        if result.get("files") is not None:
-            try:
-                install_run(trial.task.run_dir, result["files"])
-            except (OSError, RayExecutorError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                return [TrialEvent(number, "failed", message=f"the run directory that came back cannot be written "
-                                                             f"into {trial.task.run_dir} ({reason})")]
-        return [ev]
+            if type(exc).__name__ not in _FINAL_ERRORS and job.attempts <= self.retries and not self._closing:
+                job.tasks = [dataclasses.replace(t, resume=True) for t in job.tasks]
+                self._launch(job)
+                return [TrialEvent(t.number, "note", message=f"trial {t.number}: its Ray worker died "
+                                   f"({_first_line(exc)}); running it again, from its checkpoint where the new worker "
+                                   f"can reach it (attempt {job.attempts} of {self.retries + 1})") for t in job.tasks]
+            died = f" {job.attempts} times" if job.attempts > 1 else ""
+            for t in job.tasks:
+                self._forget(t.number)
+            return [TrialEvent(t.number, "failed", message=f"its Ray worker died{died} ({_first_line(exc)})")
+                    for t in job.tasks]
+        out = []
+        for task, res in zip(job.tasks, result if isinstance(result, list) else [result]):
+            self._forget(task.number)
+            ev = TrialEvent.from_dict(res["event"])
+            if res.get("files") is not None:
+                try:
+                    install_run(task.run_dir, res["files"])
+                except (OSError, RayExecutorError) as exc:
+                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                    ev = TrialEvent(task.number, "failed", message=f"the run directory that came back cannot be "
+                                                                   f"written into {task.run_dir} ({reason})")
+            out.append(ev)
+        return out
 
     def _forget(self, number: int) -> None:
         self._running.pop(number, None)
@@ -759,12 +856,14 @@ class RayExecutor(Executor):
                 deadline = time.monotonic() + self.grace
                 while self._running and time.monotonic() < deadline:
                     out.extend(self.poll(0.2))
-            for trial in self._running.values():
+            for job in {id(j): j for j in self._running.values()}.values():
                 try:
-                    ray.cancel(trial.ref, force=True)
+                    ray.cancel(job.ref, force=True)
                 except Exception:
                     pass
             self._running.clear()
+            out.extend(TrialEvent(t.number, "interrupted", message="not started", epoch=0) for t in self._pending)
+            self._pending.clear()
             if self._hub is not None:
                 try:
                     ray.kill(self._hub)

@@ -126,9 +126,9 @@ class TuneSettings:
             raise TuneError(f"--prune must be {' or '.join(PRUNERS)}, not {self.prune!r}")
         if self.executor not in EXECUTORS:
             raise TuneError(f"--executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
-        if "population_size" in self.executor_options and self.executor != "population":
+        if "population_size" in self.executor_options and self.executor not in ("population", "ray"):
             raise TuneError("--population-size sets how many trials train as one population: it needs "
-                            "--executor population")
+                            "--executor population (or ray, for populations as Ray tasks)")
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
                                          or self.workers < 1):
             raise TuneError(f"--workers must be >= 1, not {self.workers!r}")

@@ -10,7 +10,7 @@ import pytest
 from run_helpers import meta, tiny
 
 from polydl.training import RunDirError, resume, run
-from polydl.training.rundir import LOCK, MARKER, RunDir, check_out_dir, is_run_dir
+from polydl.training.rundir import LOCK, MARKER, RunDir, check_out_dir, is_run_dir, missing_dirs
 
 
 def test_overwrite_refuses_a_directory_polydl_did_not_write(tmp_path):
@@ -97,3 +97,10 @@ def test_a_run_that_cannot_start_leaves_nothing(tmp_path, monkeypatch):
     assert list((tmp_path / "empty").iterdir()) == []
     monkeypatch.setattr(ck, "save_checkpoint", real)
     run(tiny(epochs=1), tmp_path / "empty")
+
+
+def test_missing_dirs_are_what_mkdir_would_make_outermost_first(tmp_path):
+    assert missing_dirs(tmp_path) == []
+    assert missing_dirs(tmp_path / "a" / "b" / "c") == [tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"]
+    (tmp_path / "a").mkdir()
+    assert missing_dirs(tmp_path / "a" / "b") == [tmp_path / "a" / "b"]

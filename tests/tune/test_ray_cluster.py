@@ -66,15 +66,6 @@ def cluster():
         subprocess.run(["rm", "-rf", temp])
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The study of the local executor for the same command."""
-    out = tmp_path_factory.mktemp("ref") / "s"
-    r = cli("tune", *LONGER, "--trials", 3, "--workers", 1, "--out", out, "--quiet")
-    assert r.returncode == 0, r.stderr
-    return out
-
-
 def evaluated(run_dir):
     """``polydl evaluate`` on a trial's run directory gives the test loss of its summary."""
     r = cli("evaluate", run_dir)

@@ -13,10 +13,11 @@ import socket
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from run_helpers import assert_same_run
-from tune_helpers import assert_trials_wait_for_the_owner, load, optuna, tiny
+from tune_helpers import Recorder, assert_trials_wait_for_the_owner, load, optuna, tiny
 
 import polydl
 from polydl import training
@@ -24,7 +25,7 @@ from polydl.training import checkpoint as ckpt
 from polydl.tune.executors import TrialTask, run_trial
 from polydl.tune.ray_executor import RayExecutor, RayExecutorError, check_cpus, check_gpus
 from polydl.tune.space import Space, default_space
-from polydl.tune.study import TuneReporter, TuneSettings, tune
+from polydl.tune.study import TuneSettings, tune
 
 TrialState = optuna.trial.TrialState
 #: trials of a second or so: 2000 moons in mini-batches of 8, 0.1 s an epoch
@@ -301,20 +302,6 @@ def test_four_trials_share_one_gpu_and_train_on_it(local_ray, executor, tmp_path
 
 
 # ---------------------------------------------------------------------------- tune() through Ray
-class Recorder(TuneReporter):
-    def __init__(self):
-        self.info, self.trials, self.notes = None, [], []
-
-    def start(self, info):
-        self.info = info
-
-    def trial_end(self, info):
-        self.trials.append(info)
-
-    def note(self, message):
-        self.notes.append(message)
-
-
 def search(out, executor, **kw):
     base = kw.pop("base", tiny())
     space = kw.pop("space", None) or default_space(2, base, train_size=140)[0]
@@ -383,3 +370,79 @@ def test_watch_follows_a_trial_whose_run_directory_comes_back_at_the_end(local_r
     assert seen is not None and 1 <= seen.epoch < 12 and seen.value > 0
     assert done[0].counts["complete"] == 1 and (out / "trials" / "0000" / ckpt.SUMMARY).is_file()
     assert watch.StudyWatch(out).read().status == "finished"
+
+
+# ---------------------------------------------------------------------------- populations as Ray tasks
+@pytest.mark.slow
+@pytest.mark.parametrize("ship", [False, True], ids=["shared", "shipped"])
+def test_a_population_group_is_one_ray_task_and_each_member_is_its_trial_alone(executor, tmp_path, ship):
+    ex = executor(ship=ship, population_size=3)
+    assert ex.slots == 6 and ex.tasks_at_once == 2   # two groups of up to 3 on 2 CPUs
+    tasks = [TrialTask(n, tiny(epochs=3, lr=lr).to_dict(), str(tmp_path / "trials" / f"{n:04d}"))
+             for n, lr in enumerate((0.01, 0.03, 0.1))]
+    for t in tasks:
+        ex.submit(t)
+    assert ex.free() == 3
+    events = events_until_final(ex, [0, 1, 2])
+    pids = {e.extra["pid"] for n in events for e in events[n]}
+    assert len(pids) == 1 and pids != {os.getpid()}          # the three trained in one Ray task
+    for t in tasks:
+        evs = events[t.number]
+        assert [e.kind for e in evs] == ["epoch"] * 3 + ["done"] and evs[-1].extra["shared"] is not ship
+        ref = tmp_path / f"alone{t.number}"
+        run_trial(TrialTask(9, t.config, str(ref)), lambda ev: None, handle_signals=False)
+        assert_same_run(ref, Path(t.run_dir))       # the member is the trial trained alone
+        assert evs[-1].record == json.loads((Path(t.run_dir) / ckpt.SUMMARY).read_text())
+    assert ex.free() == 6
+
+
+@pytest.mark.slow
+def test_members_of_a_ray_population_wait_for_the_owner_and_one_stops_alone(executor, tmp_path):
+    ex = executor(population_size=2)
+    tasks = [TrialTask(n, tiny(epochs=3, lr=lr).to_dict(), str(tmp_path / "trials" / f"{n:04d}"), decide=True)
+             for n, lr in ((0, 0.01), (1, 0.05))]
+    events = assert_trials_wait_for_the_owner(ex, tasks, epochs=3)
+    assert len({e.extra["pid"] for n in events for e in events[n] if e.kind == "epoch"}) == 1
+
+
+@pytest.mark.slow
+def test_a_search_of_ray_populations_is_the_local_executor_s_study(local_ray, tmp_path):
+    space = Space.from_dict({"lr": {"distribution": "log_uniform", "low": 1e-3, "high": 0.3}})
+    result, rec = search(tmp_path / "r", "ray", space=space, trials=6, seed=4,
+                         executor_options={"population_size": 4})
+    search(tmp_path / "l", "local", space=space, trials=6, seed=4, workers=1)
+    assert any("populations of up to 4 trials at once" in n for n in rec.notes), rec.notes
+    ray_study, local_study = load(tmp_path / "r"), load(tmp_path / "l")
+    assert result.counts == {"complete": 6, "pruned": 0, "failed": 0, "running": 0}
+    for a, b in zip(ray_study.trials, local_study.trials):
+        assert (a.number, a.params, a.intermediate_values) == (b.number, b.params, b.intermediate_values)
+        assert a.value == pytest.approx(b.value, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_a_killed_population_task_is_run_again_and_its_members_continue_alone(executor, tmp_path):
+    ex = executor(population_size=2)
+    tasks = [TrialTask(n, tiny(epochs=6, lr=lr, **SLOWER).to_dict(), str(tmp_path / "trials" / f"{n:04d}"))
+             for n, lr in ((0, 0.01), (1, 0.05))]
+    for t in tasks:
+        ex.submit(t)
+    killed = []
+
+    def on_event(ev):
+        if ev.kind == "epoch" and ev.epoch == 2 and not killed:
+            killed.append(ev.extra["pid"])
+            os.kill(ev.extra["pid"], signal.SIGKILL)
+
+    events = events_until_final(ex, [0, 1], on_event)
+    for t in tasks:
+        evs = events[t.number]
+        notes = [e.message for e in evs if e.kind == "note"]
+        assert len(notes) == 1 and notes[0].startswith(f"trial {t.number}: its Ray worker died") and evs[-1].kind == "done"
+        ref = tmp_path / f"alone{t.number}"
+        run_trial(TrialTask(9, t.config, str(ref)), lambda ev: None, handle_signals=False)
+        assert_same_run(ref, Path(t.run_dir))
+
+
+def test_population_size_for_ray_is_checked():
+    with pytest.raises(RayExecutorError, match="--population-size must be a whole number >= 1, not 0"):
+        RayExecutor(population_size=0)

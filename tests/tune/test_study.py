@@ -5,28 +5,14 @@ import json
 import shutil
 
 import pytest
-from tune_helpers import load, optuna, tiny
+from tune_helpers import Recorder, load, optuna, tiny
 
 from polydl.training import checkpoint as ckpt
 from polydl.tune import layout
 from polydl.tune.space import Space, default_space
-from polydl.tune.study import TuneError, TuneReporter, TuneSettings, tune
+from polydl.tune.study import TuneError, TuneSettings, tune
 
 TrialState = optuna.trial.TrialState
-
-
-class Recorder(TuneReporter):
-    def __init__(self):
-        self.info, self.trials, self.notes = None, [], []
-
-    def start(self, info):
-        self.info = info
-
-    def trial_end(self, info):
-        self.trials.append(info)
-
-    def note(self, message):
-        self.notes.append(message)
 
 
 def settings(out, space=None, base=None, **kw):

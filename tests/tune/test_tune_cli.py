@@ -262,14 +262,6 @@ def test_two_owners_share_one_sqlite_study(tmp_path):
         assert "study 'team': 6 trials (6 complete, 0 pruned, 0 failed)" in stdout
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ref") / "s"
-    r = cli("tune", *LONGER, "--trials", 3, "--workers", 1, "--out", out, "--quiet")
-    assert r.returncode == 0, r.stderr
-    return out
-
-
 @pytest.mark.slow
 def test_kill_9_of_the_owner_then_the_same_command_continues_the_study(tmp_path, reference):
     out = tmp_path / "s"

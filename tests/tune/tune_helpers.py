@@ -7,6 +7,7 @@ import time
 import pytest
 
 from polydl.training.config import TrainConfig
+from polydl.tune.study import TuneReporter
 
 optuna = pytest.importorskip("optuna")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -112,3 +113,19 @@ def assert_trials_wait_for_the_owner(ex, tasks, epochs, timeout=120):
     for n in numbers[1:]:
         assert events[n][-1].kind == "done" and epochs_of(n) == list(range(1, epochs + 1)), events[n]
     return events
+
+
+class Recorder(TuneReporter):
+    """What ``tune`` reported: the start, each trial's end, the notes."""
+
+    def __init__(self):
+        self.info, self.trials, self.notes = None, [], []
+
+    def start(self, info):
+        self.info = info
+
+    def trial_end(self, info):
+        self.trials.append(info)
+
+    def note(self, message):
+        self.notes.append(message)
