@@ -900,7 +900,9 @@ def hardmax(scores):
 def _targets(targets, ref, loss: str):
     """The targets of a loss as an array beside the scores' array ``ref``: a Tensor's array, an
     array as it is, a list or a number converted (a list of ints becomes integer labels)."""
-    if isinstance(targets, Tensor):
+    if type(targets) is np.ndarray:
+        td = targets
+    elif isinstance(targets, Tensor):
         td = targets.data
     elif hasattr(targets, "shape") and hasattr(targets, "dtype"):
         td = targets
@@ -1049,7 +1051,7 @@ def _softmax_cross_entropy_cpu(z, zd, td, in_dtype):
         if members:
             scale = (np.asarray(g, np.float64) * (1.0 / m)).astype(zd.dtype).reshape(n)
         else:  # the same value, without three NumPy calls on a 0-d array
-            scale = np.full(1, float(g) * (1.0 / m), zd.dtype)
+            scale = np.array((float(g) * (1.0 / m),), zd.dtype)
         kern_back(p, td, scale, gz)
         gz = gz if members else gz[0]
         return (gz if gz.dtype == in_dtype else gz.astype(in_dtype),)

@@ -650,10 +650,13 @@ class Adam(Optimizer):
     def _coefficients(self, lr):
         # with bc = 1 − βᵗ and r = √((1 − β2)/bc2): m̂ = (1 − β1) m'/bc1, √v̂ = r √v', so
         # α m̂/(√v̂ + ε) = [α (1 − β1)/(bc1 r)] · m'/(√v' + ε/r)
-        t = self.step_count
-        bc1 = 1.0 - _power(self.beta1, t)
-        bc2 = 1.0 - _power(self.beta2, t)
-        r = _sqrt((1.0 - self.beta2) / bc2)
+        t, b1, b2 = self.step_count, self.beta1, self.beta2
+        if type(b1) is float and type(b2) is float:  # the scalar fast path, without the calls
+            bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
+            r = math.sqrt((1.0 - b2) / bc2)
+        else:
+            bc1, bc2 = 1.0 - _power(b1, t), 1.0 - _power(b2, t)
+            r = _sqrt((1.0 - b2) / bc2)
         return {"lr": lr, "beta1": self.beta1, "beta2": self.beta2,
                 "step_size": lr * (1.0 - self.beta1) / (bc1 * r), "eps_hat": self.eps / r}
 
