@@ -276,7 +276,9 @@ class Optimizer:
 
     def step(self):
         """One update of every parameter from its gradient, with α at the current position."""
-        lr = self.next_lr()
+        lr = self._lr
+        if type(lr) is not float:  # a schedule, or α per member
+            lr = self.next_lr()
         self.step_count += 1
         coef = self._coefficients(lr)
         for group, state in zip(self.groups, self.state):
@@ -295,7 +297,8 @@ class Optimizer:
                 kernel = self._numba_kernel(grad)
                 if kernel is not None:
                     if grad.ndim == 1:
-                        rows = {k: dt.type(v) for k, v in coef.items()}
+                        T = dt.type
+                        rows = {k: T(v) for k, v in coef.items()}
                     else:
                         rows = {k: _cast_rows(v, dt, grad.shape[0]) for k, v in coef.items()}
                     self._update_numba(kernel, group.data, grad, state, rows)
