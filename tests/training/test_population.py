@@ -169,7 +169,9 @@ def test_kill_9_then_the_same_call_again_ends_bit_identical(tmp_path, delay):
         if (part / "m2" / "metrics.jsonl").exists() and len(metrics(part / "m2")) >= 2:
             break
         time.sleep(0.01)
-    time.sleep(np.random.default_rng().uniform(0, 0.4) if delay is None else delay)
+    # at a random moment of the next two epochs (however fast this machine trains), well before the last
+    epoch_s = float(np.median([r["seconds"] for r in metrics(full / "m2", drop=())]))
+    time.sleep(np.random.default_rng().uniform(0, 2 * epoch_s) if delay is None else delay)
     p.kill()
     p.communicate()
     assert p.returncode == -signal.SIGKILL, "the population finished before it could be killed"
