@@ -1,0 +1,77 @@
+"""Shape ops: reshape, transpose, indexing, concatenate and stack."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Tensor, _make
+from ._common import _dev_error, _tensor, _xp
+
+__all__ = ["reshape", "transpose", "getitem", "concatenate", "stack"]
+
+
+def reshape(a, shape):
+    a = _tensor(a)
+    src = a.data.shape
+    return _make(a.data.reshape(shape), (a,), lambda g: (g.reshape(src),))
+
+
+def transpose(a, axes=None):
+    a = _tensor(a)
+    inv = None if axes is None else tuple(np.argsort([ax % a.data.ndim for ax in axes]))
+    return _make(a.data.transpose(axes), (a,), lambda g: (g.transpose(inv),))
+
+
+def _index_data(index):
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def _is_basic(index):
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, (slice, numbers.Integral)) for i in items)
+
+
+def getitem(a, index):
+    """Indexing with integers, slices and integer arrays (repeated indices accumulate)."""
+    a = _tensor(a)
+    ad = a.data
+    index = _index_data(index)
+    basic = _is_basic(index)
+    xp = _xp(ad)
+
+    def backward(g):
+        z = xp.zeros_like(ad)
+        if basic:
+            z[index] = g
+        else:
+            backend.scatter_add(z, index, g)
+        return (z,)
+
+    return _make(ad[index], (a,), backward)
+
+
+def concatenate(tensors, axis=0):
+    ts = [_tensor(t) for t in tensors]
+    first = ts[0].data
+    for t in ts[1:]:
+        if not backend.same_device(first, t.data):
+            raise _dev_error(first, t.data)
+    xp = _xp(first)
+    sizes = [t.data.shape[axis] for t in ts]
+    splits = np.cumsum(sizes)[:-1].tolist()
+
+    def backward(g):
+        return tuple(xp.split(g, splits, axis=axis))
+
+    return _make(xp.concatenate([t.data for t in ts], axis=axis), tuple(ts), backward)
+
+
+def stack(tensors, axis=0):
+    return concatenate([reshape(t, t.shape[:axis % (t.ndim + 1)] + (1,) + t.shape[axis % (t.ndim + 1):])
+                        for t in map(_tensor, tensors)], axis=axis)
