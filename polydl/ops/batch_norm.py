@@ -274,18 +274,10 @@ def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, mom
             return None
         kern(x3, mu, scale, b2, relu_, out3)
 
+    if not training:
+        return _make(out, (x, gamma, beta), _eval_backward(x, gamma, beta, xd, out, mu, inv_std, scale, relu_))
+
     def backward(g):
-        if not training:  # the NumPy form's evaluation backward, with this node's statistics
-            if relu_:
-                g = g * (out > 0)
-            if g.dtype != dt:
-                g = g.astype(dt)
-            if members:
-                mu_b, inv_b, scale_b = mu[:, None, :], inv_std[:, None, :], scale[:, None, :]
-            else:
-                mu_b, inv_b, scale_b = mu[0], inv_std[0], scale[0]
-            return _backward(np, x, gamma, beta, g, xd - mu_b, inv_b, scale_b, None,
-                             _batch_reducers(np, not members, members), members, dt)
         if g.dtype != dt or not g.flags.c_contiguous:
             g = np.ascontiguousarray(g, dtype=dt)
         ggamma, gbeta = np.empty((n, f), dt), np.empty((n, f), dt)
@@ -295,3 +287,23 @@ def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, mom
         return gx, ggamma.reshape(gd.shape), gbeta.reshape(bd.shape)
 
     return _make(out, (x, gamma, beta), backward)
+
+
+def _eval_backward(x, gamma, beta, xd, out, mu, inv_std, scale, relu_):
+    """The backward closure of the compiled evaluation forward: the NumPy form's (:func:`_backward`)
+    with that node's (P, F) statistics, after ReLU's mask when it was fused."""
+    members = xd.ndim == 3
+    if members:
+        mu, inv_std, scale = mu[:, None, :], inv_std[:, None, :], scale[:, None, :]
+    else:
+        mu, inv_std, scale = mu[0], inv_std[0], scale[0]
+
+    def backward(g):
+        if relu_:
+            g = g * (out > 0)
+        if g.dtype != xd.dtype:
+            g = g.astype(xd.dtype)
+        return _backward(np, x, gamma, beta, g, xd - mu, inv_std, scale, None,
+                         _batch_reducers(np, not members, members), members, xd.dtype)
+
+    return backward
