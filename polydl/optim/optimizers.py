@@ -123,6 +123,8 @@ class Optimizer:
         self._rate_key = None
         self.lr = lr
         self.weight_decay = weight_decay
+        if not isinstance(weight_decay_all, (bool, np.bool_)):
+            raise ValueError(f"weight_decay_all must be True or False, not {weight_decay_all!r}")
         self.weight_decay_all = bool(weight_decay_all)
         self.groups = groups
         self.state: list[dict] = [{} for _ in self.groups]   # created lazily at the first update

@@ -518,3 +518,13 @@ def test_weight_decay_reaches_weights_only_unless_asked(device, cls):
         assert moved == p.decay, name
         assert not np.array_equal(everything[name], before[name]) or not before[name].any(), name
     assert np.array_equal(everything["1.gamma"], before["1.gamma"]) is False  # γ = 1 shrinks with decay on all
+
+
+@pytest.mark.parametrize("value", ["False", "false", 0, 1, None, "yes"])
+def test_weight_decay_all_must_be_a_boolean(value):
+    """A string such as "False" is truthy: taking it as True would decay every parameter, the
+    opposite of what was asked; anything but a boolean is refused."""
+    model = nn.mlp([3, 4, 2])
+    with pytest.raises(ValueError, match=r"weight_decay_all must be True or False"):
+        optim.SGD(model.parameters(), lr=0.1, weight_decay=0.1, weight_decay_all=value)
+    assert optim.SGD(model.parameters(), lr=0.1, weight_decay_all=np.bool_(True)).weight_decay_all is True
