@@ -1,12 +1,17 @@
-"""Shared pieces of the polydl commands: one-line usage errors, the checks before writing a
-user-named file, and number formatting."""
+"""Shared pieces of the polydl commands: one-line usage errors, the checks of user-named paths
+(before reading a run, before writing a file), and number formatting."""
 from __future__ import annotations
 
+import os
+import stat
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
 from polydl.checks import did_you_mean
+from polydl.fsafe import kind_of
+from polydl.training.rundir import shown
 
 
 def one_line(exc: click.UsageError) -> click.UsageError:
@@ -64,18 +69,48 @@ class Group(click.Group):
             raise one_line(exc) from None
 
 
+def check_path(path, what: str):
+    """A path from the command line that the system cannot look up (too long, through a file, a
+    loop of links): one line, ``cannot use PATH as WHAT: reason``. A path that does not exist
+    passes, for the command to say so in its own words."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot use {shown(path)} as {what}: {getattr(exc, 'strerror', None) or exc}") from None
+    return path
+
+
+def _mode(path, follow: bool) -> int | None:
+    try:
+        return (os.stat if follow else os.lstat)(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise ValueError(f"cannot write {shown(path)}: {exc.strerror or exc}") from None
+
+
 def check_output_file(path, overwrite: bool, option: str = "--overwrite"):
     """A user-named file a command is about to write: refused (before any work) if it exists and
-    ``overwrite`` is not set, if it is a directory, or if its directory does not exist."""
-    from pathlib import Path
-
+    ``overwrite`` is not set, if it is (or links to) a directory, a FIFO or another file that is
+    not a regular one, or if its directory does not exist. It is then written by atomic replace:
+    a link there is replaced by the file, never written through."""
     out = Path(path)
-    if out.is_dir():
-        raise ValueError(f"cannot write {out}: it is a directory")
-    if out.exists() and not overwrite:
-        raise ValueError(f"{out} already exists; pass {option} to replace it")
+    mode = _mode(out, follow=False)
+    if mode is not None:
+        link = stat.S_ISLNK(mode)
+        target = _mode(out, follow=True) if link else mode
+        if target is not None and not stat.S_ISREG(target):
+            via = "a link to " if link else ""
+            what = "a directory" if stat.S_ISDIR(target) else f"{kind_of(target)}, not a regular file"
+            raise ValueError(f"cannot write {shown(out)}: it is {via}{what}; give the path of a file")
+        if not overwrite:
+            raise ValueError(f"{shown(out)} already exists; pass {option} to replace it")
     if not out.parent.is_dir():
-        raise ValueError(f"cannot write {out}: the directory {out.parent} does not exist")
+        why = f"{shown(out.parent)} is not a directory" if os.path.lexists(out.parent) else \
+            f"the directory {shown(out.parent)} does not exist"
+        raise ValueError(f"cannot write {shown(out)}: {why}")
     return out
 
 
@@ -86,7 +121,7 @@ def writing(path):
     try:
         yield
     except OSError as exc:
-        raise ValueError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise ValueError(f"cannot write {shown(path)}: {exc.strerror or exc}") from None
 
 
 def percent(x) -> str:

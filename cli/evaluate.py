@@ -10,7 +10,7 @@ import click
 from polydl import training
 from polydl.training.checkpoint import atomic_write
 
-from ._common import Command, check_output_file, percent, writing
+from ._common import Command, check_output_file, check_path, percent, writing
 
 
 def confusion_table(confusion, class_names=None) -> str:
@@ -47,6 +47,7 @@ def evaluate(run_dir, dataset, target, split, device, as_json):
     """Loss, accuracy and confusion matrix of the model in DIR on the test split (BatchNorm uses
     its running averages). A --dataset is split like the run's data (its test split is the same
     share of it); --split all takes every sample of it."""
+    check_path(run_dir, "a run directory")
     res = training.evaluate(run_dir, dataset=dataset, split=split, device=device, target=target)
     if as_json:
         click.echo(json.dumps(res))
@@ -67,6 +68,7 @@ def predict(run_dir, input_file, out_file, overwrite, device):
     """Class and class probabilities for each sample of INPUT (.npz with X, or .csv of features)
     with the model in DIR: a CSV with columns class, p_0, p_1, ... (for a run trained on class
     names: the name, and p_<name> for each class)."""
+    check_path(run_dir, "a run directory")
     if out_file is not None:
         check_output_file(out_file, overwrite)
     result = training.predict(run_dir, input_file, device=device)
@@ -81,5 +83,6 @@ def predict(run_dir, input_file, out_file, overwrite, device):
         click.echo(buf.getvalue(), nl=False)
         return
     with writing(out_file):
-        atomic_write(out_file, buf.getvalue())
+        check_output_file(out_file, True)  # again: it may have changed meanwhile (a FIFO is never waited on)
+        atomic_write(out_file, buf.getvalue())  # a link there is replaced, never written through
     click.echo(f"{len(classes)} predictions written to {out_file}")

@@ -11,7 +11,7 @@ import click
 from polydl import training
 from polydl.training.config import DTYPES, SCHEDULE_UNITS, UNSET_NOTES, ConfigError, TrainConfig
 
-from ._common import Command, number, percent, plural
+from ._common import Command, check_path, number, percent, plural
 
 PARAM = "NAME=VALUE"
 
@@ -248,6 +248,7 @@ def train(config_file, print_config, resume, overwrite, quiet, **opts):
     With no options: a BatchNorm MLP with Adam and inverse_time decay on the bundled digits."""
     overrides = flag_overrides(opts, resuming=resume is not None)
     if resume is not None:
+        check_path(resume, "a run directory")
         for flag, value in (("--config", config_file), ("--out", opts["out"]), ("--overwrite", overwrite or None)):
             if value is not None:
                 raise ConfigError(f"{flag} cannot be combined with --resume: a resumed run keeps its directory and "

@@ -225,7 +225,7 @@ def tune(ctx, config_file, space_file, tier, trials, rounds, sampler, prune, met
         from polydl.training import load_data
 
         space, notes = default_space(tier or 2, base, train_size=len(load_data(base).y_train))
-    settings = TuneSettings(base=base, space=space, trials=trials, out=out, rounds=rounds or 1,
+    settings = TuneSettings(base=base, space=space, trials=trials, out=out, rounds=1 if rounds is None else rounds,
                             sampler=sampler or "random", prune=prune, metric=metric or "val_loss", storage=storage,
                             study_name=study_name, executor=executor or "local", workers=workers,
                             executor_options={**ray_options, **({} if population_size is None else
@@ -238,7 +238,7 @@ def tune(ctx, config_file, space_file, tier, trials, rounds, sampler, prune, met
     except TuneInterrupted as exc:
         progress.close()
         click.echo(f"Interrupted: {exc}", err=True)
-        sys.exit(130)
+        sys.exit(128 + exc.signal)  # 130 after Ctrl-C, 143 after SIGTERM
     finally:
         progress.close()
     click.echo(summary_line(result, out))
@@ -274,11 +274,12 @@ def report(study, study_name, top, plot_file, overwrite):
     result = rep.build_report(opened, url, top=top)
     click.echo(rep.format_report(result), nl=False)
     with writing(target):
-        if rep.plot_study(result, target):
-            click.echo(f"plot: {target}")
-        else:
-            from polydl.training import plots
-            click.echo(f"note: {PLOT_FILE} not written: {plots.MISSING_NOTE}", err=True)
+        written = rep.plot_study(result, target)
+    if written:
+        click.echo(f"plot: {target}")
+    else:
+        from polydl.training import plots
+        click.echo(f"note: {PLOT_FILE} not written: {plots.MISSING_NOTE}", err=True)
 
 
 @tune.command("best", cls=Command)

@@ -6,6 +6,7 @@ The reading and the frames are :mod:`polydl.training.watch` (runs, drawn with pl
 terminal and prints plain frames otherwise."""
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from ._common import Command
+from ._common import Command, check_path
 
 #: the size of a frame that is not drawn on a terminal (COLUMNS and LINES override it)
 LOG_SIZE = (120, 30)
@@ -40,6 +41,7 @@ def _open(path: Path):
     from polydl.tune import layout
 
     what = "give a run directory (polydl train --out DIR) or a study directory (polydl tune --out DIR)"
+    check_path(path, "a run or study directory")
     if not path.exists():
         raise run_watch.WatchError(f"{path} does not exist; {what}")
     if not path.is_dir():
@@ -96,11 +98,18 @@ class _Screen:
             self.started = False
 
 
+def _finite(ctx, param, value):
+    """``--interval nan`` passes a range check (every comparison with NaN is false): refused here."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds; give one from 0.05 to 3600", ctx, param)
+    return value
+
+
 @click.command("watch", cls=Command, help=HELP)
 @click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("--once", is_flag=True, help="Draw once and exit (for tests and logs).")
 @click.option("--interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True, metavar="SECONDS",
-              help="Seconds between looks at the directory.")
+              callback=_finite, help="Seconds between looks at the directory.")
 def watch(directory, once, interval):
     read, draw = _open(directory)
     screen = _Screen(sys.stdout.isatty())

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 
 __all__ = ["NotRegularFile", "open_regular", "read_regular", "is_inside", "check_inside", "unlink_inside",
-           "kind_of"]
+           "kind_of", "kind_of_path"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -35,19 +35,30 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+def kind_of_path(path) -> str:
+    """What ``path`` is (its link followed), in the words of :func:`kind_of`."""
+    try:
+        return kind_of(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return "not a regular file"
+
+
 def _refuse(path, mode: int) -> NotRegularFile:
     return NotRegularFile(errno.EINVAL, f"{path} is {kind_of(mode)}, not a regular file; remove it", str(path))
 
 
-def open_regular(path, flags: int = os.O_RDONLY, mode: int = 0o666) -> int:
+def open_regular(path, flags: int = os.O_RDONLY, mode: int = 0o666, *, follow: bool = False) -> int:
     """``os.open`` for a regular file only: ``O_NOFOLLOW`` (a link is refused, not followed, even a
     dangling one with ``O_CREAT``), ``O_NONBLOCK`` (a FIFO cannot hang the call) and a check of
-    what was opened. Raises :class:`NotRegularFile` (an ``OSError``) for anything else."""
+    what was opened. Raises :class:`NotRegularFile` (an ``OSError``) for anything else.
+
+    ``follow=True`` (for reading a user's own input, such as a data file named on the command
+    line) follows links: the file they lead to must be a regular file."""
     path = Path(path)
     try:
-        fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK | _CLOEXEC, mode)
+        fd = os.open(path, flags | (0 if follow else _NOFOLLOW) | _NONBLOCK | _CLOEXEC, mode)
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW on a link
+        if not follow and exc.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW on a link
             raise NotRegularFile(errno.ELOOP, f"{path} is a symbolic link, not a regular file; remove it",
                                  str(path)) from None
         if exc.errno == errno.ENXIO:  # O_WRONLY|O_NONBLOCK on a FIFO without a reader
@@ -65,9 +76,9 @@ def open_regular(path, flags: int = os.O_RDONLY, mode: int = 0o666) -> int:
     return fd
 
 
-def read_regular(path, limit: int | None = None) -> bytes:
+def read_regular(path, limit: int | None = None, *, follow: bool = False) -> bytes:
     """The bytes of a regular file (at most ``limit``), opened with :func:`open_regular`."""
-    fd = open_regular(path, os.O_RDONLY)
+    fd = open_regular(path, os.O_RDONLY, follow=follow)
     with os.fdopen(fd, "rb") as fh:
         return fh.read() if limit is None else fh.read(limit)
 

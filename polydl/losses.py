@@ -12,6 +12,7 @@ import numpy as np
 
 from . import backend, cpu_kernels
 from . import functional as F
+from .checks import shown
 from .hookspecs import hookimpl
 from .registry import RegistrationError, Registry
 from .tensor import Tensor, no_grad
@@ -35,11 +36,49 @@ class Loss:
         return f"{self.name}()"
 
 
+def _label_problem(loss: str, scores, targets, classes: bool = True) -> str | None:
+    """What is wrong with ``targets`` as the labels of ``scores``, in a user's words (None if
+    nothing a user would recognise): a single value, text, and where ``classes`` are due (one
+    score per class), fractions."""
+    sd = scores.data if isinstance(scores, Tensor) else scores
+    td = targets.data if isinstance(targets, Tensor) else targets
+    if not hasattr(td, "dtype"):
+        try:
+            td = np.asarray(td)
+        except (ValueError, TypeError):
+            return None
+    if not hasattr(sd, "shape"):
+        return None
+    if td.ndim == 0:
+        return (f"{loss}: labels must be a 1-D array of class numbers, one per sample, not a single value "
+                f"{shown(td)}")
+    if td.dtype.kind in "USO":
+        return (f"{loss}: labels must be class numbers 0, 1, 2, ... (an integer array), not {td.dtype}; "
+                "number class names first")
+    rows = (tuple(sd.shape[:-1]), tuple(sd.shape[1:-1]))
+    if classes and td.dtype.kind == "f" and len(sd.shape) >= 2 and tuple(td.shape) in rows:
+        flat = backend.to_numpy(td).reshape(-1)
+        frac = np.flatnonzero(~(np.isfinite(flat) & (flat == np.round(np.where(np.isfinite(flat), flat, 0)))))
+        if len(frac):
+            return (f"{loss}: label {shown(flat[frac[0]])} (sample {int(frac[0]) + 1}) is not an integer: labels "
+                    f"are class numbers 0, 1, 2, ... (an integer array), or target rows of shape {tuple(sd.shape)}; "
+                    "for 0/1 or probability targets of one logit per sample use binary_cross_entropy")
+        return (f"{loss}: labels of dtype {td.dtype} where class numbers are due; give them as integers "
+                "(labels.astype(int))")
+    return None
+
+
 class SoftmaxCrossEntropy(Loss):
     name = "softmax_cross_entropy"
 
     def __call__(self, scores, targets):
-        return F.softmax_cross_entropy(scores, targets)
+        try:
+            return F.softmax_cross_entropy(scores, targets)
+        except (ValueError, TypeError):
+            problem = _label_problem(self.name, scores, targets)
+            if problem is None:
+                raise
+        raise ValueError(problem)
 
 
 class BinaryCrossEntropy(Loss):
@@ -48,7 +87,13 @@ class BinaryCrossEntropy(Loss):
     name = "binary_cross_entropy"
 
     def __call__(self, scores, targets):
-        return F.binary_cross_entropy_with_logits(scores, targets)
+        try:
+            return F.binary_cross_entropy_with_logits(scores, targets)
+        except (ValueError, TypeError):
+            problem = _label_problem(self.name, scores, targets, classes=False)
+            if problem is None:
+                raise
+        raise ValueError(problem)
 
     def predict(self, scores):
         sd = scores.data if isinstance(scores, Tensor) else scores
@@ -63,7 +108,13 @@ class MSE(Loss):
     name = "mse"
 
     def __call__(self, scores, targets):
-        return F.mse(scores, targets)
+        try:
+            return F.mse(scores, targets)
+        except (ValueError, TypeError):
+            problem = _label_problem(self.name, scores, targets)
+            if problem is None:
+                raise
+        raise ValueError(problem)
 
 
 def predict(loss, scores):

@@ -4,12 +4,15 @@ a label of 10^12, a file header that claims terabytes) is one clear error instea
 
 ``check_bytes(what, nbytes, fix)`` raises :class:`MemoryLimitError` when ``nbytes`` exceeds
 ``limit()``: this machine's physical memory (``FALLBACK_LIMIT`` where it cannot be read).
+``check_free(what, nbytes, fix, device)`` compares a whole computation (a model, its gradients
+and optimizer state) with the memory free now on its device (:func:`available`).
 """
 from __future__ import annotations
 
 import os
 
-__all__ = ["MemoryLimitError", "FALLBACK_LIMIT", "host_memory", "limit", "format_bytes", "check_bytes"]
+__all__ = ["MemoryLimitError", "FALLBACK_LIMIT", "host_memory", "host_available", "device_available", "available",
+           "limit", "format_bytes", "check_bytes", "check_free"]
 
 #: the limit where the machine's memory cannot be read (1 TiB)
 FALLBACK_LIMIT = 1 << 40
@@ -26,6 +29,47 @@ def host_memory() -> int | None:
     except (AttributeError, ValueError, OSError):  # Windows, or a platform without the names
         return None
     return pages * size if pages > 0 and size > 0 else None
+
+
+def host_available(meminfo: str = "/proc/meminfo") -> int | None:
+    """Bytes of host memory available now without swapping (Linux ``MemAvailable``), or None where
+    it cannot be read."""
+    try:
+        with open(meminfo, encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def device_available(index: int | None) -> int | None:
+    """Bytes free on CUDA device ``index`` (what the driver reports free, plus what CuPy's pool
+    holds unused), or None where it cannot be read."""
+    try:
+        import cupy
+
+        with cupy.cuda.Device(index or 0):
+            free, _total = cupy.cuda.runtime.memGetInfo()
+            return int(free) + int(cupy.get_default_memory_pool().free_bytes())
+    except Exception:  # no CuPy, no driver: unknown
+        return None
+
+
+def available(device=None) -> tuple[int, str]:
+    """``(bytes, where)``: the memory free now on ``device`` (a ``polydl.backend.Device`` or None
+    for the host) and how a message names it; where that cannot be read, the physical memory (or
+    ``FALLBACK_LIMIT``)."""
+    if device is not None and getattr(device, "type", "cpu") == "cuda":
+        free = device_available(device.index)
+        if free is not None:
+            return free, f"free on {device}"
+    free = host_available()
+    if free is not None:
+        return free, "of memory available on this machine"
+    host = host_memory()
+    return (host, "of memory on this machine") if host is not None else (FALLBACK_LIMIT, "allowed")
 
 
 def limit() -> int:
@@ -52,3 +96,11 @@ def check_bytes(what: str, nbytes: int, fix: str, error=MemoryLimitError) -> Non
         known = host_memory() is not None
         where = f"this machine's memory ({format_bytes(cap)})" if known else f"the limit of {format_bytes(cap)}"
         raise error(f"{what} would need {format_bytes(nbytes)}, more than {where}; {fix}")
+
+
+def check_free(what: str, nbytes: int, fix: str, device=None, error=MemoryLimitError) -> None:
+    """Raise ``error`` ``"<what> would need about <size>, more than the <free> free on <where>;
+    <fix>"`` when ``nbytes`` exceeds the memory :func:`available` on ``device`` now."""
+    free, where = available(device)
+    if nbytes > free:
+        raise error(f"{what} would need about {format_bytes(nbytes)}, more than the {format_bytes(free)} {where}; {fix}")

@@ -286,13 +286,15 @@ class Registry:
 
     def check_params(self, name, *args, **params) -> inspect.BoundArguments | None:
         """Bind ``(*args, **params)`` to the factory's signature; an unknown or missing parameter is
-        a ``ValueError`` naming it and listing the ones the factory takes. None when the factory
-        has no signature to check."""
+        a ``ValueError`` naming it and listing the ones the factory takes. A boolean parameter (a
+        ``bool`` default or annotation) given as text or 0/1 is bound as ``True``/``False`` (see
+        :func:`parse_bool`). None when the factory has no signature to check."""
         factory = self.lookup(name)
         try:
             sig = inspect.signature(factory)
         except (TypeError, ValueError):
             return None
+        params = self._booleans(name, sig, params)
         try:
             return sig.bind(*args, **params)
         except TypeError as exc:
@@ -306,10 +308,22 @@ class Registry:
                                  f"{takes}") from None
             raise ValueError(f"{self.singular} '{name}': {exc} {takes}") from None
 
+    def _booleans(self, name, sig: inspect.Signature, params: dict) -> dict:
+        """``params`` with the values of the factory's boolean parameters parsed as booleans."""
+        out = dict(params)
+        for key, value in params.items():
+            p = sig.parameters.get(key)
+            if p is not None and is_bool_parameter(p):
+                out[key] = parse_bool(f"{self.singular} '{name}': {key}", value)
+        return out
+
     def build(self, name, *args, **params):
-        """``factory(*args, **params)`` after :meth:`check_params`; a ``TypeError`` the factory
-        raises for a parameter's value (a string where it wants a number) becomes a ``ValueError``."""
-        self.check_params(name, *args, **params)
+        """``factory(*args, **params)`` after :meth:`check_params` (boolean parameters parsed); a
+        ``TypeError`` the factory raises for a parameter's value (a string where it wants a number)
+        becomes a ``ValueError``."""
+        bound = self.check_params(name, *args, **params)
+        if bound is not None:
+            params = {k: bound.arguments.get(k, v) for k, v in params.items()}
         try:
             return self.lookup(name)(*args, **params)
         except TypeError as exc:
@@ -346,6 +360,39 @@ class Registry:
 
     def __repr__(self):
         return f"<Registry {self.kind}>"
+
+
+#: the words a boolean parameter accepts, in any case
+TRUE_WORDS = ("true", "yes", "1")
+FALSE_WORDS = ("false", "no", "0")
+
+
+def is_bool_parameter(p: inspect.Parameter) -> bool:
+    """Whether a factory's parameter takes a boolean: a ``True``/``False`` default, or the
+    annotation ``bool`` (``bool | None`` too)."""
+    if isinstance(p.default, bool) or p.annotation is bool:
+        return True
+    ann = p.annotation
+    return isinstance(ann, str) and {a.strip() for a in ann.split("|")} in ({"bool"}, {"bool", "None"})
+
+
+def parse_bool(label: str, value):
+    """``value`` of the boolean ``label`` as ``True``/``False``: a bool (NumPy's too), 0 or 1, or
+    the text true/false, yes/no, 1/0 in any case; ``None`` stays ``None``. Anything else is a
+    ``ValueError`` naming ``label`` and the accepted values."""
+    if value is None or isinstance(value, bool):
+        return value
+    if getattr(value, "dtype", None) is not None and value.dtype.kind == "b" and getattr(value, "shape", None) == ():
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+    raise ValueError(f"{label} must be true or false (also yes/no or 1/0, in any case), not {value!r}")
 
 
 def _dist(entry) -> str:

@@ -338,6 +338,9 @@ class Parameter(Tensor):
     __slots__ = ("members", "decay")
 
     def __init__(self, data, members: int | None = None, decay: bool | None = None):
+        if isinstance(data, Tensor):
+            data = data.data
+        _check_grad_dtype(getattr(data, "dtype", None), data)
         super().__init__(data, requires_grad=True)
         self.members = None if members is None else int(members)
         per_member = data.ndim - (1 if members is not None else 0)
@@ -393,9 +396,19 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     if isinstance(data, Tensor):
         data = data.data
     arr = backend.asarray(data, dtype, backend.check_device(device) if device is not None else None)
-    if requires_grad and arr.dtype.kind != "f":
-        raise ValueError(f"only floating tensors can require grad, not {arr.dtype}")
+    if requires_grad:
+        _check_grad_dtype(arr.dtype, arr)
     return Tensor(arr, requires_grad=requires_grad)
+
+
+def _check_grad_dtype(dtype, data) -> None:
+    """Refuse a tensor that would need a gradient but is not a floating array (integers, booleans,
+    complex numbers, objects, or no array at all): its gradient would not be a float."""
+    if dtype is None or not hasattr(data, "ndim"):
+        raise ValueError(f"only floating arrays can require grad, not {type(data).__name__}; "
+                         "pass an array of floats, such as numpy.asarray(data, dtype='float32')")
+    if getattr(dtype, "kind", None) != "f":
+        raise ValueError(f"only floating tensors can require grad, not {dtype}; convert it with .astype('float32')")
 
 
 from . import functional as _F  # noqa: E402  (operators dispatch to the functional ops)

@@ -1,15 +1,16 @@
 """polydl's CUDA kernel sources run on the CPU, for the tests of machines without a GPU.
 
 ``RawKernel(source, name)`` compiles a raw kernel's CUDA C source as C++ (g++) with a small
-emulation of CUDA: every block runs in turn, its threads as coroutines (``ucontext``) that give
-way at each ``__syncthreads()``, in a fresh random order at every barrier, so a missing barrier
-shows as a wrong result; a barrier that some threads of a block never reach is an error. It is
-called as CuPy's ``RawKernel``, ``kernel(grid, block, args)``, with NumPy arrays for device
-arrays, and checks each argument against the kernel's C signature (an array of the pointer's
-element type, a NumPy scalar of the parameter's exact C type), as the GPU would need them. Each
-C-contiguous array is copied into a buffer with guard bytes around it, which must come back
-unchanged (a write out of bounds); arrays named in ``poison`` are filled with NaN first, so an
-element the kernel never writes shows.
+emulation of CUDA: every block runs in turn, its threads as coroutines (``ucontext`` stacks,
+switched by ``_setjmp``/``_longjmp``) that give way at each ``__syncthreads()``, in a fresh
+random order at every barrier, so a missing barrier shows as a wrong result; a barrier that
+some threads of a block never reach is an error. It is called as CuPy's ``RawKernel``,
+``kernel(grid, block, args)``, with NumPy arrays for device arrays, and checks each argument
+against the kernel's C signature (an array of the pointer's element type, a NumPy scalar of the
+parameter's exact C type), as the GPU would need them. Each C-contiguous array is copied into a
+buffer with guard bytes around it, which must come back unchanged (a write out of bounds);
+arrays named in ``poison`` are filled with NaN first, so an element the kernel never writes
+shows.
 
 ``ElementwiseKernel(in_params, out_params, body)`` runs an ElementwiseKernel's body over the
 broadcast arrays (CuPy's rules: type placeholders bound by the arrays, scalars cast to them,
@@ -37,6 +38,7 @@ HEADER = r"""
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <setjmp.h>
 #include <ucontext.h>
 
 struct dim3 { unsigned int x, y, z; };
@@ -51,15 +53,32 @@ static inline float __uint_as_float(unsigned int u) { float f; memcpy(&f, &u, 4)
 static inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
 
 namespace emu {
-struct Thread { ucontext_t ctx; char* stack; bool done; long barriers; dim3 idx; };
+// A thread starts on a stack of its own (makecontext, entered once per launch) and then switches
+// with _setjmp/_longjmp, which unlike swapcontext make no system call; after its body it parks,
+// and the next block resumes it to run the body again.
+struct Thread { ucontext_t ctx; jmp_buf jb; char* stack; bool started, done; long barriers; dim3 idx; };
 static const size_t STACK = 1 << 16;
-static ucontext_t scheduler;
+static ucontext_t scheduler_ctx;
+static jmp_buf scheduler;
 static Thread* current;
 static void (*body)();
+static void yield() {
+    if (!_setjmp(current->jb)) _longjmp(scheduler, 1);
+}
 static void entry() {
-    body();
-    current->done = true;
-    swapcontext(&current->ctx, &scheduler);
+    for (;;) {
+        body();
+        current->done = true;
+        yield();
+    }
+}
+static void resume(Thread& th) {
+    current = &th;
+    threadIdx = th.idx;
+    if (_setjmp(scheduler)) return;
+    if (th.started) _longjmp(th.jb, 1);
+    th.started = true;
+    swapcontext(&scheduler_ctx, &th.ctx);
 }
 static unsigned long long rng_state;
 static unsigned long long next_random() {  // xorshift64*
@@ -70,7 +89,7 @@ static unsigned long long next_random() {  // xorshift64*
 
 static void __syncthreads() {
     emu::current->barriers++;
-    swapcontext(&emu::current->ctx, &emu::scheduler);
+    emu::yield();
 }
 
 namespace emu {
@@ -83,23 +102,25 @@ static int launch(dim3 grid, dim3 block, unsigned int seed, void (*fn)()) {
     const size_t n = (size_t)block.x * block.y * block.z;
     Thread* threads = (Thread*)calloc(n, sizeof(Thread));
     size_t* order = (size_t*)malloc(n * sizeof(size_t));
-    for (size_t t = 0; t < n; ++t) threads[t].stack = (char*)malloc(STACK);
+    for (size_t t = 0; t < n; ++t) {
+        Thread& th = threads[t];
+        th.stack = (char*)malloc(STACK);
+        th.idx = dim3{(unsigned int)(t % block.x), (unsigned int)((t / block.x) % block.y),
+                      (unsigned int)(t / ((size_t)block.x * block.y))};
+        getcontext(&th.ctx);
+        th.ctx.uc_stack.ss_sp = th.stack;
+        th.ctx.uc_stack.ss_size = STACK;
+        th.ctx.uc_link = nullptr;
+        makecontext(&th.ctx, entry, 0);
+    }
     int rc = 0;
     for (unsigned int bz = 0; bz < grid.z && !rc; ++bz)
     for (unsigned int by = 0; by < grid.y && !rc; ++by)
     for (unsigned int bx = 0; bx < grid.x && !rc; ++bx) {
         blockIdx = dim3{bx, by, bz};
         for (size_t t = 0; t < n; ++t) {
-            Thread& th = threads[t];
-            th.done = false;
-            th.barriers = 0;
-            th.idx = dim3{(unsigned int)(t % block.x), (unsigned int)((t / block.x) % block.y),
-                          (unsigned int)(t / ((size_t)block.x * block.y))};
-            getcontext(&th.ctx);
-            th.ctx.uc_stack.ss_sp = th.stack;
-            th.ctx.uc_stack.ss_size = STACK;
-            th.ctx.uc_link = nullptr;
-            makecontext(&th.ctx, entry, 0);
+            threads[t].done = false;
+            threads[t].barriers = 0;
             order[t] = t;
         }
         for (;;) {
@@ -112,9 +133,7 @@ static int launch(dim3 grid, dim3 block, unsigned int seed, void (*fn)()) {
                 Thread& th = threads[order[r]];
                 if (th.done) continue;
                 any = true;
-                current = &th;
-                threadIdx = th.idx;
-                swapcontext(&scheduler, &th.ctx);
+                resume(th);
             }
             if (!any) break;
             long waiting = -1;
@@ -177,7 +196,7 @@ def _build(source: str, tag: str):
         with open(src, "w") as fh:
             fh.write(source)
         tmp = lib + f".{os.getpid()}"
-        proc = subprocess.run([CXX, "-std=c++17", "-O0", "-fPIC", "-shared", "-fno-fast-math", "-ffp-contract=off",
+        proc = subprocess.run([CXX, "-std=c++17", "-O1", "-U_FORTIFY_SOURCE", "-fPIC", "-shared", "-fno-fast-math", "-ffp-contract=off",
                                "-o", tmp, src], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"the kernel source does not compile as C++:\n{proc.stderr[-4000:]}")

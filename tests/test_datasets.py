@@ -131,3 +131,23 @@ def test_split_indices_partition_the_permutation():
 def test_a_size_that_cannot_fit_is_refused_before_drawing(name, params, message, fix):
     with pytest.raises(ValueError, match=rf"{message}.*, more than .*; use a smaller {fix}$"):
         datasets.load(name, **params)
+
+
+@pytest.mark.parametrize("y, message", [
+    ([0.7, 1.2, 0.0], r"labels must be integers \(class numbers 0, 1, 2, \.\.\.\), found 0\.7 \(sample 1\)"),
+    (np.array([0, 2**64 - 1, 1], dtype=np.uint64), r"the label value 18446744073709551615 \(sample 2\) is not a "
+                                                   r"class index"),
+    (np.array("abc"), r"labels must be a 1-D array of class numbers or names, one per sample \(shape \(m,\)\), "
+                      r"not a single value 'abc'"),
+    (["a", "b", "c"], r"labels must be integer class numbers 0, 1, 2, \.\.\., not <U1"),
+    ([0, 1], r"X has 3 samples but y has 2"),
+])
+def test_split_checks_labels_instead_of_casting_them(y, message):
+    with pytest.raises(ValueError, match=f"^dataset mine: {message}"):
+        datasets.split(np.zeros((3, 2)), y, name="mine")
+
+
+def test_split_keeps_whole_labels():
+    ds = datasets.split(np.zeros((10, 2)), np.arange(10.0) % 3, val_fraction=0.2, test_fraction=0.2)
+    assert ds.y_train.dtype == np.int64 and ds.num_classes == 3
+    assert datasets.split(np.zeros((4, 1)), [True, False, True, False], 0, 0.25, 0.25).num_classes == 2

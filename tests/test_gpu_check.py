@@ -149,3 +149,15 @@ def test_commit_hash_from_environment(monkeypatch):
     assert mod.commit_hash() == "b" * 40
     monkeypatch.delenv("POLYDL_COMMIT")
     assert re.fullmatch(r"[0-9a-f]{40}|unknown.*", mod.commit_hash())
+
+
+def test_every_report_says_what_the_checks_without_a_gpu_cannot_prove():
+    """The report, and docs/gpu-report.md until a GPU run replaces it, end with what NVRTC and the
+    CuPy stand-in leave to a GPU: speed, real memory, streams, CUDA graphs."""
+    mod = _module()
+    for needle in ("speed", "real device memory", "streams, events and CUDA graphs", "cuRAND", "tests/test_nvrtc.py",
+                   "--cuda-standin"):
+        assert needle in mod.CPU_ONLY, needle
+    assert mod.render("d" * 40, ENV, _parts()).rstrip().endswith(mod.CPU_ONLY)
+    report = ROOT / "docs" / "gpu-report.md"
+    assert report.read_text().rstrip().endswith(mod.CPU_ONLY)

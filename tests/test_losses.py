@@ -226,3 +226,25 @@ def test_out_of_range_label_names_the_sample_counted_from_1():
     for fn in (F.softmax_cross_entropy, F.mse):
         with pytest.raises(ValueError, match=r"label 7 \(sample 2 of the batch\) is not a class index"):
             fn(z, np.array([0, 7, 1]))
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "mse"])
+@pytest.mark.parametrize("targets, message", [
+    (np.array([0.7, 1.2]), r"label 0\.7 \(sample 1\) is not an integer: labels are class numbers 0, 1, 2, \.\.\. "
+                           r"\(an integer array\), or target rows of shape \(2, 3\)"),
+    ([0.0, 1.5], r"label 1\.5 \(sample 2\) is not an integer"),
+    (np.array([0.0, 1.0]), r"labels of dtype float64 where class numbers are due; give them as integers"),
+    (np.array("ab"), r"labels must be a 1-D array of class numbers, one per sample, not a single value 'ab'"),
+    (np.array(["a", "b"]), r"labels must be class numbers 0, 1, 2, \.\.\. \(an integer array\), not <U1"),
+])
+def test_labels_a_loss_cannot_use_name_the_problem(name, targets, message):
+    scores = polydl.tensor(np.zeros((2, 3)), requires_grad=True)
+    with pytest.raises(ValueError, match=f"^{name}: {message}"):
+        losses.get(name)(scores, targets)
+
+
+def test_binary_cross_entropy_names_text_labels_and_keeps_probability_targets():
+    scores = polydl.tensor(np.zeros((2, 1)), requires_grad=True)
+    with pytest.raises(ValueError, match=r"^binary_cross_entropy: labels must be class numbers .*not <U1"):
+        losses.get("binary_cross_entropy")(scores, np.array(["a", "b"]))
+    assert float(losses.get("binary_cross_entropy")(scores, np.array([0.7, 0.2])).data) == pytest.approx(np.log(2))

@@ -194,7 +194,7 @@ def test_a_parameter_the_function_does_not_use_fails(device):
 def test_gradcheck_module_checks_every_parameter_and_the_input(device):
     x = polydl.tensor(np.random.default_rng(4).normal(size=(3, 4)), device=device, requires_grad=True)
     assert polydl.testing.gradcheck_module(_RMSNorm(4, device=device), x)
-    wrong = polydl.nn.Sequential(polydl.nn.Linear(4, 4), _RMSNorm(4, g_error=2.0, device="cpu").to(device=device))
+    wrong = polydl.nn.Sequential(polydl.nn.Linear(4, 4, device=device), _RMSNorm(4, g_error=2.0, device="cpu").to(device=device))
     with pytest.raises(GradcheckError, match=r"parameter '1.g' at index"):
         polydl.testing.gradcheck_module(wrong, x)
     assert polydl.testing.gradcheck_module(wrong, x, raise_exception=False) is False

@@ -12,12 +12,12 @@ from importlib import resources
 import numpy as np
 
 from .. import memory
-from ..checks import check_number, check_whole
+from ..checks import check_number, check_whole, shown
 from ..hookspecs import hookimpl
 from ..registry import RegistrationError, Registry
 
 __all__ = ["Dataset", "digits", "moons", "spirals", "blobs", "load", "names", "registry", "split",
-           "split_indices"]
+           "split_indices", "check_labels"]
 
 
 @dataclass
@@ -55,11 +55,57 @@ def split_indices(m: int, seed=0, val_fraction=0.1, test_fraction=0.2):
     return perm[n_test + n_val:], perm[n_test:n_test + n_val], perm[:n_test]
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def check_labels(y, what: str = "labels", error=ValueError, names: bool = False) -> np.ndarray:
+    """Class labels as an int64 array (m,): integers, booleans or whole floats, one per sample
+    (shape (m,) or (m, 1)); with ``names``, class names (strings) pass as they are. Anything else
+    raises ``error`` naming the problem: a single value or a table (not one label per sample),
+    fractions, numbers no class index can be, other types."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        got = f"a single value {shown(y)}" if y.ndim == 0 else f"an array of shape {y.shape}"
+        raise error(f"{what}: labels must be a 1-D array of class numbers or names, one per sample "
+                    f"(shape (m,)), not {got}")
+    kind = y.dtype.kind
+    if names and kind in "US":
+        return y
+    if kind == "b":
+        return y.astype(np.int64)
+    if kind not in "iuf":
+        raise error(f"{what}: labels must be integer class numbers 0, 1, 2, ..., not {y.dtype}")
+    if kind == "f":
+        finite = np.isfinite(y)
+        whole = finite & (y == np.round(np.where(finite, y, 0)))
+        if not whole.all():
+            i = int(np.flatnonzero(~whole)[0])
+            raise error(f"{what}: labels must be integers (class numbers 0, 1, 2, ...), found {shown(y[i])} "
+                        f"(sample {i + 1}); number the classes, or round the labels if they are classes")
+    if kind == "u":
+        over = y > np.uint64(_INT64_MAX)
+    elif kind == "f":
+        over = np.abs(y) >= 2.0 ** 63
+    else:
+        over = None
+    if over is not None and over.any():
+        i = int(np.flatnonzero(over)[0])
+        value = int(y[i]) if kind == "u" else shown(y[i])
+        raise error(f"{what}: the label value {value} (sample {i + 1}) is not a class index: labels are class "
+                    "numbers 0, 1, 2, ..., one per class")
+    return y.astype(np.int64)
+
+
 def split(X, y, seed=0, val_fraction=0.1, test_fraction=0.2, name="data", num_classes=None) -> Dataset:
-    """A seeded random split of (X, y) into train / validation / test (see :func:`split_indices`)."""
-    y = np.asarray(y, dtype=np.int64)
-    train, val, test = split_indices(len(y), seed, val_fraction, test_fraction)
+    """A seeded random split of (X, y) into train / validation / test (see :func:`split_indices`);
+    ``y`` is checked with :func:`check_labels` (a ``ValueError`` names the problem)."""
+    y = check_labels(y, f"dataset {name}")
     X = np.asarray(X, dtype=np.float32)
+    if len(X) != len(y):
+        raise ValueError(f"dataset {name}: X has {len(X)} samples but y has {len(y)}; they must have the same length")
+    train, val, test = split_indices(len(y), seed, val_fraction, test_fraction)
     k = int(num_classes if num_classes is not None else (y.max() + 1 if len(y) else 0))
     return Dataset(name, X[train], y[train], X[val], y[val], X[test], y[test], k)
 
@@ -82,7 +128,7 @@ def digits(seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2)
     """The 8×8 handwritten digits (UCI optdigits, as distributed with scikit-learn; CC BY 4.0):
     1,797 images, 64 pixel features scaled to [0, 1], 10 classes; a fixed seeded split."""
     with resources.files(__package__).joinpath("data/digits.npz").open("rb") as fh:
-        with np.load(fh) as z:
+        with np.load(fh, allow_pickle=False) as z:
             X, y = z["X"].astype(np.float32) / 16.0, z["y"].astype(np.int64)
     return split(X, y, seed, val_fraction, test_fraction, name="digits", num_classes=10)
 

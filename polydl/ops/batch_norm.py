@@ -243,6 +243,8 @@ def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, mom
     when ``relu_``; None where the kernels do not apply. No centred copy of the input is kept:
     like ``linear``, the backward pass reads the input array itself (the per-feature statistics
     and γ are those of the forward pass)."""
+    if type(xd) is not np.ndarray:  # CuPy data where the CUDA kernels do not apply: the NumPy form
+        return None
     gd, bd = gamma.data, beta.data
     members = xd.ndim == 3
     x3 = xd if members else xd[None]

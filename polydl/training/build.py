@@ -7,13 +7,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import amp, backend, losses, nn, optim, schedules
+from .. import amp, backend, losses, memory, nn, normalizers, optim, schedules
 from .. import random as _random
+from ..tensor import Tensor
 from .config import ConfigError, TrainConfig
 from .data import Data, load_data
+from .errors import ComponentError
 
 __all__ = ["Parts", "BatchPlan", "batch_plan", "setup", "build_parts", "build_model", "build_loss", "build_schedule", "build_optimizer",
-           "optimizer_hyperparameters", "num_outputs", "param_dtype", "compute_dtype", "schedule_label"]
+           "optimizer_hyperparameters", "num_outputs", "param_dtype", "compute_dtype", "schedule_label", "optimizer_slots",
+           "training_memory", "check_memory", "check_normalizer"]
+
+#: values kept per hidden unit and sample of a mini-batch while it trains: the layer's output, the
+#: normalizer's and what it saves for the backward pass, the activation's, dropout's, and gradients
+ACTIVATION_VALUES = 8
 
 
 @dataclass
@@ -143,10 +150,92 @@ def build_optimizer(config: TrainConfig, params, steps_per_epoch: int):
     return opt.set_run(config.epochs, steps_per_epoch, config.schedule_unit)
 
 
+def optimizer_slots(name: str) -> int:
+    """Buffers of the parameters' size the optimizer ``name`` keeps (sgd 0, momentum 1, rmsprop 1,
+    adam 2): its ``state_names``; 2 for a plugin's optimizer that does not declare its own."""
+    entry = optim.registry.entry(name)
+    cls = entry.obj
+    if entry.builtin:
+        return len(getattr(cls, "state_names", ()))
+    own = [c for c in getattr(cls, "__mro__", ()) if c is not optim.Optimizer and "state_names" in vars(c)]
+    return len(own[0].state_names) if own else 2
+
+
+def training_memory(config: TrainConfig, num_features: int, outputs: int, batch: int,
+                    population: int | None = None) -> dict:
+    """Bytes that training ``config``'s model needs at once, an estimate per part: ``parameters``
+    (weights, biases, a normalizer's four vectors), their ``gradients``, the optimizer's
+    ``state`` and the ``activations`` of a mini-batch of ``batch`` samples; times P for a
+    population of P."""
+    sizes = [num_features, *config.hidden, outputs]
+    values = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    if config.normalizer != "none":
+        values += 4 * sum(config.hidden)
+    item = param_dtype(config).itemsize * (population or 1)
+    units = num_features + ACTIVATION_VALUES * sum(config.hidden) + 2 * outputs
+    return {"parameters": values * item, "gradients": values * item,
+            "state": optimizer_slots(config.optimizer) * values * item, "activations": batch * units * item}
+
+
+def check_memory(config: TrainConfig, num_features: int, outputs: int, batch: int, dev,
+                 population: int | None = None) -> None:
+    """Refuse, before anything is allocated, a model that cannot train in the memory free on
+    ``dev``: each weight against the machine (as ``nn.mlp`` does), then the whole of
+    :func:`training_memory`, one ``MemoryLimitError`` line saying how much is needed and free."""
+    sizes = [num_features, *config.hidden, outputs]
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        nn.check_weight_size(fan_in, fan_out, param_dtype(config), population=population)
+    need = training_memory(config, num_features, outputs, batch, population)
+    f = memory.format_bytes
+    who = f"a population of {population} " if population else ""
+    slots = optimizer_slots(config.optimizer)
+    memory.check_free(
+        f"training {who}mlp {'-'.join(map(str, sizes))} with {config.optimizer}",
+        sum(need.values()),
+        f"that is {f(need['parameters'])} of parameters, as much for their gradients, "
+        f"{f(need['state']) if slots else 'nothing'} for the optimizer's state ({slots} value{'s' * (slots != 1)} per "
+        f"parameter) and {f(need['activations'])} for a mini-batch of {batch}: use fewer or smaller layers "
+        f"(e.g. --hidden 128,64){', fewer members' if population else ''} or an optimizer with less state "
+        "(sgd keeps none)", dev)
+
+
+def check_normalizer(config: TrainConfig, dev, population: int | None = None) -> None:
+    """A plugin's normalizer must keep the shape of its input at every hidden width of the model
+    (registration tried only 4 features): one that does not is one ``ComponentError`` line naming
+    it, before anything is built. A probe that raises is left to training, which names it."""
+    entry = normalizers.registry.entry(config.normalizer)
+    if entry.builtin:
+        return
+    from .provenance import describe, plugin_fix
+
+    lead = () if population is None else (population,)
+    with _random.preserved():
+        for width in sorted(set(config.hidden)):
+            x = np.linspace(-1.0, 1.0, 4 * width).reshape(4, width) * np.ones(lead + (1, 1))
+            x = Tensor(backend.to_device(x.astype(param_dtype(config)), dev))
+            for mode in ("training", "evaluation"):
+                try:
+                    module = normalizers.get(config.normalizer, width, population=population,
+                                             **config.normalizer_params).to(device=dev, dtype=param_dtype(config))
+                    module.train(mode == "training")
+                    out = module(x)
+                except Exception:
+                    return
+                if not isinstance(out, Tensor) or tuple(out.shape) != tuple(x.shape):
+                    got = f"a Tensor of shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+                    raise ComponentError(f"{describe('normalizer', entry)} returned {got} for a mini-batch of shape "
+                                         f"{tuple(x.shape)} in {mode} mode: a normalizer must keep the width of its "
+                                         f"layer ({width} units); {plugin_fix(entry)} or choose another normalizer",
+                                         None, None, None)
+
+
 def build_parts(config: TrainConfig, data: Data, dev) -> Parts:
-    """Every part a trainer needs, checked: a schedule that cannot give α fails now, not mid-run."""
+    """Every part a trainer needs, checked: the whole model fits in the memory free, a plugin's
+    normalizer keeps its layer's width, a schedule that cannot give α fails now, not mid-run."""
     loss_fn = build_loss(config)
     outputs = num_outputs(loss_fn, data.num_classes)
+    check_memory(config, data.num_features, outputs, min(config.batch_size, len(data.y_train)), dev)
+    check_normalizer(config, dev)
     model = build_model(config, data.num_features, outputs, dev)
     plan = batch_plan(len(data.y_train), config.batch_size, min_batch(model), config.normalizer)
     opt = build_optimizer(config, model.parameters(), plan.n_batches)

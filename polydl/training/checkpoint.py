@@ -4,10 +4,14 @@ A checkpoint is one ``.npz`` archive (no pickles): the arrays of the model, the 
 standardisation statistics and a partly finished epoch, plus a JSON document with everything
 else (configuration, epoch, step, schedule position, every RNG state, metrics history).
 Each file is written to a temporary file in the same directory, flushed, fsynced and moved over
-the old one with ``os.replace``, so a crash at any moment leaves either the old or the new file.
+the old one with ``os.replace``, so a crash at any moment leaves either the old or the new file,
+and a link or a FIFO in place of the file is replaced, never written through. A run's files are
+read (and ``metrics.jsonl`` appended to) with :func:`polydl.fsafe.open_regular`: a link, a FIFO
+or another non-regular file there is refused, never followed and never waited on.
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -17,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import fsafe
+
 __all__ = ["CHECKPOINT", "METRICS", "CONFIG", "SUMMARY", "CURVES", "CheckpointError", "atomic_write",
            "save_checkpoint", "load_checkpoint", "write_metrics", "append_metrics", "read_metrics",
-           "remove_temporaries", "RUN_FILES"]
+           "check_record", "parse_metrics", "open_own", "remove_temporaries", "RUN_FILES"]
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
@@ -84,11 +90,14 @@ def file_mode() -> int:
 def atomic_write(path, data: bytes | str | None = None, writer=None) -> None:
     """Write ``path`` atomically: temp file in the same directory, flush, fsync, ``os.replace``.
     The file gets the mode a plain ``open()`` would give it (:func:`file_mode`), not the 0600 of
-    a temporary file.
+    a temporary file. A link (or a FIFO) at ``path`` is replaced by the file, never written
+    through; a directory there is an ``OSError``.
 
     Give ``data`` (bytes or text) or ``writer(fileobj)``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
+    # a long name keeps the temporary file's name within the system's limit (remove_temporaries
+    # finds it by its prefix)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name[:64] + ".", dir=path.parent)
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, file_mode())
@@ -110,12 +119,33 @@ def atomic_write(path, data: bytes | str | None = None, writer=None) -> None:
 
 
 def remove_temporaries(run_dir) -> None:
-    """Remove temporary files a killed process left behind."""
-    for p in Path(run_dir).glob(_TMP_PREFIX + "*"):
+    """Remove temporary files a killed process left behind (files or links in ``run_dir`` only,
+    never a link's target)."""
+    try:
+        found = list(Path(run_dir).glob(_TMP_PREFIX + "*"))
+    except OSError:
+        return
+    for p in found:
         try:
-            p.unlink()
+            fsafe.unlink_inside(p, run_dir)
         except OSError:
             pass
+
+
+def open_own(path, flags: int) -> int:
+    """A run's own file opened in place (to append to it, or to lock it): a regular file
+    (:func:`polydl.fsafe.open_regular`: no link, no FIFO) with no other hard link, so that
+    nothing outside the run is written through it. Raises ``fsafe.NotRegularFile`` otherwise."""
+    fd = fsafe.open_regular(path, flags)
+    try:
+        links = os.fstat(fd).st_nlink
+        if links > 1:
+            raise fsafe.NotRegularFile(errno.EMLINK, f"{path} has {links} hard links (it is also another file); "
+                                       "remove it", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 # ---------------------------------------------------------------------------- checkpoint
@@ -136,21 +166,24 @@ def save_checkpoint(path, meta: dict, arrays: dict) -> None:
 def load_checkpoint(path) -> tuple[dict, dict]:
     """(meta, arrays) of a checkpoint; a missing or damaged one is a :class:`CheckpointError`."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path.parent} is not a polydl run directory: it has no {path.name}")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        fd = fsafe.open_regular(path)  # never through a link, never waiting on a FIFO
+        with os.fdopen(fd, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             files = list(z.files)
             if "meta" not in files:
                 raise ValueError("no metadata")
             meta = json.loads(bytes(z["meta"]).decode("utf-8"))
             arrays = {k[2:]: np.array(z[k]) for k in files if k.startswith("a/")}
-    except CheckpointError:
-        raise
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.parent} is not a polydl run directory: it has no {path.name}") from None
+    except fsafe.NotRegularFile as exc:
+        raise CheckpointError(f"cannot read the checkpoint: {exc.strerror}") from None
     except PermissionError as exc:
         raise CheckpointError(f"cannot read the checkpoint {path}: {exc.strerror or 'permission denied'}; "
                               "check its permissions (and the directory's), e.g. chmod u+r") from None
     except OSError as exc:
+        if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):  # a path that names no file
+            raise CheckpointError(f"cannot read the checkpoint {path}: {exc.strerror}") from None
         if exc.errno is not None:  # the system could not read it (EIO, ...): the file may be intact
             raise CheckpointError(f"cannot read the checkpoint {path}: {exc.strerror or exc}; check the disk "
                                   "and try again") from None
@@ -180,20 +213,79 @@ def write_metrics(path, records) -> None:
 
 
 def append_metrics(path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
+    """Add ``record`` to ``metrics.jsonl`` (:func:`open_own`: never through a link or a FIFO)."""
+    fd = open_own(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
         fh.write(_line(record))   # no fsync: a resume rewrites it from the (fsynced) checkpoint
 
 
-def read_metrics(path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
+#: fields of a metrics record: whole numbers, and numbers (or null)
+_WHOLE = ("epoch", "step")
+_NUMBERS = ("lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+def _what(value) -> str:
+    text = json.dumps(value, ensure_ascii=False, allow_nan=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_record(record, path, line: int) -> dict:
+    """``record``, line ``line`` of the ``metrics.jsonl`` at ``path``, if its fields hold what
+    polydl writes there; else a :class:`CheckpointError` saying the file is damaged, naming the
+    line and the field."""
+    def damaged(why):
+        return CheckpointError(f"{path} is damaged: line {line} {why}; restore the file, or remove that line")
+
+    if not isinstance(record, dict):
+        raise damaged(f"is {_what(record)}, not a JSON object")
+    if "epoch" not in record:
+        raise damaged("has no \"epoch\"")
+    for key in _WHOLE:
+        v = record.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise damaged(f"has \"{key}\": {_what(v)}, not a whole number")
+    for key in _NUMBERS:
+        v = record.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise damaged(f"has \"{key}\": {_what(v)}, not a number")
+    if not isinstance(record.get("lr_changed", False), bool):
+        raise damaged(f"has \"lr_changed\": {_what(record['lr_changed'])}, not true or false")
+    if not isinstance(record.get("event", ""), str):
+        raise damaged(f"has \"event\": {_what(record['event'])}, not a text")
+    return record
+
+
+def parse_metrics(data: bytes, path, complete_only: bool = False) -> list[dict]:
+    """The records of the bytes of a ``metrics.jsonl`` up to a torn line (one that does not parse:
+    what follows it is not the run's history); ``complete_only`` leaves out a last line without
+    its newline (one being written). A record that parses but holds the wrong things is a
+    :class:`CheckpointError` (see :func:`check_record`)."""
+    lines = data.split(b"\n")
+    if complete_only:
+        lines = lines[:-1]
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a torn last line
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            break  # a torn line
+        out.append(check_record(record, path, number))
     return out
+
+
+def read_metrics(path) -> list[dict]:
+    """The records of ``metrics.jsonl`` (nothing if there is none), read with
+    :func:`polydl.fsafe.read_regular`; a file that cannot be read, or a damaged record, is a
+    :class:`CheckpointError`."""
+    path = Path(path)
+    try:
+        data = fsafe.read_regular(path)
+    except FileNotFoundError:
+        return []
+    except fsafe.NotRegularFile as exc:
+        raise CheckpointError(f"cannot read the metrics: {exc.strerror}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_metrics(data, path)

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import fsafe
 from ..checks import check_number, check_whole, closest
 from ..schedules import SCHEDULE_UNITS
 
@@ -316,11 +317,13 @@ def load_toml(path) -> dict:
     """The keys of a TOML file (a dict); errors name the file and the line."""
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        # links followed; a FIFO or a device is refused without blocking; "-sig": a byte-order mark is skipped
+        text = fsafe.read_regular(path, follow=True).decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory, not a TOML file") from None
+    except fsafe.NotRegularFile:
+        raise ConfigError(f"config file {path} is {fsafe.kind_of_path(path)}, not a TOML file; "
+                          "give a regular file") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"cannot read config file {path}: it is not UTF-8 text ({exc.reason} at byte {exc.start}); "
                           "save it as UTF-8") from None

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import csv
 import inspect
+import io
 import math
+import os
+import stat
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import datasets, memory
+from .. import datasets, fsafe, memory
 from ..checks import shown
 
 __all__ = ["DataError", "Data", "LoadedDataset", "load_data", "load_dataset", "read_features", "check_features",
@@ -75,6 +78,46 @@ def is_data_file(name: str) -> bool:
 
 
 # ---------------------------------------------------------------------------- reading files
+def _exists(name) -> bool:
+    """Whether ``name`` names something on disk; True also where looking it up fails otherwise
+    (a name too long, a loop of links): reading it then says why."""
+    try:
+        os.stat(name)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except (OSError, ValueError):
+        return True
+    return True
+
+
+def _find(path: Path, noun: str = "data file") -> None:
+    """Check that the user's file ``path`` can be read before opening it: a missing file is a
+    ``FileNotFoundError``; a name that cannot be looked up, or anything but a regular file (a
+    directory, a named pipe that would block, a device that never ends), one :class:`DataError`."""
+    try:
+        st = os.stat(path)  # links followed: a link to the user's data is the data
+    except (FileNotFoundError, NotADirectoryError):
+        raise FileNotFoundError(f"{noun} not found: {path}") from None
+    except ValueError:
+        raise DataError(f"{noun} {path!r} is not a valid file name") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {noun} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{noun} {path} is {fsafe.kind_of(st.st_mode)}, not a regular file; "
+                        "give a .npz or .csv file")
+
+
+def _open(path: Path, noun: str = "data file"):
+    """The user's file ``path`` opened for reading (binary): links followed, and only a regular
+    file, opened without blocking (a FIFO put there since :func:`_find` cannot hang it)."""
+    try:
+        fd = fsafe.open_regular(path, os.O_RDONLY, follow=True)
+    except fsafe.NotRegularFile:
+        raise DataError(f"{noun} {path} is {fsafe.kind_of_path(path)}, not a regular file; "
+                        "give a .npz or .csv file") from None
+    return os.fdopen(fd, "rb")
+
+
 @contextmanager
 def _reading(path: Path, kind: str, invalid=(), fix: str = ""):
     """Turn the errors of reading the data file ``path`` into one :class:`DataError` each; a
@@ -88,7 +131,11 @@ def _reading(path: Path, kind: str, invalid=(), fix: str = ""):
         raise DataError(f"cannot read data file {path}: {exc.strerror}; check its permissions") from None
     except IsADirectoryError:
         raise DataError(f"data file {path} is a directory, not a {kind} file") from None
-    except (OSError, UnicodeDecodeError, *invalid) as exc:
+    except OSError as exc:
+        if exc.errno is not None and exc.strerror:  # the system's error, not the content's
+            raise DataError(f"cannot read data file {path}: {exc.strerror}") from None
+        raise DataError(f"cannot read data file {path}: not a valid {kind} file ({exc}){fix}") from None
+    except (UnicodeDecodeError, *invalid) as exc:
         raise DataError(f"cannot read data file {path}: not a valid {kind} file ({exc}){fix}") from None
 
 
@@ -100,20 +147,24 @@ _DESCRIPTIONS = {"npz": "a .npz archive (numpy.savez)", "npy": "a single NumPy a
                  "text": "a text file", "binary": "binary data", "empty": "empty (0 bytes)"}
 
 
-def _sniff(path: Path) -> str:
+def _sniff(fh) -> str:
     """``npz``, ``npy``, ``zip``, ``xlsx``, ``gzip``, ``HDF5``, ``Parquet``, ``PNG``, ``PDF``, ``text``,
-    ``binary`` or ``empty``: what the file holds, whatever its name says."""
-    with open(path, "rb") as fh:
-        head = fh.read(4096)
+    ``binary`` or ``empty``: what the open binary file ``fh`` holds, whatever its name says
+    (``fh`` is left at its start)."""
+    fh.seek(0)
+    head = fh.read(4096)
+    fh.seek(0)
     if not head:
         return "empty"
     kind = next((k for magic, k in _MAGIC if head.startswith(magic)), None)
     if kind == "zip":
         try:
-            with zipfile.ZipFile(path) as zf:
+            with zipfile.ZipFile(fh) as zf:
                 names = zf.namelist()
         except (zipfile.BadZipFile, OSError):
             return "zip"
+        finally:
+            fh.seek(0)
         if names and all(n.endswith(".npy") for n in names):
             return "npz"
         return "xlsx" if any(n.startswith("xl/") for n in names) else "zip"
@@ -168,16 +219,18 @@ def _npy_header(fh):
     return shape, dtype
 
 
-def _check_claimed_size(path: Path) -> None:
-    """Refuse a .npz whose array headers claim more memory than this machine has, before any
-    array is allocated (a damaged header, or a compressed member that expands enormously)."""
+def _check_claimed_size(path: Path, fh) -> None:
+    """Refuse a .npz (the open file ``fh``) whose array headers claim more memory than this
+    machine has, before any array is allocated (a damaged header, or a compressed member that
+    expands enormously)."""
     total, largest = 0, None
-    with zipfile.ZipFile(path) as zf:
+    fh.seek(0)
+    with zipfile.ZipFile(fh) as zf:
         for info in zf.infolist():
             if not info.filename.endswith(".npy"):
                 continue
-            with zf.open(info) as fh:
-                header = _npy_header(fh)
+            with zf.open(info) as member:
+                header = _npy_header(member)
             if header is None:
                 continue
             shape, dtype = header
@@ -193,28 +246,32 @@ def _check_claimed_size(path: Path) -> None:
 
 def _read_npz(path: Path, fix: str = NPZ_FIX) -> dict:
     with _reading(path, ".npz", (ValueError, zipfile.BadZipFile, EOFError, KeyError), "; " + fix.format(npz="path")):
-        kind = _sniff(path)
-        if kind != "npz" and kind != "zip":
-            raise _wrong_format(path, kind, ".npz", fix)
-        _check_claimed_size(path)
-        with np.load(path, allow_pickle=False) as z:
-            return {k: np.asarray(z[k]) for k in z.files}
+        with _open(path) as fh:
+            kind = _sniff(fh)
+            if kind != "npz" and kind != "zip":
+                raise _wrong_format(path, kind, ".npz", fix)
+            _check_claimed_size(path, fh)
+            fh.seek(0)
+            with np.load(fh, allow_pickle=False) as z:  # never unpickle: a pickle runs code
+                return {k: np.asarray(z[k]) for k in z.files}
 
 
 def _read_csv_rows(path: Path) -> list[list[str]]:
     with _reading(path, ".csv", (csv.Error,), "; save it as UTF-8 text with one sample per line"):
-        kind = _sniff(path)
-        if kind != "text":
-            raise _wrong_format(path, kind, ".csv", NPZ_FIX)
-        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: without a byte-order mark
-            return [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+        with _open(path) as fh:
+            kind = _sniff(fh)
+            if kind != "text":
+                raise _wrong_format(path, kind, ".csv", NPZ_FIX)
+            with io.TextIOWrapper(fh, encoding="utf-8-sig", newline="") as text:  # -sig: without a byte-order mark
+                return [r for r in csv.reader(text) if r and any(c.strip() for c in r)]
 
 
 def _unknown_suffix(path: Path, npz_fix: str, tail: str = "") -> DataError:
     """The error for a file that is neither .npz nor .csv by name: what it really holds, if that helps."""
     try:
-        kind = _sniff(path)
-    except OSError:
+        with _open(path) as fh:
+            kind = _sniff(fh)
+    except (OSError, DataError):
         kind = None
     if kind in ("npz", "npy"):
         return _wrong_format(path, kind, ".npz", npz_fix)
@@ -329,7 +386,11 @@ def _class_indices(what: str, splits: dict, known=None):
     kinds = {s: np.asarray(y).dtype.kind for s, (_, y) in splits.items()}
     if not any(k in "US" for k in kinds.values()):
         return splits, None
-    texts = {s: _text_labels(np.asarray(y), what if s == "train" else f"{what} ({s} split)")
+
+    def where(s):
+        return what if s == "train" else f"{what} ({s} split)"
+
+    texts = {s: _text_labels(datasets.check_labels(y, where(s), DataError, names=True), where(s))
              if kinds[s] in "US" else np.asarray(y) for s, (_, y) in splits.items()}
     named = {s for s, y in texts.items() if y.dtype.kind in "US"}
     if not named:
@@ -360,8 +421,7 @@ def read_features(path, num_features: int | None = None) -> np.ndarray:
     """Features to predict on from ``.npz`` (array ``X``, or its only array) or ``.csv`` (one row
     per sample; a trailing label column is ignored when there is one column too many)."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"input file not found: {path}")
+    _find(path, "input file")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         arrays = _read_npz(path, FEATURES_NPZ_FIX)
@@ -442,21 +502,7 @@ def check_cast(X, dtype, what: str, raw=None, fixes: str = "rescale that feature
 
 
 def _labels(y, what) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise DataError(f"{what}: labels must be one integer class per sample (shape (m,)), not shape {y.shape}")
-    if y.dtype.kind == "b":
-        y = y.astype(np.int64)
-    if y.dtype.kind not in "iuf":
-        raise DataError(f"{what}: labels must be integer class numbers 0, 1, 2, ..., not {y.dtype}")
-    if y.dtype.kind == "f":
-        finite = np.isfinite(y)
-        if not finite.all() or not np.all(y == np.round(y)):
-            bad = y[~finite | (y != np.round(np.where(finite, y, 0)))][0]
-            raise DataError(f"{what}: labels must be integers (class numbers 0, 1, 2, ...), found {shown(bad)}")
-    return y.astype(np.int64)
+    return datasets.check_labels(y, what, DataError)
 
 
 def validate_split(X, y, what: str, num_classes: int | None = None):
@@ -487,8 +533,7 @@ def _accepted(fn, params: dict) -> dict:
 
 def _from_file(path: Path, seed, val_split, test_split, target, known=None) -> LoadedDataset:
     suffix = path.suffix.lower()
-    if not path.exists():
-        raise FileNotFoundError(f"data file not found: {path}")
+    _find(path)
     if suffix == ".npz":
         arrays = _read_npz(path)
         missing = [k for k in ("X", "y") if k not in arrays]
@@ -553,13 +598,13 @@ def load_dataset(name: str, seed=0, val_split=0.1, test_split=0.2, target=None, 
     ``class_names`` (a trained run's), a file's names are numbered by their place in it instead,
     and a name that is not there is an error."""
     params = dict(params or {})
-    named = name in datasets.registry and not Path(name).is_file()
+    named = name in datasets.registry and not os.path.isfile(name)
     if target is not None and (named or Path(name).suffix.lower() != ".csv"):
         raise DataError(f"--target {target!r} chooses the label column of a .csv file; {name} is not one "
                         "(a .npz file has its labels in y, a named dataset its own)")
     if named:
         return _from_registry(name, seed, val_split, test_split, params)
-    if is_data_file(name) or Path(name).exists():
+    if is_data_file(name) or _exists(name):
         if params:
             raise DataError(f"dataset parameters ({', '.join(params)}) apply to named datasets, not to the file {name}")
         return _from_file(Path(name), seed, val_split, test_split, target, class_names)

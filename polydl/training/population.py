@@ -14,9 +14,10 @@ predict`` and ``polydl train --resume`` take exactly as if the member had been t
 weights, optimizer state and random stream are those of the same run alone. The members'
 checkpoints are written in two phases (every member's new checkpoint first, then all of them
 put in place), so that a process killed at any moment leaves them at one position, and the same
-call again continues the population from there. A member whose loss becomes NaN or infinite is
-stopped alone: its directory keeps its last good checkpoint, its run ends with the message a
-single run gives, and its parameters stay at their last good values while the others train on.
+call again continues the population from there. A member whose loss, weights or validation loss
+become NaN or infinite is stopped alone: its directory keeps its last good checkpoint, its run
+ends with the message a single run gives, and its parameters stay at their last good values while
+the others train on.
 """
 from __future__ import annotations
 
@@ -30,20 +31,30 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backend, losses, nn, optim
+from .. import backend, fsafe, losses, nn, optim
 from .. import random as _random
 from ..tensor import Tensor
 from . import checkpoint as ckpt
-from .build import batch_plan, build_loss, build_model, min_batch, num_outputs, param_dtype, setup
+from .build import (
+    batch_plan,
+    build_loss,
+    build_model,
+    check_memory,
+    check_normalizer,
+    min_batch,
+    num_outputs,
+    param_dtype,
+    setup,
+)
 from .config import KEYS, ConfigError, TrainConfig, from_dict
-from .errors import RunDirError, TrainingDiverged, TrainingInterrupted
+from .errors import ComponentError, RunDirError, TrainingDiverged, TrainingInterrupted
 from .evaluation import evaluate_arrays
 from .provenance import config_text, record
 from .reporting import Reporter
 from .resume import load_run_config
 from .rundir import RunDir
 from .signals import NoSignals, StopFlag
-from .trainer import RunResult, diverged, epoch_order, write_or_say
+from .trainer import RunResult, diverged, epoch_order, finite, first_step_culprit, returned, write_or_say
 
 __all__ = ["run_population", "check_members", "MEMBER_KEYS", "SHARED_KEYS", "PopulationReporter",
            "ProgressReporter", "MemberStopped"]
@@ -213,6 +224,8 @@ class _Population:
         self.loss_fn = build_loss(cfg)
         self.outputs = num_outputs(self.loss_fn, data.num_classes)
         sizes = [data.num_features, *cfg.hidden, self.outputs]
+        check_memory(cfg, data.num_features, self.outputs, min(cfg.batch_size, len(data.y_train)), dev, P)
+        check_normalizer(cfg, dev, P)
         rates = [c.dropout for c in configs]
         with _random.preserved():  # its own draws are replaced by the members' weights below
             self.model = nn.mlp(sizes, activation=cfg.activation, normalizer=cfg.normalizer,
@@ -352,10 +365,21 @@ class _Population:
         self.good = self._snapshot()
 
     # ------------------------------------------------------------------ training
-    def _diverged(self, mb, bad_index: int, epoch: int, first_step: int, losses_row) -> TrainingDiverged:
+    def _lr(self, mb) -> float:
         last = self.optimizer.last_lr
-        lr = float(last[mb.index]) if isinstance(last, np.ndarray) else float(last)
-        return diverged(float(losses_row[bad_index]), epoch, first_step, bad_index, self.n_batches, lr, mb.out_dir)
+        return float(last[mb.index]) if isinstance(last, np.ndarray) else float(last if last is not None else np.nan)
+
+    def _diverged(self, mb, bad_index: int, epoch: int, first_step: int, losses_row) -> TrainingDiverged:
+        return diverged(float(losses_row[bad_index]), epoch, first_step, bad_index, self.n_batches, self._lr(mb),
+                        mb.out_dir, culprit=first_step_culprit(mb.config))
+
+    def _stop(self, mb, outcome) -> None:
+        """Stop member ``mb`` alone with ``outcome``, frozen at its last good values."""
+        mb.outcome = outcome
+        for t, saved in zip(self._tensors(), self.good):
+            t.data[mb.index] = saved[mb.index]
+        self.optimizer.freeze(mb.index)
+        self.reporter.member_end(mb.index, mb.outcome)
 
     def _stop_diverged(self, epoch: int, first_step: int, upto: int | None = None) -> None:
         """Members whose loss became NaN or infinite stop alone, frozen at their last good values."""
@@ -364,11 +388,37 @@ class _Population:
             row = vals[mb.index, :upto]
             bad = np.flatnonzero(~np.isfinite(row))
             if bad.size:
-                mb.outcome = self._diverged(mb, int(bad[0]), epoch, first_step, row)
-                for t, saved in zip(self._tensors(), self.good):
-                    t.data[mb.index] = saved[mb.index]
-                self.optimizer.freeze(mb.index)
-                self.reporter.member_end(mb.index, mb.outcome)
+                self._stop(mb, self._diverged(mb, int(bad[0]), epoch, first_step, row))
+
+    def _stop_nonfinite(self, epoch: int, first_step: int, done: int, val_loss=None) -> None:
+        """Members whose weights (or, given ``val_loss``, validation loss) are not finite after
+        ``done`` mini-batches of ``epoch`` stop alone, as a run alone stops: their last good
+        checkpoint is kept."""
+        if val_loss is None:
+            ok = finite([t.data for t in self._tensors()], self.P)
+        else:
+            ok = np.isfinite(np.asarray(val_loss, dtype=float))
+        for mb in self.active():
+            if not ok[mb.index]:
+                value, what = ("NaN or infinite", "weights") if val_loss is None else \
+                    (float(val_loss[mb.index]), "validation loss")
+                self._stop(mb, diverged(value, epoch, first_step, done - 1, self.n_batches, self._lr(mb), mb.out_dir,
+                                        what=what))
+
+    def _bad_loss(self, loss, epoch: int) -> ComponentError:
+        """A loss that does not give a Tensor of one value per member, with a gradient path to the
+        scores: one line naming the loss and who supplied it."""
+        from .provenance import COMPONENTS, describe, plugin_fix
+
+        what = returned(loss) + (" with no gradient path to the scores"
+                                 if isinstance(loss, Tensor) and loss.shape == (self.P,) else "")
+        out = self.members[0].out_dir
+        entry = COMPONENTS["loss"].entry(self.cfg.loss)
+        msg = (f"training stopped at epoch {epoch}, step {self.step + 1}: {describe('loss', entry)} returned {what} "
+               f"for a population of {self.P}, not a Tensor of shape ({self.P},) (one value per member, built from the "
+               f"scores). The population's last checkpoints (epoch {self.epoch}, step {self.step}) are kept: "
+               f"{plugin_fix(entry)} and run the same population again, or start a new one with another loss")
+        return ComponentError(msg, epoch, self.step + 1, out)
 
     def train(self) -> None:
         cfg = self.cfg
@@ -396,9 +446,8 @@ class _Population:
                     with _random.members(streams):
                         scores = model(xb)
                     loss = loss_fn(scores, yb)
-                    if loss.shape != (self.P,):
-                        raise ConfigError(f"loss {cfg.loss} gave shape {loss.shape} for a population of {self.P}: a "
-                                          "population's loss must give one value per member")
+                    if not isinstance(loss, Tensor) or loss.shape != (self.P,) or not loss.requires_grad:
+                        raise self._bad_loss(loss, e)
                     loss.backward()
                     opt.step()
                     self.step_losses[:, k] = loss.data
@@ -406,11 +455,15 @@ class _Population:
                     report_step(loss)
                     if self.stop is not None and self.stop.set and k + 1 < self.n_batches:
                         self._stop_diverged(e, first_step, k + 1)
+                        self._stop_nonfinite(e, first_step, k + 1)
                         self.epoch_seconds += time.perf_counter() - t0
                         self.save()
                         raise self._interrupted(e)
                 self._stop_diverged(e, first_step)
+                self._stop_nonfinite(e, first_step, self.n_batches)
                 val_loss, val_acc, _ = evaluate_arrays(model, loss_fn, self.X["val"], self.y["val"])
+                if val_loss is not None:
+                    self._stop_nonfinite(e, first_step, self.n_batches, val_loss)
                 step_losses = backend.to_numpy(self.step_losses)
                 correct = backend.to_numpy(self.step_correct)
                 seconds = round(self.epoch_seconds + time.perf_counter() - t0, 6)
@@ -635,6 +688,6 @@ def run_population(configs, out_dirs, *, overwrite: bool = False, reporter: Popu
 
 
 def _result_of(run_dir: Path) -> RunResult:
-    summary = json.loads((run_dir / ckpt.SUMMARY).read_text())
+    summary = json.loads(fsafe.read_regular(run_dir / ckpt.SUMMARY))
     history = ckpt.read_metrics(run_dir / ckpt.METRICS)
     return RunResult(run_dir, int(summary["epochs"]), int(summary["step"]), history, summary)

@@ -17,7 +17,8 @@ from .. import datasets, losses, normalizers, optim, schedules
 from ..plugins import PREFER_ENV, PluginWarning
 from ..registry import SEPARATOR, UnknownNameError, norm
 
-__all__ = ["COMPONENTS", "ProvenanceError", "ProvenanceWarning", "record", "comments", "config_text", "check"]
+__all__ = ["COMPONENTS", "ProvenanceError", "ProvenanceWarning", "record", "comments", "config_text", "check",
+           "supplied", "describe", "plugin_fix"]
 
 #: the configuration keys that name a registered component, and their registries
 COMPONENTS = {"schedule": schedules.registry, "normalizer": normalizers.registry, "loss": losses.registry,
@@ -87,6 +88,31 @@ def _same_supplier(c: dict, entry) -> bool:
     if c.get("distribution") or entry.distribution:
         return norm(c.get("distribution") or "") == norm(entry.distribution or "")
     return c.get("plugin") == entry.plugin
+
+
+def supplied(config, key: str):
+    """The registry entry of ``config``'s component ``key`` where a plugin supplies it, else None
+    (a built-in, or a name that answers nothing now)."""
+    try:
+        entry = COMPONENTS[key].entry(getattr(config, key))
+    except UnknownNameError:
+        return None
+    return None if entry.builtin else entry
+
+
+def describe(kind: str, entry) -> str:
+    """``loss 'x' of plugin 'p' (distribution polydl-p 1.0)`` (``loss 'x' (built-in)`` for polydl's own)."""
+    if entry.builtin:
+        return f"{kind} '{entry.name}' (built-in)"
+    dist = f"distribution {entry.distribution}{' ' + entry.version if entry.version else ''}" \
+        if entry.distribution else "no distribution"
+    return f"{kind} '{entry.name}' of plugin '{entry.plugin}' ({dist})"
+
+
+def plugin_fix(entry) -> str:
+    """What a user can do about a plugin's component: ``update it (pip install -U DIST)``, or
+    ``fix it`` where no distribution installed it."""
+    return f"update it (pip install -U {entry.distribution})" if entry.distribution else "fix it"
 
 
 def _what(c: dict) -> str:

@@ -16,6 +16,7 @@ from ..checks import check_number
 from ..registry import UnknownNameError
 from ..schedules import Position, solve_lr0
 from . import checkpoint as ckpt
+from . import ckpt_meta
 from .build import build_schedule, schedule_label, setup
 from .config import ConfigError, TrainConfig, from_dict, merge
 from .provenance import COMPONENTS, check, config_text
@@ -31,17 +32,22 @@ _LR_KEYS = ("lr", "schedule", "schedule_params", "schedule_unit")
 
 
 def load_run_config(run_dir) -> tuple[TrainConfig, dict, dict]:
-    """(config, meta, arrays) of a run directory's checkpoint."""
+    """(config, meta, arrays) of a run directory's checkpoint, its fields and weights checked
+    (:mod:`~polydl.training.ckpt_meta`): a damaged field or weights that are not finite are one
+    ``CheckpointError`` line."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ckpt.CheckpointError(f"run directory not found: {run_dir}")
     if not run_dir.is_dir():
         raise ckpt.CheckpointError(f"{run_dir} is not a polydl run directory (it is a file)")
-    meta, arrays = ckpt.load_checkpoint(run_dir / ckpt.CHECKPOINT)
+    path = run_dir / ckpt.CHECKPOINT
+    meta, arrays = ckpt.load_checkpoint(path)
     try:
         config = from_dict(meta["config"], source=f"the checkpoint in {run_dir}")
     except (ConfigError, TypeError) as exc:
         raise ckpt.CheckpointError(f"the checkpoint in {run_dir} is damaged: its configuration is invalid ({exc})") from None
+    ckpt_meta.validate(meta, arrays, path)
+    ckpt_meta.check_weights(arrays, path)
     return config, meta, arrays
 
 

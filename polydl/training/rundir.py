@@ -5,15 +5,23 @@ the run starts; polydl replaces files only in such a directory, and there only t
 writes (``checkpoint.RUN_FILES``). While a process trains in it, it holds an OS lock on
 ``.polydl-lock`` (which the kernel releases when the process ends, even after ``kill -9``), so a
 second process is told which process uses the run instead of interleaving with it.
+
+Nothing outside the run directory is opened for writing, truncated or deleted: the lock is
+opened with :func:`polydl.training.checkpoint.open_own` (never through a link, never waiting on a
+FIFO), the run's files are written by atomic replace (a link in their place is replaced, not
+written through), ``--overwrite`` deletes with :func:`polydl.fsafe.unlink_inside`, and a run that
+cannot start removes only the directories this process made for it.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 
+from .. import fsafe
 from . import checkpoint as ckpt
 from .errors import RunDirError
 
@@ -22,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["MARKER", "LOCK", "RunDir", "default_out_dir", "check_out_dir", "is_run_dir", "missing_dirs"]
+__all__ = ["MARKER", "LOCK", "RunDir", "default_out_dir", "check_out_dir", "is_run_dir", "missing_dirs", "shown"]
 
 MARKER = ".polydl-run"
 LOCK = ".polydl-lock"
@@ -39,14 +47,49 @@ def default_out_dir(root="runs") -> Path:
     raise RunDirError(f"cannot find a free directory name under {root}")  # pragma: no cover
 
 
+def shown(path, limit: int = 100) -> str:
+    """``path`` as a message names it: whole, or its start and end where it is longer than
+    ``limit`` characters (so that a 5,000-character path still makes a readable line)."""
+    text = str(path)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-(limit // 4):]} ({len(text):,} characters)"
+
+
 def is_run_dir(path) -> bool:
-    """Whether ``path`` is a directory polydl marked as its own run."""
-    return (Path(path) / MARKER).is_file()
+    """Whether ``path`` is a directory polydl marked as its own run (its marker is a regular
+    file, not a link to one)."""
+    try:
+        return stat.S_ISREG(os.lstat(Path(path) / MARKER).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def check_out_dir(path, overwrite: bool) -> None:
-    """Raise unless ``path`` can become a run directory; writes nothing."""
+    """Raise unless ``path`` can become a run directory; writes nothing. A path the system
+    refuses (too long, through a file, a loop of links) is a :class:`RunDirError`."""
     path = Path(path)
+    try:
+        _check_out_dir(path, overwrite)
+    except OSError as exc:
+        raise RunDirError(f"cannot use {shown(path)} as the output directory: {exc.strerror or exc}; choose "
+                          "another with --out DIR") from None
+
+
+def _not_replaceable(path: Path) -> str | None:
+    """What stands in place of one of the run's files that ``--overwrite`` would not remove (a
+    directory, a FIFO, a device), or None: a file, a link (removed itself) or nothing."""
+    for name in ckpt.RUN_FILES:
+        try:
+            mode = os.lstat(path / name).st_mode
+        except FileNotFoundError:
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            return f"{path / name} is {fsafe.kind_of(mode)}, not a file polydl wrote"
+    return None
+
+
+def _check_out_dir(path: Path, overwrite: bool) -> None:
     if path.exists() and not path.is_dir():
         raise RunDirError(f"the output path {path} is a file, not a directory; choose another with --out DIR")
     if path.is_dir() and any(p.name != LOCK for p in path.iterdir()):
@@ -57,6 +100,9 @@ def check_out_dir(path, overwrite: bool) -> None:
             hint = f", or --resume {path} to continue it" if (path / ckpt.CHECKPOINT).exists() else ""
             raise RunDirError(f"the output directory {path} already holds a polydl run; pass --overwrite to replace "
                               f"the run in it{hint}, or choose another with --out DIR")
+        odd = _not_replaceable(path)
+        if odd:
+            raise RunDirError(f"cannot replace the run in {path}: {odd}; remove it, or choose another with --out DIR")
     parent = path
     while not parent.exists():
         parent = parent.parent
@@ -72,10 +118,47 @@ def missing_dirs(path) -> list[Path]:
     caller can remove what it made and nothing else)."""
     missing = []
     p = Path(path)
-    while not p.exists():
+    while not os.path.lexists(p):
         missing.insert(0, p)
         p = p.parent
     return missing
+
+
+def _make_dirs(path: Path, exclusive: bool) -> list[Path]:
+    """Make ``path`` and its missing parents one by one; the ones this call made, outermost first
+    (a directory another process makes meanwhile is not among them). With ``exclusive`` a
+    ``path`` that exists is a ``FileExistsError``."""
+    made = []
+    try:
+        for d in missing_dirs(path):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                if d == path and exclusive:
+                    raise
+                continue
+            made.append(d)
+        if exclusive and (not made or made[-1] != path):
+            raise FileExistsError(path)
+        if not path.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(path))
+    except BaseException:
+        for d in reversed(made):  # empty, made a moment ago
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        raise
+    return made
+
+
+def _identity(path) -> tuple | None:
+    """(device, inode) of the directory ``path`` itself (a link is not one), or None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 class RunDir:
@@ -85,6 +168,7 @@ class RunDir:
     def __init__(self, path: Path, created: list):
         self.path = Path(path)
         self.created = created  # directories this process made for the run, outermost first
+        self._made = _identity(created[0]) if created else None  # the outermost one, as it was made
         self._fd = None
         self._wrote = []        # files of its own this object wrote (the marker, a new lock file)
 
@@ -95,20 +179,18 @@ class RunDir:
         ``overwrite`` a polydl run whose files are replaced; the marker is written first."""
         path = Path(path)
         check_out_dir(path, overwrite)
-        created = missing_dirs(path)
         try:
-            path.mkdir(parents=True, exist_ok=not exclusive)
+            created = _make_dirs(path, exclusive)
         except FileExistsError:
             raise RunDirError(f"the output directory {path} already exists") from None
         except OSError as exc:
-            raise RunDirError(f"cannot create the output directory {path} ({exc.strerror or exc}); "
+            raise RunDirError(f"cannot create the output directory {shown(path)} ({exc.strerror or exc}); "
                               "choose another with --out DIR") from None
-        run = cls(path, [p for p in created if p.is_dir()])
+        run = cls(path, created)
         try:
             run.lock()
         except BaseException:
-            if run.created:  # made a moment ago for nothing: only the lock file is in it
-                shutil.rmtree(run.created[0], ignore_errors=True)
+            run._remove_created()  # made a moment ago for nothing: only the lock file is in it
             raise
         try:
             check_out_dir(path, overwrite)  # again, now that nobody else can be starting a run here
@@ -116,11 +198,8 @@ class RunDir:
                 ckpt.atomic_write(path / MARKER, json.dumps({"format": "polydl-run", "version": 1}) + "\n")
                 run._wrote.append(MARKER)
             if overwrite:
-                for name in ckpt.RUN_FILES:
-                    try:
-                        (path / name).unlink()
-                    except FileNotFoundError:
-                        pass
+                for name in ckpt.RUN_FILES:  # files, or links (never their targets), in the run only
+                    fsafe.unlink_inside(path / name, path)
                 ckpt.remove_temporaries(path)
         except OSError as exc:
             run.abandon()
@@ -149,23 +228,33 @@ class RunDir:
         """Take the run's OS lock, or say which process holds it."""
         if fcntl is None or self._fd is not None:  # pragma: no cover - no flock on this system
             return
-        existed = (self.path / LOCK).exists()
+        existed = os.path.lexists(self.path / LOCK)
         try:
-            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = ckpt.open_own(self.path / LOCK, os.O_RDWR | os.O_CREAT)
+        except fsafe.NotRegularFile as exc:
+            raise RunDirError(f"cannot lock the run directory {self.path}: {exc.strerror}") from None
         except OSError as exc:
             raise RunDirError(f"cannot lock the run directory {self.path} ({exc.strerror or exc}); check its "
                               "permissions") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             try:
                 pid = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
             finally:
                 os.close(fd)
             raise RunDirError(f"the run in {self.path} is in use by process {pid}; wait until it ends, or stop it "
                               "first (its lock is released when it exits)") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            os.close(fd)
+            raise RunDirError(f"cannot lock the run directory {self.path} ({exc.strerror or exc})") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            os.close(fd)
+            raise RunDirError(f"cannot write in the run directory {self.path} ({exc.strerror or exc}); check its "
+                              "permissions and free space") from None
         self._fd = fd
         if not existed:
             self._wrote.append(LOCK)
@@ -182,16 +271,22 @@ class RunDir:
         directory is this run's): remove the directories made for it, or else the files it wrote."""
         try:
             if self.created:
-                shutil.rmtree(self.created[0], ignore_errors=True)
+                self._remove_created()
             else:
                 for name in (*ckpt.RUN_FILES, *self._wrote):
                     try:
-                        (self.path / name).unlink()
+                        fsafe.unlink_inside(self.path / name, self.path)
                     except OSError:
                         pass
                 ckpt.remove_temporaries(self.path)
         finally:
             self.release()
+
+    def _remove_created(self) -> None:
+        """Remove the outermost directory this process made, if it is still that directory (not a
+        link or another directory put in its place); ``shutil.rmtree`` does not follow links in it."""
+        if self.created and self._made is not None and _identity(self.created[0]) == self._made:
+            shutil.rmtree(self.created[0], ignore_errors=True)
 
     def __enter__(self):
         return self

@@ -5,7 +5,8 @@ mini-batches index the device arrays. Per-step losses and correct counts stay on
 are read back once per epoch. The optimizer's position (epoch, mini-batch, step) is the run's
 clock: the trainer reads its counters from it. The checkpoint is written atomically at every
 epoch boundary (and at the step where Ctrl-C arrives) and holds everything the rest of the run
-depends on.
+depends on. It is written only while it is good: a loss, weights or validation loss that is NaN or
+infinite stops the run (:func:`diverged`) and the last good checkpoint stays.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from .evaluation import evaluate_arrays
 from .reporting import Reporter
 from .signals import NoSignals, StopFlag
 
-__all__ = ["Trainer", "RunResult", "write_or_say", "epoch_order", "diverged"]
+__all__ = ["Trainer", "RunResult", "write_or_say", "epoch_order", "diverged", "first_step_culprit", "finite",
+           "returned"]
 
 
 @dataclass(repr=False)
@@ -74,18 +76,70 @@ class RunResult:
         return f"RunResult('{self.out_dir}', epochs={self.epochs}, accuracy={acc}, loss={loss})"
 
 
-def diverged(value: float, epoch: int, first_step: int, bad_index: int, n_batches: int, lr: float,
-             out_dir) -> TrainingDiverged:
-    """The error of a run whose loss became ``value`` (NaN or infinite) at mini-batch
-    ``bad_index`` of ``epoch``: what happened, why, and how to continue from the last good
-    checkpoint (the one of the epoch before)."""
+def diverged(value, epoch: int, first_step: int, bad_index: int, n_batches: int, lr: float,
+             out_dir, what: str = "loss", culprit: str | None = None) -> TrainingDiverged:
+    """The error of a run whose ``what`` (the loss, the weights, the validation loss) became
+    ``value`` (NaN or infinite) at mini-batch ``bad_index`` of ``epoch``: what happened, why, and
+    how to continue from the last good checkpoint (the one of the epoch before). At the run's
+    first step, before any update, the learning rate is not the cause: ``culprit`` says what is."""
     step = first_step + bad_index + 1
     good = f"epoch {epoch - 1}" if epoch > 1 else "epoch 0, the initial weights"
-    msg = (f"the loss became {value} at epoch {epoch}, step {step} (mini-batch {bad_index + 1} of "
-           f"{n_batches}, learning rate {lr:.4g}): the learning rate is probably too high, try a smaller "
+    where = f"the {what} became {value} at epoch {epoch}, step {step} (mini-batch {bad_index + 1} of {n_batches}"
+    if step == 1 and what == "loss":
+        msg = (f"{where}), before any update, so the learning rate is not the cause: "
+               f"{culprit or 'the data or a component of the model gives values that are not finite'}. "
+               f"The initial checkpoint (epoch 0) is kept in {out_dir}")
+        return TrainingDiverged(msg, epoch, step, lr, out_dir)
+    msg = (f"{where}, learning rate {lr:.4g}): the learning rate is probably too high, try a smaller "
            f"--lr. The last good checkpoint ({good}) is kept in {out_dir}: continue it with "
            f"polydl train --resume {out_dir} --lr {lr / 10:.3g}")
     return TrainingDiverged(msg, epoch, step, lr, out_dir)
+
+
+def first_step_culprit(config, scores_finite: bool | None = None) -> str | None:
+    """What gave a loss that is not finite at a run's first step, before any update: the loss of
+    a plugin (where the scores were finite, or are not known), else the normalizer of a plugin
+    (where the scores were not finite, or are not known); None where no plugin is to blame."""
+    from .provenance import describe, plugin_fix, supplied
+
+    order = {True: ("loss",), False: ("normalizer",), None: ("loss", "normalizer")}[scores_finite]
+    for key in order:
+        entry = supplied(config, key)
+        if entry is not None:
+            gave = "returned it for scores that were finite" if key == "loss" else "gave scores that were not finite"
+            return f"the {describe(key, entry)} {gave}; {plugin_fix(entry)} or start a new run with another {key}"
+    return None
+
+
+def finite(arrays, members: int | None = None):
+    """Whether every value of the floating ``arrays`` is finite: one bool, or for a population
+    (arrays with a leading axis of ``members``) a bool array, one per member. Two reductions per
+    array (min and max, which NaN propagates through), no copies."""
+    ok = True if members is None else np.ones(members, dtype=bool)
+    for a in arrays:
+        if a.dtype.kind not in "fc" or a.size == 0:
+            continue
+        xp = backend.get_array_module(a)
+        rows = a.reshape(-1) if members is None else a.reshape(members, -1)
+        good = backend.to_numpy(xp.isfinite(rows.min(axis=-1)) & xp.isfinite(rows.max(axis=-1)))
+        ok = ok & (bool(good) if members is None else good)
+    return ok
+
+
+def returned(value) -> str:
+    """What a component returned, as a message says it: ``a Python float (2.5)``, ``a NumPy array
+    of shape (32,)``, ``a Tensor of shape (32,)``."""
+    if isinstance(value, Tensor):
+        return f"a Tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (bool, int, float, complex, str)) or value is None:
+        return f"a Python {type(value).__name__} ({value!r})" if value is not None else "None"
+    if isinstance(value, np.generic):
+        return f"a NumPy {type(value).__name__} ({value})"
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        lib = "NumPy" if isinstance(value, np.ndarray) else type(value).__module__.partition(".")[0]
+        return f"a {lib} array of shape {tuple(shape)}"
+    return f"a {type(value).__module__}.{type(value).__qualname__}"
 
 
 def epoch_order(config: TrainConfig, epoch: int, m: int) -> np.ndarray:
@@ -253,6 +307,20 @@ class Trainer:
                f"continue with polydl train --resume {self.out_dir}")
         return TrainingInterrupted(msg, epoch, self.step, self.out_dir, self.stop.signum or 2)
 
+    def _component_error(self, kind: str, entry, happened: str) -> ComponentError:
+        """One line: the component ``entry`` (a ``kind``: loss, normalizer, ...) did ``happened``
+        at the step under way; the last checkpoint is kept."""
+        from .provenance import describe, plugin_fix
+
+        epoch = self.optimizer.epoch
+        resume = f"polydl train --resume {self.out_dir}"
+        other = "choose another schedule and continue the same way" if kind == "schedule" else \
+            f"start a new run with another {kind}"  # of the components, only the schedule may change on resume
+        msg = (f"training stopped at epoch {epoch}, step {self.step + 1}: {describe(kind, entry)} {happened}. The last "
+               f"checkpoint (epoch {self.epoch}, step {self.step}) is kept in {self.out_dir}: {plugin_fix(entry)} and "
+               f"continue with {resume}, or {other}")
+        return ComponentError(msg, epoch, self.step + 1, self.out_dir)
+
     def _component_failed(self, exc: Exception):
         """A plugin's component raised while training: one line naming it, its plugin and
         distribution; None where no plugin is to blame (then the error is polydl's own)."""
@@ -262,16 +330,34 @@ class Trainer:
         if hit is None:
             return None
         kind, entry = hit
-        dist = f"distribution {entry.distribution}{' ' + entry.version if entry.version else ''}" \
-            if entry.distribution else "no distribution"
         text = " ".join(str(exc).split())
-        fix = f"pip install -U {entry.distribution}, or" if entry.distribution else "fix it, or"
-        epoch = self.optimizer.epoch
-        msg = (f"training stopped at epoch {epoch}, step {self.step + 1}: {kind} '{entry.name}' of plugin "
-               f"'{entry.plugin}' ({dist}) raised {type(exc).__name__}{': ' + text if text else ''}. The last "
-               f"checkpoint (epoch {self.epoch}, step {self.step}) is kept in {self.out_dir}: {fix} choose another "
-               f"{kind}, then continue with polydl train --resume {self.out_dir}")
-        return ComponentError(msg, epoch, self.step + 1, self.out_dir)
+        return self._component_error(kind, entry, f"raised {type(exc).__name__}{': ' + text if text else ''}")
+
+    def _check_loss(self, loss, scores, epoch: int) -> None:
+        """The loss of a mini-batch is a scalar Tensor with a gradient path to the scores; at the
+        run's first step, before any update, one that is not finite names what gave it."""
+        if not isinstance(loss, Tensor) or loss.data.size != 1 or not loss.requires_grad:
+            from .provenance import COMPONENTS
+
+            what = returned(loss) + (" with no gradient path to the scores" if isinstance(loss, Tensor)
+                                     and loss.data.size == 1 else "")
+            raise self._component_error("loss", COMPONENTS["loss"].entry(self.config.loss),
+                                        f"returned {what}, not a scalar Tensor (one value for the mini-batch, "
+                                        "built from the scores)")
+        if self.optimizer.batches == 0:  # before any update: one read-back, once per run
+            value = float(backend.to_numpy(loss.data).reshape(-1)[0])
+            if not np.isfinite(value):
+                culprit = first_step_culprit(self.config, bool(finite([scores.data])))
+                raise diverged(value, epoch, 0, 0, self.n_batches, self.optimizer.last_lr, self.out_dir,
+                               culprit=culprit)
+
+    def _check_weights(self, epoch: int, first_step: int, done: int) -> None:
+        """Weights (and buffers) that are not finite after ``done`` mini-batches of ``epoch`` end
+        the run: its last good checkpoint is kept, never replaced by them."""
+        arrays = [p.data for p in self.model.parameters()] + [b.data for b in self.model.buffers()]
+        if not finite(arrays):
+            raise diverged("NaN or infinite", epoch, first_step, done - 1, self.n_batches, self.optimizer.last_lr,
+                           self.out_dir, what="weights")
 
     def train(self) -> None:
         cfg = self.config
@@ -300,12 +386,14 @@ class Trainer:
                     if autocast_dtype is None:
                         scores = model(xb)
                         loss = loss_fn(scores, yb)
+                        self._check_loss(loss, scores, e)
                         loss.backward()
                         opt.step()
                     else:  # mixed precision: half products, float32 master weights, loss scaling
                         with amp.autocast(autocast_dtype):
                             scores = model(xb)
                             loss = loss_fn(scores, yb)
+                        self._check_loss(loss, scores, e)
                         scaler.scale(loss).backward()
                         scaler.step(opt)
                     self.step_losses[k] = loss.data
@@ -313,6 +401,7 @@ class Trainer:
                     report_step(loss) if self._step_takes_loss else report_step()
                     if self.stop is not None and self.stop.set and k + 1 < self.n_batches:
                         self._check_finite(k + 1, e, first_step)
+                        self._check_weights(e, first_step, k + 1)
                         self.epoch_seconds += time.perf_counter() - t0
                         self.save()
                         raise self._interrupted(e)
@@ -321,8 +410,12 @@ class Trainer:
                 bad = np.flatnonzero(~np.isfinite(step_losses))
                 if bad.size:
                     raise self._diverged(int(bad[0]), e, first_step)
+                self._check_weights(e, first_step, self.n_batches)  # a checkpoint is good only if they are finite
                 correct = backend.to_numpy(self.step_correct)
                 val_loss, val_acc, _ = evaluate_arrays(model, loss_fn, self.X["val"], self.y["val"], autocast_dtype)
+                if val_loss is not None and not np.isfinite(val_loss):  # ... and its validation loss is
+                    raise diverged(val_loss, e, first_step, self.n_batches - 1, self.n_batches, opt.last_lr,
+                                   self.out_dir, what="validation loss")
                 record = {
                     "epoch": e, "step": self.step, "lr": opt.last_lr,
                     "train_loss": float(np.dot(step_losses, self.batch_sizes) / self.plan.used),

@@ -7,7 +7,10 @@ releases it when that process ends, even after ``kill -9``). When the lock is fr
 *stopped* otherwise (Ctrl-C, a NaN loss, a kill): ``polydl train --resume DIR`` continues it.
 The lock is probed with a non-blocking shared flock on a read-only descriptor, let go at once.
 ``metrics.jsonl`` is read up to its last complete line: a line being appended (or torn by a
-kill) is skipped, as :func:`polydl.training.checkpoint.read_metrics` does.
+kill) is skipped, as :func:`polydl.training.checkpoint.read_metrics` does; a line that parses but
+holds the wrong things (``"epoch": "one"``) is a damaged file, named with its line and field.
+Every file is opened with :func:`polydl.fsafe.open_regular`: a link, a FIFO or another
+non-regular file in place of one of the run's files is a :class:`WatchError`, never a hang.
 
 A frame is the run's header line, three panels against epoch (loss and accuracy, train and
 validation, and α, on a log axis when it spans more than a decade; a dotted line where α was
@@ -24,8 +27,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import fsafe
 from . import checkpoint as ckpt
-from .rundir import LOCK, MARKER
+from .rundir import LOCK, MARKER, is_run_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,37 +63,44 @@ def require_plotext():
 
 
 # ---------------------------------------------------------------------------- reading
-def read_records(path) -> list[dict]:
-    """The records of ``metrics.jsonl`` up to its last complete line (one that ends in a newline
-    and parses); nothing if the file does not exist yet."""
+def _read(path) -> bytes | None:
+    """The bytes of one of the run's files (None if it does not exist), read without following a
+    link or waiting on a FIFO; anything else that keeps it from being read is a WatchError."""
     try:
-        data = Path(path).read_bytes()
+        return fsafe.read_regular(path)
     except FileNotFoundError:
-        return []
+        return None
+    except fsafe.NotRegularFile as exc:
+        raise WatchError(f"cannot read the run: {exc.strerror}") from None
     except OSError as exc:
         raise WatchError(f"cannot read {path}: {exc.strerror or exc}") from None
-    out = []
-    for line in data.split(b"\n")[:-1]:   # the part after the last newline is still being written
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            break  # a torn line: what follows it is not this run's history
-        if isinstance(record, dict):
-            out.append(record)
-    return out
+
+
+def read_records(path) -> list[dict]:
+    """The records of ``metrics.jsonl`` up to its last complete line (one that ends in a newline
+    and parses); nothing if the file does not exist yet. A record with a field of the wrong kind
+    is a :class:`WatchError` naming the line and the field."""
+    data = _read(path)
+    if data is None:
+        return []
+    try:  # the part after the last newline is still being written
+        return ckpt.parse_metrics(data, path, complete_only=True)
+    except ckpt.CheckpointError as exc:
+        raise WatchError(str(exc)) from None
 
 
 def lock_held(path) -> bool | None:
     """Whether a process holds the flock on ``path``: True, False (free, or no such file), or
-    None where it cannot be told (no flock on this system, a file that cannot be opened)."""
+    None where it cannot be told (no flock on this system, a file that cannot be opened). A link,
+    a FIFO or another non-regular file there is a :class:`WatchError` (it is never waited on)."""
     if fcntl is None:  # pragma: no cover - Windows
         return None
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = fsafe.open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
+    except fsafe.NotRegularFile as exc:
+        raise WatchError(f"cannot read the run: {exc.strerror}") from None
     except OSError:
         return None
     try:
@@ -106,7 +117,7 @@ def lock_held(path) -> bool | None:
 def is_run(path) -> bool:
     """A polydl run directory: it has the marker, or it is starting (its lock is held)."""
     path = Path(path)
-    return path.is_dir() and ((path / MARKER).is_file() or lock_held(path / LOCK) is True)
+    return path.is_dir() and (is_run_dir(path) or lock_held(path / LOCK) is True)
 
 
 @dataclass
@@ -138,27 +149,29 @@ class RunState:
 
 
 def _read_json(path) -> dict | None:
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    data = _read(path)
+    if data is None:
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WatchError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WatchError(f"cannot read {path}: {exc}") from None
     return doc if isinstance(doc, dict) else None
 
 
 def _read_config(path) -> dict:
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    data = _read(path)
+    if data is None:
         return {}
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise WatchError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise WatchError(f"cannot read {path}: {exc}") from None
 
 
 def _pid(path) -> int | None:
     try:
-        text = Path(path).read_text(encoding="ascii", errors="replace").strip()
+        text = fsafe.read_regular(path, 32).decode("ascii", "replace").strip()
     except OSError:
         return None
     return int(text) if text.isdigit() else None

@@ -48,6 +48,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import fsafe
+
 __all__ = ["TrialTask", "TrialEvent", "Executor", "LocalExecutor", "EXECUTORS", "run_trial", "TrialStopped",
            "default_workers", "blas_threads", "available_cpus", "available_memory", "WORKER_MEMORY",
            "BLAS_VARIABLES", "make_executor"]
@@ -173,7 +175,7 @@ def _finished_summary(run_dir: Path, config: dict) -> dict | None:
     """The summary of a run that finished all its epochs (killed before its owner heard)."""
     path = run_dir / "summary.json"
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = json.loads(fsafe.read_regular(path, 1 << 24).decode("utf-8"))
     except (OSError, ValueError):
         return None
     if isinstance(summary, dict) and summary.get("epochs") == config.get("epochs"):

@@ -27,7 +27,9 @@
 ``postgresql://...``). In the storage, every trial of the study carries the user attrs
 ``config`` (the complete training configuration, a dict), ``round`` (1 to R), ``run_dir`` (the
 trial's run directory, absolute), ``owner`` (``{"host", "pid", "token", "lock"}`` of the
-process that runs it) and, when it failed, ``error`` (one line). Its parameters are named by
+process that runs it) and, when it failed, ``error`` (one line). ``run_dir`` and ``lock`` are
+for people: polydl derives both from ``OUT`` (``OUT/trials/NNNN``, ``OUT/owners/PID-TOKEN.lock``)
+and never opens or deletes a path read from the storage. Its parameters are named by
 their space keys, and its intermediate values are the metric after each epoch (step = epoch).
 The study's user attrs hold ``polydl_space`` (the space as above), ``polydl_settings`` (metric,
 rounds, trials, sampler, seed, pruner and the base training configuration) and ``boxes``:
@@ -39,6 +41,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import fsafe
 from ..training.checkpoint import atomic_write
 
 __all__ = ["STUDY_JSON", "TRIALS", "OWNERS", "RAY", "FORMAT", "VERSION", "trial_dir", "write_study_json",
@@ -50,6 +53,7 @@ OWNERS = "owners"
 RAY = "ray"
 FORMAT = "polydl-study"
 VERSION = 1
+MAX_BYTES = 1 << 24  # a study.json is a few kB: more is not one
 KEYS = ("format", "version", "storage", "study_name", "metric", "direction", "space", "rounds", "trials",
         "sampler", "seed")
 
@@ -76,10 +80,14 @@ def write_study_json(out, info: dict) -> None:
 def read_study_json(out) -> dict:
     path = Path(out) / STUDY_JSON
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(fsafe.read_regular(path, MAX_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise LayoutError(f"{out} is not a polydl study: it has no {STUDY_JSON}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except fsafe.NotRegularFile as exc:
+        raise LayoutError(exc.strerror) from None
+    except OSError as exc:
+        raise LayoutError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LayoutError(f"{path} is damaged and cannot be read ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise LayoutError(f"{path} is not a polydl study file")

@@ -21,7 +21,7 @@ seen as the Ray error of its result.
 Run directories: the owner writes a token file ``OUT/ray/visible-TOKEN``. A task that reads it
 sees ``OUT`` (the same machine, or a shared file system) and trains in ``OUT/trials/NNNN``
 directly, holding the owner's lock like a local worker. A task that cannot read it trains in a
-scratch directory of its machine (``$TMPDIR/polydl-ray/TOKEN-NNNN``) and returns the files of
+scratch directory of its machine (``$TMPDIR/polydl-ray-UID/TOKEN-NNNN``, the user's own) and returns the files of
 the run directory (marker, configuration, metrics, summary, checkpoint, curves) with its result;
 the owner writes them into ``OUT/trials/NNNN`` in a new directory moved into place, so
 ``polydl evaluate`` and ``polydl tune report`` read them there. A continued trial carries the
@@ -47,6 +47,7 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,7 @@ import threading
 import time
 from pathlib import Path
 
+from .. import fsafe
 from ..training import checkpoint as ckpt
 from ..training.rundir import LOCK, MARKER, is_run_dir, missing_dirs
 from .executors import BLAS_VARIABLES, Executor, TrialEvent, TrialTask, available_cpus, run_trial
@@ -61,7 +63,7 @@ from .layout import RAY as RAY_DIR
 
 __all__ = ["RayExecutor", "RayExecutorError", "TrialHub", "RAY_MISSING", "SHIP_VARIABLE", "OBJECT_STORE_MEMORY",
            "check_cpus", "check_gpus", "require_ray", "train_on_worker", "train_group_on_worker", "run_files",
-           "install_run"]
+           "install_run", "scratch_root"]
 
 RAY_MISSING = "--executor ray needs Ray: pip install 'polydl[ray]'"
 #: ``POLYDL_RAY_SHIP=1``: ship every run directory back, even where the workers see OUT
@@ -211,17 +213,26 @@ class TrialHub:
 # ---------------------------------------------------------------------------- on the worker
 def run_files(run_dir) -> dict[str, bytes]:
     """The files of a run directory (marker, configuration, metrics, checkpoint, summary,
-    curves), without its lock and temporaries."""
+    curves), without its lock and temporaries; regular files only (no link is followed)."""
     out = {}
     for p in sorted(Path(run_dir).iterdir()):
-        if p.is_file() and p.name != LOCK and not p.name.startswith(".polydl-tmp-"):
-            out[p.name] = p.read_bytes()
+        if p.name != LOCK and not p.name.startswith(".polydl-tmp-") and _plain_name(p.name):
+            try:
+                out[p.name] = fsafe.read_regular(p)
+            except fsafe.NotRegularFile:
+                pass
     return out
+
+
+def _plain_name(name) -> bool:
+    """A file name of a run directory: no directory part, not ``.`` nor ``..``."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name \
+        and "\0" not in name
 
 
 def _sees(path, secret) -> bool:
     try:
-        return Path(path).read_text(encoding="ascii") == secret
+        return fsafe.read_regular(path, 4096).decode("ascii") == secret
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -231,7 +242,7 @@ def _hold_shared(path):
     try:
         import fcntl
 
-        fd = os.open(path, os.O_RDWR)
+        fd = fsafe.open_regular(path, os.O_RDONLY)
     except (ImportError, OSError):
         return None
     try:
@@ -265,8 +276,7 @@ class _OnWorker:
         t.config = {**t.config, "device": "cuda" if gpus else "cpu"}
         self.scratch = None
         if not shared:
-            scratch = self.scratch = Path(tempfile.gettempdir()) / "polydl-ray" / f"{options['scratch']}-{t.number:04d}"
-            scratch.parent.mkdir(parents=True, exist_ok=True)
+            scratch = self.scratch = scratch_root() / f"{options['scratch']}-{t.number:04d}"
             if files and not (scratch / ckpt.CHECKPOINT).is_file():
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir()
@@ -399,10 +409,35 @@ def train_group_on_worker(tasks: list[dict], hub, options: dict, files: dict | N
             for m in members]
 
 
+def scratch_root() -> Path:
+    """``$TMPDIR/polydl-ray-UID``: this user's directory of scratch run directories, made with mode
+    0700. One that is a link, or that another user owns or may write, is refused: nothing of
+    another user's is ever deleted or written through it. Raises :class:`RayExecutorError`."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    root = Path(tempfile.gettempdir()) / f"polydl-ray-{uid}"
+    try:
+        root.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise RayExecutorError(f"cannot create the scratch directory {root} ({exc.strerror or exc})") from None
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and (st.st_uid != uid or st.st_mode & 0o022)):
+        raise RayExecutorError(f"the scratch directory {root} is not this user's own directory ({fsafe.kind_of(st.st_mode)}"
+                               f" or another user's, or writable by others); remove it")
+    return root
+
+
 def install_run(run_dir, files: dict[str, bytes]) -> None:
     """Write a shipped run directory into ``run_dir``: a new directory beside it, moved into
     place (an older run there, polydl's, is replaced). Raises ``OSError`` or :class:`RayExecutorError`."""
     target = Path(run_dir)
+    bad = [name for name in files if not _plain_name(name)]
+    if bad:
+        raise RayExecutorError(f"the files shipped back for {target} include {bad[0]!r}, not a file name of a run "
+                               "directory; nothing is written")
+    if target.is_symlink():
+        raise RayExecutorError(f"{target} is a link; the trial's run directory is not written there")
     if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not is_run_dir(target))):
         raise RayExecutorError(f"{target} holds files polydl did not write; the trial's run directory is not "
                                "written there")
@@ -424,14 +459,24 @@ def install_run(run_dir, files: dict[str, bytes]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _check_ray_dir(out) -> None:
+    """Refuse an ``OUT/ray`` that is a link (Ray's files and the token would land elsewhere)."""
+    folder = Path(out) / RAY_DIR
+    if folder.is_symlink() or not fsafe.is_inside(folder / "x", out):
+        raise RayExecutorError(f"{folder} is a link, not a directory of the study {out}; remove it")
+
+
 def _close_to_others(folder: Path) -> None:
     """Give the directories Ray made writable by every user (its temp directory's way) the mode
     of the umask again."""
     mode = _dir_mode()
+    if Path(folder).is_symlink():
+        return
     for root, dirs, _ in os.walk(folder):
         for d in [root, *(os.path.join(root, d) for d in dirs)]:
             try:
-                if os.stat(d).st_mode & 0o777 != mode:
+                st = os.lstat(d)  # a link is left alone: what it leads to is not the study's
+                if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o777 != mode:
                     os.chmod(d, mode)
             except OSError:
                 pass
@@ -591,6 +636,7 @@ class RayExecutor(Executor):
         except OSError as exc:
             raise RayExecutorError(f"cannot create {base} for Ray's files ({exc.strerror or exc}); choose another "
                                    "--out") from None
+        _check_ray_dir(self.out)
         self._created = missing[:1]  # the outermost directory made here
         temp = base
         self._own = self._local = True
@@ -713,6 +759,7 @@ class RayExecutor(Executor):
         folder = self.out / RAY_DIR
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            _check_ray_dir(self.out)
             ckpt.atomic_write(folder / f"visible-{self.token}", self._secret)
         except OSError as exc:
             raise RayExecutorError(f"cannot write {folder / f'visible-{self.token}'} ({exc.strerror or exc}); check "

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import fsafe
 from ..training import checkpoint as ckpt
 from ..training import plots
 from ..training.config import ConfigError
@@ -42,21 +44,21 @@ def open_study(ref, study_name: str | None = None):
     from .study import require_optuna
 
     optuna = require_optuna()
+    if study_name is not None and not str(study_name).strip():
+        raise ReportError("--study-name is empty; give the name of a study, or leave it out")
     text = str(ref)
     path = Path(text)
     study_dir = None
     if path.is_dir():
         doc = layout.read_study_json(path)
-        sref = _storage.resolve(doc["storage"])
-        if sref.path is not None and not sref.path.exists() and (path / _storage.DEFAULT_FILE).exists():
-            sref = _storage.resolve(str(path / _storage.DEFAULT_FILE))  # the directory has moved
+        sref = _storage.of_study_dir(doc["storage"], path)  # the directory may have moved
         study_name = study_name or doc["study_name"]
         study_dir = path
     else:
         sref = _storage.resolve(text)
-        if sref.path is not None and not sref.path.is_file():
+        if sref.path is not None and not os.path.lexists(sref.path):
             raise ReportError(f"no study directory, storage file or URL {text}: it does not exist")
-    storage_obj = sref.open()
+    storage_obj = sref.open(readonly=True)
     names = [s.study_name for s in _storage.retrying(storage_obj.get_all_studies)]
     if study_name is None:
         if not names:
@@ -213,8 +215,8 @@ def _png_text(data: bytes) -> dict:
 def written_by_report(path) -> bool:
     """Whether ``path`` is a PNG that ``polydl tune report`` wrote."""
     try:
-        data = Path(path).read_bytes()
-    except OSError:
+        data = fsafe.read_regular(path)
+    except OSError:  # missing, a link, a FIFO: not a plot it wrote
         return False
     return _png_text(data).get("Software", "").startswith(PLOT_SOFTWARE)
 

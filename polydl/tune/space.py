@@ -37,6 +37,7 @@ import math
 import sys
 from pathlib import Path
 
+from .. import fsafe
 from ..checks import closest
 from ..training import config as _config
 from ..training.config import ConfigError, TrainConfig
@@ -210,12 +211,14 @@ class Space:
     @classmethod
     def from_toml(cls, path) -> "Space":
         path = Path(path)
-        try:
-            text = path.read_bytes().decode("utf-8")
+        try:  # links followed; a FIFO or a device is refused without blocking; "-sig": a byte-order mark is skipped
+            text = fsafe.read_regular(path, follow=True).decode("utf-8-sig")
         except FileNotFoundError:
             raise SpaceError(f"space file not found: {path}") from None
         except IsADirectoryError:
             raise SpaceError(f"space file {path} is a directory, not a TOML file") from None
+        except fsafe.NotRegularFile:
+            raise SpaceError(f"space file {path} is {fsafe.kind_of_path(path)}, not a TOML file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise SpaceError(f"cannot read space file {path}: {exc}") from None
         try:

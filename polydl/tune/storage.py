@@ -28,17 +28,28 @@ import fcntl
 import functools
 import os
 import random
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import fsafe
+
 __all__ = ["StorageRef", "resolve", "FileLock", "retrying", "sqlite_connect", "locked", "StorageError",
-           "SQLITE_TIMEOUT", "JOURNAL_SUFFIXES", "DEFAULT_FILE", "LOCK_SUFFIX"]
+           "SQLITE_TIMEOUT", "JOURNAL_SUFFIXES", "DEFAULT_FILE", "LOCK_SUFFIX", "check_sqlite_study", "first_line",
+           "of_study_dir"]
 
 SQLITE_TIMEOUT = 60.0
 JOURNAL_SUFFIXES = (".log", ".jsonl")
 DEFAULT_FILE = "study.db"
 LOCK_SUFFIX = ".polydl.lock"
+#: tables every Optuna RDB storage has
+OPTUNA_TABLES = frozenset({"studies", "trials"})
+#: every table of Optuna's RDB storage
+OPTUNA_ALL_TABLES = OPTUNA_TABLES | {"study_directions", "study_user_attributes", "study_system_attributes",
+                                     "trial_params", "trial_values", "trial_intermediate_values",
+                                     "trial_user_attributes", "trial_system_attributes", "trial_heartbeats",
+                                     "version_info", "alembic_version"}
 
 
 class StorageError(ValueError):
@@ -64,8 +75,10 @@ class StorageRef:
             return self.path.with_name(self.path.name + LOCK_SUFFIX)
         return Path(out) / ("study" + LOCK_SUFFIX)
 
-    def open(self):
-        """The Optuna storage; an unusable one is a one-line :class:`StorageError`."""
+    def open(self, readonly: bool = False):
+        """The Optuna storage; an unusable one is a one-line :class:`StorageError`. ``readonly``
+        (``tune report``, ``tune best``, ``watch``): a file must already hold a study, an SQLite
+        file is opened read-only and no lock file is made: nothing is written."""
         import optuna
 
         try:
@@ -73,13 +86,31 @@ class StorageRef:
                 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
                 _parent_exists(self.path)
+                if readonly or os.path.lexists(self.path):
+                    _regular(self.path)
                 backend = JournalFileBackend(str(self.path), lock_obj=JournalFileOpenLock(str(self.path)))
-                return optuna.storages.JournalStorage(backend)
+                try:
+                    return optuna.storages.JournalStorage(backend)
+                except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+                    if not readonly:
+                        raise
+                    raise StorageError(f"{self.path} holds no study (it is not an Optuna journal: "
+                                       f"{first_line(exc)})") from None
             if self.kind == "sqlite":
                 _parent_exists(self.path)
                 if self.path.is_dir():
                     raise StorageError(f"the storage {self.path} is a directory; give a file such as "
                                        f"{self.path / DEFAULT_FILE}")
+                if readonly:
+                    check_sqlite_study(self.path)
+                    # a directory one may only read, without a -wal file: the file is all there is
+                    fixed = not os.path.lexists(f"{self.path}-wal") and not os.access(self.path.parent, os.W_OK)
+                    kwargs = {"creator": functools.partial(sqlite_connect, str(self.path), readonly=True,
+                                                           immutable=fixed)}
+                    return retrying(optuna.storages.RDBStorage, self.url, engine_kwargs=kwargs,
+                                    skip_table_creation=True)
+                if os.path.lexists(self.path):
+                    _check_not_foreign(self.path)  # a database of other tables is never changed
                 kwargs = {"creator": functools.partial(sqlite_connect, str(self.path))}
                 with _creating(self.lock_path(None)):  # a new file's schema: one process at a time
                     return retrying(optuna.storages.RDBStorage, self.url, engine_kwargs=kwargs)
@@ -88,17 +119,80 @@ class StorageRef:
         except StorageError:
             raise
         except Exception as exc:  # SQLAlchemy, drivers, file systems: each has its own errors
-            reason = " ".join(str(exc).split("\n")[0].split()) or type(exc).__name__
-            raise StorageError(f"cannot open the storage {self.url}: {reason}") from None
+            raise StorageError(f"cannot open the storage {self.url}: {first_line(exc)}") from None
 
 
-def sqlite_connect(path: str):
+def first_line(exc: BaseException) -> str:
+    """The first line of an error, its words on one line; the innermost cause of an Optuna or
+    SQLAlchemy error that wraps another (``database or disk is full``, ``[Errno 27] File too large``)."""
+    inner, seen = exc, 0
+    while seen < 5 and (inner.__cause__ or inner.__context__) is not None and type(inner).__module__.startswith(
+            ("optuna", "sqlalchemy")):
+        inner, seen = inner.__cause__ or inner.__context__, seen + 1
+    text = " ".join(str(inner).split("\n")[0].split())
+    if isinstance(inner, OSError) and inner.strerror:
+        text = inner.strerror
+    return text or type(inner).__name__
+
+
+def _regular(path: Path) -> None:
+    """Refuse a storage file that is a link, a FIFO or a device (it is never followed nor opened)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise StorageError(f"the storage {path} does not exist") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise StorageError(f"the storage {path} is {fsafe.kind_of(st.st_mode)}, not a regular file")
+
+
+def check_sqlite_study(path: Path) -> None:
+    """Raise :class:`StorageError` unless the SQLite file ``path`` holds Optuna's tables, looked
+    up on a read-only connection (a user's own database is never changed)."""
+    if not OPTUNA_TABLES <= _tables(path):
+        raise StorageError(f"{path} holds no study (it is an SQLite file without Optuna's tables); give a study "
+                           "directory or the storage that polydl tune wrote")
+
+
+def _check_not_foreign(path: Path) -> None:
+    """Before a search opens (and may create tables in) an existing SQLite file: refuse one that
+    holds tables of its own but not Optuna's, a database that is not a study's."""
+    _regular(path)
+    try:
+        tables = _tables(path)
+    except StorageError:  # not a database (or one being made at this moment): Optuna says so, writing nothing
+        return
+    if tables and not tables & OPTUNA_ALL_TABLES:  # (an owner making the file has made some of Optuna's)
+        raise StorageError(f"the storage {path} is an SQLite file with tables of its own ({', '.join(sorted(tables)[:3])}"
+                           f"{', …' if len(tables) > 3 else ''}), not a study; give a new file for --storage")
+
+
+def _tables(path: Path) -> set:
+    """The tables of the SQLite file ``path``, read without changing it."""
+    import sqlite3
+
+    _regular(path)
+    try:  # without a -wal file the file is all there is: read it as immutable, which makes no -wal nor -shm
+        conn = sqlite_connect(str(path), readonly=True, immutable=not os.path.lexists(f"{path}-wal"))
+        try:
+            return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path} is not a study storage: {first_line(exc)}") from None
+
+
+def sqlite_connect(path: str, readonly: bool = False, immutable: bool = False):
     """A connection to the SQLite file ``path``: a busy timeout of :data:`SQLITE_TIMEOUT`, WAL
     mode (readers such as a dashboard never block the owner) and ``synchronous = NORMAL`` (a
     commit is not fsynced on its own; a killed process loses nothing, a power cut at most the
-    last commits, and neither corrupts the file)."""
+    last commits, and neither corrupts the file). ``readonly``: SQLite's ``mode=ro``, and the
+    file's journal mode as it is; ``immutable``: also no locks and no ``-wal`` or ``-shm`` file."""
     import sqlite3
+    from urllib.parse import quote
 
+    if readonly:
+        uri = f"file:{quote(os.path.abspath(path))}?mode=ro" + ("&immutable=1" if immutable else "")
+        return sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT, check_same_thread=False)
     conn = sqlite3.connect(path, timeout=SQLITE_TIMEOUT, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -110,7 +204,7 @@ def _creating(lock: Path):
     """The owners' lock around opening an SQLite storage: Optuna creates the tables of a new file
     when it opens it, and two processes doing so at once fail ("table studies already exists").
     Where the lock file cannot be made (a directory one may only read), the file is opened
-    without it: only a reader opens a storage there."""
+    without it; a lock that is a link or a FIFO is refused."""
     try:
         held = FileLock(lock).__enter__()
     except OSError:
@@ -156,6 +250,19 @@ def resolve(spec: str | None, out=None) -> StorageRef:
     return _sqlite(path)
 
 
+def of_study_dir(url: str, out) -> StorageRef:
+    """The storage that ``OUT/study.json`` names (``url``). A storage file that lay inside a study
+    directory that has since been moved or copied is the file of that name inside it now
+    (``OUT/study.db``), never the path it had before."""
+    ref = resolve(url)
+    if ref.path is None:
+        return ref
+    here = Path(os.path.abspath(out)) / ref.path.name
+    if ref.path != here and here.is_file() and not here.is_symlink():
+        return _journal(here) if ref.kind == "journal" else _sqlite(here)
+    return ref
+
+
 def _sqlite(path: Path) -> StorageRef:
     path = Path(os.path.abspath(path))
     return StorageRef(f"sqlite:///{path}", "sqlite", path)
@@ -167,14 +274,18 @@ def _journal(path: Path) -> StorageRef:
 
 
 class FileLock:
-    """An exclusive ``fcntl.flock`` on ``path`` (created if missing), as a context manager."""
+    """An exclusive ``fcntl.flock`` on ``path`` (created if missing), as a context manager; a
+    link, a FIFO or a device there is a :class:`StorageError`, never followed nor opened."""
 
     def __init__(self, path):
         self.path = Path(path)
         self._fd = None
 
     def __enter__(self):
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._fd = fsafe.open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except fsafe.NotRegularFile as exc:
+            raise StorageError(exc.strerror) from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         except BaseException:

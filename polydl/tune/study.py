@@ -23,6 +23,8 @@ are never run again. Trials of owners on other machines are left to them.
 """
 from __future__ import annotations
 
+import dataclasses
+import errno
 import math
 import os
 import signal
@@ -31,11 +33,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import training
+from .. import fsafe, training
 from ..training.config import ConfigError, TrainConfig
 from . import layout
 from . import storage as _storage
-from .owners import Owner, owner_alive
+from .owners import Owner, lock_path, owner_alive
 from .space import Space, SpaceError
 
 __all__ = ["TuneSettings", "TuneReporter", "TuneResult", "TrialInfo", "TuneError", "TuneInterrupted", "tune",
@@ -58,7 +60,12 @@ class TuneError(ConfigError):
 
 
 class TuneInterrupted(Exception):
-    """Ctrl-C or SIGTERM: running trials saved their checkpoints; the same call continues."""
+    """Ctrl-C or SIGTERM: running trials saved their checkpoints; the same call continues.
+    ``signal`` is the signal's number (``signal.SIGINT`` or ``signal.SIGTERM``)."""
+
+    def __init__(self, message: str, signal: int = 2):
+        super().__init__(message)
+        self.signal = signal
 
 
 def require_optuna():
@@ -111,6 +118,9 @@ class TuneSettings:
             raise TuneError(f"--trials must be >= 1 (the number of trials of the whole study), not {self.trials!r}")
         if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
             raise TuneError(f"--rounds must be >= 1, not {self.rounds!r}")
+        if self.study_name is not None and (not isinstance(self.study_name, str) or not self.study_name.strip()):
+            raise TuneError(f"--study-name must be a name, not {self.study_name!r}; give one, or leave it out for "
+                            "the name of --out")
         if self.rounds > 1 and self.trials < MIN_TRIALS_PER_ROUND * self.rounds:
             raise TuneError(f"--rounds {self.rounds} needs at least {MIN_TRIALS_PER_ROUND * self.rounds} trials "
                             f"({MIN_TRIALS_PER_ROUND} per round), not --trials {self.trials}; use fewer rounds or "
@@ -352,6 +362,11 @@ class _Search:
         from .executors import TrialTask
 
         rnd = self._round(number)
+        place = layout.trial_dir(self.out, number)
+        if place.is_symlink() or not fsafe.is_inside(place, self.out):
+            run = _Running(trial, number, rnd, params, run_dir)
+            self._finish(run, "failed", error=f"{place} is a link, not a directory of the study; remove it")
+            return "skipped"
         if config is None:
             attempted = self.s.space.apply(self.base, params)
             attempted["out"] = run_dir
@@ -369,9 +384,15 @@ class _Search:
         if resume:  # epochs that finished after the last owner's last report
             from ..training import checkpoint as ckpt
 
-            for record in ckpt.read_metrics(Path(run_dir) / ckpt.METRICS):
-                value = record.get(self.s.metric)
-                if record.get("epoch") not in run.reported and value is not None and math.isfinite(value):
+            try:  # read as a regular file only; a damaged one is the resumed run's to report
+                records = ckpt.read_metrics(Path(run_dir) / ckpt.METRICS)
+            except (OSError, ValueError):
+                records = []
+            for record in records:
+                value, epoch = record.get(self.s.metric), record.get("epoch")
+                if not isinstance(value, (int, float)) or isinstance(epoch, bool) or not isinstance(epoch, int):
+                    continue
+                if epoch not in run.reported and math.isfinite(value):
                     _storage.retrying(trial.report, float(value), int(record["epoch"]))
                     run.reported.add(record["epoch"])
         self.executor.submit(TrialTask(number, config, run_dir, resume=resume, decide=bool(self.s.prune)))
@@ -389,7 +410,7 @@ class _Search:
                 continue
             if attr is not None and attr.get("token") == self.owner.token:
                 continue
-            if owner_alive(attr, self.owner.host) is False:
+            if owner_alive(attr, self.out, self.owner.host, self.ref.url) is False:
                 out.append(t)
         return out
 
@@ -404,25 +425,26 @@ class _Search:
                 fresh = _storage.retrying(self.study._storage.get_trial, t._trial_id)
                 if fresh.state != TrialState.RUNNING or fresh.user_attrs.get("owner") != t.user_attrs.get("owner"):
                     continue  # another owner took it a moment ago
-                if owner_alive(fresh.user_attrs.get("owner"), self.owner.host) is not False:
+                if owner_alive(fresh.user_attrs.get("owner"), self.out, self.owner.host, self.ref.url) is not False:
                     continue
                 trial = self.optuna.trial.Trial(self.study, t._trial_id)
                 _storage.retrying(trial.set_user_attr, "owner", self.owner.attr())
                 params = _storage.retrying(self.s.space.suggest, trial)  # the ones it has, and any it lacks
-                run_dir = fresh.user_attrs.get("run_dir") or str(layout.trial_dir(self.out, t.number).resolve())
-                if "run_dir" not in fresh.user_attrs:
+                # paths are OUT's, never read from the storage (which may come from someone else)
+                run_dir = str(layout.trial_dir(self.out, t.number).resolve())
+                if fresh.user_attrs.get("run_dir") != run_dir:
                     _storage.retrying(trial.set_user_attr, "run_dir", run_dir)
-                old = fresh.user_attrs.get("owner") or {}
+                old = fresh.user_attrs.get("owner")
+                old = old if isinstance(old, dict) else {}
                 config = fresh.user_attrs.get("config")
-                self.reporter.note(f"trial {t.number}: its owner (pid {old.get('pid', '?')}) is gone; continuing it "
+                pid = old.get("pid") if isinstance(old.get("pid"), int) else "?"
+                self.reporter.note(f"trial {t.number}: its owner (pid {pid}) is gone; continuing it "
                                    f"from its checkpoint in {run_dir}")
-                if old.get("lock") and old.get("host") == self.owner.host:
-                    try:  # its other trials are still orphans without it: a missing lock is a free one
-                        os.unlink(old["lock"])
-                    except OSError:
-                        pass
-                if config is not None:
-                    return self._start(trial, t.number, params, run_dir, resume=True, config=config)
+                lock = lock_path(self.out, old)
+                if lock is not None and old.get("host") == self.owner.host:
+                    fsafe.unlink_inside(lock, self.out)  # its other trials are orphans without it: a missing lock is free
+                if isinstance(config, dict):
+                    return self._start(trial, t.number, params, run_dir, resume=True, config={**config, "out": run_dir})
                 return self._start(trial, t.number, params, run_dir, resume=True)
         return None
 
@@ -505,7 +527,7 @@ class _Search:
                 attr = t.user_attrs.get("owner")
                 if attr is None and not self.ref.local:
                     continue  # being asked on another machine
-                if owner_alive(attr, self.owner.host) is not None:  # this machine's: wait for it (or adopt it)
+                if owner_alive(attr, self.out, self.owner.host, self.ref.url) is not None:  # this machine's: wait for it (or adopt it)
                     return False
         return True
 
@@ -576,17 +598,20 @@ def _make_pruner(settings: TuneSettings):
 
 
 class _SigtermAsInterrupt:
+    """SIGTERM raises ``KeyboardInterrupt`` as Ctrl-C does; ``signum`` tells which came."""
+
     def __init__(self, enabled: bool):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self._old = None
+        self.signum = signal.SIGINT
 
     def __enter__(self):
         if self.enabled:
             self._old = signal.signal(signal.SIGTERM, self._handler)
         return self
 
-    @staticmethod
-    def _handler(signum, frame):
+    def _handler(self, signum, frame):
+        self.signum = signum
         raise KeyboardInterrupt
 
     def __exit__(self, *exc):
@@ -599,25 +624,58 @@ def tune(settings: TuneSettings, reporter: TuneReporter | None = None, handle_si
 
     Everything is checked before anything is written: bad settings, a space that gives invalid
     configurations, a storage that cannot be opened and a study made with other settings are
-    :class:`TuneError` (or other ``ValueError``) with one-line messages. Ctrl-C and SIGTERM save
-    the running trials' checkpoints and raise :class:`TuneInterrupted`."""
-    optuna = require_optuna()
-
-    reporter = reporter or TuneReporter()
+    :class:`TuneError` (or other ``ValueError``) with one-line messages, and so are a study
+    directory that cannot be written and a storage that fails (a full disk) while the search
+    runs (the running trials save their checkpoints first). Ctrl-C and SIGTERM save the running
+    trials' checkpoints and raise :class:`TuneInterrupted`."""
+    require_optuna()
     settings.check()
     base = settings.base.validate()
     data = training.load_data(base)
     settings.space.check(base, train_size=len(data.y_train))
     out = Path(os.path.abspath(settings.out))
+    try:
+        return _tune(settings, base, len(data.y_train), out, reporter or TuneReporter(), handle_signals)
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:  # stdout closed: the command line ends quietly
+            raise
+        if isinstance(exc, fsafe.NotRegularFile):
+            raise TuneError(exc.strerror) from None
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
+        raise TuneError(f"cannot write the study directory {out}{where}: {exc.strerror or exc}; check its "
+                        "permissions and free space, or choose another --out") from None
+    except Exception as exc:
+        if not _storage_failure(exc):
+            raise
+        raise TuneError(f"the storage of the study in {out} failed: {_storage.first_line(exc)}; free space (or fix "
+                        "the database) and run the same command again to continue") from None
+
+
+def _storage_failure(exc: BaseException) -> bool:
+    """An error of Optuna's storage, SQLAlchemy or SQLite (a full disk, a damaged file)."""
+    import optuna
+
+    return isinstance(exc, optuna.exceptions.StorageInternalError) or type(exc).__module__.split(".")[0] in (
+        "sqlalchemy", "sqlite3")
+
+
+def _tune(settings: TuneSettings, base: TrainConfig, train_size: int, out: Path, reporter: TuneReporter,
+          handle_signals: bool) -> TuneResult:
+    import optuna
+
     ref = _storage.resolve(settings.storage, out)
     _check_out(out)
-    info = settings.study_json(ref)
     fresh = not layout.is_study_dir(out)
     if not fresh:
         old = layout.read_study_json(out)
-        if old["storage"] != ref.url or old["study_name"] != settings.name:
-            raise TuneError(f"{out} holds the study '{old['study_name']}' in {old['storage']}; pass --storage "
-                            f"{old['storage']} --study-name {old['study_name']} to continue it, or choose another --out")
+        if settings.study_name is None:  # the study's own name, also in a directory that has been moved
+            settings = dataclasses.replace(settings, study_name=str(old["study_name"]))
+        there = _storage.of_study_dir(old["storage"], out)  # OUT/study.db in a directory that has been moved
+        if there.url != ref.url or old["study_name"] != settings.name:
+            storage = there.path if there.path is not None else there.url
+            raise TuneError(f"{out} holds the study '{old['study_name']}' in {there.url}; pass --storage {storage} "
+                            f"--study-name {old['study_name']} to continue it, or choose another --out")
+    info = settings.study_json(ref)
     inside = _is_inside(ref.path, out)
     storage_obj = None
     if not inside or not fresh:
@@ -637,7 +695,7 @@ def tune(settings: TuneSettings, reporter: TuneReporter | None = None, handle_si
             layout.write_study_json(out, info)
         if storage_obj is None:
             storage_obj = ref.open()
-        (out / layout.TRIALS).mkdir(exist_ok=True)
+        _trials_dir(out)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = _make_sampler(settings)
         with _storage.locked(ref, out):
@@ -661,9 +719,9 @@ def tune(settings: TuneSettings, reporter: TuneReporter | None = None, handle_si
                         "direction": settings.direction, "prune": settings.prune, "executor": settings.executor,
                         "workers": executor.slots, "threads": getattr(executor, "threads", None),
                         "each": getattr(executor, "each", None), "space": settings.space.to_dict(),
-                        "finished": finished, "train_size": len(data.y_train)})
+                        "finished": finished, "train_size": train_size})
         search = _Search(settings, ref, study, sampler, executor, owner, reporter, out)
-        with _SigtermAsInterrupt(handle_signals):
+        with _SigtermAsInterrupt(handle_signals) as signals:
             try:
                 executor.start()
                 search.run()
@@ -672,13 +730,25 @@ def tune(settings: TuneSettings, reporter: TuneReporter | None = None, handle_si
                 result = search.result()
                 done = sum(result.counts[k] for k in ("complete", "pruned", "failed"))
                 raise TuneInterrupted(f"interrupted with {done} of {settings.trials} trials finished; the running trials "
-                                      "saved their checkpoints: run the same command again to continue") from None
+                                      "saved their checkpoints: run the same command again to continue",
+                                      signal=int(signals.signum)) from None
+            except Exception:  # a storage that fails, a closed stdout: the running trials save their checkpoints
+                search.interrupt()
+                raise
         return search.result()
     finally:
         executor.close()
         if owner is not None:
             owner.release()
         optuna.logging.set_verbosity(logging_level)
+
+
+def _trials_dir(out: Path) -> None:
+    """Make ``OUT/trials``; refuse one that is a link or leads outside ``OUT``."""
+    trials = out / layout.TRIALS
+    trials.mkdir(exist_ok=True)
+    if trials.is_symlink() or not trials.is_dir() or not fsafe.is_inside(trials / "0000", out):
+        raise TuneError(f"{trials} is not a directory of the study {out} (a link?); remove it")
 
 
 def _make_executor(settings: TuneSettings, base: TrainConfig):

@@ -20,10 +20,11 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import fsafe
 from ..training.watch import FINISHED, RUNNING, STOPPED, WatchError, read_records
 from . import layout
 from . import storage as _storage
-from .owners import owner_alive
+from .owners import lock_alive, owner_alive
 
 __all__ = ["StudyWatch", "StudyState", "TrialRow", "study_frame", "OPTUNA_MISSING", "STARTING", "INTERRUPTED"]
 
@@ -100,10 +101,7 @@ class StudyWatch:
         self.path = Path(path)
         self.optuna = _require_optuna()
         self.doc = layout.read_study_json(self.path)
-        ref = _storage.resolve(self.doc["storage"])
-        if ref.path is not None and not ref.path.exists() and (self.path / _storage.DEFAULT_FILE).exists():
-            ref = _storage.resolve(str(self.path / _storage.DEFAULT_FILE))  # the directory has moved
-        self.ref = ref
+        self.ref = _storage.of_study_dir(self.doc["storage"], self.path)  # the directory may have moved
         self.study = None
         self.host = socket.gethostname()
 
@@ -112,7 +110,7 @@ class StudyWatch:
         """The pids of the owner processes on this machine that still hold their locks."""
         out = []
         for p in sorted((self.path / layout.OWNERS).glob("*.lock")):
-            if owner_alive({"host": self.host, "lock": str(p)}, self.host) is not False:
+            if fsafe.is_inside(p, self.path) and lock_alive(p) is not False:
                 pid = p.name.split("-", 1)[0]
                 out.append(int(pid) if pid.isdigit() else 0)
         return out
@@ -129,7 +127,7 @@ class StudyWatch:
             raise WatchError(f"the study in {self.path} has " + (f"no storage {where}" if where else "no trials yet")
                              + " and no process runs it; start it with polydl tune --out " + str(self.path))
         try:
-            storage_obj = self.ref.open()
+            storage_obj = self.ref.open(readonly=True)
             study = _storage.retrying(self.optuna.load_study, study_name=self.doc["study_name"],
                                       storage=storage_obj)
         except KeyError:
@@ -172,13 +170,12 @@ class StudyWatch:
             elif t.state in (TrialState.PRUNED, TrialState.FAIL):
                 row.epoch = steps[-1] if steps else None
             elif t.state == TrialState.RUNNING:
-                alive = owner_alive(t.user_attrs.get("owner"), self.host)
+                alive = owner_alive(t.user_attrs.get("owner"), self.path, self.host, self.ref.url)
                 if alive is None:
                     elsewhere = True
                 elif alive is False and t.user_attrs.get("owner") is not None:
                     row.status = INTERRUPTED
-                run_dir = t.user_attrs.get("run_dir") or layout.trial_dir(self.path, t.number)
-                records = read_records(Path(run_dir) / "metrics.jsonl")
+                records = read_records(layout.trial_dir(self.path, t.number) / "metrics.jsonl")
                 if records:
                     row.epoch = records[-1].get("epoch")
                     v = records[-1].get(state.metric)

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 
+from .. import fsafe
 from ..training.signals import stop_requested
 from .executors import BLAS_VARIABLES, OWNER_LOCK, OWNER_PID, TrialTask, run_trial
 
@@ -80,7 +81,7 @@ def _die_with_owner() -> None:
 def _hold_owner_lock() -> None:
     path = os.environ.get(OWNER_LOCK)
     if path:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = fsafe.open_regular(path, os.O_RDONLY)  # the owner's own lock: never a link, a FIFO, nor made here
         fcntl.flock(fd, fcntl.LOCK_SH)
         _held.append(fd)
 

@@ -186,3 +186,74 @@ def test_bad_input_in_a_real_process(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == "Error: epochs must be >= 1 (the number of passes over the training data), not 0"
     assert r.stdout == "" and not (tmp_path / "o").exists()
+
+
+def test_a_model_too_large_for_the_memory_free_with_its_gradients_and_optimizer_state(tmp_path):
+    """Each layer alone fits this machine; the three of them with their gradients and Adam's two
+    values per parameter do not: one line before anything is allocated or written."""
+    from polydl import memory
+
+    w = int((memory.limit() / 24) ** 0.5)
+    line = assert_one_line_error(invoke("train", "--hidden", f"{w},{w},{w}", "--out", tmp_path / "o"), 2,
+                                 f"training mlp 64-{w}-{w}-{w}-10 with adam would need about", "more than the")
+    assert "2 values per parameter" in line
+    assert not (tmp_path / "o").exists()
+
+
+def _tampered_run(tmp_path, name, edit):
+    from polydl.training import checkpoint as ck
+
+    out = tmp_path / name
+    assert invoke("train", *TINY, "--out", out, "-q").exit_code == 0
+    meta, arrays = ck.load_checkpoint(out / "checkpoint.npz")
+    for key in ("format", "version"):
+        meta.pop(key)
+    edit(meta, arrays)
+    ck.save_checkpoint(out / "checkpoint.npz", meta, arrays)
+    return out
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda m, a: m.update(epoch=None), "its epoch is null"),
+    (lambda m, a: m.update(history="junk"), 'its history is "junk"'),
+    (lambda m, a: m.update(epoch="three"), 'its epoch is "three"'),
+    (lambda m, a: m.update(num_classes="many"), 'its num_classes is "many"'),
+    (lambda m, a: a.update({"data/mean": np.zeros(5)}), "its array data/mean is of shape (5,), not of shape (2,)"),
+    (lambda m, a: a.update({"data/std": np.zeros(2)}), "its array data/std is 0 for feature 0"),
+], ids=["epoch null", "history junk", "epoch three", "num_classes many", "mean length", "std zero"])
+def test_hand_edited_checkpoint_metadata_is_one_line_naming_the_field(tmp_path, edit, fragment):
+    out = _tampered_run(tmp_path, "r", edit)
+    (tmp_path / "x.csv").write_text("0.1,0.2\n1,-1\n")
+    before = snapshot(out)
+    for args in (["train", "--resume", out, "--epochs", "4"], ["evaluate", out], ["predict", out, tmp_path / "x.csv"]):
+        assert_one_line_error(invoke(*args), 2, f"the checkpoint {out / 'checkpoint.npz'} is damaged: ", fragment)
+    assert snapshot(out) == before
+
+
+def test_a_finite_loss_that_leaves_nan_weights_exits_1_and_such_weights_are_refused(tmp_path):
+    out = tmp_path / "r"
+    r = invoke("train", *TINY, "--optimizer", "sgd", "--normalizer", "none", "--schedule", "constant", "--lr", "1e39",
+               "--batch-size", "140", "--out", out)  # one mini-batch per epoch: the epoch's last loss is finite
+    assert_one_line_error(r, 1, "the weights became NaN or infinite at epoch 1, step 1", "last good checkpoint (epoch 0",
+                          f"--resume {out}")
+    assert not (out / "summary.json").exists()
+    nan = _tampered_run(tmp_path, "nan", lambda m, a: a.update({"model/0.weight": a["model/0.weight"] * np.nan}))
+    (tmp_path / "x.csv").write_text("0.1,0.2\n")
+    for args in (["evaluate", nan], ["predict", nan, tmp_path / "x.csv"]):
+        assert_one_line_error(invoke(*args), 2, "are not finite (nan in 0.weight)")
+
+
+def test_a_plugin_loss_returning_a_float_is_one_line_naming_plugin_and_distribution(tmp_path):
+    import polydl
+    from polydl import functional as F
+    from polydl.testing import registered_plugin
+
+    class P:
+        @polydl.hookimpl
+        def polydl_register_losses(self, register):
+            register("as_float", lambda: lambda s, t: F.softmax_cross_entropy(s, t) if len(t) <= 2 else 2.5)
+
+    with registered_plugin(P(), "floaty", distribution="polydl-floaty", version="1.0"):
+        r = invoke("train", *TINY, "--loss", "as_float", "--out", tmp_path / "r")
+    assert_one_line_error(r, 1, "loss 'as_float' of plugin 'floaty' (distribution polydl-floaty 1.0) returned a "
+                                "Python float (2.5), not a scalar Tensor", "pip install -U polydl-floaty")

@@ -414,3 +414,40 @@ def test_outputs_that_cannot_be_written(run_dir, tmp_path, monkeypatch):
     r = invoke("predict", run_dir, tmp_path / "x.npz", "--out", tmp_path / "p.csv", "--overwrite")
     assert_one_line_error(r, 2, f"cannot write {tmp_path / 'p.csv'}: No space left on device")
     assert (tmp_path / "p.csv").read_text() == "kept"
+
+
+def test_a_closed_stdout_ends_a_command_quietly():
+    """``polydl ... | head -1``: the reader closes the pipe after the first line (of more than a
+    pipe holds); the command ends without a word on stderr, with the status of a Unix tool killed
+    by SIGPIPE (128 + 13)."""
+    p = subprocess.Popen([sys.executable, "-m", "polydl_cli.main", "schedules", "show", "inverse_time", "--epochs",
+                          "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline().strip()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and err == "", err
+
+
+def test_an_os_error_no_command_handles_is_one_line_not_a_traceback():
+    """Every ``OSError`` ends as one ``Error:`` line naming the file and the reason, exit 1: a
+    command of the same group whose filesystem call fails where nothing turned it into a message."""
+    import click
+    from click.testing import CliRunner
+
+    from polydl_cli.main import PolydlGroup
+
+    @click.group(cls=PolydlGroup)
+    def group():
+        pass
+
+    @group.command()
+    @click.argument("path")
+    def write(path):
+        with open(path, "w") as fh:  # a directory: IsADirectoryError, an OSError of no command's
+            fh.write("x")
+
+    result = CliRunner().invoke(group, ["write", "/"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot use /: Is a directory"), result.output
+    assert "Traceback" not in result.output

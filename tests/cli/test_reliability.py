@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from cli_helpers import TINY, assert_one_line_error, cli, invoke, popen
 from plugin_fakes import child_env, make_dist
@@ -197,3 +198,94 @@ def test_a_plugin_that_exits_on_import_does_not_silence_polydl(tmp_path):
     r = subprocess.run([*CLI, "train", *map(str, TINY), "--out", str(tmp_path / "run"), "-q"], capture_output=True,
                        text=True, env=env)
     assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------------------- files that are not polydl's
+def _victim(tmp_path):
+    path = tmp_path / "victim.txt"
+    path.write_text("my own file\n")
+    return path
+
+
+def test_a_lock_linking_outside_the_run_is_one_line_and_its_target_kept(tmp_path):
+    out, victim = tmp_path / "run", _victim(tmp_path)
+    assert cli("train", *TINY, "--out", out, "--quiet", timeout=120).returncode == 0
+    (out / ".polydl-lock").unlink()
+    (out / ".polydl-lock").symlink_to(victim)
+    lock = f"cannot lock the run directory {out}: {out / '.polydl-lock'} is a symbolic link, not a regular file"
+    assert_one_line_error(cli("train", "--resume", out, "--epochs", "3", timeout=120), 2, lock)
+    assert_one_line_error(cli("train", *TINY, "--out", out, "--overwrite", timeout=120), 2, lock)
+    assert victim.read_text() == "my own file\n" and meta(out)["epoch"] == 2
+    (out / ".polydl-lock").unlink()
+    (out / ".polydl-lock").symlink_to(tmp_path / "created-elsewhere")
+    assert_one_line_error(cli("train", "--resume", out, "--epochs", "3", timeout=120), 2, "is a symbolic link")
+    assert_one_line_error(cli("train", *TINY, "--out", out, "--overwrite", timeout=120), 2, "is a symbolic link")
+    assert not os.path.lexists(tmp_path / "created-elsewhere")
+
+
+def test_a_fifo_in_place_of_the_lock_or_checkpoint_is_one_line_not_a_hang(tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", *TINY, "--out", out, "--quiet", timeout=120).returncode == 0
+    (out / ".polydl-lock").unlink()
+    os.mkfifo(out / ".polydl-lock")
+    assert_one_line_error(cli("train", "--resume", out, "--epochs", "3", timeout=120), 2,
+                          f"{out / '.polydl-lock'} is a named pipe (FIFO), not a regular file; remove it")
+    (out / ".polydl-lock").unlink()
+    (out / "checkpoint.npz").rename(tmp_path / "checkpoint.npz")
+    os.mkfifo(out / "checkpoint.npz")
+    np.savez(tmp_path / "x.npz", X=np.zeros((2, 2)))
+    fifo = f"{out / 'checkpoint.npz'} is a named pipe (FIFO), not a regular file"
+    for args in (("train", "--resume", out, "--epochs", "3"), ("evaluate", out), ("predict", out, tmp_path / "x.npz")):
+        assert_one_line_error(cli(*args, timeout=120), 2, fifo)
+
+
+@pytest.mark.parametrize("args", [
+    ("train", *TINY, "--out", "{long}"),
+    ("train", "--resume", "{long}"),
+    ("evaluate", "{long}"),
+    ("predict", "{long}", "{x}"),
+    ("predict", "{run}", "{x}", "--out", "{long}"),
+    ("train", *TINY, "--out", "{file}/run"),
+    ("train", "--resume", "{file}/run"),
+    ("evaluate", "{loop}/run"),
+    ("predict", "{run}", "{x}", "--out", "{loop}/p.csv"),
+])
+def test_a_path_the_system_refuses_is_one_line(tmp_path, args):
+    """A path too long, through a file, or through a loop of links: one line, exit code 2."""
+    run = tmp_path / "run"
+    assert invoke("train", *TINY, "--out", run, "--quiet").exit_code == 0
+    np.savez(tmp_path / "x.npz", X=np.zeros((2, 2)))
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    names = {"long": tmp_path / ("y" * 5000), "x": tmp_path / "x.npz", "run": run, "file": tmp_path / "file",
+             "loop": tmp_path / "loop"}
+    r = invoke(*(a.format(**names) for a in args))
+    line = assert_one_line_error(r, 2)
+    assert len(line) < 400
+    assert re.search(r"File name too long|Not a directory|is a file|Too many levels of symbolic links", line), line
+
+
+def test_predict_out_is_written_by_atomic_replace_never_through_a_link_or_a_fifo(tmp_path):
+    run, victim = tmp_path / "run", _victim(tmp_path)
+    assert invoke("train", *TINY, "--out", run, "--quiet").exit_code == 0
+    np.savez(tmp_path / "x.npz", X=np.zeros((2, 2)))
+    os.mkfifo(tmp_path / "pipe")
+    for overwrite in ((), ("--overwrite",)):
+        r = cli("predict", run, tmp_path / "x.npz", "--out", tmp_path / "pipe", *overwrite, timeout=120)
+        assert_one_line_error(r, 2, f"cannot write {tmp_path / 'pipe'}: it is a named pipe (FIFO), not a regular "
+                                    "file; give the path of a file")
+    (tmp_path / "to-pipe").symlink_to(tmp_path / "pipe")
+    assert_one_line_error(invoke("predict", run, tmp_path / "x.npz", "--out", tmp_path / "to-pipe", "--overwrite"), 2,
+                          "it is a link to a named pipe (FIFO)")
+    (tmp_path / "p.csv").symlink_to(victim)
+    assert_one_line_error(invoke("predict", run, tmp_path / "x.npz", "--out", tmp_path / "p.csv"), 2,
+                          "already exists; pass --overwrite")
+    (tmp_path / "q.csv").symlink_to(tmp_path / "created-elsewhere.csv")
+    assert_one_line_error(invoke("predict", run, tmp_path / "x.npz", "--out", tmp_path / "q.csv"), 2,
+                          "already exists; pass --overwrite")
+    for name in ("p.csv", "q.csv"):
+        r = invoke("predict", run, tmp_path / "x.npz", "--out", tmp_path / name, "--overwrite")
+        assert r.exit_code == 0, r.output
+        assert not (tmp_path / name).is_symlink() and (tmp_path / name).read_text().startswith("class,p_0,p_1\n")
+    assert victim.read_text() == "my own file\n" and not os.path.lexists(tmp_path / "created-elsewhere.csv")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []   # no temporary files left

@@ -79,3 +79,48 @@ def test_a_bug_is_not_reported_as_bad_input(monkeypatch, tmp_path):
     monkeypatch.setattr(training, "run", bug)
     result = invoke("train", "--out", tmp_path / "o")
     assert result.exit_code == 1 and isinstance(result.exception, KeyError)
+
+
+# ---------------------------------------------------------------------------- parameter values and input files
+@pytest.mark.parametrize("value", ["maybe", "2", "Falsex"])
+def test_a_boolean_parameter_that_is_not_one_is_one_line(tmp_path, value):
+    result = invoke("train", "--optimizer-param", f"weight_decay_all={value}", "--dataset", "moons",
+                    "--out", tmp_path / "run")
+    assert_one_line_error(result, 2, "optimizer 'adam': weight_decay_all must be true or false (also yes/no or 1/0, "
+                                     "in any case), not ")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path):
+    p = tmp_path / "bom.toml"
+    p.write_bytes("\ufeffepochs = 3\n".encode("utf-8"))
+    result = invoke("train", "--config", p, "--print-config")
+    assert result.exit_code == 0, result.stderr
+    assert "\nepochs = 3\n" in result.stdout
+
+
+def test_user_files_that_are_fifos_are_refused_without_blocking(tmp_path):
+    import os
+
+    from cli_helpers import TINY
+
+    run = tmp_path / "run"
+    assert invoke("train", *TINY, "--out", run).exit_code == 0
+    for name in ("d.csv", "d.npz", "c.toml"):
+        os.mkfifo(tmp_path / name)
+    cases = [(("train", "--dataset", "d.csv", "--out", "r1"), "data file d.csv is a named pipe (FIFO)"),
+             (("train", "--config", "c.toml", "--out", "r2"), "config file c.toml is a named pipe (FIFO)"),
+             (("predict", run, "d.csv"), "input file d.csv is a named pipe (FIFO)"),
+             (("evaluate", run, "--dataset", "d.npz"), "data file d.npz is a named pipe (FIFO)")]
+    for args, fragment in cases:
+        r = cli(*args, cwd=tmp_path, timeout=120)  # a hang is a TimeoutExpired
+        assert_one_line_error(r, 2, fragment, "regular file")
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+@pytest.mark.parametrize("args", [("train", "--dataset", "{long}"), ("train", "--dataset", "{long}.csv"),
+                                  ("train", "--config", "{long}.toml")])
+def test_an_overlong_file_name_is_one_line(tmp_path, args):
+    long = str(tmp_path / ("x" * 5000))
+    result = invoke(*[a.format(long=long) for a in args], "--out", tmp_path / "run")
+    assert assert_one_line_error(result, 2, "File name too long").endswith("File name too long")

@@ -2,6 +2,7 @@
 ``polydl watch`` process that ends when the run ends, Ctrl-C, a pseudo-terminal, and bad input."""
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,11 +29,11 @@ def run(tmp_path_factory):
     return out
 
 
-def polydl(*args, columns=110, lines=28):
+def polydl(*args, columns=110, lines=28, timeout=300):
     """``polydl ARGS`` as a subprocess whose output is not a terminal, frames of columns × lines."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": str(columns), "LINES": str(lines)}
     return subprocess.run([sys.executable, "-m", "polydl_cli.main", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=env, timeout=timeout)
 
 
 def test_once_draws_a_finished_run(run):
@@ -166,3 +167,35 @@ def test_the_readme_shows_a_frame_of_the_form_polydl_watch_prints():
     assert re.fullmatch(r"finished: test accuracy \S+% \(loss \S+\)", lines[-1])
     assert max(map(len, lines)) <= 100 and len(lines) <= 24      # COLUMNS=100 LINES=24
     assert "polydl train --resume runs/panda --lr 0.0002 --epochs 15" in section
+
+
+def test_a_non_finite_interval_is_refused(run):
+    for value in ("nan", "NaN", "-nan", "inf"):
+        assert_one_line_error(invoke("watch", "--interval", value, run), 2, "Invalid value for '--interval'")
+
+
+@pytest.mark.parametrize("name", [".polydl-lock", "metrics.jsonl", "config.toml", "summary.json"])
+def test_a_fifo_in_place_of_a_run_file_is_one_line_not_a_hang(run, tmp_path, name):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / name).unlink()
+    os.mkfifo(copy / name)
+    result = polydl("watch", "--once", copy, timeout=60)   # a timeout, not a hang, if it waited on the FIFO
+    assert_one_line_error(result, 2, f"cannot read the run: {copy / name} is a named pipe (FIFO), not a regular "
+                                     "file; remove it")
+
+
+def test_a_damaged_metrics_line_is_one_line_naming_it(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    first, *rest = (copy / "metrics.jsonl").read_text().splitlines()
+    (copy / "metrics.jsonl").write_text("\n".join([first.replace('"epoch": 1', '"epoch": "one"'), *rest]) + "\n")
+    assert_one_line_error(invoke("watch", "--once", copy), 2,
+                          'metrics.jsonl is damaged: line 1 has "epoch": "one", not a whole number')
+
+
+def test_a_path_the_system_refuses_is_one_line(tmp_path):
+    assert_one_line_error(invoke("watch", "--once", tmp_path / ("x" * 5000)), 2, "File name too long")
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(invoke("watch", "--once", tmp_path / "file" / "run"), 2,
+                          f"cannot use {tmp_path / 'file' / 'run'} as a run or study directory: Not a directory")

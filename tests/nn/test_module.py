@@ -162,3 +162,31 @@ def test_zero_grad():
 def test_repr_names_layers():
     text = repr(_model())
     assert "Linear(3, 4, bias=True)" in text and "BatchNorm(4" in text and "(4): Linear" in text
+
+
+@pytest.mark.parametrize("data", [np.arange(3), np.arange(3, dtype=np.uint8), np.array([True, False]),
+                                  np.array([1j, 2j]), np.array([1.0, 2.0], dtype=object)])
+def test_a_parameter_must_be_floating_as_a_tensor_that_requires_grad(data):
+    with pytest.raises(ValueError) as tensor_error:
+        polydl.tensor(data, requires_grad=True)
+    with pytest.raises(ValueError) as param_error:
+        polydl.Parameter(data)
+    assert str(param_error.value) == str(tensor_error.value)
+    assert str(param_error.value).startswith(f"only floating tensors can require grad, not {data.dtype}")
+
+
+@pytest.mark.parametrize("data", [[1.0, 2.0], 3.0])
+def test_a_parameter_of_no_array_is_refused(data):
+    with pytest.raises(ValueError, match="only floating arrays can require grad, not (list|float); pass an array"):
+        polydl.Parameter(data)
+
+
+def test_a_floating_parameter_trains_and_a_tensor_gives_its_array():
+    from polydl import optim
+
+    p = polydl.Parameter(polydl.tensor(np.array([1.0, 2.0])))
+    assert type(p.data) is np.ndarray and p.requires_grad
+    opt = optim.get("sgd", [p], lr=0.5)
+    (p * p).sum().backward()
+    opt.step()
+    assert p.data.tolist() == [0.0, 0.0]

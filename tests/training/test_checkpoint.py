@@ -139,3 +139,108 @@ def test_an_unreadable_checkpoint_says_so_and_not_that_it_is_damaged(tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("polydl.training.checkpoint.CheckpointError: cannot read the checkpoint "), last
     assert "Permission denied; check its permissions" in last and "damaged" not in last
+
+
+# ---------------------------------------------------------------------------- links, FIFOs, damage
+def _in_child(code: str, *args, timeout=60):
+    """``code`` in a fresh Python (``sys.argv[1:]`` = ``args``): a call that would wait on a FIFO
+    fails the test by its timeout instead of hanging it."""
+    return subprocess.run([sys.executable, "-c", "import sys; from polydl.training import checkpoint as ck\n" + code,
+                           *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def test_atomic_write_replaces_a_link_and_never_writes_through_it(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ck.SUMMARY).symlink_to(victim)
+    (run / ck.CONFIG).symlink_to(tmp_path / "nowhere.toml")   # dangling: its target is never created
+    ck.atomic_write(run / ck.SUMMARY, "{}\n")
+    ck.write_metrics(run / ck.CONFIG, [])
+    assert victim.read_text() == "mine" and not (tmp_path / "nowhere.toml").exists()
+    assert not (run / ck.SUMMARY).is_symlink() and (run / ck.SUMMARY).read_text() == "{}\n"
+    assert not (run / ck.CONFIG).is_symlink()
+
+
+def test_atomic_write_replaces_a_fifo_without_waiting_and_takes_long_names(tmp_path):
+    os.mkfifo(tmp_path / ck.SUMMARY)
+    r = _in_child("ck.atomic_write(sys.argv[1], 'x')", tmp_path / ck.SUMMARY)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / ck.SUMMARY).read_text() == "x"
+    long = tmp_path / ("p" * 250 + ".csv")   # a name near the limit: its temporary file's name still fits
+    ck.atomic_write(long, "y")
+    assert long.read_text() == "y" and sorted(os.listdir(tmp_path)) == sorted([ck.SUMMARY, long.name])
+
+
+def test_append_metrics_never_writes_through_a_link(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine\n")
+    path = tmp_path / ck.METRICS
+    path.symlink_to(victim)
+    with pytest.raises(OSError, match="is a symbolic link, not a regular file"):
+        ck.append_metrics(path, {"epoch": 1})
+    path.unlink()
+    os.link(victim, path)   # a hard link: the same file under another name
+    with pytest.raises(OSError, match="has 2 hard links"):
+        ck.append_metrics(path, {"epoch": 1})
+    assert victim.read_text() == "mine\n"
+    path.unlink()
+    path.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OSError, match="symbolic link"):
+        ck.append_metrics(path, {"epoch": 1})
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_fifo_in_place_of_a_run_file_is_refused_without_waiting(tmp_path):
+    os.mkfifo(tmp_path / ck.METRICS)
+    os.mkfifo(tmp_path / ck.CHECKPOINT)
+    for call in ("ck.append_metrics(sys.argv[1] + '/metrics.jsonl', {'epoch': 1})",
+                 "ck.read_metrics(sys.argv[1] + '/metrics.jsonl')",
+                 "ck.load_checkpoint(sys.argv[1] + '/checkpoint.npz')"):
+        r = _in_child(call, tmp_path)
+        assert r.returncode == 1, (call, r.stderr)
+        assert "is a named pipe (FIFO), not a regular file; remove it" in r.stderr.splitlines()[-1], (call, r.stderr)
+
+
+def test_a_checkpoint_that_is_a_link_is_refused(tmp_path):
+    real = tmp_path / "elsewhere.npz"
+    ck.save_checkpoint(real, {"config": {}, "epoch": 1, "step": 1, "rng": {}, "history": []}, {})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ck.CHECKPOINT).symlink_to(real)
+    with pytest.raises(ck.CheckpointError, match=r"checkpoint.npz is a symbolic link, not a regular file"):
+        ck.load_checkpoint(run / ck.CHECKPOINT)
+
+
+@pytest.mark.parametrize("line, says", [
+    ('{"epoch": "one", "lr": 0.1}', 'line 2 has "epoch": "one", not a whole number'),
+    ('{"epoch": 2, "val_loss": "low"}', 'line 2 has "val_loss": "low", not a number'),
+    ('{"epoch": 2, "lr": true}', 'line 2 has "lr": true, not a number'),
+    ('{"epoch": 2.5}', 'line 2 has "epoch": 2.5, not a whole number'),
+    ('{"epoch": -1}', 'line 2 has "epoch": -1, not a whole number'),
+    ('{"epoch": 2, "step": null}', 'line 2 has "step": null, not a whole number'),
+    ('{"epoch": 2, "lr_changed": "yes"}', 'line 2 has "lr_changed": "yes", not true or false'),
+    ('{"epoch": 2, "event": 5}', 'line 2 has "event": 5, not a text'),
+    ('{"lr": 0.1}', 'line 2 has no "epoch"'),
+    ('[1, 2]', "line 2 is [1, 2], not a JSON object"),
+])
+def test_a_damaged_metrics_line_is_named_with_its_field(tmp_path, line, says):
+    path = tmp_path / ck.METRICS
+    path.write_text('{"epoch": 1, "step": 4, "lr": 0.1, "val_loss": NaN}\n' + line + "\n")
+    with pytest.raises(ck.CheckpointError) as err:
+        ck.read_metrics(path)
+    assert str(err.value) == f"{path} is damaged: {says}; restore the file, or remove that line"
+
+
+def test_remove_temporaries_removes_links_not_their_targets(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".polydl-tmp-summary.json.x").symlink_to(victim)
+    (run / ".polydl-tmp-dir").mkdir()
+    (run / ".polydl-tmp-dir" / "keep").write_text("k")
+    ck.remove_temporaries(run)
+    assert victim.read_text() == "mine"
+    assert os.listdir(run) == [".polydl-tmp-dir"] and (run / ".polydl-tmp-dir" / "keep").read_text() == "k"

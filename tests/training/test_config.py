@@ -173,3 +173,129 @@ def test_a_config_file_that_is_not_utf8_says_so(tmp_path):
     p.write_bytes(b"\xff\xfe epochs = 3")
     with pytest.raises(ConfigError, match=r"is not UTF-8 text \(invalid start byte at byte 0\); save it as UTF-8$"):
         C.load_toml(p)
+
+
+# ---------------------------------------------------------------------------- boolean parameters
+def _sgd_step(params_table):
+    """Weight and bias after one SGD step with zero gradients, decay λ = 0.5 and α = 0.1."""
+    import numpy as np
+
+    from polydl import Parameter
+    from polydl.training.build import build_optimizer
+
+    w, b = Parameter(np.ones((2, 2), np.float32)), Parameter(np.ones(2, np.float32))
+    cfg = C.from_dict({"optimizer": "sgd", "lr": 0.1, "weight_decay": 0.5, "schedule": "constant",
+                       "optimizer_params": params_table})
+    opt = build_optimizer(cfg, [w, b], 1)
+    opt.zero_grad()
+    opt.step()
+    return float(w.data[0, 0]), b.data.tolist()
+
+
+@pytest.mark.parametrize("text", ["False", "false", "FALSE", "no", "No", "0", " no "])
+def test_weight_decay_all_false_as_text_leaves_biases_undecayed(text):
+    w, b = _sgd_step(C.parse_params([f"weight_decay_all={text}"], "--optimizer-param"))
+    assert w == pytest.approx(0.95) and b == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("text", ["True", "true", "YES", "1"])
+def test_weight_decay_all_true_as_text_decays_biases(text):
+    w, b = _sgd_step(C.parse_params([f"weight_decay_all={text}"]))
+    assert w == pytest.approx(0.95) and b == pytest.approx([0.95, 0.95])
+
+
+@pytest.mark.parametrize("value", ["maybe", "Falsch", "", 2, -1, 0.0, 1.5, [False]])
+def test_a_boolean_parameter_refuses_anything_else_naming_the_key(value):
+    with pytest.raises(ValueError, match=r"^optimizer 'sgd': weight_decay_all must be true or false "
+                                         r"\(also yes/no or 1/0, in any case\), not "):
+        _sgd_step({"weight_decay_all": value})
+
+
+def test_booleans_in_a_toml_table_parse_as_booleans(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('optimizer = "sgd"\n[optimizer_params]\nweight_decay_all = "no"\n')
+    table = C.from_dict(C.load_toml(p)).optimizer_params
+    assert _sgd_step(table)[1] == [1.0, 1.0]
+    p.write_text('optimizer = "sgd"\n[optimizer_params]\nweight_decay_all = 1\n')
+    assert _sgd_step(C.from_dict(C.load_toml(p)).optimizer_params)[1] == pytest.approx([0.95, 0.95])
+
+
+def test_a_normalizer_boolean_parameter_parses_as_a_boolean():
+    from polydl import nn
+
+    off = nn.mlp([3, 4, 2], normalizer="layernorm", normalizer_params=C.parse_params(["affine=False"]))
+    on = nn.mlp([3, 4, 2], normalizer="layernorm", normalizer_params=C.parse_params(["affine=yes"]))
+    assert off.num_parameters() == on.num_parameters() - 2 * 4
+    with pytest.raises(ValueError, match="normalizer 'layernorm': affine must be true or false"):
+        nn.mlp([3, 4, 2], normalizer="layernorm", normalizer_params={"affine": "sometimes"})
+
+
+def test_a_plugin_factory_boolean_is_known_by_its_default_or_its_annotation():
+    from polydl.registry import Registry
+
+    def factory(a: bool, b=True, c: "bool | None" = None, d="text", e=0):
+        return (a, b, c, d, e)
+
+    reg = Registry("things")
+    reg.add("f", factory)
+    assert reg.build("f", a="yes", b="no", c="1", d="no", e=1) == (True, False, True, "no", 1)
+    assert reg.build("f", a=0, c=None) == (False, True, None, "text", 0)
+    with pytest.raises(ValueError, match=r"thing 'f': c must be true or false .*not 'x'"):
+        reg.build("f", a=True, c="x")
+
+
+# ---------------------------------------------------------------------------- reading the file
+def test_a_config_file_with_a_byte_order_mark_loads(tmp_path):
+    p = tmp_path / "bom.toml"
+    p.write_bytes("\ufeffepochs = 3\n# a comment\nhidden = [4]\n".encode("utf-8"))
+    assert C.load_toml(p) == {"epochs": 3, "hidden": [4]}
+
+
+def test_a_config_file_through_a_link_is_read(tmp_path):
+    (tmp_path / "real.toml").write_text("epochs = 2\n")
+    (tmp_path / "link.toml").symlink_to(tmp_path / "real.toml")
+    assert C.load_toml(tmp_path / "link.toml") == {"epochs": 2}
+
+
+def _without_hanging(fn, seconds=20):
+    """``fn()``'s exception, or its result; fails if it has not returned within ``seconds``."""
+    import threading
+
+    box = {}
+
+    def run():
+        try:
+            box["out"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["out"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"{fn} is still blocked after {seconds} s"
+    return box["out"]
+
+
+def test_a_config_file_that_is_a_fifo_or_a_device_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "c.toml"
+    os.mkfifo(fifo)
+    try:
+        err = _without_hanging(lambda: C.load_toml(fifo))
+    finally:  # unblock a reader that did open it
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    assert isinstance(err, ConfigError) and str(err) == (f"config file {fifo} is a named pipe (FIFO), not a TOML "
+                                                         "file; give a regular file")
+    err = _without_hanging(lambda: C.load_toml("/dev/zero"))
+    assert isinstance(err, ConfigError) and "/dev/zero is a character device, not a TOML file" in str(err)
+    with pytest.raises(ConfigError, match="is a directory, not a TOML file"):
+        C.load_toml(tmp_path)
+
+
+def test_a_config_file_name_too_long_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"^cannot read config file .*: File name too long$"):
+        C.load_toml(tmp_path / ("c" * 5000 + ".toml"))

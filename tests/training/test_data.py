@@ -368,7 +368,7 @@ def test_samples_are_counted_from_1_and_values_print_plainly(tmp_path):
     with pytest.raises(DataError, match=r"\(first: NaN in sample 2, feature 2\)"):
         D.load_data(cfg(dataset=p, batch_size=1))
     p = write_npz(tmp_path / "e.npz", X=np.zeros((5, 2)), y=np.array([0, 1, 1.5, 1, 0]))
-    with pytest.raises(DataError, match=r"found 1\.5$"):
+    with pytest.raises(DataError, match=r"found 1\.5 \(sample 3\);"):
         D.load_data(cfg(dataset=p, batch_size=1))
 
 
@@ -421,3 +421,107 @@ def test_class_names_of_a_trained_run_number_another_files_names(tmp_path):
     with pytest.raises(DataError, match=r"class name 'dog' \(sample 1\) is not a class of the run, which was trained "
                                         r"on bird, cat; remove those samples"):
         D.load_dataset(str(p), val_split=0, test_split=0, class_names=["bird", "cat"])
+
+
+# ---------------------------------------------------------------------------- what a data file may be
+def _without_hanging(fn, seconds=20):
+    """``fn()``'s exception or result; fails if it is still blocked after ``seconds``."""
+    import threading
+
+    box = {}
+
+    def run():
+        try:
+            box["out"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["out"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still blocked after {seconds} s"
+    return box["out"]
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.npz", "d"])
+def test_a_fifo_as_data_is_refused_without_blocking(tmp_path, name):
+    import os
+
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    try:
+        err = _without_hanging(lambda: D.load_data(cfg(dataset=str(fifo))))
+        err2 = _without_hanging(lambda: D.read_features(fifo))
+    finally:  # unblock a reader that did open it
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    assert isinstance(err, DataError) and str(err) == (f"data file {fifo} is a named pipe (FIFO), not a regular "
+                                                       "file; give a .npz or .csv file")
+    assert isinstance(err2, DataError) and str(err2).startswith(f"input file {fifo} is a named pipe (FIFO)")
+
+
+def test_a_device_or_a_link_to_a_fifo_is_refused_and_a_link_to_data_is_read(tmp_path):
+    import os
+
+    err = _without_hanging(lambda: D.load_data(cfg(dataset="/dev/zero")))
+    assert isinstance(err, DataError) and "/dev/zero is a character device, not a regular file" in str(err)
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "pipe.csv").symlink_to(tmp_path / "pipe")
+    err = _without_hanging(lambda: D.load_data(cfg(dataset=str(tmp_path / "pipe.csv"))))
+    assert isinstance(err, DataError) and "is a named pipe (FIFO), not a regular file" in str(err)
+    real = write_npz(tmp_path / "real.npz", X=np.arange(40.0).reshape(20, 2), y=np.arange(20) % 2)
+    (tmp_path / "link.npz").symlink_to(real)
+    assert D.load_data(cfg(dataset=str(tmp_path / "link.npz"), batch_size=4)).num_features == 2
+
+
+@pytest.mark.parametrize("tail", [".csv", ".npz", "", "/d.npz"])
+def test_a_data_file_name_too_long_is_one_error(tmp_path, tail):
+    name = str(tmp_path / ("d" * 5000)) + tail
+    with pytest.raises(DataError, match=r"^cannot read data file .*: File name too long$"):
+        D.load_data(cfg(dataset=name))
+    with pytest.raises(DataError, match=r"^cannot read input file .*: File name too long$"):
+        D.read_features(name)
+
+
+def test_a_pickle_in_a_npz_is_refused_and_never_run(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    obj = np.empty(5, dtype=object)
+    obj[:] = [Payload()] * 5
+    p = tmp_path / "d.npz"
+    np.savez(p, X=np.zeros((5, 2)), y=obj)
+    assert str(marker).encode() in p.read_bytes()  # the payload is in the archive
+    with pytest.raises(DataError, match=r"cannot read data file .*not a valid .npz file \(Object arrays cannot be "
+                                        r"loaded when allow_pickle=False\)"):
+        D.load_data(cfg(dataset=str(p)))
+    with pytest.raises(DataError, match="allow_pickle=False"):
+        D.read_features(p)
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------- labels given as arrays
+@pytest.mark.parametrize("y, message", [
+    (np.array("abc"), "labels must be a 1-D array of class numbers or names, one per sample (shape (m,)), "
+                      "not a single value 'abc'"),
+    (np.array([["a", "b"], ["c", "d"], ["e", "f"]]), "labels must be a 1-D array of class numbers or names, one "
+                                                     "per sample (shape (m,)), not an array of shape (3, 2)"),
+    (np.array([0, 2**64 - 1, 1], dtype=np.uint64), "the label value 18446744073709551615 (sample 2) is not a class "
+                                                   "index: labels are class numbers 0, 1, 2, ..., one per class"),
+    (np.array([0, 1, 1e30]), "the label value 1e+30 (sample 3) is not a class index"),
+    (np.array([0.7, 1.2, 0.0]), "labels must be integers (class numbers 0, 1, 2, ...), found 0.7 (sample 1); "
+                                "number the classes"),
+])
+def test_labels_that_are_not_one_class_each_name_the_problem(tmp_path, y, message):
+    p = write_npz(tmp_path / "d.npz", X=np.zeros((3, 2)), y=y)
+    with pytest.raises(DataError) as err:
+        D.load_data(cfg(dataset=p, batch_size=1))
+    assert str(err.value).startswith(f"{p}: {message}")
+    with pytest.raises(DataError) as err:
+        D.validate_split(np.zeros((3, 2)), y, "the arrays")
+    assert str(err.value).startswith(f"the arrays: {message}")

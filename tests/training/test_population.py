@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from run_helpers import arrays, assert_same_run, meta, metrics
 
+import polydl
 from polydl.training import ConfigError, TrainConfig, TrainingDiverged, TrainingInterrupted, evaluate, resume, run
 from polydl.training.population import PopulationReporter, check_members, run_population
 
@@ -104,6 +105,28 @@ def test_a_member_that_diverges_stops_alone_with_the_message_of_a_run_alone(tmp_
         run(configs[1], tmp_path / "alone1")
     assert str(got[1]).replace(str(tmp_path / "m1"), "DIR") == str(single.value).replace(str(tmp_path / "alone1"), "DIR")
     assert_same_run(tmp_path / "alone1", tmp_path / "m1")  # the same last good checkpoint
+    run(configs[0], tmp_path / "alone0")
+    for name, value in arrays(tmp_path / "alone0").items():  # the others trained on, unharmed
+        np.testing.assert_allclose(arrays(tmp_path / "m0")[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("lr, what", [(1e39, "weights"), (1e30, "validation loss")])
+def test_a_member_whose_weights_become_unusable_stops_alone_as_a_run_alone(tmp_path, lr, what):
+    """Its losses are finite (one mini-batch per epoch), its weights or validation loss are not."""
+    from polydl.training import load_data
+
+    one = dict(BASE, optimizer="sgd", normalizer="none", schedule="constant", dropout=0.0, weight_decay=None)
+    one["batch_size"] = len(load_data(TrainConfig(**one)).y_train)
+    configs = [TrainConfig(**one, lr=0.01, seed=0), TrainConfig(**one, lr=lr, seed=1), TrainConfig(**one, lr=0.02, seed=2)]
+    got = run_population(configs, [tmp_path / f"m{k}" for k in range(3)])
+    assert isinstance(got[1], TrainingDiverged) and not isinstance(got[0], TrainingDiverged)
+    assert str(got[1]).startswith(f"the {what} became ")
+    with pytest.raises(TrainingDiverged) as single:
+        run(configs[1], tmp_path / "alone1")
+    assert str(got[1]).replace(str(tmp_path / "m1"), "DIR") == str(single.value).replace(str(tmp_path / "alone1"), "DIR")
+    assert_same_run(tmp_path / "alone1", tmp_path / "m1")  # the initial weights, the last good checkpoint
+    assert meta(tmp_path / "m1")["epoch"] == 0
+    assert got[0].epochs == got[2].epochs == 3 and meta(tmp_path / "m2")["epoch"] == 3
     run(configs[0], tmp_path / "alone0")
     for name, value in arrays(tmp_path / "alone0").items():  # the others trained on, unharmed
         np.testing.assert_allclose(arrays(tmp_path / "m0")[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
@@ -222,3 +245,30 @@ def test_a_member_stopped_on_request_keeps_its_checkpoint_and_the_rest_resume(tm
     run(configs[1], tmp_path / "alone1")
     for name, value in arrays(tmp_path / "alone1").items():
         np.testing.assert_allclose(arrays(outs[1])[name], value, rtol=0, atol=1e-10, err_msg=name)
+
+
+class _FloatLoss:
+    """A plugin loss that passes registration (a batch of 2) and returns a Python float in training."""
+
+    @polydl.hookimpl
+    def polydl_register_losses(self, register):
+        from polydl import functional as F
+
+        def make():
+            return lambda scores, targets: F.softmax_cross_entropy(scores, targets) if len(targets) <= 2 else 2.5
+        register("as_float", make)
+
+
+def test_a_plugin_loss_that_returns_no_tensor_is_one_line_naming_it(tmp_path):
+    from polydl.testing import registered_plugin
+    from polydl.training import ComponentError
+
+    with registered_plugin(_FloatLoss(), "floaty", distribution="polydl-floaty", version="1.1"):
+        with pytest.raises(ComponentError) as info:
+            run_population([TrainConfig(**BASE, loss="as_float", seed=k) for k in range(2)],
+                           [tmp_path / "m0", tmp_path / "m1"])
+    msg = str(info.value)
+    assert msg.startswith("training stopped at epoch 1, step 1: loss 'as_float' of plugin 'floaty' (distribution "
+                          "polydl-floaty 1.1) returned a Python float (2.5) for a population of 2, not a Tensor of "
+                          "shape (2,)"), msg
+    assert meta(tmp_path / "m0")["epoch"] == 0

@@ -119,6 +119,39 @@ def test_nan_in_the_first_epoch_keeps_the_initial_checkpoint(tmp_path):
     assert metrics(tmp_path / "r") == []
 
 
+ONE_BATCH = dict(optimizer="sgd", normalizer="none", schedule="constant", dropout=0.0, weight_decay=None,
+                 batch_size=140)  # 140 training samples: one mini-batch, whose finite loss is the epoch's last
+
+
+@pytest.mark.parametrize("lr, what", [(1e39, "the weights became NaN or infinite"),  # α overflows float32
+                                      (1e30, "the validation loss became nan")])   # weights ~1e30, scores overflow
+def test_a_step_with_a_finite_loss_that_leaves_unusable_weights_is_not_checkpointed(tmp_path, lr, what):
+    out = tmp_path / "r"
+    with pytest.raises(TrainingDiverged) as info:
+        run(tiny(**ONE_BATCH, lr=lr, epochs=3), out)
+    msg = str(info.value)
+    assert msg.startswith(f"{what} at epoch 1, step 1 (mini-batch 1 of 1, learning rate ")
+    assert "learning rate is probably too high" in msg and "last good checkpoint (epoch 0, the initial weights)" in msg
+    assert meta(out)["epoch"] == 0 and metrics(out) == []
+    assert all(np.all(np.isfinite(a)) for k, a in arrays(out).items() if k.startswith("model/"))
+    assert not (out / "summary.json").exists()
+    # the advice works: the kept checkpoint continues with a smaller rate
+    res = resume(out, {"lr": 0.05})
+    assert res.epochs == 3 and np.isfinite(res.loss) and np.isfinite(metrics(out)[-1]["val_loss"])
+
+
+def test_weights_that_become_unusable_later_keep_the_last_good_epoch(tmp_path):
+    out = tmp_path / "r"
+    run(tiny(**ONE_BATCH, lr=0.05, epochs=1), out)
+    before = arrays(out)
+    with pytest.raises(TrainingDiverged, match=r"^the weights became NaN or infinite at epoch 2, step 2 .*"
+                                               r"last good checkpoint \(epoch 1\)"):
+        resume(out, {"epochs": 3, "lr": 1e39})
+    after = arrays(out)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert meta(out)["epoch"] == 1 and [r["epoch"] for r in metrics(out)] == [1]
+
+
 def test_babysitting_lr_change_is_recorded(tmp_path):
     out = tmp_path / "r"
     run(tiny(epochs=2, schedule="constant", lr=0.02), out)
@@ -412,3 +445,87 @@ def test_resume_changes_optimizer_params(tmp_path):
     run(tiny(optimizer="rmsprop", optimizer_params={"beta": 0.9}, epochs=1), out)
     resume(out, {"epochs": 2, "optimizer_params": {"beta": 0.5}})
     assert meta(out)["optimizer"]["hyperparameters"]["beta"] == 0.5
+
+
+class _Misbehaving:
+    """Losses and a normalizer that pass registration (a batch of 2, 4 features) and misbehave
+    while training: a per-sample vector, a Python float, a NumPy array, NaN before any update, and
+    a normalizer that drops all but 4 of its layer's units."""
+
+    @staticmethod
+    def _loss(bad):
+        from polydl import functional as F
+
+        def make():
+            def loss(scores, targets):
+                good = F.softmax_cross_entropy(scores, targets)
+                return good if len(targets) <= 2 else bad(scores, targets, good)
+            return loss
+        return make
+
+    @polydl.hookimpl
+    def polydl_register_losses(self, register):
+        from polydl import functional as F
+
+        register("per_sample", self._loss(lambda s, t, good: F.relu(s).sum(axis=1)))
+        register("as_float", self._loss(lambda s, t, good: 2.5))
+        register("as_array", self._loss(lambda s, t, good: np.full(len(t), 0.5)))
+        register("nan_at_once", self._loss(lambda s, t, good: good * float("nan")))
+
+    @polydl.hookimpl
+    def polydl_register_normalizers(self, register):
+        register("first_four", _FirstFour)
+
+
+class _FirstFour(polydl.nn.Module):
+    def __init__(self, num_features):
+        self.n = num_features
+
+    def forward(self, x):
+        return x[..., :4]
+
+
+def _misbehaving():
+    from polydl.testing import registered_plugin
+
+    return registered_plugin(_Misbehaving(), "shaky", distribution="polydl-shaky", version="0.2")
+
+
+@pytest.mark.parametrize("loss, what", [("per_sample", "a Tensor of shape (32,)"), ("as_float", "a Python float (2.5)"),
+                                        ("as_array", "a NumPy array of shape (32,)")])
+def test_a_plugin_loss_that_returns_no_scalar_tensor_is_one_line_naming_it(tmp_path, loss, what):
+    from polydl.training import ComponentError
+
+    with _misbehaving():
+        with pytest.raises(ComponentError) as info:
+            run(tiny(loss=loss), tmp_path / "r")
+    msg = str(info.value)
+    assert msg.startswith(f"training stopped at epoch 1, step 1: loss '{loss}' of plugin 'shaky' (distribution "
+                          f"polydl-shaky 0.2) returned {what}, not a scalar Tensor"), msg
+    assert "pip install -U polydl-shaky" in msg and "\n" not in msg
+    assert meta(tmp_path / "r")["epoch"] == 0
+
+
+def test_a_plugin_loss_that_is_nan_before_any_update_is_named_not_the_learning_rate(tmp_path):
+    with _misbehaving():
+        with pytest.raises(TrainingDiverged) as info:
+            run(tiny(loss="nan_at_once"), tmp_path / "r")
+    msg = str(info.value)
+    assert msg.startswith("the loss became nan at epoch 1, step 1 (mini-batch 1 of 5), before any update, so the "
+                          "learning rate is not the cause: the loss 'nan_at_once' of plugin 'shaky' (distribution "
+                          "polydl-shaky 0.2) returned it"), msg
+    assert "too high" not in msg and "--lr" not in msg
+    assert meta(tmp_path / "r")["epoch"] == 0 and metrics(tmp_path / "r") == []
+
+
+def test_a_plugin_normalizer_of_the_wrong_width_is_one_line_naming_it(tmp_path):
+    from polydl.training import ComponentError
+
+    with _misbehaving():
+        with pytest.raises(ComponentError) as info:
+            run(tiny(normalizer="first_four"), tmp_path / "r")
+    assert str(info.value) == (
+        "normalizer 'first_four' of plugin 'shaky' (distribution polydl-shaky 0.2) returned a Tensor of shape (4, 4) "
+        "for a mini-batch of shape (4, 8) in training mode: a normalizer must keep the width of its layer (8 units); "
+        "update it (pip install -U polydl-shaky) or choose another normalizer")
+    assert not (tmp_path / "r").exists()  # refused before anything is written

@@ -177,3 +177,31 @@ def test_without_plotext_a_frame_says_what_to_install(finished, monkeypatch):
     with pytest.raises(watch.WatchError) as exc:
         watch.run_frame(watch.read_run(finished))
     assert str(exc.value) == watch.PLOTEXT_MISSING and "pip install 'polydl[watch]'" in str(exc.value)
+
+
+def test_a_damaged_metrics_line_names_the_line_and_the_field(finished, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    lines = (run / ckpt.METRICS).read_text().splitlines()
+    record = json.loads(lines[1])
+    record["epoch"] = "one"
+    (run / ckpt.METRICS).write_text("\n".join([lines[0], json.dumps(record), *lines[2:]]) + "\n")
+    with pytest.raises(watch.WatchError) as err:
+        watch.read_run(run)
+    assert str(err.value) == (f'{run / ckpt.METRICS} is damaged: line 2 has "epoch": "one", not a whole number; '
+                              "restore the file, or remove that line")
+    # a torn last line (being written, or cut by a kill) is still not damage
+    (run / ckpt.METRICS).write_text("\n".join(lines) + '\n{"epoch": "fo')
+    assert watch.read_run(run).epoch == 3
+
+
+@pytest.mark.parametrize("name", [LOCK, ckpt.METRICS, ckpt.CONFIG, ckpt.SUMMARY])
+def test_a_link_in_place_of_a_run_file_is_not_followed(finished, tmp_path, name):
+    """A run file that links elsewhere (even to a file that looks right) is refused, not read."""
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / name).rename(tmp_path / name)
+    (run / name).symlink_to(tmp_path / name)
+    with pytest.raises(watch.WatchError, match=rf"cannot read the run: .*{re.escape(name)} is a symbolic link, not a "
+                                               "regular file; remove it"):
+        watch.read_run(run)

@@ -4,7 +4,6 @@ Ctrl-C, dying with their owner)."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -166,7 +165,7 @@ while True:
 
 @pytest.mark.slow
 def test_workers_die_with_their_owner_and_free_its_lock(tmp_path):
-    from polydl.tune.owners import owner_alive
+    from polydl.tune.owners import lock_alive
 
     lock = tmp_path / "owner.lock"
     lock.touch()
@@ -175,15 +174,14 @@ def test_workers_die_with_their_owner_and_free_its_lock(tmp_path):
                              text=True)
     worker = int(owner.stdout.readline())
     assert owner.stdout.readline().strip() == "epoch"        # it trains, holding the owner's lock
-    attr = {"host": socket.gethostname(), "lock": str(lock)}
-    assert owner_alive(attr) is True
+    assert lock_alive(lock) is True
     owner.kill()
     owner.wait()
     owner.stdout.close()
     deadline = time.monotonic() + 10       # (the lock is free once the worker's last thread has exited)
-    while time.monotonic() < deadline and (_alive(worker) or owner_alive(attr)):
+    while time.monotonic() < deadline and (_alive(worker) or lock_alive(lock)):
         time.sleep(0.05)
-    assert not _alive(worker) and owner_alive(attr) is False
+    assert not _alive(worker) and lock_alive(lock) is False
 
 
 def _alive(pid):

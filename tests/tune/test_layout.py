@@ -1,5 +1,6 @@
 """``study.json``: written atomically with exactly its keys, read back with one-line errors."""
 import json
+import os
 
 import pytest
 
@@ -26,4 +27,15 @@ def test_bad_study_json(tmp_path, content, message):
     if content is not None:
         (tmp_path / "study.json").write_text(content)
     with pytest.raises(layout.LayoutError, match=message):
+        layout.read_study_json(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link"])
+def test_a_study_json_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "study.json")          # read without blocking
+    else:
+        (tmp_path / "real.json").write_text("{}")
+        os.symlink(tmp_path / "real.json", tmp_path / "study.json")
+    with pytest.raises(layout.LayoutError, match="not a regular file"):
         layout.read_study_json(tmp_path)

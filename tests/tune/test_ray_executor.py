@@ -23,7 +23,7 @@ import polydl
 from polydl import training
 from polydl.training import checkpoint as ckpt
 from polydl.tune.executors import TrialTask, run_trial
-from polydl.tune.ray_executor import RayExecutor, RayExecutorError, check_cpus, check_gpus
+from polydl.tune.ray_executor import RayExecutor, RayExecutorError, check_cpus, check_gpus, scratch_root
 from polydl.tune.space import Space, default_space
 from polydl.tune.study import TuneSettings, tune
 
@@ -193,7 +193,7 @@ def test_shipped_run_directories_are_written_by_the_owner_and_continue_from_its_
     first = (run_dir / ckpt.METRICS).read_text().splitlines()
     assert len(first) == stopped_at
     assert not list((tmp_path / "trials").glob(".polydl-*")) and not os.path.exists(
-        os.path.join(tempfile.gettempdir(), "polydl-ray", f"{ex.token}-0000"))
+        scratch_root() / f"{ex.token}-0000")
     ex.submit(TrialTask(0, t.config, t.run_dir, resume=True))    # the owner's copy travels to the task
     events = events_until_final(ex, [0], lambda ev: None)[0]
     assert events[-1].kind == "done" and [e.epoch for e in events[:-1]] == list(range(stopped_at + 1, 7))
@@ -446,3 +446,57 @@ def test_a_killed_population_task_is_run_again_and_its_members_continue_alone(ex
 def test_population_size_for_ray_is_checked():
     with pytest.raises(RayExecutorError, match="--population-size must be a whole number >= 1, not 0"):
         RayExecutor(population_size=0)
+
+
+def test_scratch_directories_are_the_users_own(tmp_path, monkeypatch):
+    """``$TMPDIR/polydl-ray-UID``, made 0700: one that is a link, or open to others, is refused, so
+    that nothing of another user's is deleted through it."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    root = scratch_root()
+    assert root == tmp_path / f"polydl-ray-{os.getuid()}" and root.stat().st_mode & 0o777 == 0o700
+    assert scratch_root() == root
+    root.rmdir()
+    (tmp_path / "victim").mkdir()
+    os.symlink(tmp_path / "victim", root)
+    with pytest.raises(RayExecutorError, match="is not this user's own directory"):
+        scratch_root()
+    os.unlink(root)
+    root.mkdir(mode=0o777)
+    root.chmod(0o777)
+    with pytest.raises(RayExecutorError, match="writable by others"):
+        scratch_root()
+
+
+def test_a_shipped_run_directory_is_written_only_where_it_belongs(tmp_path):
+    from polydl.tune.ray_executor import install_run
+
+    target = tmp_path / "s" / "trials" / "0000"
+    for bad in ("../escape", "/abs", "..", "a/b"):
+        with pytest.raises(RayExecutorError, match="not a file name of a run directory"):
+            install_run(target, {bad: b"x"})
+    assert not (tmp_path / "escape").exists() and not target.exists()
+    (tmp_path / "elsewhere").mkdir()
+    target.parent.mkdir(parents=True)
+    os.symlink(tmp_path / "elsewhere", target)
+    with pytest.raises(RayExecutorError, match="is a link"):
+        install_run(target, {"summary.json": b"{}"})
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_run_files_and_the_ray_folder_follow_no_link(tmp_path):
+    from polydl.tune.ray_executor import _close_to_others, run_files
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text("{}")
+    (tmp_path / "secret").write_text("not the run's")
+    os.symlink(tmp_path / "secret", run_dir / "metrics.jsonl")
+    os.mkfifo(run_dir / "curves.png")                  # no hang
+    assert run_files(run_dir) == {"summary.json": b"{}"}
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    outside.chmod(0o700)
+    (tmp_path / "ray").mkdir()
+    os.symlink(outside, tmp_path / "ray" / "session_link")
+    _close_to_others(tmp_path / "ray")
+    assert outside.stat().st_mode & 0o777 == 0o700        # what a link leads to keeps its mode

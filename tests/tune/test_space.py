@@ -1,5 +1,7 @@
 """Search spaces: TOML in, one-line errors naming the fix, the tiers, values applied to a
 configuration (dotted keys, hidden width and layers), Optuna distributions."""
+import os
+
 import pytest
 from tune_helpers import tiny
 
@@ -117,6 +119,17 @@ def test_bad_space_files_are_one_line_errors(tmp_path, case):
 def test_a_missing_space_file():
     with pytest.raises(SpaceError, match="space file not found"):
         Space.from_toml("no/such/space.toml")
+
+
+def test_a_space_file_that_is_a_fifo_or_a_directory_and_one_with_a_byte_order_mark(tmp_path):
+    os.mkfifo(tmp_path / "fifo.toml")                  # refused, never waited on
+    with pytest.raises(SpaceError, match="is a named pipe"):
+        Space.from_toml(tmp_path / "fifo.toml")
+    with pytest.raises(SpaceError, match="is a directory, not a TOML file"):
+        Space.from_toml(tmp_path)
+    (tmp_path / "bom.toml").write_bytes(b'\xef\xbb\xbf[lr]\ndistribution = "log_uniform"\nlow = 1e-4\nhigh = 1.0\n')
+    os.symlink(tmp_path / "bom.toml", tmp_path / "link.toml")      # a file you name: its link is followed
+    assert list(Space.from_toml(tmp_path / "link.toml").params) == ["lr"]
 
 
 def test_check_rejects_values_the_configuration_rejects():

@@ -1,5 +1,6 @@
 """Storages by path or URL, opened for real (SQLite files, journal files), the owners' flock
 between processes, and retries while SQLite is locked."""
+import os
 import sqlite3
 import subprocess
 import sys
@@ -127,3 +128,104 @@ def test_retrying_waits_out_a_locked_database(tmp_path):
     assert quick.get_study_name_from_id(study_id) == "late"
     with pytest.raises(ZeroDivisionError):
         retrying(lambda: 1 / 0)                                  # other errors are not retried
+
+
+def _user_db(path, wal=False):
+    """A user's own SQLite file (not a study)."""
+    conn = sqlite3.connect(path)
+    if wal:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('mine')")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("wal", [False, True])
+def test_opening_read_only_never_changes_a_file_that_holds_no_study(tmp_path, wal):
+    path = tmp_path / "mine.db"
+    _user_db(path, wal)
+    before, names = path.read_bytes(), sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(StorageError, match="holds no study"):
+        resolve(str(path)).open(readonly=True)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == names   # no lock, -wal, -shm
+    mode = sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == ("wal" if wal else "delete")
+    (tmp_path / "text.db").write_text("not a database\n")
+    with pytest.raises(StorageError, match="is not a study storage: file is not a database"):
+        resolve(str(tmp_path / "text.db")).open(readonly=True)
+    assert (tmp_path / "text.db").read_text() == "not a database\n"
+
+
+def test_a_study_opens_read_only(tmp_path):
+    path = tmp_path / "s.db"
+    optuna.create_study(storage=resolve(str(path)).open(), study_name="x").ask()
+    study = optuna.load_study(study_name="x", storage=resolve(str(path)).open(readonly=True))
+    assert len(study.trials) == 1
+    with pytest.raises(optuna.exceptions.StorageInternalError) as err:
+        study.ask()                         # the connection cannot write
+    assert storage.first_line(err.value) == "attempt to write a readonly database"
+
+
+@pytest.mark.parametrize("kind", ["link", "dangling link", "fifo"])
+def test_a_lock_or_storage_that_is_not_a_regular_file_is_refused_never_followed(tmp_path, kind):
+    victim = tmp_path / "victim.txt"
+    if kind == "link":
+        victim.write_text("mine")
+    lock, db = tmp_path / "s.db.polydl.lock", tmp_path / "s.db"
+    for p in (lock, db):
+        if kind == "fifo":
+            os.mkfifo(p)
+        else:
+            os.symlink(victim, p)
+    with pytest.raises(StorageError, match="not a regular file"):   # no hang on the FIFO
+        with FileLock(lock):
+            pass
+    with pytest.raises(StorageError, match="not a regular file"):
+        resolve(str(db)).open()
+    with pytest.raises(StorageError, match="not a regular file"):
+        resolve(str(db)).open(readonly=True)
+    os.unlink(db)
+    with pytest.raises(StorageError, match="not a regular file"):
+        resolve(str(db)).open()             # the lock around creating the file
+    if kind == "link":
+        assert victim.read_text() == "mine"
+    else:
+        assert not victim.exists()
+    assert not db.exists()
+
+
+def test_a_study_directory_that_moved_finds_its_storage_inside(tmp_path):
+    old, new = tmp_path / "s", tmp_path / "s2"
+    new.mkdir()
+    assert storage.of_study_dir(f"sqlite:///{old}/study.db", new).path == old / "study.db"   # nothing there yet
+    (new / "study.db").write_bytes(b"")
+    (new / "j.log").write_bytes(b"")
+    assert storage.of_study_dir(f"sqlite:///{old}/study.db", new) == resolve(str(new / "study.db"))
+    assert storage.of_study_dir(f"journal:{old}/j.log", new) == resolve(str(new / "j.log"))
+    assert storage.of_study_dir(f"sqlite:///{tmp_path}/other.db", new).path == tmp_path / "other.db"
+    assert storage.of_study_dir("postgresql://db.example/tune", new).kind == "server"
+
+
+def test_a_text_file_named_as_a_journal_is_read_never_written(tmp_path):
+    for name, text in (("notes.log", "hello\nworld\n"), ("data.jsonl", '{"a": 1}\n')):
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(StorageError, match="holds no study"):
+            resolve(str(path)).open(readonly=True)
+        assert path.read_text() == text
+    assert sorted(os.listdir(tmp_path)) == ["data.jsonl", "notes.log"]
+    with pytest.raises(StorageError, match="does not exist"):
+        resolve(str(tmp_path / "none.log")).open(readonly=True)
+    assert not (tmp_path / "none.log").exists()
+
+
+def test_a_search_never_writes_its_tables_into_a_database_of_other_tables(tmp_path):
+    path = tmp_path / "mine.db"
+    _user_db(path)
+    before = path.read_bytes()
+    with pytest.raises(StorageError, match=r"is an SQLite file with tables of its own \(notes\), not a study"):
+        resolve(str(path)).open()
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["mine.db"]
+    (tmp_path / "empty.db").write_bytes(b"")               # an empty file becomes a study
+    optuna.create_study(storage=resolve(str(tmp_path / "empty.db")).open(), study_name="x")

@@ -2,6 +2,7 @@
 trials as run directories, failures and pruning, rounds as barriers, reproducible sampling,
 and settings that cannot run or do not match the study (nothing changed)."""
 import json
+import os
 import shutil
 
 import pytest
@@ -151,7 +152,8 @@ def test_rounds_are_barriers_and_boxes_shrink(tmp_path):
     ({"trials": 0}, "--trials must be >= 1"), ({"rounds": 3, "trials": 5}, "--rounds 3 needs at least 6 trials"),
     ({"sampler": "tpe", "rounds": 2}, "takes no --rounds"), ({"base": tiny(val_split=0.0)}, "needs validation data"),
     ({"workers": 0}, "--workers must be >= 1"), ({"metric": "test_loss"}, "--metric must be one of"),
-    ({"storage": "nosuchdialect://x/y"}, "cannot open the storage"),
+    ({"storage": "nosuchdialect://x/y"}, "cannot open the storage"), ({"rounds": 0}, "--rounds must be >= 1"),
+    ({"study_name": ""}, "--study-name must be a name"), ({"study_name": " "}, "--study-name must be a name"),
     ({"space": Space.from_dict({"batch_size": {"distribution": "pow2", "low": 16, "high": 256}})},
      "larger than the training set")])
 def test_settings_that_cannot_run_write_nothing(tmp_path, change, message):
@@ -226,3 +228,72 @@ def test_the_package_names_its_api():
     assert pt.Space is Space and pt.default_space is default_space and issubclass(pt.TuneError, ValueError)
     with pytest.raises(AttributeError):
         pt.no_such_name
+
+
+def _orphan(out, owner, run_dir, config_out):
+    """A RUNNING trial of this machine whose owner is gone, with the attrs a storage from someone
+    else may carry: a ``lock`` and a ``run_dir`` outside OUT."""
+    import socket
+
+    study = load(out)
+    s = settings(out)
+    trial = study.ask()
+    params = s.space.suggest(trial)
+    config = s.space.apply(s.base.to_dict(), params)
+    trial.set_user_attr("config", {**config, "out": str(config_out)})
+    trial.set_user_attr("round", 1)
+    trial.set_user_attr("run_dir", str(run_dir))
+    trial.set_user_attr("owner", {"host": socket.gethostname(), **owner})
+    return trial.number
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("owner", [{"pid": 999999, "token": "dead"}, {"pid": "../../x", "token": "../y"}])
+def test_a_storage_from_someone_else_never_names_what_is_deleted_or_written(tmp_path, owner):
+    """Continuing a study adopts a trial whose owner is gone: the lock it deletes and the run
+    directory it trains in are OUT's, never the paths the storage names."""
+    out = tmp_path / "s"
+    run(out, trials=2, workers=1)
+    victim, elsewhere = tmp_path / "victim.txt", tmp_path / "elsewhere"
+    victim.write_text("mine")
+    number = _orphan(out, {**owner, "lock": str(victim)}, elsewhere, elsewhere)
+    result, rec = run(out, trials=3, workers=1)
+    assert victim.read_text() == "mine" and not elsewhere.exists()
+    assert any(f"trial {number}: its owner" in n for n in rec.notes)
+    t = load(out).trials[number]
+    run_dir = out / "trials" / f"{number:04d}"
+    assert t.state == TrialState.COMPLETE and t.user_attrs["run_dir"] == str(run_dir)
+    assert t.user_attrs["config"]["out"] == str(run_dir) and (run_dir / ckpt.SUMMARY).is_file()
+
+
+@pytest.mark.slow
+def test_a_study_directory_that_was_moved_continues(tmp_path):
+    out, moved = tmp_path / "s", tmp_path / "s2"
+    run(out, trials=2, workers=1)
+    first = {p.relative_to(out): p.stat().st_mtime_ns for p in (out / "trials").rglob("summary.json")}
+    shutil.move(out, moved)
+    result, rec = run(moved, trials=3, workers=1)          # the same settings, --out s2
+    assert [i.number for i in rec.trials] == [2] and rec.info["storage"] == f"sqlite:///{moved}/study.db"
+    assert {p: (moved / p).stat().st_mtime_ns for p in first} == first         # finished trials not run again
+    doc = json.loads((moved / "study.json").read_text())
+    assert doc["storage"] == f"sqlite:///{moved}/study.db" and doc["study_name"] == "s" and not out.exists()
+    assert len(load(moved, "s").trials) == 3 and result.study_name == "s"
+    with pytest.raises(TuneError, match=f"pass --storage {moved}/study.db --study-name s to continue it"):
+        tune(settings(moved, trials=3, study_name="other"), handle_signals=False)
+
+
+@pytest.mark.slow
+def test_a_trial_directory_that_is_a_link_is_never_written(tmp_path):
+    out = tmp_path / "s"
+    run(out, trials=1, workers=1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, out / "trials" / "0001")
+    result, rec = run(out, trials=2, workers=1)
+    assert list(elsewhere.iterdir()) == [] and result.counts["failed"] == 1
+    assert "is a link, not a directory of the study" in load(out).trials[1].user_attrs["error"]
+    shutil.rmtree(out / "trials")
+    os.symlink(elsewhere, out / "trials")
+    with pytest.raises(TuneError, match="is not a directory of the study"):
+        run(out, trials=3, workers=1)
+    assert list(elsewhere.iterdir()) == [] and len(load(out).trials) == 2

@@ -151,7 +151,7 @@ SPACES["unknown distribution"] = (SPACES["unknown distribution"][0], "the closes
 
 
 @pytest.mark.parametrize("case", list(SPACES) + ["--trials 0", "--rounds too large", "storage", "other space",
-                                                 "space and tier"])
+                                                 "space and tier", "--rounds 0", "--study-name ''"])
 def test_bad_input_is_one_line_and_changes_nothing(coarse, tmp_path, case):
     out, _ = coarse
     before = snapshot(out)
@@ -162,6 +162,10 @@ def test_bad_input_is_one_line_and_changes_nothing(coarse, tmp_path, case):
         args += ["--space", tmp_path / "space.toml"]
     elif case == "--trials 0":
         args[args.index("--trials") + 1], fragment = 0, "--trials must be >= 1"
+    elif case == "--rounds 0":
+        args[args.index("--rounds") + 1], fragment = 0, "--rounds must be >= 1, not 0"
+    elif case == "--study-name ''":
+        args, fragment = args + ["--study-name", ""], "--study-name must be a name, not ''"
     elif case == "--rounds too large":
         args[args.index("--rounds") + 1], fragment = 4, "--rounds 4 needs at least 8 trials (2 per round)"
     elif case == "storage":
@@ -299,7 +303,7 @@ def test_sigterm_saves_and_the_same_command_continues(tmp_path, reference):
     wait_for_lines(out / "trials" / "0000" / ckpt.METRICS, 1, p)
     p.send_signal(signal.SIGTERM)
     stdout, stderr = p.communicate(timeout=60)
-    assert p.returncode == 130, stderr
+    assert p.returncode == 143, stderr             # 128 + SIGTERM, as polydl train
     assert stderr.strip().startswith("Interrupted: interrupted with ") and "run the same command again" in stderr
     assert "Traceback" not in stderr and load(out).trials[0].state == TrialState.RUNNING
     r = cli(*command)
@@ -346,3 +350,99 @@ def test_the_flags_reach_the_study(tmp_path):
     assert settings["prune"] == "median" and settings["base"]["hidden"] == [6] and settings["base"]["batch_size"] == 16
     assert settings["base"]["seed"] == 4 and settings["base"]["dataset_params"] == {"n_samples": 200}
     assert all(t.user_attrs["config"]["hidden"] == [6] for t in load(out).trials)
+
+
+@pytest.mark.parametrize("command", ["best", "report"])
+@pytest.mark.parametrize("wal", [False, True])
+def test_best_and_report_never_change_a_file_that_is_not_a_study(tmp_path, command, wal):
+    path = tmp_path / "mine.db"
+    conn = sqlite3.connect(path)
+    if wal:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('mine')")
+    conn.commit()
+    conn.close()
+    before, names = path.read_bytes(), sorted(os.listdir(tmp_path))
+    one_line_error(invoke("tune", command, path, cwd=tmp_path), f"{path} holds no study")
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == names        # no tables, no -wal, no lock
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == ("wal" if wal else "delete")
+    assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("notes",)]
+
+
+def test_best_and_report_refuse_a_fifo_and_an_empty_study_name(coarse, tmp_path):
+    os.mkfifo(tmp_path / "fifo.db")
+    one_line_error(invoke("tune", "best", tmp_path / "fifo.db"), "is a named pipe (FIFO), not a regular file")
+    one_line_error(invoke("tune", "report", coarse[0], "--study-name", ""), "--study-name is empty")
+
+
+def test_report_of_a_study_directory_that_was_moved(coarse, tmp_path):
+    moved = tmp_path / "moved"
+    shutil.copytree(coarse[0], moved, ignore=shutil.ignore_patterns("*-wal", "*-shm", "*.png"))
+    r = invoke("tune", "report", moved)
+    assert r.exit_code == 0 and f"in sqlite:///{moved}/study.db" in r.stdout, r.output
+
+
+def test_a_closed_stdout_ends_report_quietly(coarse, tmp_path):
+    """polydl tune report S | head -1: no message about a broken pipe, the status of a Unix tool."""
+    p = subprocess.Popen([sys.executable, "-m", "polydl_cli.main", "tune", "report", str(coarse[0]), "--plot",
+                          str(tmp_path / "p.png")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline().startswith(b"study 'c2f' in ")
+    p.stdout.close()                                # the reader has what it wanted
+    err = p.stderr.read().decode()
+    p.wait(timeout=120)
+    assert err == "" and p.returncode == 141, err
+
+
+def test_an_out_that_cannot_be_written_is_one_line(tmp_path):
+    from run_helpers import without_file_permission_override
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        for out in (ro / "s", ro):
+            r = cli("tune", *TINY, "--trials", 2, "--workers", 1, "--out", out,
+                    preexec_fn=without_file_permission_override())
+            one_line_error(r, f"cannot write the study directory {out}", "Permission denied", "choose another --out")
+        assert os.listdir(ro) == []
+    finally:
+        ro.chmod(0o755)
+
+
+def _file_size_limit(limit):
+    """A ``preexec_fn``: files of this process (and its workers) cannot grow past ``limit`` bytes
+    (writes past it fail with EFBIG, as on a full disk; Python ignores SIGXFSZ)."""
+    import resource
+
+    def set_limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return set_limit
+
+
+@pytest.mark.parametrize("limit", [20_000, 400_000])
+def test_a_disk_that_fills_during_a_search_is_one_line(tmp_path, limit):
+    """A storage that cannot grow, when it is opened or as the trials are told: Optuna's
+    StorageInternalError around SQLite's error is one line."""
+    out = tmp_path / "s"
+    r = cli("tune", *TINY, "--trials", 6, "--workers", 1, "--out", out, preexec_fn=_file_size_limit(limit))
+    line = one_line_error(r, "storage")
+    assert "disk I/O error" in line or "database or disk is full" in line or "File too large" in line, line
+
+
+def test_best_reads_a_study_directory_it_may_not_write(coarse, tmp_path):
+    from run_helpers import without_file_permission_override
+
+    ro = tmp_path / "ro"
+    shutil.copytree(coarse[0], ro, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
+    names = sorted(os.listdir(ro))
+    ro.chmod(0o555)
+    try:
+        r = cli("tune", "best", ro, preexec_fn=without_file_permission_override())
+    finally:
+        ro.chmod(0o755)
+    assert r.returncode == 0 and r.stdout.startswith("# the best trial of the study 'c2f'"), r.stderr
+    assert sorted(os.listdir(ro)) == names
