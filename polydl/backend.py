@@ -85,6 +85,20 @@ def cuda_versions() -> dict:
     return out
 
 
+def cuda_free_memory(index: int | None = None) -> int | None:
+    """Bytes free on CUDA device ``index``: what the driver reports free plus what CuPy's memory
+    pool holds unused; None without CuPy or a driver."""
+    cp = _cupy()
+    if cp is None:
+        return None
+    try:
+        with cp.cuda.Device(index or 0):
+            free, _total = cp.cuda.runtime.memGetInfo()
+            return int(free) + int(cp.get_default_memory_pool().free_bytes())
+    except Exception:  # no driver, no such device: unknown
+        return None
+
+
 def cuda_available() -> bool:
     return cuda_device_count() > 0
 
@@ -259,14 +273,24 @@ def asarray(data, dtype=None, dev=None):
     return arr if dtype is None or arr.dtype == dtype else arr.astype(dtype)
 
 
+#: dtypes CuPy's scatter-add adds atomically (``cupyx.scatter_add``)
+_SCATTER_DTYPES = "iIlLqQefd"
+
+
 def scatter_add(target, index, values) -> None:
-    """``target[index] += values`` with repeated indices accumulating (``np.add.at``)."""
+    """``target[index] += values`` with repeated indices accumulating (``np.add.at``). On CUDA a
+    dtype CuPy cannot add atomically (bfloat16) is summed in float32 and rounded once."""
     if type(target) is np.ndarray:
         np.add.at(target, index, values)
         return
     import cupyx  # ships with CuPy
 
-    cupyx.scatter_add(target, index, values)
+    if target.dtype.char in _SCATTER_DTYPES:
+        cupyx.scatter_add(target, index, values)
+        return
+    acc = target.astype(np.float32)
+    cupyx.scatter_add(acc, index, values.astype(np.float32) if hasattr(values, "astype") else values)
+    target[...] = acc.astype(target.dtype)
 
 
 # ---------------------------------------------------------------------------- host memory

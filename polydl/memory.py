@@ -47,14 +47,9 @@ def host_available(meminfo: str = "/proc/meminfo") -> int | None:
 def device_available(index: int | None) -> int | None:
     """Bytes free on CUDA device ``index`` (what the driver reports free, plus what CuPy's pool
     holds unused), or None where it cannot be read."""
-    try:
-        import cupy
+    from . import backend
 
-        with cupy.cuda.Device(index or 0):
-            free, _total = cupy.cuda.runtime.memGetInfo()
-            return int(free) + int(cupy.get_default_memory_pool().free_bytes())
-    except Exception:  # no CuPy, no driver: unknown
-        return None
+    return backend.cuda_free_memory(index)
 
 
 def available(device=None) -> tuple[int, str]:
