@@ -8,6 +8,10 @@ time budget (``--budget-s``): a part that fails, crashes or runs out of time is 
 report as such, and the other parts still run, so the check always ends and writes its report.
 The exit code is 0 when no part failed (the tests pass, the devices agree, half precision reaches
 float32's accuracy); the speed targets are reported, met or missed, without changing it.
+
+Without a GPU, CI proves less: every CUDA kernel compiles with NVRTC, and every test's ``cuda``
+case passes on a CuPy stand-in. ``CPU_ONLY`` says what only this check establishes; every report
+ends with it.
 """
 from __future__ import annotations
 
@@ -36,6 +40,28 @@ TARGETS = {"W1": 0.8, "W2": 1.0, "W3": 1.0, "W4": 20.0}
 ACCURACY_POINTS = 1.0
 #: modules the suite can do without; their tests skip, and the report names them
 OPTIONAL = ("optuna", "numba", "matplotlib", "torch", "ml_dtypes", "hypothesis", "xdist")
+#: what CI's two checks without a GPU establish, and what only a run on a GPU can
+CPU_ONLY = """## What the checks without a GPU cannot prove
+
+Without a GPU, CI compiles every CUDA kernel polydl launches with NVRTC, as CuPy compiles it, for
+compute capabilities 7.0, 8.0 and 9.0 (`tests/test_nvrtc.py`), and runs every test's `cuda` case on
+a strict CuPy stand-in (`pytest --cuda-standin`: NumPy arrays behind CuPy's refusals, the kernels'
+CUDA sources run on the CPU by `tests/cuda_emulator.py`). Neither can show:
+
+- speed: kernel times, launch overheads, the benchmark and population targets;
+- real device memory: allocations, CuPy's memory pool, running out of memory (the stand-in is a
+  nominal 16 GiB card with nothing allocated);
+- streams, events and CUDA graphs (absent from the stand-in), and asynchronous execution (the
+  stand-in finishes every launch before it returns);
+- the card's own numbers: cuRAND's draws, the order of float operations in cuBLAS and CuPy's
+  reductions (TF32 included), half-precision arithmetic as the card does it;
+- the kernels on the card: the emulator runs a block's threads one at a time (in a random order
+  at each barrier, no warps, one block at a time), so races that need threads truly running at
+  once only show on a GPU, and so does compiling for the card's own architecture;
+- the CUDA driver and runtime, and more than one GPU.
+
+The parts of this check establish them: the suite on the card, the CPU/CUDA parity, mixed
+precision, the benchmarks and the population."""
 
 
 def fail(message: str, code: int = 2):
@@ -431,7 +457,7 @@ def render(commit, env, parts) -> str:
             if w3.get(dt):
                 lines.append(f"| W3 faster in {dt} than float32 | {w3['float32'] / w3[dt]:.2f}× | "
                              f"{'yes' if w3[dt] < w3['float32'] else 'no'} |")
-    lines.append("")
+    lines += ["", CPU_ONLY, ""]
     return "\n".join(lines)
 
 

@@ -1,6 +1,8 @@
 """Shared fixtures. ``device`` runs a test once per available device: always ``cpu``, and
 ``cuda`` where CuPy sees a GPU (skipped cleanly elsewhere). ``POLYDL_TEST_DEVICES=cuda``
-limits the run to the listed devices."""
+limits the run to the listed devices. ``--cuda-standin`` runs the ``cuda`` cases without a GPU,
+on the strict CuPy stand-in of ``tests/cuda_standin`` (installed as ``cupy`` before polydl
+imports CuPy); every ``cuda`` case, the plugins' too, carries the ``cuda`` marker."""
 from __future__ import annotations
 
 import sys
@@ -14,6 +16,33 @@ from polydl import backend
 
 sys.path.insert(0, str(Path(__file__).parent))
 from plugin_fakes import site  # noqa: E402,F401  (a fixture: fake distributions on sys.path)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cuda-standin", action="store_true", default=False,
+                     help="run device='cuda' on the CuPy stand-in of tests/cuda_standin (no GPU needed)")
+
+
+def pytest_configure(config):
+    if config.getoption("--cuda-standin", default=False):
+        import cuda_standin
+
+        try:
+            cuda_standin.install()
+        except RuntimeError as exc:
+            raise pytest.UsageError(f"--cuda-standin: {exc}") from None
+
+
+def pytest_collection_modifyitems(config, items):
+    standin = config.getoption("--cuda-standin", default=False)
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        dev = spec.params.get("device") if spec is not None else None
+        if isinstance(dev, str) and dev.startswith("cuda"):
+            item.add_marker(pytest.mark.cuda)
+        if standin and "local_ray" in getattr(item, "fixturenames", ()) and item.get_closest_marker("cuda"):
+            item.add_marker(pytest.mark.skip(reason="the CuPy stand-in lives in the test process only: Ray's "
+                                                    "worker processes see no GPU"))
 
 
 def pytest_generate_tests(metafunc):

@@ -1,11 +1,12 @@
 """The fused CUDA kernels (``polydl.cuda_kernels``) against the NumPy forms of the same ops.
 
-On the ``cuda`` device (skipped without a GPU) each op runs as polydl runs it, through the kernels,
-and again with the kernels off (``backend.fused_kernel`` and ``backend.raw_kernel`` giving None:
-the NumPy form on CuPy); on ``cpu`` the same comparison covers the CPU kernels. Without a GPU the
-kernels' CUDA sources also run here, on the CPU (``cuda_emulator``: the same launch code in
-``functional`` and ``optim`` with NumPy arrays, the raw kernels' threads as coroutines, every
-argument checked against the kernel's C signature).
+On the ``cuda`` device (a GPU, or the CuPy stand-in with ``--cuda-standin``; skipped otherwise)
+each op runs as polydl runs it, through the kernels, and again with the kernels off
+(``backend.fused_kernel`` and ``backend.raw_kernel`` giving None: the NumPy form on CuPy); on
+``cpu`` the same comparison covers the CPU kernels. Without a GPU the kernels' CUDA sources also
+run here, on the CPU (``cuda_emulator``: the same launch code in ``functional`` and ``optim``
+with NumPy arrays, the raw kernels' threads as coroutines, every argument checked against the
+kernel's C signature).
 """
 from __future__ import annotations
 

@@ -316,6 +316,18 @@ def test_getitem_repeated_indices_accumulate(device):
     np.testing.assert_allclose(npy(x.grad), [7.0, 0.0, 3.0, 5.0])
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_getitem_repeated_indices_accumulate_in_every_dtype(device, dtype):
+    """CuPy's scatter-add has no bfloat16: such gradients are summed in float32 on CUDA."""
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+    dt = polydl.amp.resolve(dtype)
+    x = polydl.tensor(np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], np.float32), device=device, requires_grad=True)
+    y = x.to(dtype=dt)[backend.to_device(np.array([0, 2, 0]), device)]  # the backward scatter-adds in dt
+    y.backward(backend.to_device(np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dt), device))
+    np.testing.assert_array_equal(npy(x.grad), [[6.0, 8.0], [0.0, 0.0], [3.0, 4.0]])
+
+
 def test_getitem_with_tensor_index(device):
     x = polydl.tensor(np.arange(6.0).reshape(3, 2), device=device, requires_grad=True)
     idx = polydl.tensor([2, 2], device=device)

@@ -76,6 +76,8 @@ def test_wheel_metadata(wheel, names):
     core = [r for r in requires if "extra ==" not in r]
     assert {re.split(r"[ <>=;!~]", r.split(":", 1)[1].strip())[0] for r in core} >= {"numpy", "pluggy", "click"}
     assert any("cupy-cuda12x" in r and "extra == \"cuda\"" in r for r in requires)
+    for extra, cupy in (("cuda", "cupy-cuda12x"), ("cuda13", "cupy-cuda13x")):  # with NVRTC and the CUDA headers
+        assert any(f"{cupy}[ctk]" in r and f"extra == \"{extra}\"" in r for r in requires), extra
     assert any(r.startswith("Requires-Dist: ray>=2.9") and "extra == \"ray\"" in r for r in requires)
     assert not any(r.split(":", 1)[1].strip().startswith("ray") for r in core)   # Ray only with polydl[ray]
     for extra in ("watch", "test"):     # polydl watch: plotext 5's API
