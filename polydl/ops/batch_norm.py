@@ -59,25 +59,8 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
         gd, bd = gd[:, None, :], bd[:, None, :]
 
     batch_sum, batch_dot = _batch_reducers(xp, flat, members)
-    if training:
-        m = xd.shape[-2]
-        mu = batch_sum(xd)
-        mu *= 1.0 / m
-        xc = xd - mu
-        var = batch_dot(xc, xc)
-        var *= 1.0 / m
-        inv_std = (var + eps) ** -0.5
-        if running_mean is not None:
-            _update_running(running_mean, running_var, mu, var, momentum)
-    else:
-        if running_mean is None:
-            raise ValueError("batch_norm in evaluation mode needs running_mean and running_var")
-        m = None
-        rm, rv = running_mean.data, running_var.data
-        if members:
-            rm, rv = rm[:, None, :], rv[:, None, :]
-        xc = xd - rm
-        inv_std = (rv + eps) ** -0.5
+    m, xc, inv_std = _statistics(xd, running_mean, running_var, training, momentum, eps, members,
+                                 (batch_sum, batch_dot))
     scale = gd * inv_std  # γ/√(σ² + ε) per feature
     out = xc * scale
     out += bd
@@ -90,6 +73,28 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
         return _backward(xp, x, gamma, beta, g, xc, inv_std, scale, m, (batch_sum, batch_dot), members, in_dtype)
 
     return _make(out, (x, gamma, beta), backward)
+
+
+def _statistics(xd, running_mean, running_var, training, momentum, eps, members, reducers):
+    """``(m, xc, 1/√(σ² + ε))`` of the NumPy form: in training the batch's μ and biased σ² (the
+    running averages updated), m its size; in evaluation the running averages, m None."""
+    batch_sum, batch_dot = reducers
+    if training:
+        m = xd.shape[-2]
+        mu = batch_sum(xd)
+        mu *= 1.0 / m
+        xc = xd - mu
+        var = batch_dot(xc, xc)
+        var *= 1.0 / m
+        if running_mean is not None:
+            _update_running(running_mean, running_var, mu, var, momentum)
+        return m, xc, (var + eps) ** -0.5
+    if running_mean is None:
+        raise ValueError("batch_norm in evaluation mode needs running_mean and running_var")
+    rm, rv = running_mean.data, running_var.data
+    if members:
+        rm, rv = rm[:, None, :], rv[:, None, :]
+    return None, xd - rm, (rv + eps) ** -0.5
 
 
 def _batch_reducers(xp, flat: bool, members: bool):

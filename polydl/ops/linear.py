@@ -59,7 +59,11 @@ def linear(x, weight, bias=None):
     product computed as the same model's alone. The gradient of a shared x sums the members'.
 
     Under ``polydl.amp.autocast`` the product runs in the half dtype (x, W and b cast to it) and
-    W's gradient is accumulated in W's own dtype (float32 master weights)."""
+    W's gradient is accumulated in W's own dtype (float32 master weights).
+
+    Outside autocast, the backward writes dW (and db) straight into a freshly zeroed slot of the
+    optimizer's flat gradient buffer: the gradient-buffer contract (``_gzero``) documented in
+    :mod:`polydl.optim.flat`."""
     x, w = _operands(x, weight)
     xd, wd = x.data, w.data
     xp = _xp(xd)
@@ -81,45 +85,54 @@ def linear(x, weight, bias=None):
     def backward(g):
         if autocast_dtype is not None:
             g = g.astype(xd.dtype, copy=False)
-        gx = None
-        if x.requires_grad:
-            gx = _mm(xp, g, wd.T if wd.ndim == 2 else xp.swapaxes(wd, -1, -2))
-            if gx.shape != x.data.shape:
-                gx = unbroadcast(gx, x.data.shape)  # a shared input: the sum over the members
-            if gx.dtype != x.data.dtype:
-                gx = gx.astype(x.data.dtype)
-        if not w.requires_grad:
-            gw = None
-        elif wd.ndim == 2:
-            x2, g2 = xd.reshape(-1, xd.shape[-1]).T, g.reshape(-1, g.shape[-1])
-            if w._gzero and autocast_dtype is None:  # a freshly zeroed slot of the flat gradient buffer: write dW there
-                xp.matmul(x2, g2, out=w.grad)
-                w._gzero = False
-                gw = None
-            else:
-                gw = _mm(xp, x2, g2)
-        elif w._gzero and autocast_dtype is None and wd.ndim == 3 and g.ndim == 3 and xd.ndim in (2, 3):
-            xp.matmul(xp.swapaxes(xd, -1, -2), g, out=w.grad)  # a population: each member's dW into its row
-            w._gzero = False
-            gw = None
-        else:
-            gw = unbroadcast(_mm(xp, xp.swapaxes(xd, -1, -2), g), wd.shape)
+        gx = _input_grad(xp, x, wd, g) if x.requires_grad else None
+        gw = _weight_grad(xp, w, xd, g, autocast_dtype is None) if w.requires_grad else None
         if bias is None:
             return gx, gw
-        if not bias.requires_grad:
-            gb = None
-        elif bias._gzero and g.ndim == (3 if members else 2) and autocast_dtype is None:
-            kern = _cpu_kernel("sum_rows", g, bias.grad)
-            if kern is not None:  # NumPy's sum over a middle axis of a (P, m, C) array is slow
-                kern(g if members else g[None], bias.grad if members else bias.grad[None])
-            else:
-                g.sum(axis=-2, out=bias.grad)
-            bias._gzero = False
-            gb = None
-        elif members:
-            gb = g.sum(axis=-2)
-        else:
-            gb = unbroadcast(g, bias.data.shape)
+        gb = _bias_grad(bias, g, members, autocast_dtype is None) if bias.requires_grad else None
         return gx, gw, gb
 
     return _make(out, parents, backward)
+
+
+def _input_grad(xp, x, wd, g):
+    """dx = g Wᵀ (summed over the members for an input they share)."""
+    gx = _mm(xp, g, wd.T if wd.ndim == 2 else xp.swapaxes(wd, -1, -2))
+    if gx.shape != x.data.shape:
+        gx = unbroadcast(gx, x.data.shape)  # a shared input: the sum over the members
+    if gx.dtype != x.data.dtype:
+        gx = gx.astype(x.data.dtype)
+    return gx
+
+
+def _weight_grad(xp, w, xd, g, in_place: bool):
+    """dW = xᵀ g, written straight into W's freshly zeroed slot of the flat gradient buffer when
+    ``in_place`` allows it (returning None), else returned."""
+    wd = w.data
+    if wd.ndim == 2:
+        x2, g2 = xd.reshape(-1, xd.shape[-1]).T, g.reshape(-1, g.shape[-1])
+        if w._gzero and in_place:
+            xp.matmul(x2, g2, out=w.grad)
+            w._gzero = False
+            return None
+        return _mm(xp, x2, g2)
+    if w._gzero and in_place and wd.ndim == 3 and g.ndim == 3 and xd.ndim in (2, 3):
+        xp.matmul(xp.swapaxes(xd, -1, -2), g, out=w.grad)  # a population: each member's dW into its row
+        w._gzero = False
+        return None
+    return unbroadcast(_mm(xp, xp.swapaxes(xd, -1, -2), g), wd.shape)
+
+
+def _bias_grad(bias, g, members: bool, in_place: bool):
+    """db = Σ g over the batch, into the bias's freshly zeroed gradient slot where it can be."""
+    if bias._gzero and in_place and g.ndim == (3 if members else 2):
+        kern = _cpu_kernel("sum_rows", g, bias.grad)
+        if kern is not None:  # NumPy's sum over a middle axis of a (P, m, C) array is slow
+            kern(g if members else g[None], bias.grad if members else bias.grad[None])
+        else:
+            g.sum(axis=-2, out=bias.grad)
+        bias._gzero = False
+        return None
+    if members:
+        return g.sum(axis=-2)
+    return unbroadcast(g, bias.data.shape)
