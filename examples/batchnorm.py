@@ -106,6 +106,28 @@ def running_vs_true(model, X):
     return rows
 
 
+def report_shifts(runs, lrs, layer) -> dict:
+    """Print each run's final loss and how far the watched layer's input distribution moved, and
+    say where BatchNorm's layer moved no less than the plain one's; the figures per run."""
+    print(f"{'α':>6s} {'normalizer':>10s} {'final loss':>11s} {'mean shift':>11s} {'|log std ratio|':>16s}"
+          f"   (hidden layer {layer}, first record to last)")
+    results = {}
+    for (norm, lr), r in runs.items():
+        mean_shift, std_shift = shift(r["z"]) if not r["diverged"] else (None, None)
+        results[norm, lr] = {"loss": r["loss"], "diverged": r["diverged"], "mean_shift": mean_shift,
+                             "std_shift": std_shift}
+        if r["diverged"]:
+            print(f"{lr:6g} {norm:>10s} {'diverged':>11s} {'—':>11s} {'—':>16s}   (NaN loss in epoch {r['diverged']})")
+        else:
+            print(f"{lr:6g} {norm:>10s} {r['loss'][-1]:11.4f} {mean_shift:11.3f} {std_shift:16.3f}")
+    for lr in lrs:
+        plain, bn = results["none", lr], results["batchnorm", lr]
+        if not plain["diverged"] and not bn["diverged"] and bn["mean_shift"] >= plain["mean_shift"]:
+            print(f"Not as the claim has it: at α = {lr:g} the BatchNorm layer's input mean moved no less than "
+                  "the plain one's")
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=6, help="hidden layers")
@@ -129,22 +151,7 @@ def main(argv=None):
 
     print(f"MLP {'-'.join(map(str, sizes))}, ReLU, plain mini-batch gradient descent, {args.epochs} epochs of "
           f"{args.batches} mini-batches on digits")
-    print(f"{'α':>6s} {'normalizer':>10s} {'final loss':>11s} {'mean shift':>11s} {'|log std ratio|':>16s}"
-          f"   (hidden layer {layer}, first record to last)")
-    results = {}
-    for (norm, lr), r in runs.items():
-        mean_shift, std_shift = shift(r["z"]) if not r["diverged"] else (None, None)
-        results[norm, lr] = {"loss": r["loss"], "diverged": r["diverged"], "mean_shift": mean_shift,
-                             "std_shift": std_shift}
-        if r["diverged"]:
-            print(f"{lr:6g} {norm:>10s} {'diverged':>11s} {'—':>11s} {'—':>16s}   (NaN loss in epoch {r['diverged']})")
-        else:
-            print(f"{lr:6g} {norm:>10s} {r['loss'][-1]:11.4f} {mean_shift:11.3f} {std_shift:16.3f}")
-    for lr in args.lrs:
-        plain, bn = results["none", lr], results["batchnorm", lr]
-        if not plain["diverged"] and not bn["diverged"] and bn["mean_shift"] >= plain["mean_shift"]:
-            print(f"Not as the claim has it: at α = {lr:g} the BatchNorm layer's input mean moved no less than "
-                  "the plain one's")
+    results = report_shifts(runs, args.lrs, layer)
 
     trained = [lr for lr in args.lrs if not runs["batchnorm", lr]["diverged"]]
     if not trained:
