@@ -700,6 +700,64 @@ def test_loss_get_checks_what_the_factory_builds():
             polydl.losses.get("picky", gamma=1)
 
 
+SMOOTHING_PLUGIN = """
+import polydl
+from polydl import functional as F
+
+
+class LabelSmoothing:
+    \"\"\"(1 − ε) · softmax cross-entropy + ε · the cross-entropy against the uniform distribution.\"\"\"
+
+    def __init__(self, smoothing=0.1):
+        if not 0 <= smoothing < 1:
+            raise ValueError(f"smoothing must be in [0, 1), not {smoothing!r}")
+        self.smoothing = smoothing
+
+    def __call__(self, scores, targets):
+        ce = polydl.losses.get("softmax_cross_entropy")(scores, targets)
+        uniform = -F.log_softmax(scores, axis=-1).mean()
+        return ce * (1 - self.smoothing) + uniform * self.smoothing
+
+
+@polydl.hookimpl
+def polydl_register_losses(register):
+    assert "softmax_cross_entropy" in polydl.losses.names()  # the built-ins are there already
+    register("label_smoothing", LabelSmoothing)
+"""
+
+
+def _check_label_smoothing():
+    scores = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 0.3]])
+    labels = np.array([0, 2])
+    z = scores - scores.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    q = np.eye(3)[labels] * 0.8 + 0.2 / 3
+    loss = polydl.losses.get("label_smoothing", smoothing=0.2)(polydl.tensor(scores), labels)
+    np.testing.assert_allclose(float(loss.data), -(q * logp).sum() / 2, rtol=1e-12)
+    plain = polydl.losses.get("softmax_cross_entropy")(polydl.tensor(scores), labels)
+    assert float(polydl.losses.get("label_smoothing", smoothing=0)(polydl.tensor(scores), labels).data) == \
+        float(plain.data)
+
+
+def test_a_plugin_loss_may_build_on_a_builtin_one_when_loaded_from_its_entry_point(site, monkeypatch):
+    monkeypatch.setenv("POLYDL_STRICT_PLUGINS", "1")  # a plugin rejected at load time would raise
+    make_dist(site, "polydl-smoothing", "1.0", {"smoothing": "fake_smoothing"},
+              {"fake_smoothing.py": SMOOTHING_PLUGIN})
+    assert "label_smoothing" in polydl.losses.names()
+    assert plugins.failed() == [] and plugins.problems() == []
+    assert polydl.losses.registry.entry("label_smoothing").distribution == "polydl-smoothing"
+    _check_label_smoothing()
+
+
+def test_a_plugin_loss_may_build_on_a_builtin_one_when_registered_in_process():
+    module = types.ModuleType("fake_smoothing_inline")
+    exec(SMOOTHING_PLUGIN, module.__dict__)
+    with registered_plugin(module, "smoothing") as info:
+        assert info.registered == {"losses": ["label_smoothing"]}
+        _check_label_smoothing()
+    assert "label_smoothing" not in polydl.losses.names()
+
+
 def test_invalid_optimizers_and_datasets_are_rejected():
     with pytest.raises(PluginError, match="must subclass polydl.optim.Optimizer"):
         _register("polydl_register_optimizers", "bad_opt", dict)

@@ -1,13 +1,22 @@
 """Optimizers: ``SGD``, ``Momentum``, ``RMSprop``, ``Adam``; ``get(name, params, **hyper)`` by name;
-``Hyper`` declares a validated hyperparameter of an optimizer class (a plugin's too)."""
+``Hyper`` declares a validated hyperparameter of an optimizer class (a plugin's too).
+
+One module per optimizer (``sgd``, ``momentum``, ``rmsprop``, ``adam``) over the base class
+(``base``: flat buffers (``flat``), α and the update on three backends; its clock in ``clock``,
+its state dicts in ``state``, hyperparameter values in ``hyper``)."""
 from __future__ import annotations
 
 import inspect
 
 from ..hookspecs import hookimpl
 from ..registry import RegistrationError, Registry
+from .adam import Adam
+from .base import Optimizer
 from .flat import FlatGroup, pack
-from .optimizers import SGD, Adam, Hyper, Momentum, Optimizer, RMSprop
+from .hyper import Hyper
+from .momentum import Momentum
+from .rmsprop import RMSprop
+from .sgd import SGD
 
 __all__ = ["Optimizer", "Hyper", "SGD", "Momentum", "RMSprop", "Adam", "get", "names", "registry",
            "FlatGroup", "pack"]

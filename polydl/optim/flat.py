@@ -5,6 +5,24 @@ After packing, each parameter's ``.data`` and ``.grad`` are views into ``FlatGro
 ``zero_grad`` is one ``fill``. Parameters of a population of P models (``Parameter.members``)
 share a buffer of shape (P, N): row p holds member p's parameters in the order a single model
 of that shape has them, so a member's row is exactly the flat buffer it would have alone.
+
+The gradient-buffer contract
+----------------------------
+Two flags on a packed parameter (``polydl.Tensor`` slots) let an op write a gradient straight
+into the flat buffer instead of returning it for autodiff to add:
+
+- ``p._packed``: ``p.grad`` is a view into ``FlatGroup.grad`` (set here). Autodiff accumulates
+  into it in place (``p.grad += g``) and never replaces it.
+- ``p._gzero``: ``p``'s slot holds zeros now. It is set here (for a parameter without a
+  gradient yet), by ``Optimizer.zero_grad`` and by ``Tensor.zero_grad``; it is cleared by
+  every accumulation into the slot and by ``Module.to`` (which also clears ``_packed``).
+
+An op whose backward computes a parameter's whole gradient in one product may, while
+``p._gzero`` is True, write it into ``p.grad`` (``out=``), clear ``p._gzero`` and return None
+for that parent; otherwise (the parameter already received a gradient in this backward, e.g. a
+weight shared by two layers) it returns the gradient as usual. The result is the same either
+way; the direct write saves a temporary and a pass over it. ``polydl.ops.linear`` does this for
+W (and b).
 """
 from __future__ import annotations
 
@@ -34,7 +52,7 @@ class FlatGroup:
         self.slices = []
         self._views = []
         off = 0
-        for p, n in zip(params, per):
+        for p, n in zip(params, per, strict=True):
             shape = p.data.shape
             view = self.data[..., off:off + n]
             view[...] = p.data.reshape(lead + (n,))
@@ -56,7 +74,7 @@ class FlatGroup:
 
     def check(self):
         """Raise if a parameter no longer lives in this buffer (its ``.data`` was replaced)."""
-        for p, view in zip(self.params, self._views):
+        for p, view in zip(self.params, self._views, strict=True):
             if p.data is not view:
                 raise RuntimeError(
                     "a parameter's array was replaced after the optimizer was built (for example by "

@@ -28,7 +28,7 @@ def test_data_and_grad_are_views_of_one_buffer(device):
     assert group.data.shape == (model.num_parameters(),) and group.grad.shape == group.data.shape
     # values kept, and laid out in parameter order
     np.testing.assert_array_equal(backend.to_numpy(group.data), np.concatenate([b.ravel() for b in before]))
-    for p, b in zip(model.parameters(), before):
+    for p, b in zip(model.parameters(), before, strict=True):
         np.testing.assert_array_equal(p.numpy(), b)
         assert p.shape == b.shape
     # writing the buffer writes every parameter: they are views
@@ -50,9 +50,9 @@ def test_zero_grad_is_one_fill_and_keeps_the_views(device):
     assert np.abs(backend.to_numpy(opt.groups[0].grad)).sum() > 0
     opt.zero_grad()
     np.testing.assert_array_equal(backend.to_numpy(opt.groups[0].grad), 0)
-    assert all(p.grad is g for p, g in zip(model.parameters(), grads))
+    assert all(p.grad is g for p, g in zip(model.parameters(), grads, strict=True))
     model.zero_grad()  # the module's zero_grad also fills instead of dropping the views
-    assert all(p.grad is g for p, g in zip(model.parameters(), grads))
+    assert all(p.grad is g for p, g in zip(model.parameters(), grads, strict=True))
 
 
 def test_gradients_accumulate_in_the_buffer(device):
@@ -73,7 +73,7 @@ def test_packing_keeps_existing_gradients(device):
     _backward(model, device)
     grads = [backend.to_numpy(p.grad).copy() for p in model.parameters()]
     optim.SGD(model.parameters(), lr=0.1)
-    for p, g in zip(model.parameters(), grads):
+    for p, g in zip(model.parameters(), grads, strict=True):
         np.testing.assert_array_equal(backend.to_numpy(p.grad), g)
 
 
@@ -118,3 +118,21 @@ def test_pack_groups_and_deduplicates():
     groups = pack([a, b, a])
     assert len(groups) == 1 and groups[0].size == 7 and groups[0].params == [a, b]
     assert groups[0].slices == [(0, 3), (3, 7)]
+
+
+def test_the_gradient_buffer_contract(device):
+    """``_packed``: .grad is a view into the flat buffer; ``_gzero``: that slot holds zeros, so
+    ``linear`` may write W's and b's gradients straight into it (the same values as returned ones)."""
+    model, alone = _model(device), _model(device)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    params = list(model.parameters())
+    assert all(p._packed and p._gzero for p in params)  # no gradient yet: the slots are zeros
+    _backward(model, device)
+    _backward(alone, device)
+    assert not any(p._gzero for p in params)
+    for p, q in zip(params, alone.parameters(), strict=True):
+        np.testing.assert_allclose(backend.to_numpy(p.grad), backend.to_numpy(q.grad), rtol=1e-6, atol=1e-7)
+    opt.zero_grad()
+    assert all(p._gzero for p in params)
+    model.to(dtype=np.float64)  # new arrays: the parameters leave the buffer
+    assert not any(p._packed or p._gzero for p in model.parameters())

@@ -77,7 +77,7 @@ def _check_three_steps(device, name, shapes, dtype, rtol):
         opt.zero_grad()
         # L = Σ W·G has dL/dW = G: the gradient reaches the optimizer through backward
         loss = sum(((p * polydl.tensor(backend.to_device(g.astype(dtype), device))).sum()
-                    for p, g in zip(params, grads)), polydl.tensor(np.zeros((), dtype), device=device))
+                    for p, g in zip(params, grads, strict=True)), polydl.tensor(np.zeros((), dtype), device=device))
         loss.backward()
         opt.step()
         assert opt.step_count == t
@@ -486,7 +486,7 @@ def test_coefficients_work_on_arrays_of_hyperparameters_elementwise():
     opt.step_count = 3
     betas1, betas2, eps = np.array([0.9, 0.5]), np.array([0.999, 0.9]), np.array([1e-8, 1e-3])
     scalar = []
-    for b1, b2, e in zip(betas1, betas2, eps):
+    for b1, b2, e in zip(betas1, betas2, eps, strict=True):
         opt.beta1, opt.beta2, opt.eps = float(b1), float(b2), float(e)
         scalar.append(opt._coefficients(0.01))
     opt.__dict__.update(beta1=betas1, beta2=betas2, eps=eps)  # arrays, bypassing the scalar check

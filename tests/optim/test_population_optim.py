@@ -25,7 +25,7 @@ def _population_params(device, dtype, P=3):
 def _steps(opt, params, grads):
     for g in grads:
         opt.zero_grad()
-        for p, gp in zip(params, g):
+        for p, gp in zip(params, g, strict=True):
             p.grad[...] = gp
         opt.step()
 
@@ -45,7 +45,7 @@ def test_each_member_is_updated_as_the_optimizer_alone(device, name, dtype):
         own = [polydl.Parameter(backend.to_device(s[k].copy(), device)) for s in start]
         alone = cls(own, **{h: v[k] for h, v in hyper.items()})
         _steps(alone, own, [[g[i][k] for i in range(2)] for g in grads])
-        for p, q in zip(params, own):
+        for p, q in zip(params, own, strict=True):
             np.testing.assert_array_equal(p.numpy()[k], q.numpy())
         sd = opt.member_state_dict(k)
         for key, value in alone.state_dict()["state"][0].items():
@@ -65,7 +65,7 @@ def test_the_compiled_rows_kernels_equal_the_numpy_form(name):
             rng = np.random.default_rng(2)
             _steps(opt, params, [[rng.normal(size=p.shape).astype(np.float32) for p in params] for _ in range(3)])
             out[mode] = [p.numpy().copy() for p in params]
-    for a, b in zip(out["off"], out["on"]):
+    for a, b in zip(out["off"], out["on"], strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -106,7 +106,7 @@ def test_a_frozen_member_keeps_its_parameters():
     before = [p.numpy().copy() for p in params]
     opt.freeze(1)
     _steps(opt, params, [[rng.normal(size=p.shape) for p in params]])
-    for p, b in zip(params, before):
+    for p, b in zip(params, before, strict=True):
         np.testing.assert_array_equal(p.numpy()[1], b[1])
         assert not np.array_equal(p.numpy()[0], b[0])
     assert not opt.state[0]["m"][1].any()
