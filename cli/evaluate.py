@@ -21,7 +21,7 @@ def confusion_table(confusion, class_names=None) -> str:
     first = max(9, max(map(len, labels)))
     head = "true\\pred".rjust(first) + "".join(label.rjust(width) for label in labels)
     lines = [head]
-    for label, row in zip(labels, confusion):
+    for label, row in zip(labels, confusion, strict=True):
         lines.append(label.rjust(first) + "".join(str(v).rjust(width) for v in row))
     return "\n".join(lines)
 
@@ -77,7 +77,7 @@ def predict(run_dir, input_file, out_file, overwrite, device):
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["class"] + [f"p_{n}" for n in names])
-    for label, p in zip(result.labels, probs):
+    for label, p in zip(result.labels, probs, strict=True):
         w.writerow([label] + [f"{v:.6g}" for v in p])
     if out_file is None:
         click.echo(buf.getvalue(), nl=False)

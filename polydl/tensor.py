@@ -211,7 +211,7 @@ class Tensor:
             node = pop(heap)[1]
             g = grads.pop(id(node))
             parent_grads = node._backward(g)
-            for p, pg in zip(node._parents, parent_grads):
+            for p, pg in zip(node._parents, parent_grads, strict=True):
                 if pg is None or not p.requires_grad:
                     continue
                 if p._backward is None:

@@ -58,7 +58,7 @@ def _check(evaluate, leaves, labels, eps, atol, rtol, seed, allow_unused):
         x.grad = None
     if out.requires_grad:
         _scalarize(out, weights).backward()
-    for x, label in zip(leaves, labels):
+    for x, label in zip(leaves, labels, strict=True):
         if x.grad is None and not allow_unused:
             return (f"gradcheck failed for {label}: it receives no gradient (its .grad stays None after backward), "
                     "so fn does not compute with it or an op drops its gradient; fn must use the tensors gradcheck "

@@ -42,12 +42,12 @@ def mlp(sizes, activation: str = "relu", normalizer: str = "batchnorm", dropout=
     rates = np.asarray(dropout, dtype=float) if per_member else np.array([dropout], dtype=float)
     if not (np.all(rates >= 0) and np.all(rates < 1)):
         raise ValueError(f"dropout must be in [0, 1), not {dropout}")
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
         check_weight_size(fan_in, fan_out, population=population)
     if init is None:
         init = "xavier" if activation in ("tanh", "sigmoid") else "he"
     layers = []
-    for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
+    for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1], strict=True):
         norm = normalizers.get(normalizer, fan_out, population=population, **(normalizer_params or {}))
         with_bias = not getattr(norm, "cancels_bias", False)
         layers.append(Linear(fan_in, fan_out, bias=with_bias, init=init, population=population))
