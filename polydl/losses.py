@@ -5,6 +5,11 @@
 ``mse``                    (1/n) Σ (z − y)² over all elements (integer labels become one-hot)
 
 With C = 2, softmax cross-entropy on the logits [0, z] equals the logistic loss on z.
+
+For a population of P models, ``get(name, population=P, **params)`` returns a loss of scores
+(P, m, C) that gives one value per member, shape (P,), member k's the loss of its scores alone.
+A factory that takes ``population`` (the built-ins do) returns such a loss itself; any other
+loss is applied member by member (:class:`MemberByMember`).
 """
 from __future__ import annotations
 
@@ -34,6 +39,14 @@ class Loss:
 
     def __repr__(self):
         return f"{self.name}()"
+
+
+class _Builtin(Loss):
+    """A built-in loss: it takes a population's scores (P, m, C) as they are (one value per
+    member), so its factory declares ``population`` (the number of members, or None)."""
+
+    def __init__(self, population: int | None = None):
+        self.population = population
 
 
 def _label_problem(loss: str, scores, targets, classes: bool = True) -> str | None:
@@ -68,7 +81,7 @@ def _label_problem(loss: str, scores, targets, classes: bool = True) -> str | No
     return None
 
 
-class SoftmaxCrossEntropy(Loss):
+class SoftmaxCrossEntropy(_Builtin):
     name = "softmax_cross_entropy"
 
     def __call__(self, scores, targets):
@@ -81,7 +94,7 @@ class SoftmaxCrossEntropy(Loss):
         raise ValueError(problem)
 
 
-class BinaryCrossEntropy(Loss):
+class BinaryCrossEntropy(_Builtin):
     """Logistic loss on one logit per sample (scores of shape (m,) or (m, 1))."""
 
     name = "binary_cross_entropy"
@@ -104,7 +117,7 @@ class BinaryCrossEntropy(Loss):
         return (sd.reshape(sd.shape[0]) > 0).astype(np.int64)
 
 
-class MSE(Loss):
+class MSE(_Builtin):
     name = "mse"
 
     def __call__(self, scores, targets):
@@ -179,11 +192,63 @@ def _validate(name, factory):
                                 f"(got {None if grad is None else grad.tolist()})")
 
 
-registry = Registry("losses", _validate, singular="loss")
+#: ``population`` is passed by population training to a factory that takes it; users do not set it
+registry = Registry("losses", _validate, singular="loss", internal=("population",))
 
 
-def get(name: str, **params):
-    """The loss ``name``, e.g. ``get("softmax_cross_entropy")``."""
+class MemberByMember:
+    """A loss written for one model, for a population of ``population`` members: member k's
+    value is ``loss(scores[k], targets)`` and the values are stacked, shape (P,), so each is
+    exactly the loss alone would give (the targets, one per sample, are the members'). Where a
+    member's loss is not a Tensor of one value, that is returned as it is (training names it).
+    ``predict`` is the loss's own, member by member."""
+
+    def __init__(self, loss, population: int):
+        self.loss, self.population = loss, int(population)
+
+    def __call__(self, scores, targets):
+        z = scores if isinstance(scores, Tensor) else Tensor(scores)
+        P = self.population
+        if z.ndim < 2 or z.shape[0] != P:
+            raise ValueError(f"{self!r} needs a population's scores, shape ({P}, batch, ...), not {tuple(z.shape)}")
+        out = []
+        for k in range(P):
+            value = self.loss(z[k], targets)
+            if not isinstance(value, Tensor) or value.data.size != 1:
+                return value
+            out.append(value if value.ndim == 0 else value.reshape(()))
+        return _per_member(F.stack(out))
+
+    def predict(self, scores):
+        fn = getattr(self.loss, "predict", None)
+        sd = scores.data if isinstance(scores, Tensor) else scores
+        if fn is None or getattr(fn, "__func__", None) is Loss.predict:  # the arg-max, of every member at once
+            return sd.argmax(axis=-1)
+        return backend.get_array_module(sd).stack([fn(Tensor(sd[k])) for k in range(sd.shape[0])])
+
+    def __repr__(self):
+        return f"{self.loss!r} member by member"
+
+
+def _per_member(out: Tensor) -> Tensor:
+    out._per_member = True  # backward() seeds each member's gradient with 1
+    return out
+
+
+def takes_population(name: str) -> bool:
+    """Whether the factory of loss ``name`` declares ``population`` (gives one value per member
+    of a population's scores itself)."""
+    return "population" in registry.parameters(name, internal=True)
+
+
+def get(name: str, population: int | None = None, **params):
+    """The loss ``name``, e.g. ``get("softmax_cross_entropy")``; ``population=P`` one for the
+    scores (P, m, C) of a population, giving one value per member (:class:`MemberByMember` where
+    the factory takes no ``population``)."""
+    if population is not None and not takes_population(name):
+        return MemberByMember(get(name, **params), population)
+    if population is not None:
+        params = {**params, "population": population}
     loss = registry.build(name, **params)
     if not callable(loss):
         raise ValueError(f"loss factory '{name}' returned {type(loss).__name__}, not a callable "

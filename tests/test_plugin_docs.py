@@ -33,6 +33,39 @@ def test_doc_names_every_hook_env_var_and_command():
         assert word in text, word
 
 
+def test_doc_population_contract_example_runs():
+    """The population contract (section 3): its example declares ``population`` for a loss and a
+    normalizer, and shows a loss without it applied member by member, with the same values."""
+    text = DOC.read_text()
+    for word in ["### Populations", "`population=P`", "`(P, m, C)`", "`(P,)`", "member by member",
+                 "members=P", "takes no population argument"]:
+        assert word in text, word
+    code = next(text for lang, text in _blocks() if lang == "python" and "population=None" in text)
+    exec(compile(code, str(DOC), "exec"), {"__name__": "plugins_md_populations"})
+    import polydl
+    assert "smooth_pop" not in polydl.losses.names()  # registered_plugin put the registries back
+
+
+def test_doc_population_note_is_the_one_training_gives():
+    import polydl
+    from polydl.testing import registered_plugin
+    from polydl.training import TrainConfig
+    from polydl.training.build import build_loss
+    from polydl.training.stacked import member_by_member_note
+
+    class Tricks:
+        @polydl.hookimpl
+        def polydl_register_losses(self, register):
+            register("smooth_ce", lambda smoothing=0.1: polydl.losses.get("softmax_cross_entropy"))
+
+    line = next(ln.strip() for ln in DOC.read_text().splitlines() if ln.strip().startswith("note: the loss 'smooth_ce'"))
+    with registered_plugin(Tricks(), "tricks", distribution="polydl-tricks", version="0.1.0"):
+        config = TrainConfig(loss="smooth_ce")
+        loss = build_loss(config, population=3)
+        assert isinstance(loss, polydl.losses.MemberByMember)
+        assert line == "note: " + member_by_member_note(config, loss, polydl.nn.mlp([2, 3, 2], population=3))
+
+
 def test_doc_example_files_are_complete():
     files = _files(_blocks())
     assert set(files) == {"polydl-tricks/pyproject.toml", "polydl-tricks/polydl_tricks.py",

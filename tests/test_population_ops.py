@@ -165,6 +165,7 @@ def test_population_layers_check_their_arguments():
 
     plugin = type("P", (), {"polydl_register_normalizers": polydl.hookimpl(
         lambda self, register: register("plain_norm", Plain))})()
-    with registered_plugin(plugin, "plain_norm"):
-        with pytest.raises(ValueError, match="normalizer 'plain_norm' cannot normalise a population"):
-            nn.mlp([2, 3, 2], normalizer="plain_norm", population=2)
+    with registered_plugin(plugin, "plain_norm"):  # a normalizer for one model: applied member by member
+        model = nn.mlp([2, 3, 2], normalizer="plain_norm", population=2)
+        assert isinstance(model[1], polydl.normalizers.MemberByMember)
+        assert model(polydl.tensor(np.ones((4, 2), np.float32))).shape == (2, 4, 2)

@@ -35,12 +35,21 @@ def _options(command: click.Command) -> set[str]:
 FLAG = r"(?<![\w-])(--[a-z][a-z0-9-]*)"
 #: lines of Ray's own command (its cluster recipe), whose flags are Ray's
 RAY_START = re.compile(r"ray start[^`\n]*")
+#: pytest's command lines, whose flags are pytest's or this test suite's own (tests/conftest.py)
+PYTEST = re.compile(r"pytest [^`\n]*")
 
 
 def test_every_flag_the_readme_names_exists():
     known = _options(main)
-    named = set(re.findall(FLAG, RAY_START.sub("", README)))
+    named = set(re.findall(FLAG, PYTEST.sub("", RAY_START.sub("", README))))
     assert named - known == set()
+
+
+def test_the_pytest_flags_the_readme_names_are_the_suites(pytestconfig):
+    named = {f for line in PYTEST.findall(README) for f in re.findall(FLAG, line)}
+    assert "--cuda-standin" in named
+    for flag in named:
+        pytestconfig.getoption(flag)  # ValueError for a flag no plugin or conftest registers
 
 
 def test_the_ray_start_flags_the_readme_names_are_rays():

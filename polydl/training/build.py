@@ -124,8 +124,12 @@ def build_model(config: TrainConfig, num_features: int, outputs: int, dev):
     return model.to(device=dev, dtype=param_dtype(config))
 
 
-def build_loss(config: TrainConfig):
-    return losses.get(config.loss, **config.loss_params)
+def build_loss(config: TrainConfig, population: int | None = None):
+    """The loss of ``config``; ``population=P`` one giving one value per member of P (a loss
+    whose factory takes no ``population`` is applied member by member)."""
+    if population is None:
+        return losses.get(config.loss, **config.loss_params)
+    return losses.get(config.loss, population=population, **config.loss_params)
 
 
 def build_schedule(config: TrainConfig) -> schedules.Schedule:
@@ -168,7 +172,7 @@ def training_memory(config: TrainConfig, num_features: int, outputs: int, batch:
     ``state`` and the ``activations`` of a mini-batch of ``batch`` samples; times P for a
     population of P."""
     sizes = [num_features, *config.hidden, outputs]
-    values = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    values = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
     if config.normalizer != "none":
         values += 4 * sum(config.hidden)
     item = param_dtype(config).itemsize * (population or 1)
@@ -183,7 +187,7 @@ def check_memory(config: TrainConfig, num_features: int, outputs: int, batch: in
     ``dev``: each weight against the machine (as ``nn.mlp`` does), then the whole of
     :func:`training_memory`, one ``MemoryLimitError`` line saying how much is needed and free."""
     sizes = [num_features, *config.hidden, outputs]
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
         nn.check_weight_size(fan_in, fan_out, param_dtype(config), population=population)
     need = training_memory(config, num_features, outputs, batch, population)
     f = memory.format_bytes

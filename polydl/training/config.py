@@ -120,16 +120,7 @@ class TrainConfig:
         _check_bool(self, "plot")
         if self.out is not None:
             _check_str(self, "out")
-        for key in _TABLES:
-            v = getattr(self, key)
-            if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
-                raise ConfigError(f"{key} must be a table of name = value, not {v!r}")
-            for param, owner in RESERVED_PARAMS.get(key, {}).items():
-                if param in v:
-                    raise ConfigError(f"{key} cannot set {param}: it comes from {owner}; set that instead")
-        both = [k for k in SHORTCUT_KEYS if getattr(self, k) is not None and k in self.optimizer_params]
-        if both:
-            raise ConfigError(f"{both[0]} is set twice, as a key and in optimizer_params; keep one of them")
+        _check_tables(self)
         return self
 
     # ------------------------------------------------------------------ conversions
@@ -238,6 +229,20 @@ def _check_int(cfg, key, low, meaning=""):
         raise ConfigError(str(exc)) from None
 
 
+def _check_tables(cfg: "TrainConfig") -> None:
+    """The parameter tables: tables of name = value, none setting what another key sets."""
+    for key in _TABLES:
+        v = getattr(cfg, key)
+        if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+            raise ConfigError(f"{key} must be a table of name = value, not {v!r}")
+        for param, owner in RESERVED_PARAMS.get(key, {}).items():
+            if param in v:
+                raise ConfigError(f"{key} cannot set {param}: it comes from {owner}; set that instead")
+    both = [k for k in SHORTCUT_KEYS if getattr(cfg, k) is not None and k in cfg.optimizer_params]
+    if both:
+        raise ConfigError(f"{both[0]} is set twice, as a key and in optimizer_params; keep one of them")
+
+
 #: parameters a table cannot set, because another key (its flag) does
 RESERVED_PARAMS = {
     "schedule_params": {"lr0": "lr (--lr)"},
@@ -245,6 +250,7 @@ RESERVED_PARAMS = {
                        "test_fraction": "test_split (--test-split)"},
     "normalizer_params": {"num_features": "hidden (--hidden)", "population": "the population it is trained in",
                           "dtype": "dtype (--dtype)", "device": "device (--device)"},
+    "loss_params": {"population": "the population it is trained in"},
     "optimizer_params": {"lr": "lr (--lr)", "params": "the model"},
 }
 

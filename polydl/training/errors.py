@@ -2,7 +2,7 @@
 input (``ConfigError``, ``DataError`` and ``CheckpointError`` live where that input is read)."""
 from __future__ import annotations
 
-__all__ = ["RunDirError", "RunWriteError", "TrainingDiverged", "TrainingInterrupted", "ComponentError"]
+__all__ = ["RunDirError", "RunWriteError", "TrainingDiverged", "TrainingInterrupted", "ComponentError", "write_or_say"]
 
 
 class RunDirError(ValueError):
@@ -42,3 +42,12 @@ class TrainingInterrupted(Exception):
     def __init__(self, message, epoch, step, out_dir, signal=2):
         super().__init__(message)
         self.epoch, self.step, self.out_dir, self.signal = epoch, step, out_dir, signal
+
+
+def write_or_say(write, path, out_dir, kept: str):
+    """``write()``; an ``OSError`` (a full disk, an I/O error, no permission) becomes one
+    :class:`RunWriteError` line naming the file and saying what is kept (``kept``)."""
+    try:
+        return write()
+    except OSError as exc:
+        raise RunWriteError(f"cannot write {path}: {exc.strerror or exc}; {kept}", out_dir) from None

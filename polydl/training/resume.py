@@ -20,8 +20,9 @@ from . import ckpt_meta
 from .build import build_schedule, schedule_label, setup
 from .config import ConfigError, TrainConfig, from_dict, merge
 from .provenance import COMPONENTS, check, config_text
+from .results import RunResult
 from .rundir import RunDir
-from .trainer import RunResult, Trainer
+from .trainer import Trainer
 
 __all__ = ["RESUME_CHANGEABLE", "load_run_config", "resume_config", "resume"]
 
@@ -131,9 +132,10 @@ def _resume(run_dir, old, config, meta, arrays, reporter, handle_signals) -> Run
         # killed after its last epoch, before the summary: finish it
         dev, data = setup(config)
         trainer = Trainer.build(config, data, dev, run_dir, reporter)
-        trainer.load(meta, arrays)
-        trainer.write(ckpt.METRICS, lambda: ckpt.write_metrics(run_dir / ckpt.METRICS, trainer.history))
-        return trainer.finish()
+        trainer.load([meta], [arrays])
+        member = trainer.members[0]
+        trainer.write(member, ckpt.METRICS, lambda: ckpt.write_metrics(run_dir / ckpt.METRICS, member.history))
+        return trainer.finish()[0]
     if finished:
         raise ConfigError(f"the run in {run_dir} already finished its {done} epochs; pass --epochs N with "
                           f"N > {done} to train longer")
@@ -146,7 +148,8 @@ def _resume(run_dir, old, config, meta, arrays, reporter, handle_signals) -> Run
         raise ckpt.CheckpointError(f"the data of {config.dataset} differs from the data the run in {run_dir} "
                                    "started with (features, classes or statistics changed); start a new run")
     trainer = Trainer.build(config, data, dev, run_dir, reporter)
-    trainer.load(meta, arrays)
+    trainer.load([meta], [arrays])
+    member = trainer.members[0]
     pos = trainer.optimizer.position()
     lr_before, lr_after = _rate_before(old, config, pos), trainer.optimizer.next_lr()
     if any(getattr(old, k) != getattr(config, k) for k in _LR_KEYS) or lr_before != lr_after:
@@ -154,12 +157,12 @@ def _resume(run_dir, old, config, meta, arrays, reporter, handle_signals) -> Run
                if any(getattr(old, k) != getattr(config, k) for k in _LR_KEYS)
                else f"the run's length changed from {old.epochs} to {config.epochs} epochs")
         before = "" if lr_before is None else f"{lr_before:.4g} "
-        trainer.pending_event = f"{why}: α {before}→ {lr_after:.4g} at epoch {pos.epoch}"
+        member.pending_event = f"{why}: α {before}→ {lr_after:.4g} at epoch {pos.epoch}"
     # the directory now matches the checkpoint: metrics of the saved epochs only
     ckpt.remove_temporaries(run_dir)
-    trainer.write(ckpt.METRICS, lambda: ckpt.write_metrics(run_dir / ckpt.METRICS, trainer.history))
+    trainer.write(member, ckpt.METRICS, lambda: ckpt.write_metrics(run_dir / ckpt.METRICS, member.history))
     if config.to_dict() != {**old.to_dict(), "out": str(run_dir)}:
-        trainer.write(ckpt.CONFIG, lambda: ckpt.atomic_write(run_dir / ckpt.CONFIG, config_text(config)))
+        trainer.write(member, ckpt.CONFIG, lambda: ckpt.atomic_write(run_dir / ckpt.CONFIG, config_text(config)))
         trainer.save()
     return trainer.fit(resumed=True, handle_signals=handle_signals,
                        info={"lr_before": lr_before, "lr_after": lr_after})

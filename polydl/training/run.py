@@ -11,8 +11,9 @@ from .config import TrainConfig
 from .errors import RunDirError
 from .provenance import config_text
 from .reporting import Reporter
+from .results import RunResult
 from .rundir import RunDir, check_out_dir, default_out_dir
-from .trainer import RunResult, Trainer
+from .trainer import Trainer
 
 __all__ = ["run"]
 
@@ -36,6 +37,7 @@ def run(config: TrainConfig | None = None, out_dir=None, *, overwrite: bool = Fa
     out = Path(out_dir) if out_dir is not None else default_out_dir()
     check_out_dir(out, overwrite)
     trainer = Trainer.build(config, data, dev, out, reporter)   # builds and checks model, loss, optimizer, schedule
+    member = trainer.members[0]
     for _ in range(100):
         try:
             rundir = RunDir.create(out, overwrite, exclusive=exclusive)
@@ -44,14 +46,14 @@ def run(config: TrainConfig | None = None, out_dir=None, *, overwrite: bool = Fa
             if not exclusive:
                 raise
             out = default_out_dir()  # another run took the name a moment ago
-            trainer.out_dir = out
+            member.out_dir = out
     with rundir:
-        trainer.config = config = config.replace(out=str(out))
+        member.config = config = config.replace(out=str(out))
         trainer.has_checkpoint = False
         try:
-            trainer.write(ckpt.CONFIG, lambda: ckpt.atomic_write(out / ckpt.CONFIG, config_text(config)))
+            trainer.write(member, ckpt.CONFIG, lambda: ckpt.atomic_write(out / ckpt.CONFIG, config_text(config)))
             trainer.save()                       # epoch 0: a run killed at once can still be resumed
-            trainer.write(ckpt.METRICS, lambda: ckpt.write_metrics(out / ckpt.METRICS, []))
+            trainer.write(member, ckpt.METRICS, lambda: ckpt.write_metrics(out / ckpt.METRICS, []))
             trainer.has_checkpoint = True
         except BaseException:
             rundir.abandon()
