@@ -2,13 +2,17 @@
 ``polydl.cpu_kernels`` for when they run): the optimizer steps over flat buffers and a
 population's rows, ReLU's backward, row sums for bias gradients, batch normalization's passes and
 softmax cross-entropy's. Each is the NumPy form of the same computation written per element.
-``SOURCES`` names each kernel; ``COMPOSITES`` are kernels made of compiled parts with a NumPy
-call between them."""
+``SOURCES`` names each kernel, the convolutional ops' too (their sources are in
+``polydl.cpu_kernel_sources_conv``); ``COMPOSITES`` are kernels made of compiled parts with a
+NumPy call between them."""
 from __future__ import annotations
 
 import threading
 
 import numpy as np
+
+from .cpu_kernel_sources_conv import COMPOSITES as _CONV_COMPOSITES
+from .cpu_kernel_sources_conv import SOURCES as _CONV_SOURCES
 
 
 # ---------------------------------------------------------------------------- optimizers
@@ -279,6 +283,7 @@ SOURCES = {
     "bn_backward_train": _bn_backward_train,
     "softmax_shift": _softmax_shift, "softmax_finish": _softmax_finish,
     "softmax_xent_backward": _softmax_xent_backward,
+    **_CONV_SOURCES,  # im2col/col2im, pooling, batch norm per channel (polydl.cpu_kernel_sources_conv)
 }
 #: kernels made of compiled parts and a NumPy call between them
-COMPOSITES = {"softmax_xent": (_softmax_xent_of, ("softmax_shift", "softmax_finish"))}
+COMPOSITES = {"softmax_xent": (_softmax_xent_of, ("softmax_shift", "softmax_finish")), **_CONV_COMPOSITES}

@@ -8,7 +8,8 @@ nothing here imports CuPy. Each kernel sits beside the NumPy form of the same co
   optimizer steps (SGD, momentum, RMSprop, Adam) over 1-D buffers with scalar coefficients or a
   population's (P, N) buffers with coefficient columns (P, 1), which broadcast; batch
   normalization in evaluation mode (optionally followed by ReLU); softmax cross-entropy's
-  backward, (ŷ − onehot(y))·g/m.
+  backward, (ŷ − onehot(y))·g/m; the convolutional ops' im2col, col2im and pooling kernels
+  (their sources are in ``polydl.cuda_kernels_conv``).
 - ``RAW``: CUDA C sources of ``RawKernel`` launches that reduce: batch normalization's training
   forward (μ, σ² per feature, the output, the running averages) and backward (Σg, Σg·x̂, dx), with
   the ReLU optionally fused, and softmax cross-entropy's forward (ŷ and the loss per member).
@@ -32,6 +33,8 @@ NaN loss (checking it on the host would cost a synchronisation per step).
 from __future__ import annotations
 
 import numpy as np
+
+from .cuda_kernels_conv import ELEMENTWISE as _CONV_ELEMENTWISE
 
 __all__ = ["ELEMENTWISE", "RAW", "PRELUDE", "BN_BLOCK", "SOFTMAX_BLOCK", "x_kind", "raw_source"]
 
@@ -64,6 +67,7 @@ ELEMENTWISE = {
                               "const long long q = row / m; const T s = g[q] * inv_m; "
                               "T v = p * s; if (j == (long long)labels[row - q * m]) v = (p - (T)1) * s; "
                               "gz = (O)v;"),
+    **_CONV_ELEMENTWISE,  # im2col, col2im, max and average pooling (polydl.cuda_kernels_conv)
 }
 
 # ---------------------------------------------------------------------------- raw kernels

@@ -5,10 +5,10 @@ CuPy stand-in (``cuda_standin``) lets polydl launch.
 with (``ops/batch_norm.py``, ``ops/losses.py``). ``ELEMENTWISE``: each ElementwiseKernel with
 the kind (array ``a`` or scalar ``s``) and dtype of each argument as polydl passes them
 (``optim/optimizers.py``: scalar coefficients, or a population's (P, 1) columns; the batch
-norm's evaluation forward; the softmax cross-entropy backward), and the layout CuPy gives the
-loop (for each array its ndim and C-contiguity, then the loop's ndim), from which CuPy writes
-the kernel's source. A launch missing here fails under the stand-in, naming the entry to add;
-``POLYDL_RECORD_LAUNCHES=FILE`` writes the launches to FILE instead.
+norm's evaluation forward; the softmax cross-entropy backward; im2col, col2im and pooling), and
+the layout CuPy gives the loop (for each array its ndim and C-contiguity, then the loop's ndim),
+from which CuPy writes the kernel's source. A launch missing here fails under the stand-in,
+naming the entry to add; ``POLYDL_RECORD_LAUNCHES=FILE`` writes the launches to FILE instead.
 """
 from __future__ import annotations
 
@@ -61,6 +61,25 @@ def _elementwise():
         kinds = (("a", t), ("a", "int64"), ("a", t), ("s", "int64"), ("s", "int64"), ("s", t), ("a", x))
         out.append(("softmax_xent_backward", kinds, ((1, True), (1, True), (1, True), None, None, None, (1, True)),
                     1))
+    return tuple(out) + _windows()
+
+
+def _windows():
+    """The convolution's im2col and col2im and the pooling kernels (``ops/_windows.py``,
+    ``ops/pooling.py``): float32 or float64 arrays passed flat, int32 arg-max indices, the window's
+    geometry as int64 scalars (and the average's window size in the arrays' dtype)."""
+    out = []
+    flat, i64 = (1, True), ("s", "int64")
+    for dt in ("float32", "float64"):
+        a = ("a", dt)
+        for name in ("im2col", "col2im"):
+            out.append((name, (a,) + (i64,) * 14 + (a,), (flat,) + (None,) * 14 + (flat,), 1))
+        out.append(("max_pool2d_forward", (a,) + (i64,) * 10 + (a, ("a", "int32")),
+                    (flat,) + (None,) * 10 + (flat, flat), 1))
+        out.append(("max_pool2d_backward", (a, ("a", "int32")) + (i64,) * 10 + (a,),
+                    (flat, flat) + (None,) * 10 + (flat,), 1))
+        for name in ("avg_pool2d_forward", "avg_pool2d_backward"):
+            out.append((name, (a,) + (i64,) * 10 + (("s", dt), a), (flat,) + (None,) * 11 + (flat,), 1))
     return tuple(out)
 
 

@@ -1,4 +1,4 @@
-"""Shape ops: reshape, transpose, indexing, concatenate and stack."""
+"""Shape ops: reshape, flatten, transpose, indexing, concatenate and stack."""
 from __future__ import annotations
 
 import numbers
@@ -9,13 +9,24 @@ from .. import backend
 from ..tensor import Tensor, _make
 from ._common import _dev_error, _tensor, _xp
 
-__all__ = ["reshape", "transpose", "getitem", "concatenate", "stack"]
+__all__ = ["reshape", "flatten", "transpose", "getitem", "concatenate", "stack"]
 
 
 def reshape(a, shape):
     a = _tensor(a)
     src = a.data.shape
     return _make(a.data.reshape(shape), (a,), lambda g: (g.reshape(src),))
+
+
+def flatten(x, start_dim=1):
+    """``x`` with its axes from ``start_dim`` on merged into one, in C order: images (N, C, H, W)
+    become rows (N, C·H·W). The gradient is reshaped back."""
+    x = _tensor(x)
+    shape = x.data.shape
+    if isinstance(start_dim, bool) or not isinstance(start_dim, numbers.Integral) or not -len(shape) <= start_dim < len(shape):
+        raise ValueError(f"flatten start_dim must be an axis of the input's shape {shape}, not {start_dim!r}")
+    start = start_dim % len(shape)
+    return reshape(x, shape[:start] + (int(np.prod(shape[start:], dtype=np.int64)),))
 
 
 def transpose(a, axes=None):
