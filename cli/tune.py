@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from polydl.tune.executors import EXECUTORS
+from polydl.tune.executors.registry import EXECUTORS, check_options
 from polydl.tune.space import Space, default_space
 from polydl.tune.study import METRICS, PRUNERS, SAMPLERS, TuneError, TuneReporter
 
@@ -153,7 +153,8 @@ the box around the best trials of the round before, and starts when that one has
 _SEARCH_OPTIONS = ("config_file", "space_file", "tier", "trials", "rounds", "sampler", "prune", "metric", "executor",
                    "workers", "population_size", "address", "cpus_per_trial", "gpus_per_trial", "storage",
                    "study_name", "out")
-_RAY_OPTIONS = ("address", "cpus_per_trial", "gpus_per_trial")
+#: the options of a search that go to its executor (which says which it takes)
+_EXECUTOR_OPTIONS = ("population_size", "address", "cpus_per_trial", "gpus_per_trial")
 
 
 @click.group("tune", cls=Group, invoke_without_command=True, help=SEARCH_HELP)
@@ -211,10 +212,9 @@ def tune(ctx, config_file, space_file, tier, trials, rounds, sampler, prune, met
     if trials is None or out is None:
         raise click.UsageError("a search needs --trials N and --out DIR (or polydl tune report|best STUDY)")
     require_optuna()
-    ray_options = {k: given[k] for k in _RAY_OPTIONS if k in given}
-    if ray_options and executor != "ray":
-        raise TuneError(f"--{next(iter(ray_options)).replace('_', '-')} belongs to --executor ray; add --executor ray "
-                        "or leave it out")
+    executor = executor or "local"
+    executor_options = {k: given[k] for k in _EXECUTOR_OPTIONS if k in given}
+    check_options(executor, executor_options)  # before the data loads: an option this executor does not take
     if space_file is not None and tier is not None:
         raise TuneError("--space and --tier both choose the search space; give one")
     base = resolve_config(config_file, flag_overrides(opts))
@@ -227,9 +227,8 @@ def tune(ctx, config_file, space_file, tier, trials, rounds, sampler, prune, met
         space, notes = default_space(tier or 2, base, train_size=len(load_data(base).y_train))
     settings = TuneSettings(base=base, space=space, trials=trials, out=out, rounds=1 if rounds is None else rounds,
                             sampler=sampler or "random", prune=prune, metric=metric or "val_loss", storage=storage,
-                            study_name=study_name, executor=executor or "local", workers=workers,
-                            executor_options={**ray_options, **({} if population_size is None else
-                                                                {"population_size": population_size})})
+                            study_name=study_name, executor=executor, workers=workers,
+                            executor_options=executor_options)
     progress = QuietProgress() if quiet else LineProgress(bar=sys.stdout.isatty())
     for n in notes:
         progress.note(n)

@@ -8,8 +8,9 @@ hyperparameter's own scale, coarse to fine in rounds, trials as ordinary run dir
 - :mod:`~polydl.tune.layout`: the study directory as other tools read it;
 - :mod:`~polydl.tune.owners`: which process owns a trial, and whether it still lives;
 - :mod:`~polydl.tune.study`: :func:`tune`, the owner of a study;
-- :mod:`~polydl.tune.executors`: where trials train (``local`` worker processes);
-- :mod:`~polydl.tune.ray_executor`: trials as Ray tasks on a cluster (``polydl[ray]``);
+- :mod:`~polydl.tune.executors`: where trials train: ``local`` worker processes, ``population``
+  groups of trials in them, ``ray`` tasks on a cluster (``polydl[ray]``);
+- :mod:`~polydl.tune.worker`: a ``local`` worker process;
 - :mod:`~polydl.tune.report`: the report, importances, ``tune.png``, the best configuration;
 - :mod:`~polydl.tune.watch`: following a study as it grows (``polydl watch``).
 

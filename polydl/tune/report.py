@@ -153,8 +153,8 @@ def _cell(v) -> str:
 
 def _table(header: list, rows: list) -> list[str]:
     widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(header)]
-    lines = ["  ".join(str(h).rjust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = ["  ".join(str(h).rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)) for r in rows]
     return ["  " + line for line in lines]
 
 
@@ -281,46 +281,68 @@ def plot_study(rep: StudyReport, path) -> bool:
              and math.isfinite(t.value)]
     values = [t.value for t in shown]
     logy = rep.metric.endswith("loss") and values and min(values) > 0 and max(values) / min(values) > 20
-
-    def colour(t):
-        return colours((int(t.user_attrs.get("round", 1)) - 1) % 10)
-
     rounds = sorted({int(t.user_attrs.get("round", 1)) for t in shown}) or [1]
     for i, key in enumerate(keys):
         ax = fig.add_subplot(nrows, ncols, i + 1)
-        dist = space[key] if space is not None else None
-        pts = [t for t in shown if key in t.params]
-        label = key
-        if isinstance(dist, Choice):
-            xs = [dist.index(t.params[key]) if dist.contains(t.params[key]) else -1 for t in pts]
-            ax.set_xticks(range(len(dist.choices)), [str(c) for c in dist.choices])
-        else:
-            xs = [t.params[key] for t in pts]
-        for r in rounds:
-            sel = [(x, t) for x, t in zip(xs, pts) if int(t.user_attrs.get("round", 1)) == r]
-            comp = [(x, t.value) for x, t in sel if t.state == TrialState.COMPLETE]
-            prun = [(x, t.value) for x, t in sel if t.state == TrialState.PRUNED]
-            c = colours((r - 1) % 10)
-            if comp:
-                ax.scatter(*zip(*comp), s=22, color=c, label=f"round {r}", zorder=3)
-            if prun:
-                ax.scatter(*zip(*prun), s=22, facecolors="none", edgecolors=c, zorder=3,
-                           label=f"round {r} (pruned)")
-            box = rep.boxes.get(str(r), {}).get(key)
-            if r > 1 and box is not None and "low" in box:
-                ax.axvspan(box["low"], box["high"], color=c, alpha=0.1, zorder=1)
-        if dist is not None and not isinstance(dist, Choice):
-            scale = _scale_axis(ax, dist, xs)
-            if scale:
-                label = f"{key} ({scale})"
+        _plot_key(ax, rep, key, shown, rounds, colours)
         if logy:
             ax.set_yscale("log")
-        ax.set(xlabel=label, ylabel=rep.metric)
         if i == 0 and len(rounds) > 1:
             ax.legend(fontsize=7)
     ax = fig.add_subplot(nrows, ncols, n)
+    _plot_history(ax, rep, shown, colours)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel="trial", ylabel=rep.metric, title="optimisation history")
+    fig.suptitle(f"study '{rep.name}': {rep.metric} ({rep.direction})")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": f"{PLOT_SOFTWARE} (polydl)"})
+    ckpt.atomic_write(path, buf.getvalue())
+    return True
+
+
+def _plot_key(ax, rep: StudyReport, key: str, shown: list, rounds: list, colours) -> None:
+    """The panel of hyperparameter ``key``: the metric against its value on its sampling scale,
+    one colour per round (pruned trials hollow), each later round's box shaded."""
+    import optuna
+
+    TrialState = optuna.trial.TrialState
+    dist = rep.space[key] if rep.space is not None else None
+    pts = [t for t in shown if key in t.params]
+    label = key
+    if isinstance(dist, Choice):
+        xs = [dist.index(t.params[key]) if dist.contains(t.params[key]) else -1 for t in pts]
+        ax.set_xticks(range(len(dist.choices)), [str(c) for c in dist.choices])
+    else:
+        xs = [t.params[key] for t in pts]
+    for r in rounds:
+        sel = [(x, t) for x, t in zip(xs, pts, strict=True) if int(t.user_attrs.get("round", 1)) == r]
+        comp = [(x, t.value) for x, t in sel if t.state == TrialState.COMPLETE]
+        prun = [(x, t.value) for x, t in sel if t.state == TrialState.PRUNED]
+        c = colours((r - 1) % 10)
+        if comp:
+            ax.scatter(*zip(*comp, strict=True), s=22, color=c, label=f"round {r}", zorder=3)
+        if prun:
+            ax.scatter(*zip(*prun, strict=True), s=22, facecolors="none", edgecolors=c, zorder=3,
+                       label=f"round {r} (pruned)")
+        box = rep.boxes.get(str(r), {}).get(key)
+        if r > 1 and box is not None and "low" in box:
+            ax.axvspan(box["low"], box["high"], color=c, alpha=0.1, zorder=1)
+    if dist is not None and not isinstance(dist, Choice):
+        scale = _scale_axis(ax, dist, xs)
+        if scale:
+            label = f"{key} ({scale})"
+    ax.set(xlabel=label, ylabel=rep.metric)
+
+
+def _plot_history(ax, rep: StudyReport, shown: list, colours) -> None:
+    """The optimisation history: each trial's value by number, a colour per round, and the best so far."""
+    import optuna
+
+    TrialState = optuna.trial.TrialState
     order = sorted(shown, key=lambda t: t.number)
-    ax.scatter([t.number for t in order], [t.value for t in order], s=16, c=[colour(t) for t in order], zorder=3)
+    ax.scatter([t.number for t in order], [t.value for t in order], s=16,
+               c=[colours((int(t.user_attrs.get("round", 1)) - 1) % 10) for t in order], zorder=3)
     sign = 1.0 if rep.direction == "minimize" else -1.0
     best, xs, ys = None, [], []
     for t in order:
@@ -332,14 +354,6 @@ def plot_study(rep: StudyReport, path) -> bool:
     if xs:
         ax.step(xs, ys, where="post", color="black", linewidth=1, label="best so far")
         ax.legend(fontsize=7)
-    if logy:
-        ax.set_yscale("log")
-    ax.set(xlabel="trial", ylabel=rep.metric, title="optimisation history")
-    fig.suptitle(f"study '{rep.name}': {rep.metric} ({rep.direction})")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": f"{PLOT_SOFTWARE} (polydl)"})
-    ckpt.atomic_write(path, buf.getvalue())
-    return True
 
 
 # ---------------------------------------------------------------------------- the best configuration

@@ -112,7 +112,7 @@ class TuneSettings:
 
     def check(self) -> None:
         """Raise :class:`TuneError` for settings that cannot run (before anything is written)."""
-        from .executors import EXECUTORS
+        from .executors.registry import check_options
 
         if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1:
             raise TuneError(f"--trials must be >= 1 (the number of trials of the whole study), not {self.trials!r}")
@@ -134,14 +134,10 @@ class TuneSettings:
                             "use --sampler random --rounds R for coarse to fine")
         if self.prune is not None and self.prune not in PRUNERS:
             raise TuneError(f"--prune must be {' or '.join(PRUNERS)}, not {self.prune!r}")
-        if self.executor not in EXECUTORS:
-            raise TuneError(f"--executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
-        if "population_size" in self.executor_options and self.executor not in ("population", "ray"):
-            raise TuneError("--population-size sets how many trials train as one population: it needs "
-                            "--executor population (or ray, for populations as Ray tasks)")
-        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
-                                         or self.workers < 1):
-            raise TuneError(f"--workers must be >= 1, not {self.workers!r}")
+        try:  # the executor's own checks: an option it does not take, a value out of range
+            check_options(self.executor, {"workers": self.workers, **self.executor_options})
+        except ValueError as exc:
+            raise TuneError(str(exc)) from None
         if isinstance(self.seed, bool) or (self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0)):
             raise TuneError(f"--seed must be a whole number >= 0, not {self.seed!r}")
         if not isinstance(self.space, Space) or not len(self.space):
@@ -752,13 +748,13 @@ def _trials_dir(out: Path) -> None:
 
 
 def _make_executor(settings: TuneSettings, base: TrainConfig):
-    """The executor of ``settings`` (options checked, nothing started): ``local`` with
-    ``--workers`` (default: what the machine holds), the others with ``--workers`` as a cap."""
-    from .executors import default_workers, make_executor
+    """The executor of ``settings`` (options checked, nothing started), with ``--workers``
+    (default: the executor's, for ``local`` what the machine holds) at most the trials."""
+    from .executors.registry import executor_class, make_executor
 
     workers = settings.workers
-    if settings.executor in ("local", "population") and workers is None:
-        workers = default_workers(base.device)
+    if workers is None:
+        workers = executor_class(settings.executor).default_workers(base.device)
     options = {"workers": None if workers is None else max(1, min(workers, settings.trials)), "device": base.device,
                **settings.executor_options}
     return make_executor(settings.executor, **options)

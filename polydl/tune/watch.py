@@ -283,11 +283,12 @@ def _rows(state: StudyState, room: int | None) -> list[str]:
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
 
     def fmt(row, errors=None):
-        text = "  ".join(c.ljust(w) if i == 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        text = "  ".join(c.ljust(w) if i == 2 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True)))
         return "  " + text + (f"  {errors}" if errors else "")
 
     out = [fmt(header)]
-    out += [fmt(c, r.error) for c, r in zip(cells, shown)]
+    out += [fmt(c, r.error) for c, r in zip(cells, shown, strict=True)]
     if hidden:
         out.append(f"  ({hidden} other trial{'s' if hidden > 1 else ''} not shown: polydl tune report "
                    f"{state.path} lists the best)")

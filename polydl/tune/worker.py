@@ -4,7 +4,7 @@ It reads JSON lines on stdin (``{"op": "run", "task": {...}}``, ``{"op": "run_gr
 [...]}`` (the population executor's), ``{"op": "stop", "number": N}``, ``{"op": "proceed",
 "number": N, "epoch": E}`` (the answer a task with ``decide`` waits for), ``{"op": "exit"}``) and
 writes JSON lines on stdout: ``{"kind": "ready", "pid", "threads"}``
-once, then the :class:`~polydl.tune.executors.TrialEvent` s of each trial. Anything else the
+once, then the :class:`~polydl.tune.executors.base.TrialEvent` s of each trial. Anything else the
 process prints goes to stderr. It holds a shared flock on ``$POLYDL_TUNE_OWNER_LOCK`` and ends at
 once when its owner dies (``PR_SET_PDEATHSIG`` on Linux; end of input everywhere).
 """
@@ -21,7 +21,7 @@ import threading
 
 from .. import fsafe
 from ..training.signals import stop_requested
-from .executors import BLAS_VARIABLES, OWNER_LOCK, OWNER_PID, TrialTask, run_trial
+from .executors.base import BLAS_VARIABLES, OWNER_LOCK, OWNER_PID, TrialTask, run_trial
 
 _held = []  # the owner lock's file descriptor, for the life of the process
 
@@ -86,6 +86,50 @@ def _hold_owner_lock() -> None:
         _held.append(fd)
 
 
+def _obey(msg: dict, tasks: queue.Queue, control: Control, exiting: threading.Event) -> None:
+    """Carry out one message of the owner."""
+    op = msg.get("op")
+    if op == "run":
+        tasks.put(TrialTask.from_dict(msg["task"]))
+    elif op == "run_group":  # the population executor's: trials of one shape as one population
+        tasks.put([TrialTask.from_dict(t) for t in msg["tasks"]])
+    elif op == "stop":
+        control.stop(int(msg["number"]))
+    elif op == "proceed":
+        control.proceed(int(msg["number"]), int(msg["epoch"]))
+    elif op == "exit":
+        exiting.set()
+        control.close()
+        tasks.put(None)
+
+
+def _listen(tasks: queue.Queue, control: Control, exiting: threading.Event) -> None:
+    """Read the owner's messages until the end of input (the owner died unless it said exit)."""
+    for line in sys.stdin:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        _obey(msg, tasks, control, exiting)
+    if not exiting.is_set():
+        os._exit(3)  # end of input without "exit": the owner died
+    tasks.put(None)
+
+
+def _train(job, send, control: Control) -> None:
+    """Train ``job`` (a trial, or a list of them as one population), its events to ``send``."""
+    if isinstance(job, list):
+        from .executors.population import run_group
+
+        run_group(job, lambda ev: send(ev.to_dict()), control.stopped, wait_decision=control.wait)
+        control.forget(t.number for t in job)
+        return
+    number = job.number
+    run_trial(job, lambda ev: send(ev.to_dict()), lambda: control.stopped(number),
+              wait_decision=lambda epoch: control.wait(number, epoch))
+    control.forget([number])
+
+
 def main() -> int:
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
@@ -105,46 +149,14 @@ def main() -> int:
             except (BrokenPipeError, OSError):
                 os._exit(3)  # the owner is gone
 
-    def listen() -> None:
-        for line in sys.stdin:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            op = msg.get("op")
-            if op == "run":
-                tasks.put(TrialTask.from_dict(msg["task"]))
-            elif op == "run_group":  # the population executor's: trials of one shape as one population
-                tasks.put([TrialTask.from_dict(t) for t in msg["tasks"]])
-            elif op == "stop":
-                control.stop(int(msg["number"]))
-            elif op == "proceed":
-                control.proceed(int(msg["number"]), int(msg["epoch"]))
-            elif op == "exit":
-                exiting.set()
-                control.close()
-                tasks.put(None)
-        if not exiting.is_set():
-            os._exit(3)  # end of input without "exit": the owner died
-        tasks.put(None)
-
-    threading.Thread(target=listen, daemon=True, name="polydl-worker-input").start()
+    threading.Thread(target=_listen, args=(tasks, control, exiting), daemon=True, name="polydl-worker-input").start()
     send({"kind": "ready", "pid": os.getpid(), "threads": {v: os.environ.get(v) for v in BLAS_VARIABLES}})
     try:
         while True:
-            task = tasks.get()
-            if task is None:
+            job = tasks.get()
+            if job is None:
                 return 0
-            if isinstance(task, list):
-                from .population_executor import run_group
-
-                run_group(task, lambda ev: send(ev.to_dict()), control.stopped, wait_decision=control.wait)
-                control.forget(t.number for t in task)
-                continue
-            number = task.number
-            run_trial(task, lambda ev: send(ev.to_dict()), lambda: control.stopped(number),
-                      wait_decision=lambda epoch: control.wait(number, epoch))
-            control.forget([number])
+            _train(job, send, control)
     except KeyboardInterrupt:
         return 130
 

@@ -227,7 +227,7 @@ def test_the_package_names_its_api():
     assert pt.tune is tune and pt.TuneSettings is TuneSettings and pt.CoarseToFineSampler is CoarseToFineSampler
     assert pt.Space is Space and pt.default_space is default_space and issubclass(pt.TuneError, ValueError)
     with pytest.raises(AttributeError):
-        pt.no_such_name
+        _ = pt.no_such_name
 
 
 def _orphan(out, owner, run_dir, config_out):

@@ -249,7 +249,7 @@ def test_two_owners_share_one_sqlite_study(tmp_path):
     procs = [popen("tune", *LONGER, "--trials", 6, "--workers", 1, "--storage", shared, "--study-name", "team",
                    "--out", tmp_path / name) for name in ("a", "b")]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (stdout, stderr) in zip(procs, outs):
+    for p, (_stdout, stderr) in zip(procs, outs, strict=True):
         assert p.returncode == 0, stderr
     study = optuna.load_study(study_name="team", storage=f"sqlite:///{shared}")
     assert sorted(t.number for t in study.trials) == list(range(6))

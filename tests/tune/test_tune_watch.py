@@ -66,7 +66,7 @@ def test_a_finished_study_lists_every_trial(finished):
                         f"{{{', '.join(box['optimizer']['choices'])}}}  beta [{box['beta']['low']:.4g}, "
                         f"{box['beta']['high']:.4g}]")
     assert lines[4].split() == ["trial", "round", "status", "lr", "optimizer", "beta", "val_loss", "epoch"]
-    for t, line in zip(study.trials, lines[5:9]):
+    for t, line in zip(study.trials, lines[5:9], strict=True):
         cells = line.split()
         assert cells[:4] == [str(t.number), str(t.user_attrs["round"]), states[t.state], f"{t.params['lr']:.4g}"]
         if t.state == TrialState.COMPLETE:

@@ -167,7 +167,8 @@ def test_without_ray(tmp_path):
     r = subprocess.run([sys.executable, "-c", BLOCK, "tune", *TINY, "--tier", "1", "--trials", "1", "--workers", "1",
                         "--out", str(tmp_path / "l"), "--quiet"], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and "1 trials (1 complete" in r.stdout, r.stderr
-    code = "import sys; sys.modules['ray'] = None; import polydl.tune.ray_executor, polydl_cli.main; print('ok')"
+    code = ("import sys; sys.modules['ray'] = None; import polydl.tune.executors.ray, polydl.tune.ray_executor, "
+            "polydl_cli.main; print('ok')")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
 
 

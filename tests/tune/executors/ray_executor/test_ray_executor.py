@@ -22,8 +22,10 @@ from tune_helpers import Recorder, assert_trials_wait_for_the_owner, load, optun
 import polydl
 from polydl import training
 from polydl.training import checkpoint as ckpt
-from polydl.tune.executors import TrialTask, run_trial
-from polydl.tune.ray_executor import RayExecutor, RayExecutorError, check_cpus, check_gpus, scratch_root
+from polydl.tune.executors.base import TrialTask, run_trial
+from polydl.tune.executors.ray.dirs import scratch_root
+from polydl.tune.executors.ray.errors import RayExecutorError, check_cpus, check_gpus
+from polydl.tune.executors.ray.executor import RayExecutor
 from polydl.tune.space import Space, default_space
 from polydl.tune.study import TuneSettings, tune
 
@@ -319,7 +321,7 @@ def test_a_search_through_ray_writes_the_study_of_the_local_executor(local_ray, 
     assert rec.notes[0].startswith("Ray: the Ray instance this process is connected to")
     ray_study, local_study = load(tmp_path / "r"), load(tmp_path / "l")
     assert [t.state for t in ray_study.trials] == [TrialState.COMPLETE] * 6
-    for a, b in zip(ray_study.trials, local_study.trials):
+    for a, b in zip(ray_study.trials, local_study.trials, strict=True):
         assert (a.number, a.params, a.value, a.intermediate_values) == (b.number, b.params, b.value,
                                                                         b.intermediate_values)
         assert a.user_attrs["round"] == b.user_attrs["round"]
@@ -414,7 +416,7 @@ def test_a_search_of_ray_populations_is_the_local_executor_s_study(local_ray, tm
     assert any("populations of up to 4 trials at once" in n for n in rec.notes), rec.notes
     ray_study, local_study = load(tmp_path / "r"), load(tmp_path / "l")
     assert result.counts == {"complete": 6, "pruned": 0, "failed": 0, "running": 0}
-    for a, b in zip(ray_study.trials, local_study.trials):
+    for a, b in zip(ray_study.trials, local_study.trials, strict=True):
         assert (a.number, a.params, a.intermediate_values) == (b.number, b.params, b.intermediate_values)
         assert a.value == pytest.approx(b.value, rel=1e-6)
 
@@ -468,7 +470,7 @@ def test_scratch_directories_are_the_users_own(tmp_path, monkeypatch):
 
 
 def test_a_shipped_run_directory_is_written_only_where_it_belongs(tmp_path):
-    from polydl.tune.ray_executor import install_run
+    from polydl.tune.executors.ray.shipping import install_run
 
     target = tmp_path / "s" / "trials" / "0000"
     for bad in ("../escape", "/abs", "..", "a/b"):
@@ -484,7 +486,8 @@ def test_a_shipped_run_directory_is_written_only_where_it_belongs(tmp_path):
 
 
 def test_run_files_and_the_ray_folder_follow_no_link(tmp_path):
-    from polydl.tune.ray_executor import _close_to_others, run_files
+    from polydl.tune.executors.ray.dirs import close_to_others
+    from polydl.tune.executors.ray.shipping import run_files
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -498,5 +501,5 @@ def test_run_files_and_the_ray_folder_follow_no_link(tmp_path):
     outside.chmod(0o700)
     (tmp_path / "ray").mkdir()
     os.symlink(outside, tmp_path / "ray" / "session_link")
-    _close_to_others(tmp_path / "ray")
+    close_to_others(tmp_path / "ray")
     assert outside.stat().st_mode & 0o777 == 0o700        # what a link leads to keeps its mode

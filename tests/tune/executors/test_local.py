@@ -1,6 +1,5 @@
-"""Where trials train: ``run_trial`` in this process (its events, failures, stopping, resuming)
-and the ``local`` executor's worker processes (BLAS threads, streaming, stop, a killed worker,
-Ctrl-C, dying with their owner)."""
+"""The ``local`` executor's worker processes (BLAS threads, streaming, stop, a killed worker,
+Ctrl-C, dying with their owner) and the sizes of this machine they are made for."""
 import json
 import os
 import signal
@@ -10,21 +9,12 @@ import time
 
 import numpy as np
 import pytest
-from run_helpers import assert_same_run
 from tune_helpers import assert_trials_wait_for_the_owner, tiny
 
 from polydl.training import checkpoint as ckpt
-from polydl.tune.executors import (
-    BLAS_VARIABLES,
-    LocalExecutor,
-    TrialEvent,
-    TrialTask,
-    available_cpus,
-    blas_threads,
-    default_workers,
-    make_executor,
-    run_trial,
-)
+from polydl.tune.executors.base import BLAS_VARIABLES, TrialTask
+from polydl.tune.executors.local import LocalExecutor
+from polydl.tune.executors.resources import available_cpus, blas_threads, default_workers
 
 
 def task(tmp_path, number=0, resume=False, **kw):
@@ -32,50 +22,10 @@ def task(tmp_path, number=0, resume=False, **kw):
     return TrialTask(number, cfg, str(tmp_path / f"{number:04d}"), resume=resume)
 
 
-def collect(t, stop_after=None):
-    events = []
-    done = run_trial(t, events.append, lambda: stop_after is not None and any(
-        e.kind == "epoch" and e.epoch >= stop_after for e in events), handle_signals=False)
-    return events, done
-
-
-def test_run_trial_streams_each_epoch_then_the_summary(tmp_path):
-    events, done = collect(task(tmp_path, epochs=3))
-    run_dir = tmp_path / "0000"
-    lines = [json.loads(x) for x in (run_dir / ckpt.METRICS).read_text().splitlines()]
-    assert [e.kind for e in events] == ["epoch", "epoch", "epoch", "done"] and done is events[-1]
-    assert [e.record for e in events[:3]] == lines
-    assert done.record == json.loads((run_dir / ckpt.SUMMARY).read_text()) and done.epoch == 3
-    assert done.record["val_loss"] == lines[-1]["val_loss"]
-
-
-def test_failures_are_one_line_events(tmp_path):
-    events, done = collect(task(tmp_path, 0, optimizer="sgd", normalizer="none", lr=1e8, epochs=2))
-    assert done.kind == "failed" and "the loss became" in done.message and "\n" not in done.message
-    bad = TrialTask(1, {**tiny().to_dict(), "optimizer": "adam", "beta": 0.9}, str(tmp_path / "0001"))
-    events, done = collect(bad)
-    assert done.kind == "failed" and "beta" in done.message and "\n" not in done.message
-
-
-def test_a_stopped_trial_keeps_its_checkpoint_and_a_resumed_one_matches_an_uninterrupted_run(tmp_path):
-    events, done = collect(task(tmp_path, 0, epochs=4, dropout=0.1), stop_after=2)
-    assert done.kind == "stopped" and done.epoch == 2
-    assert len((tmp_path / "0000" / ckpt.METRICS).read_text().splitlines()) == 2
-    events, done = collect(task(tmp_path, 0, resume=True, epochs=4, dropout=0.1))
-    assert done.kind == "done" and [e.epoch for e in events if e.kind == "epoch"] == [3, 4]
-    collect(TrialTask(0, tiny(epochs=4, dropout=0.1).to_dict(), str(tmp_path / "ref")))
-    assert_same_run(tmp_path / "ref", tmp_path / "0000")
-    # a finished run resumed again reports its summary without training
-    events, again = collect(task(tmp_path, 0, resume=True, epochs=4, dropout=0.1))
-    assert [e.kind for e in events] == ["done"] and again.record == done.record
-
-
 def test_sizes():
     cpus = available_cpus()
     assert 1 <= default_workers() <= cpus and default_workers("cuda") == 1
     assert blas_threads(1) == cpus and blas_threads(cpus * 4) == 1
-    with pytest.raises(ValueError, match="unknown executor 'pool'"):
-        make_executor("pool")
     with pytest.raises(ValueError, match="--workers must be >= 1"):
         LocalExecutor(workers=0)
 
@@ -152,7 +102,8 @@ def test_closing_with_interrupt_saves_the_running_trials(tmp_path):
 
 OWNER = """
 import json, sys, time
-from polydl.tune.executors import LocalExecutor, TrialTask
+from polydl.tune.executors.local import LocalExecutor
+from polydl.tune.executors.base import TrialTask
 ex = LocalExecutor(workers=1, owner_lock=sys.argv[2])
 ex.start()
 ex.submit(TrialTask.from_dict(json.loads(sys.argv[1])))
@@ -190,11 +141,3 @@ def _alive(pid):
             return fh.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
-def test_events_as_json():
-    e = TrialEvent(3, "epoch", record={"val_loss": 0.5}, epoch=1)
-    assert TrialEvent.from_dict(json.loads(json.dumps(e.to_dict()))) == e and not e.final
-    assert TrialEvent(3, "stopped").final
-    t = TrialTask(1, {"lr": 0.1}, "/x", resume=True)
-    assert TrialTask.from_dict(t.to_dict()) == t

@@ -5,8 +5,9 @@ import pytest
 from tune_helpers import assert_trials_wait_for_the_owner, load, optuna, tiny
 
 from polydl.training import evaluate
-from polydl.tune.executors import TrialTask
-from polydl.tune.population_executor import PopulationExecutor, run_group, shape_key
+from polydl.tune.executors.base import TrialTask
+from polydl.tune.executors.grouping import shape_key
+from polydl.tune.executors.population import PopulationExecutor, run_group
 from polydl.tune.space import Space
 from polydl.tune.study import TuneError, TuneReporter, TuneSettings, tune
 
