@@ -316,7 +316,7 @@ class ElementwiseKernel:
             raise TypeError(f"{self.name}: pass every input and output ({len(self.ins) + len(self.outs)} arguments)")
         params = self.ins + self.outs
         types = {}
-        for a, (pname, t, raw) in zip(args, params):  # placeholders are bound by arrays only (as CuPy)
+        for a, (pname, t, _raw) in zip(args, params):  # placeholders are bound by arrays only (as CuPy)
             if isinstance(a, np.ndarray):
                 fixed = t if len(t) > 1 else None
                 dt = types.setdefault(t, a.dtype) if fixed is None else np.dtype(fixed)
@@ -324,12 +324,12 @@ class ElementwiseKernel:
                     raise TypeError(f"{self.name}: {pname} is {a.dtype}, but {t} is {dt}")
         shape = np.broadcast_shapes(*(np.shape(a) for a, (_, _, raw) in zip(args, params)
                                       if isinstance(a, np.ndarray) and not raw))
-        for a, (pname, _, raw) in zip(args[len(self.ins):], self.outs):
-            if not raw and a.shape != shape:
+        for a, (pname, _, raw_out) in zip(args[len(self.ins):], self.outs):
+            if not raw_out and a.shape != shape:
                 raise ValueError(f"{self.name}: output {pname} has shape {a.shape}, the loop {shape}")
         size = int(np.prod(shape))
         arrays = []
-        for k, (a, (pname, t, raw)) in enumerate(zip(args, params)):
+        for k, (a, (_pname, t, raw)) in enumerate(zip(args, params)):
             dt = np.dtype(t) if len(t) > 1 else types[t]
             if raw:
                 arrays.append(np.ascontiguousarray(a))

@@ -676,7 +676,8 @@ def _tune(settings: TuneSettings, base: TrainConfig, train_size: int, out: Path,
     storage_obj = None
     if not inside or not fresh:
         storage_obj = ref.open()
-        _check_existing(storage_obj, settings, ref)
+        with _storage.locked(ref, out):  # another owner may be between creating the study and naming its space
+            _check_existing(storage_obj, settings, ref)
     executor = _make_executor(settings, base)
     notes = executor.prepare(out)  # a cluster that does not answer or lacks GPUs: nothing written yet
     executor.slots = max(1, min(executor.slots, settings.trials))

@@ -108,7 +108,8 @@ class ElementwiseKernel:
                 bound[ctype] = a.dtype
         return bound
 
-    def __call__(self, *args, size=-1, block_size=128, stream=None):
+    def _check_call(self, args, block_size, stream) -> None:
+        """CuPy's checks of a call's arguments, before anything is launched."""
         if len(args) not in (self.nin, self.nargs):
             raise TypeError(f"Wrong number of arguments for {self.name!r}. It must be either {self.nin} or "
                             f"{self.nargs} (with outputs), but given {len(args)}.")
@@ -119,6 +120,9 @@ class ElementwiseKernel:
         for a in args:
             if type(a) is not ndarray and not isinstance(a, SCALAR_TYPES):
                 raise unsupported(a)
+
+    def __call__(self, *args, size=-1, block_size=128, stream=None):
+        self._check_call(args, block_size, stream)
         params = self.in_params + self.out_params
         nonraw = [a._a for a, p in zip(args, params) if type(a) is ndarray and not p[3]]
         if size != -1:
