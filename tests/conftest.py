@@ -24,6 +24,13 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    # no test reaches the network: data sets download into a scratch folder, from a closed local port
+    # (a test of the download code serves files itself, through its own mirror)
+    import os
+    import tempfile
+
+    os.environ.setdefault("POLYDL_DATA_DIR", tempfile.mkdtemp(prefix="polydl-test-data-"))
+    os.environ.setdefault("POLYDL_DATA_MIRROR", "http://127.0.0.1:9/")
     if config.getoption("--cuda-standin", default=False):
         import cuda_standin
 

@@ -1,4 +1,5 @@
-"""Datasets: the bundled 8×8 digits, seeded synthetic sets, and loaders by name.
+"""Datasets: the bundled 8×8 digits, seeded synthetic sets, published image sets (MNIST,
+Fashion-MNIST, CIFAR-10: downloaded once, see :mod:`polydl.datasets.download`), and loaders by name.
 
 ``load(name, seed=0, **params)`` returns a :class:`Dataset` with train / validation / test splits
 as NumPy arrays (features float32, labels int64). Loaders are registered through the
@@ -6,7 +7,8 @@ as NumPy arrays (features float32, labels int64). Loaders are registered through
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from importlib import resources
 
 import numpy as np
@@ -15,14 +17,20 @@ from .. import memory
 from ..checks import check_number, check_whole, shown
 from ..hookspecs import hookimpl
 from ..registry import RegistrationError, Registry
+from . import images
+from .download import DatasetFileError
+from .shapes import as_images, input_shape_of
 
 __all__ = ["Dataset", "digits", "moons", "spirals", "blobs", "load", "names", "registry", "split",
-           "split_indices", "check_labels"]
+           "split_indices", "check_labels", "mnist", "fashion_mnist", "cifar10", "as_images", "DatasetFileError"]
 
 
 @dataclass
 class Dataset:
-    """Features ``X_*`` (float32, shape (m, n)) and integer labels ``y_*`` for three splits."""
+    """Features ``X_*`` (float32, shape (m, n)) and integer labels ``y_*`` for three splits.
+
+    ``input_shape``: the shape of one sample, e.g. (1, 8, 8) for images kept flat as 64
+    features (:func:`as_images` views the rows as images); by default X's own, (n,)."""
 
     name: str
     X_train: np.ndarray
@@ -32,10 +40,14 @@ class Dataset:
     X_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    input_shape: tuple | None = field(default=None, kw_only=True)
+
+    def __post_init__(self):
+        self.input_shape = input_shape_of(self.X_train, self.input_shape, f"dataset {self.name}")
 
     @property
     def num_features(self) -> int:
-        return int(self.X_train.shape[1])
+        return int(math.prod(self.X_train.shape[1:]))
 
     def sizes(self) -> dict:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
@@ -98,7 +110,8 @@ def check_labels(y, what: str = "labels", error=ValueError, names: bool = False)
     return y.astype(np.int64)
 
 
-def split(X, y, seed=0, val_fraction=0.1, test_fraction=0.2, name="data", num_classes=None) -> Dataset:
+def split(X, y, seed=0, val_fraction=0.1, test_fraction=0.2, name="data", num_classes=None,
+          input_shape=None) -> Dataset:
     """A seeded random split of (X, y) into train / validation / test (see :func:`split_indices`);
     ``y`` is checked with :func:`check_labels` (a ``ValueError`` names the problem)."""
     y = check_labels(y, f"dataset {name}")
@@ -107,7 +120,7 @@ def split(X, y, seed=0, val_fraction=0.1, test_fraction=0.2, name="data", num_cl
         raise ValueError(f"dataset {name}: X has {len(X)} samples but y has {len(y)}; they must have the same length")
     train, val, test = split_indices(len(y), seed, val_fraction, test_fraction)
     k = int(num_classes if num_classes is not None else (y.max() + 1 if len(y) else 0))
-    return Dataset(name, X[train], y[train], X[val], y[val], X[test], y[test], k)
+    return Dataset(name, X[train], y[train], X[val], y[val], X[test], y[test], k, input_shape=input_shape)
 
 
 def _size(name, value, low):
@@ -126,11 +139,12 @@ def _check_memory(dataset, rows, features, params="n_samples"):
 
 def digits(seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Dataset:
     """The 8×8 handwritten digits (UCI optdigits, as distributed with scikit-learn; CC BY 4.0):
-    1,797 images, 64 pixel features scaled to [0, 1], 10 classes; a fixed seeded split."""
+    1,797 images, 64 pixel features scaled to [0, 1] (row by row: input_shape (1, 8, 8)), 10 classes;
+    a fixed seeded split."""
     with resources.files(__package__).joinpath("data/digits.npz").open("rb") as fh:
         with np.load(fh, allow_pickle=False) as z:
             X, y = z["X"].astype(np.float32) / 16.0, z["y"].astype(np.int64)
-    return split(X, y, seed, val_fraction, test_fraction, name="digits", num_classes=10)
+    return split(X, y, seed, val_fraction, test_fraction, name="digits", num_classes=10, input_shape=(1, 8, 8))
 
 
 def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0, val_fraction=0.1, test_fraction=0.2) -> Dataset:
@@ -183,6 +197,38 @@ def blobs(n_samples: int = 1000, centers: int = 4, features: int = 2, spread: fl
     return split(X, y, seed, val_fraction, test_fraction, name="blobs", num_classes=centers)
 
 
+def _image_dataset(name, seed, val_fraction, path, mirror) -> Dataset:
+    """The official training and test images of ``name`` (see :mod:`polydl.datasets.images`) as
+    float32 in [0, 1], flat rows; the validation split a seeded ``val_fraction`` of the training images."""
+    a = images.load(name, path, mirror)
+    train, val, _ = split_indices(len(a.y_train), seed, val_fraction, 0)
+
+    def scaled(X):
+        return X.astype(np.float32) / np.float32(255)
+
+    return Dataset(name, scaled(a.X_train[train]), a.y_train[train], scaled(a.X_train[val]), a.y_train[val],
+                   scaled(a.X_test), a.y_test, a.num_classes, input_shape=a.input_shape)
+
+
+def mnist(seed: int = 0, val_fraction: float = 0.1, path=None, mirror=None) -> Dataset:
+    """MNIST handwritten digits (LeCun, Cortes & Burges): 60,000 training and 10,000 test images,
+    input_shape (1, 28, 28), 10 classes; downloaded once (``mirror``: a URL to fetch them from), or
+    read from the folder ``path`` that has the four IDX files."""
+    return _image_dataset("mnist", seed, val_fraction, path, mirror)
+
+
+def fashion_mnist(seed: int = 0, val_fraction: float = 0.1, path=None, mirror=None) -> Dataset:
+    """Fashion-MNIST (Xiao, Rasul & Vollgraf; Zalando, MIT licence): 28×28 grey images of 10 kinds of
+    clothing in MNIST's format and sizes; ``path`` and ``mirror`` as for :func:`mnist`."""
+    return _image_dataset("fashion_mnist", seed, val_fraction, path, mirror)
+
+
+def cifar10(seed: int = 0, val_fraction: float = 0.1, path=None, mirror=None) -> Dataset:
+    """CIFAR-10 (Krizhevsky, 2009): 50,000 training and 10,000 test colour images, input_shape
+    (3, 32, 32), 10 classes, from its binary version; ``path`` and ``mirror`` as for :func:`mnist`."""
+    return _image_dataset("cifar10", seed, val_fraction, path, mirror)
+
+
 def _validate(name, loader):
     if not callable(loader):
         raise RegistrationError(f"dataset '{name}' must be a callable loader(seed=0, **params) -> Dataset")
@@ -192,7 +238,8 @@ registry = Registry("datasets", _validate, singular="dataset")
 
 
 def load(name: str, seed: int = 0, **params) -> Dataset:
-    """The dataset ``name`` (``digits``, ``moons``, ``spirals``, ``blobs`` or a plugin's)."""
+    """The dataset ``name`` (``digits``, ``moons``, ``spirals``, ``blobs``, ``mnist``,
+    ``fashion_mnist``, ``cifar10`` or a plugin's)."""
     ds = registry.build(name, seed=seed, **params)
     if not isinstance(ds, Dataset):
         raise TypeError(f"dataset loader '{name}' returned {type(ds).__name__}, not polydl.datasets.Dataset")
@@ -205,5 +252,5 @@ def names():
 
 @hookimpl
 def polydl_register_datasets(register):
-    for fn in (digits, moons, spirals, blobs):
+    for fn in (digits, moons, spirals, blobs, mnist, fashion_mnist, cifar10):
         register(fn.__name__, fn)

@@ -71,7 +71,7 @@ def make_inputs(tmp):
         "unknown loss": (["--loss", "hinge"], "unknown loss 'hinge'"),
         "unknown normalizer": (["--normalizer", "groupnorm"], "unknown normalizer 'groupnorm'"),
         "unknown optimizer": (["--optimizer", "adamw"], "unknown optimizer 'adamw'"),
-        "unknown dataset": (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+        "unknown dataset": (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
         "unknown activation": (["--activation", "gelu"], "unknown activation 'gelu'"),
         "unknown schedule parameter": (["--schedule-param", "decay=1"], "has no parameter 'decay'"),
         "bad schedule parameter value": (["--schedule-param", "decay_rate=-1"], "decay_rate must be >= 0"),
