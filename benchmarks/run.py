@@ -1,13 +1,14 @@
 """Training-step benchmarks: polydl against PyTorch and against the GEMM floor, in one run.
 
-Each workload trains the same BatchNorm MLP (Linear without bias → BatchNorm → ReLU per hidden
-layer, then Linear; Adam; softmax cross-entropy) on the same random data, one epoch per timed
-run. The sides are interleaved, with a pause between timed runs (BLAS threads keep spinning for a
+Each workload W1–W3 trains the same BatchNorm MLP (Linear without bias → BatchNorm → ReLU per
+hidden layer, then Linear; Adam; softmax cross-entropy) on the same random data, one epoch per
+timed run; C1 trains LeNet-5 with BatchNorm2d on 1×28×28 images, batch 128 (``conv.py``). The sides are interleaved, with a pause between timed runs (BLAS threads keep spinning for a
 moment after a run and slow whatever runs next), and both are capped to the same thread count.
 The GEMM floor is the time of just the matrix products of that training step.
 
     python benchmarks/run.py                        # all CPU workloads, 5 repetitions
     python benchmarks/run.py --workloads W1 --reps 9
+    python benchmarks/run.py --workloads C1 --sides polydl,torch,gemm
     python benchmarks/run.py --device cuda --write docs/gpu-report-bench.md
 
 PyTorch is needed only here (pip install torch); it is never a dependency of polydl.
@@ -39,6 +40,7 @@ def _early_threads():
 _early_threads()
 
 import numpy as np  # noqa: E402
+from conv import CONV_WORKLOADS, conv_sides  # noqa: E402
 
 WORKLOADS = {
     # name: (layer sizes, batch size, samples per epoch)
@@ -175,7 +177,8 @@ class GemmFloor:
 
 
 # ---------------------------------------------------------------------------- driver
-def bench_workload(name, device, reps, pause, sides_wanted):
+def mlp_sides(name, device, sides_wanted):
+    """(the sides of the MLP workload ``name`` that ``sides_wanted`` names, its sizes, batch, samples)."""
     sizes, batch, samples = WORKLOADS[name]
     if device.startswith("cuda"):
         batch = GPU_BATCH[name]
@@ -192,6 +195,14 @@ def bench_workload(name, device, reps, pause, sides_wanted):
         sides.append(TorchSide(sizes, batch, X, y, device, fused=True))
     if "gemm" in sides_wanted:
         sides.append(GemmFloor(sizes, batch, X, y, device))
+    return sides, sizes, batch, samples
+
+
+def bench_workload(name, device, reps, pause, sides_wanted):
+    if name not in WORKLOADS and name not in CONV_WORKLOADS:
+        raise SystemExit(f"unknown workload {name!r} (valid: {', '.join([*WORKLOADS, *CONV_WORKLOADS])})")
+    make = conv_sides if name in CONV_WORKLOADS else mlp_sides
+    sides, sizes, batch, samples = make(name, device, sides_wanted)
     for s in sides:  # warm-up: one epoch each (allocations, CUDA kernels compiled)
         s.epoch()
         time.sleep(pause)
@@ -359,7 +370,7 @@ def render(results, overhead, memory, info, args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--workloads", default="W1,W2,W3")
+    ap.add_argument("--workloads", default="W1,W2,W3,C1")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--pause", type=float, default=0.5)

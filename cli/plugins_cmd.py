@@ -10,7 +10,7 @@ from polydl import plugins as _plugins
 
 from ._common import Command
 
-_KINDS = ("schedules", "normalizers", "losses", "optimizers", "datasets")
+_KINDS = ("schedules", "normalizers", "losses", "optimizers", "datasets", "models")
 
 
 def _format_plugin_warnings():

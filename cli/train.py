@@ -9,7 +9,7 @@ import sys
 import click
 
 from polydl import training
-from polydl.training.config import DTYPES, SCHEDULE_UNITS, UNSET_NOTES, ConfigError, TrainConfig
+from polydl.training.config import DTYPES, IMPUTE, SCHEDULE_UNITS, UNSET_NOTES, ConfigError, TrainConfig
 
 from ._common import Command, check_path, number, percent, plural
 
@@ -30,10 +30,12 @@ def _hidden(text: str) -> list:
 # flag -> config key, for the flags whose value goes straight into the configuration
 _SIMPLE = ("device", "dtype", "seed", "data_seed", "dataset", "target", "val_split", "test_split", "activation",
            "normalizer", "dropout", "loss", "optimizer", "lr", "beta", "beta1", "beta2", "eps", "weight_decay",
-           "schedule", "schedule_unit", "epochs", "batch_size", "plot", "out")
+           "schedule", "schedule_unit", "epochs", "batch_size", "plot", "out", "monitor", "min_delta",
+           "early_stopping_patience", "restore_best", "plateau_factor", "plateau_patience", "warmup_epochs",
+           "warmup_steps", "impute", "model")
 _TABLE_FLAGS = {"schedule_param": "schedule_params", "dataset_param": "dataset_params",
                 "normalizer_param": "normalizer_params", "loss_param": "loss_params",
-                "optimizer_param": "optimizer_params"}
+                "optimizer_param": "optimizer_params", "model_param": "model_params"}
 
 
 def flag_overrides(opts: dict, resuming: bool = False) -> dict:
@@ -82,7 +84,7 @@ class LineReporter(training.Reporter):
                        f"{plural(info['epochs'], 'epoch')}, {info['schedule']}{change}")
             return
         s = info["sizes"]
-        click.echo(f"training mlp {info['model']} ({info['normalizer']}, {info['activation']}; "
+        click.echo(f"training {info.get('architecture', 'mlp')} {info['model']} ({info['normalizer']}, {info['activation']}; "
                    f"{info['num_parameters']:,} parameters) on {info['dataset']} ({s['train']} train / {s['val']} val / "
                    f"{s['test']} test) with {info['loss']} and {info['optimizer']}, {info['schedule']}, "
                    f"{plural(info['epochs'], 'epoch')} of {plural(info['n_batches'], 'mini-batch')}, on {info['device']} "
@@ -90,6 +92,10 @@ class LineReporter(training.Reporter):
 
     def line(self, r, epochs):
         extra = f"  [{r['event']}]" if r.get("event") else ""
+        if "val_rmse" in r:  # a regression: RMSE (the target's units) and R² instead of accuracy
+            return (f"epoch {r['epoch']}/{epochs}  lr {r['lr']:.4g}  train loss {number(r['train_loss'])}  val loss "
+                    f"{number(r['val_loss'])} RMSE {number(r['val_rmse'], '.5g')} R² {number(r['val_r2'])}"
+                    f"  {r['seconds']:.2f}s{extra}")
         return (f"epoch {r['epoch']}/{epochs}  lr {r['lr']:.4g}  train loss {number(r['train_loss'])} "
                 f"acc {percent(r['train_accuracy'])}  val loss {number(r['val_loss'])} acc {percent(r['val_accuracy'])}"
                 f"  {r['seconds']:.2f}s{extra}")
@@ -136,12 +142,36 @@ class QuietReporter(training.Reporter):
     pass
 
 
+def regression_summary(result) -> str:
+    """The summary line of a regression: test RMSE, MAE and R² (the target's units)."""
+    s = result.summary
+    test = (f"test RMSE {number(s['test_rmse'], '.5g')}, MAE {number(s['test_mae'], '.5g')}, R² {number(s['test_r2'])} "
+            f"({s['test_samples']} samples)" if s.get("test_rmse") is not None else "no test split")
+    return (f"{s['dataset']}: {test}, val R² {number(s.get('val_r2'))}, after {plural(s['epochs'], 'epoch')} "
+            f"in {s['seconds']:.1f}s{monitor_text(s)}; run in {result.out_dir}")
+
+
 def summary_line(result) -> str:
     s = result.summary
+    if s.get("task") == "regression":
+        return regression_summary(result)
     test = (f"test accuracy {percent(s['test_accuracy'])} (loss {number(s['test_loss'])}, {s['test_samples']} samples)"
             if s.get("test_accuracy") is not None else "no test split")
     return (f"{s['dataset']}: {test}, val accuracy {percent(s['val_accuracy'])}, after {plural(s['epochs'], 'epoch')} "
-            f"in {s['seconds']:.1f}s; run in {result.out_dir}")
+            f"in {s['seconds']:.1f}s{monitor_text(s)}; run in {result.out_dir}")
+
+
+def monitor_text(s: dict) -> str:
+    """The summary line's part on early stopping and the best epoch (nothing where neither is)."""
+    out = ""
+    if s.get("stopped_early"):
+        out += f" (stopped early: {s['stopped_early']['reason']})"
+    best = s.get("best")
+    if best:
+        test = (f"test accuracy {percent(best['test_accuracy'])}" if best.get("test_accuracy") is not None
+                else f"{s['monitor']} {number(s['best_value'])}")
+        out += f"; best epoch {best['epoch']}: {test} ({best['checkpoint']})"
+    return out
 
 
 # ---------------------------------------------------------------------------- the command
@@ -196,17 +226,24 @@ _CONFIG_OPTIONS = [
     _config_opt("--dataset", metavar="NAME|FILE", help="digits, moons, spirals, blobs, a plugin's (PLUGIN:NAME for "
                 "one plugin's), or a .npz/.csv file."),
     _config_opt("--dataset-param", multiple=True, metavar=PARAM, help="Parameter of a named dataset (repeatable)."),
-    _config_opt("--target", metavar="COLUMN", help="Label column of a .csv."),
+    _config_opt("--target", metavar="COLUMN", help="Label column of a .csv (a regression may name several: a,b)."),
+    _config_opt("--impute", type=click.Choice(IMPUTE), help="Fill missing values (empty, NA, NaN) with the training "
+                "split's mean, median or most frequent value (text columns: the most frequent)."),
     _config_opt("--val-split", type=float, help="Fraction of the data held out for validation."),
     _config_opt("--test-split", type=float, help="Fraction held out for testing (data without a test split)."),
     _config_opt("--standardize/--no-standardize", help="Z-score the features with training statistics (auto: unless "
                 "they already lie in [-1, 1])."),
+    _config_opt("--model", help="mlp, cnn (convolutions, then the --hidden head; on images such as digits), lenet5, "
+                "or a plugin's (PLUGIN:NAME for one plugin's)."),
+    _config_opt("--model-param", multiple=True, metavar=PARAM, help="Model parameter, e.g. channels=[32,64] or "
+                "kernel_size=5 for cnn (repeatable)."),
     _config_opt("--hidden", metavar="SIZES", help="Hidden layer sizes, e.g. 128,64 (none: no hidden layer)."),
     _config_opt("--activation", help="relu, leaky_relu, tanh, sigmoid or identity."),
     _config_opt("--normalizer", help="batchnorm, none, or a plugin's (PLUGIN:NAME for one plugin's)."),
     _config_opt("--normalizer-param", multiple=True, metavar=PARAM, help="Normalizer parameter (repeatable)."),
     _config_opt("--dropout", type=float, help="Dropout probability after each hidden layer."),
-    _config_opt("--loss", help="softmax_cross_entropy, binary_cross_entropy, mse, or a plugin's (PLUGIN:NAME for one "
+    _config_opt("--loss", help="softmax_cross_entropy, binary_cross_entropy, mse, mae, huber (regression: mse, mae, "
+                "huber on numeric targets), or a plugin's (PLUGIN:NAME for one "
                 "plugin's)."),
     _config_opt("--loss-param", multiple=True, metavar=PARAM, help="Loss parameter (repeatable)."),
     _config_opt("--optimizer", help="sgd, momentum, rmsprop, adam, or a plugin's (PLUGIN:NAME for one plugin's)."),
@@ -229,6 +266,22 @@ _CONFIG_OPTIONS = [
     _config_opt("--epochs", type=int, help="Passes over the training data."),
     _config_opt("--batch-size", type=int, help="Samples per mini-batch."),
     _config_opt("--plot/--no-plot", help="Write curves.png (needs matplotlib)."),
+    _config_opt("--monitor", metavar="METRIC", help="The metric that early stopping, --restore-best and the plateau "
+                "watch: val_loss, val_accuracy, val_f1, val_auc (two classes), train_loss, ..."),
+    _config_opt("--min-delta", type=float, help="An improvement of the monitored metric is a change by more than "
+                "this."),
+    _config_opt("--early-stopping-patience", type=int, metavar="N", help="Stop after N epochs in which the monitored "
+                "metric has not improved (0: never)."),
+    _config_opt("--restore-best/--no-restore-best", help="Keep best.npz, the checkpoint of the best epoch, which "
+                "evaluate and predict then use (--checkpoint last: the last epoch's)."),
+    _config_opt("--plateau-factor", type=float, help="Multiply α by this (in (0, 1)) when the monitored metric has "
+                "not improved for --plateau-patience epochs."),
+    _config_opt("--plateau-patience", type=int, metavar="N", help="Lower α after N epochs without improvement of the "
+                "monitored metric (0: never)."),
+    _config_opt("--warmup-epochs", type=int, metavar="N", help="α rises linearly from 0 to the schedule's over the "
+                "first N epochs."),
+    _config_opt("--warmup-steps", type=int, metavar="N", help="α rises linearly from 0 to the schedule's over the "
+                "first N mini-batch steps."),
 ]
 
 

@@ -132,7 +132,9 @@ Tiers of the default space (--tier N, hyperparameters in the order they matter):
   1  lr: log-uniform in [1e-4, 1]
   2  (the default) tier 1 + beta (momentum, rmsprop) or beta1 (adam): 1 - beta
      log-uniform in [0.9, 0.999]; hidden (units of every hidden layer): int on a
-     log scale in [16, 256]; batch_size: pow2 in [16, 256], at most the training set
+     log scale in [16, 256]; model_params.channels (a convolutional model's first
+     layer, the others in proportion): pow2 in [8, 128]; batch_size: pow2 in [16, 256],
+     at most the training set
   3  tier 2 + layers: int in [1, 4]; the schedule's decay: inverse_time decay_rate
      log-uniform in [0.01, 10], exponential base 1 - base log-uniform in [0.5, 0.999],
      staircase factor log-uniform in [0.1, 0.9]
@@ -145,8 +147,9 @@ A --space file has one table per configuration key (dotted keys reach parameter 
   low = 1e-4
   high = 1.0
 
---metric val_loss is minimised, val_accuracy maximised; the value of a trial is its final
-epoch's. --rounds R splits the trials over R rounds (coarse to fine): each round samples inside
+--metric val_loss is minimised, val_accuracy, val_f1, val_auc maximised (any metric the runs
+record); the value of a trial is its final epoch's, or its best epoch's with --restore-best in
+the configuration (then also after each epoch, for --prune). --rounds R splits the trials over R rounds (coarse to fine): each round samples inside
 the box around the best trials of the round before, and starts when that one has finished.
 """
 
@@ -170,8 +173,9 @@ _EXECUTOR_OPTIONS = ("population_size", "address", "cpus_per_trial", "gpus_per_t
               help="random (default: each key on its own scale) or tpe (Optuna's TPESampler, seeded; no --rounds).")
 @click.option("--prune", type=click.Choice(PRUNERS), default=None,
               help="Stop trials below the median at the same epoch (Optuna's MedianPruner; default: off).")
-@click.option("--metric", type=click.Choice(list(METRICS)), default=None,
-              help="val_loss (default, minimised) or val_accuracy (maximised), of the final epoch.")
+@click.option("--metric", metavar="METRIC", default=None,
+              help=f"What a trial is worth, minimised or maximised as it requires: {', '.join(METRICS)} "
+                   "(default: val_loss).")
 @click.option("--executor", type=click.Choice(list(EXECUTORS)), default=None,
               help="Where trials train: local (default: worker processes on this machine), population (the "
                    "trials of one shape as one population in each worker: many small models at once) or ray (Ray "

@@ -25,8 +25,10 @@ HELP = """Follow a run or a study in the terminal until it ends.
   polydl watch runs/study          a polydl tune study: every trial, the best so far
 
 A run is running while a process trains in it (it holds the run's lock), finished when its
-last epoch and summary.json are written, and stopped otherwise (polydl train --resume DIR
-continues it). A study is finished when all its --trials trials have finished and none runs,
+last epoch (or the epoch it stopped early after) and summary.json are written, and stopped
+otherwise (polydl train --resume DIR continues it). A run that watches its metric has a green
+line at its best epoch, a red one where it stopped early, and a gray one where α was lowered on
+a plateau (or changed on resume). A study is finished when all its --trials trials have finished and none runs,
 stopped when no polydl tune process runs it. polydl watch ends by itself when the run or the
 study is no longer running. On a terminal it redraws in place; otherwise (a pipe, a log) it
 prints a plain frame each time something changes. Drawing a run needs plotext (pip install

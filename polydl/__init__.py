@@ -19,6 +19,7 @@ from . import (
     datasets,
     functional,
     losses,
+    models,
     nn,
     normalizers,
     optim,
@@ -35,6 +36,6 @@ from .tensor import Parameter, Tensor, enable_grad, is_grad_enabled, no_grad, te
 __all__ = [
     "__version__", "tensor", "Tensor", "Parameter", "no_grad", "enable_grad", "is_grad_enabled",
     "manual_seed", "device", "Device", "DeviceError", "cuda_available", "hookimpl", "backend",
-    "functional", "F", "nn", "optim", "schedules", "losses", "normalizers", "datasets", "testing", "amp",
+    "functional", "F", "nn", "optim", "schedules", "losses", "normalizers", "datasets", "models", "testing", "amp",
     "cpu_kernels", "plugins",
 ]

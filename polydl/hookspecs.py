@@ -6,7 +6,7 @@ Each hook receives a ``register(name, obj, *, override=False)`` callback::
 
     @polydl.hookimpl
     def polydl_register_schedules(register):
-        register("cosine", cosine_factory)
+        register("warmup_cosine", warmup_cosine_factory)
 
 ``register`` validates ``obj`` at once, probing it (the built-ins are registered before any
 plugin's hooks are called, so a component may use them), and records the plugin, distribution
@@ -67,3 +67,18 @@ class PolydlSpecs:
         """Register dataset loaders, called ``loader(seed=s, **params)`` (keywords; also
         ``val_fraction`` and ``test_fraction`` where the loader takes them). A loader returns a
         ``polydl.datasets.Dataset`` (``polydl.datasets.split`` builds one from arrays)."""
+
+    @hookspec
+    def polydl_register_models(self, register):
+        """Register model factories, called ``factory(input_shape, num_outputs, **params)``:
+        ``input_shape`` the shape of one sample as a tuple ((channels, height, width) for images,
+        (features,) for a table), ``num_outputs`` the width of the last layer. ``params`` are the
+        ``model_params`` table and those of the configuration keys ``hidden``, ``activation``,
+        ``normalizer``, ``dropout`` and ``normalizer_params`` that the factory declares (a key it
+        does not declare must keep its default). The factory returns a ``polydl.nn.Module`` that
+        maps rows (batch, prod(input_shape)), the data as polydl keeps it, to scores (batch,
+        num_outputs) (``polydl.nn.Unflatten(input_shape)`` views the rows as images); input it
+        cannot take is a ``ValueError`` naming the sizes. For a population of P models, a factory
+        that takes ``population`` is called with ``population=P`` (and ``dropout`` one rate per
+        member) and its Module maps (batch, F) or (P, batch, F) to (P, batch, num_outputs); any
+        other model is trained member by member."""

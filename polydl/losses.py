@@ -3,6 +3,12 @@
 ``softmax_cross_entropy``  J = −(1/m) Σᵢ Σⱼ yⱼ log ŷⱼ, ŷ = softmax(z); dJ/dz = (ŷ − y)/m
 ``binary_cross_entropy``   the logistic loss on logits: (1/m) Σ [log(1 + e^z) − y z]
 ``mse``                    (1/n) Σ (z − y)² over all elements (integer labels become one-hot)
+``mae``                    (1/n) Σ |z − y| over all elements
+``huber``                  (1/n) Σ h(z − y), h(d) = d²/2 for |d| ≤ δ, δ(|d| − δ/2) beyond (``delta``)
+
+``task`` says what a loss trains: ``"classification"`` (the default, one score per class) or
+``"regression"`` (``mse``, ``mae``, ``huber``: one output per target column of numbers; on a
+named dataset, whose labels are classes, they fit the one-hot rows of the classes).
 
 With C = 2, softmax cross-entropy on the logits [0, z] equals the logistic loss on z.
 
@@ -29,6 +35,7 @@ class Loss:
     """A named loss; ``predict(scores)`` gives the class each row of scores predicts."""
 
     name = "loss"
+    task = "classification"
 
     def __call__(self, scores, targets):
         raise NotImplementedError
@@ -119,6 +126,7 @@ class BinaryCrossEntropy(_Builtin):
 
 class MSE(_Builtin):
     name = "mse"
+    task = "regression"
 
     def __call__(self, scores, targets):
         try:
@@ -128,6 +136,58 @@ class MSE(_Builtin):
             if problem is None:
                 raise
         raise ValueError(problem)
+
+
+class MAE(_Builtin):
+    """Mean absolute error: the median's loss, less pulled by outliers than ``mse``."""
+
+    name = "mae"
+    task = "regression"
+
+    def __call__(self, scores, targets):
+        try:
+            return F.mae(scores, targets)
+        except (ValueError, TypeError):
+            problem = _label_problem(self.name, scores, targets)
+            if problem is None:
+                raise
+        raise ValueError(problem)
+
+
+class Huber(_Builtin):
+    """Huber loss: squared within ``delta`` of the target (in standardised units for a run's
+    target), absolute beyond it."""
+
+    name = "huber"
+    task = "regression"
+
+    def __init__(self, population: int | None = None, delta: float = 1.0):
+        super().__init__(population)
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta > 0:
+            raise ValueError(f"huber: delta must be a number > 0, not {delta!r}")
+        self.delta = float(delta)
+
+    def __call__(self, scores, targets):
+        try:
+            return F.huber(scores, targets, self.delta)
+        except (ValueError, TypeError):
+            problem = _label_problem(self.name, scores, targets)
+            if problem is None:
+                raise
+        raise ValueError(problem)
+
+    def __repr__(self):
+        return f"huber(delta={self.delta})"
+
+
+def task_of(name: str) -> str:
+    """``"regression"`` or ``"classification"``: what the loss ``name`` trains (its ``task``;
+    classification for a loss that does not say, or a name that is not registered)."""
+    try:
+        factory = registry.lookup(name)
+    except (KeyError, ValueError):
+        return "classification"
+    return "regression" if getattr(factory, "task", "classification") == "regression" else "classification"
 
 
 def predict(loss, scores):
@@ -265,3 +325,5 @@ def polydl_register_losses(register):
     register("softmax_cross_entropy", SoftmaxCrossEntropy)
     register("binary_cross_entropy", BinaryCrossEntropy)
     register("mse", MSE)
+    register("mae", MAE)
+    register("huber", Huber)

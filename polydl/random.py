@@ -18,7 +18,7 @@ import numpy as np
 from . import backend
 
 __all__ = ["manual_seed", "host_generator", "uniform", "get_state", "set_state", "initial_seed", "Stream",
-           "current", "member_streams", "members", "preserved"]
+           "current", "member_streams", "members", "using", "preserved"]
 
 
 class Stream:
@@ -122,6 +122,19 @@ def members(streams: list):
         yield
     finally:
         _MEMBERS = prev
+
+
+@contextlib.contextmanager
+def using(stream: Stream):
+    """Inside the block, ``stream`` is the current stream (a population trained member by member
+    draws member k's dropout masks from member k's own stream)."""
+    global _CURRENT
+    saved = _CURRENT
+    _CURRENT = stream
+    try:
+        yield
+    finally:
+        _CURRENT = saved
 
 
 @contextlib.contextmanager

@@ -11,7 +11,12 @@ the position restores the learning rate. With ``e`` the position's ``fractional_
 ``inverse_sqrt_epoch`` α = k / √e · α0
 ``inverse_sqrt_step``  α = k / √t · α0                    (t: the mini-batch step)
 ``staircase``          α = α0 · factor^⌊(e − 1)/every⌋    (α drops every ``every`` epochs)
+``cosine``             α = α_min + (α0 − α_min) · (1 + cos(π (e − 1)/T)) / 2   (T: the run's epochs)
 =====================  =====================================================
+
+:func:`warmup` puts a linear warm-up in front of any schedule (a built-in or a plugin's): α is
+multiplied by min(1, t/W), t the steps (or epochs) done with this one, so that it rises from 0 to
+the schedule's own value over the first W steps (epochs).
 
 An optimizer reads its schedule once per epoch at the epoch's first step (``schedule_unit``
 ``"epoch"``: e is the integer epoch, so α0 = 0.2, decay_rate = 1 gives 0.1, 0.067, 0.05, 0.04)
@@ -33,7 +38,8 @@ from .hookspecs import hookimpl
 from .registry import RegistrationError, Registry
 
 __all__ = ["SCHEDULE_UNITS", "Position", "Schedule", "get", "names", "registry", "constant", "inverse_time", "exponential",
-           "inverse_sqrt_epoch", "inverse_sqrt_step", "staircase", "describe", "formula", "solve_lr0"]
+           "inverse_sqrt_epoch", "inverse_sqrt_step", "staircase", "cosine", "warmup", "Warmup", "describe", "formula",
+           "solve_lr0"]
 
 
 #: when an optimizer reads its schedule: once per epoch, or at every mini-batch step
@@ -179,8 +185,81 @@ def staircase(lr0=0.01, factor=0.5, every=10):
                     lambda pos: lr0 * factor ** math.floor((pos.fractional_epoch - 1) / every))
 
 
+def cosine(lr0=0.01, min_lr=0.0, epochs=None):
+    """α = α_min + (α0 − α_min) · (1 + cos(π · min(1, (e − 1)/T))) / 2
+
+    Half a cosine from α0 at the first epoch to ``min_lr`` after the last; T is ``epochs``, by
+    default the length of the run it is used in (a resumed run that trains longer stretches it)."""
+    lr0 = _lr0(lr0)
+    min_lr = _number("min_lr", min_lr, 0)
+    if epochs is not None:
+        epochs = _number("epochs", epochs, 1)
+        if epochs != int(epochs):
+            raise ValueError(f"schedule parameter epochs must be a whole number >= 1, not {shown(epochs)}")
+        epochs = int(epochs)
+
+    def rate(pos):
+        total = epochs if epochs is not None else pos.epochs
+        if total is None:
+            raise ValueError("schedule 'cosine' needs the run's length: give epochs=N, or read it at a position "
+                             "with epochs (as training does)")
+        p = min(1.0, (pos.fractional_epoch - 1) / total)
+        return min_lr + (lr0 - min_lr) * (1.0 + math.cos(math.pi * p)) / 2.0
+
+    return Schedule("cosine", {"lr0": lr0, "min_lr": min_lr, "epochs": epochs}, rate)
+
+
 BUILTIN = {f.__name__: f for f in (constant, inverse_time, exponential, inverse_sqrt_epoch,
-                                    inverse_sqrt_step, staircase)}
+                                    inverse_sqrt_step, staircase, cosine)}
+
+
+class Warmup(Schedule):
+    """A schedule with a linear warm-up in front: ``name`` and ``params`` are the inner schedule's,
+    ``warmup`` says how long (``epochs`` or ``steps``) and in which ``unit`` α is read."""
+
+    __slots__ = ("inner", "warmup")
+
+    def __init__(self, inner: Schedule, fn, warmup: dict):
+        super().__init__(inner.name, inner.params, fn)
+        self.inner, self.warmup = inner, dict(warmup)
+
+    def __repr__(self):
+        return f"{Schedule.__repr__(self)} after a warm-up of {_warmup_text(self.warmup)}"
+
+
+def _warmup_text(w: dict) -> str:
+    n, what = (w["epochs"], "epoch") if w.get("epochs") else (w["steps"], "step")
+    return f"{n} {what}{'s' * (n != 1)}"
+
+
+def warmup_factor(pos: Position, epochs: int = 0, steps: int = 0, unit: str = "epoch") -> float:
+    """min(1, t/W): the share of the schedule's α at ``pos`` during a warm-up of ``epochs`` (t: the
+    epochs begun, or with ``unit`` "step" the steps done with this one over W·steps_per_epoch) or
+    of ``steps`` (t: the step, from 1). 1 without a warm-up."""
+    if steps:
+        return min(1.0, pos.step / steps)
+    if not epochs:
+        return 1.0
+    if unit == "step" and pos.steps_per_epoch is not None:
+        return min(1.0, pos.step / (epochs * pos.steps_per_epoch))
+    return min(1.0, pos.fractional_epoch / epochs)
+
+
+def warmup(schedule: Schedule, epochs: int = 0, steps: int = 0, unit: str = "epoch") -> Schedule:
+    """``schedule`` with a linear warm-up: α = schedule(pos) · :func:`warmup_factor` (pos); the
+    schedule itself where both lengths are 0."""
+    epochs = _whole("warmup_epochs", epochs, 0)
+    steps = _whole("warmup_steps", steps, 0)
+    if epochs and steps:
+        raise ValueError("give the warm-up in epochs or in steps, not both")
+    if unit not in SCHEDULE_UNITS:
+        raise ValueError(f"unit must be 'epoch' or 'step', not {unit!r}")
+    if not epochs and not steps:
+        return schedule
+    inner = schedule if isinstance(schedule, Schedule) else Schedule(getattr(schedule, "__name__", "schedule"), {},
+                                                                       schedule)
+    return Warmup(inner, lambda pos: inner(pos) * warmup_factor(pos, epochs, steps, unit),
+                  {"epochs": epochs, "steps": steps, "unit": unit})
 
 # positions a registered schedule is tried at: first step, inside an epoch, late in a long run
 _PROBES = (Position(1, 1, 0, 10, 50), Position(2, 13, 2, 10, 50), Position(5, 41, 0, 10, 50),
@@ -292,9 +371,10 @@ def formula(name: str) -> str:
     return first[:-1] if first.endswith(".") else first
 
 
-def solve_lr0(name: str, params: dict, lr0: float, rate: float, position: Position) -> float:
-    """The α0 with which schedule ``name`` (its other ``params`` unchanged) gives ``rate`` at
-    ``position``: what "the learning rate from now on is X" means for a run that continues.
+def solve_lr0(name: str, params: dict, lr0: float, rate: float, position: Position, warm: dict | None = None) -> float:
+    """The α0 with which schedule ``name`` (its other ``params`` unchanged; after the warm-up
+    ``warm``, :func:`warmup`'s keywords, where given) gives ``rate`` at ``position``: what "the
+    learning rate from now on is X" means for a run that continues.
 
     Exact for schedules affine in α0 (all built-ins, and most schedules); a ``ValueError`` says so
     where no α0 gives ``rate``."""
@@ -303,7 +383,7 @@ def solve_lr0(name: str, params: dict, lr0: float, rate: float, position: Positi
     base = lr0 if lr0 > 0 else 1.0
 
     def at(x):
-        return get(name, lr0=x, **params)(position)
+        return warmup(get(name, lr0=x, **params), **(warm or {}))(position)
 
     a1, a2 = at(base), at(2 * base)
     slope = (a2 - a1) / base

@@ -167,8 +167,8 @@ def registered_plugin(obj, name: str | None = None, *, distribution: str | None 
     plugin inside the ``with`` block, exactly as an installed entry point would be::
 
         with polydl.testing.registered_plugin(my_plugin_module) as info:
-            assert "cosine" in info.registered["schedules"]
-            schedule = polydl.schedules.get("cosine", lr0=0.1, epochs=10)
+            assert "warmup_cosine" in info.registered["schedules"]
+            schedule = polydl.schedules.get("warmup_cosine", lr0=0.1, epochs=10)
 
     Everything it registers is validated at once; a problem (an invalid object, a name another
     plugin holds, a misspelt hook) raises ``polydl.plugins.PluginError``. On leaving the block the

@@ -31,3 +31,19 @@ def test_runner_times_the_sides_and_writes_its_table(tmp_path):
     assert "polydl NumPy only" in text and f"Numba {data['versions']['numba']}" in text
     if "torch" not in data["versions"] or data["versions"]["torch"] == "not installed":
         assert "PyTorch is not installed" in r.stderr
+
+
+def test_the_convolutional_workload_trains_lenet5_on_images():
+    """C1's sides on a few batches: polydl trains the registered lenet5, the GEMM floor runs the
+    products of the same step."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import conv
+
+    shape, classes, batch, _ = conv.CONV_WORKLOADS["C1"]
+    assert (shape, classes, batch) == ((1, 28, 28), 10, 128)
+    X, y = conv.make_images(shape, classes, 2 * batch)
+    side = conv.PolydlConvSide(shape, classes, batch, X, y, "cpu")
+    assert side.model.num_parameters() == 61932 and side.epoch() > 0
+    assert conv.ConvGemmFloor(shape, classes, batch, X, y, "cpu").epoch() == 0.0
+    sides, sizes, _, _ = conv.conv_sides("C1", "cpu", {"gemm"})
+    assert [s.name for s in sides] == ["GEMM floor"] and sizes == ("lenet5", "1×28×28", 10)

@@ -23,7 +23,10 @@ from plugin_fakes import child_env, run_cli  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = {"polydl-cosine": ("cosine", "polydl_cosine", "schedules"),
             "polydl-layernorm": ("layernorm", "polydl_layernorm", "normalizers"),
-            "polydl-focal": ("focal", "polydl_focal", "losses")}
+            "polydl-focal": ("focal", "polydl_focal", "losses"),
+            "polydl-resnet": ("resnet", "polydl_resnet", "models")}
+#: the names the examples register where they differ from the entry point's (polydl has a cosine)
+REGISTERED = {"polydl-cosine": "warmup_cosine"}
 TRAIN = ["train", "--dataset", "moons", "--dataset-param", "n_samples=300", "--hidden", "8", "--epochs", "4",
          "--device", "cpu", "--quiet", "--no-plot"]
 
@@ -51,11 +54,11 @@ def via(request):
     return request.param
 
 
-def _train(dist, args, out, via):
+def _train(dist, args, out, via, base=TRAIN):
     """``polydl train ARGS`` with the example plugin: through its installed entry point in a fresh
     process (skipped when it is not installed), or in this process with the plugin registered by
     ``polydl.testing.registered_plugin`` (works in a fresh clone)."""
-    args = [*TRAIN, *args, "--out", str(out)]
+    args = [*base, *args, "--out", str(out)]
     if via == "entry point":
         if not _installed(dist):
             pytest.skip(f"{dist} is not installed (scripts/test installs plugins/*)")
@@ -87,13 +90,13 @@ def test_example_packages_are_complete():
 
 def test_cosine_through_polydl_train(tmp_path, via):
     out = tmp_path / "run"
-    args = ["--schedule", "cosine", "--lr", "0.02", "--schedule-param", "epochs=4",
+    args = ["--schedule", "warmup_cosine", "--lr", "0.02", "--schedule-param", "epochs=4",
             "--schedule-param", "warmup_epochs=2", "--schedule-param", "min_lr=0.002"]
     summary = _train("polydl-cosine", args, out, via)
     assert "test accuracy" in summary
     lrs = [m["lr"] for m in _metrics(out)]
     assert lrs == pytest.approx([0.01, 0.02, 0.02, 0.002 + 0.018 * 0.5])  # warm-up, then half a cosine
-    assert 'schedule = "cosine"' in (out / "config.toml").read_text()
+    assert 'schedule = "warmup_cosine"' in (out / "config.toml").read_text()
 
 
 def test_layernorm_through_polydl_train(tmp_path, via):
@@ -116,6 +119,16 @@ def test_focal_through_polydl_train(tmp_path, via):
     assert json.loads((out / "summary.json").read_text())["test_accuracy"] > 0.6
 
 
+def test_resnet_through_polydl_train(tmp_path, via):
+    out = tmp_path / "run"
+    base = ["train", "--dataset", "digits", "--epochs", "3", "--device", "cpu", "--quiet", "--no-plot"]
+    _train("polydl-resnet", ["--model", "resnet", "--model-param", "width=4"], out, via, base)
+    metrics = _metrics(out)
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
+    assert json.loads((out / "summary.json").read_text())["test_accuracy"] > 0.5
+    assert 'model = "resnet"' in (out / "config.toml").read_text()
+
+
 def test_installed_examples_are_listed_by_polydl_plugins():
     missing = [d for d in EXAMPLES if not _installed(d)]
     if missing:
@@ -127,7 +140,7 @@ def test_installed_examples_are_listed_by_polydl_plugins():
         p = found[ep]
         version = importlib.metadata.version(dist)
         assert (p["distribution"], p["version"], p["target"]) == (dist, version, module)
-        assert p["registered"] == {kind: [ep]} and p["source"] == "entry point"
+        assert p["registered"] == {kind: [REGISTERED.get(dist, ep)]} and p["source"] == "entry point"
 
 
 # ---------------------------------------------------------------------- a real install, isolated

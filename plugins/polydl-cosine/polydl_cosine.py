@@ -1,4 +1,6 @@
-"""Cosine annealing with linear warm-up, a learning-rate schedule for polydl.
+"""Cosine annealing with linear warm-up, a learning-rate schedule for polydl, registered as
+``warmup_cosine`` (polydl's own ``cosine`` is the curve without the shifted warm-up; any schedule
+takes a warm-up with ``--warmup-epochs``).
 
 With α0 = ``lr0``, W = ``warmup_epochs``, T = the run's length in epochs (``epochs``, or by
 default the length of the run the schedule is used in) and α_min = ``min_lr``, the rate at the
@@ -11,7 +13,7 @@ so the first epoch after the warm-up runs at α0 and the rate falls along half a
 at epoch T + 1. The rate is a pure function of the position: resuming at an epoch restores its
 learning rate, and resuming with more epochs stretches the curve over the new length.
 
-    polydl train --schedule cosine --schedule-param warmup_epochs=3 --epochs 30
+    polydl train --schedule warmup_cosine --schedule-param warmup_epochs=3 --epochs 30
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ import numbers
 import polydl
 from polydl.schedules import Schedule
 
-__all__ = ["cosine", "polydl_register_schedules"]
+__all__ = ["cosine", "NAME", "polydl_register_schedules"]
+#: the name the schedule is registered under (``cosine`` is polydl's built-in)
+NAME = "warmup_cosine"
 __version__ = "0.2.0"
 
 
@@ -66,9 +70,9 @@ def cosine(lr0: float = 0.01, epochs: int | None = None, warmup_epochs: int = 0,
         return min_lr + (lr0 - min_lr) * (1.0 + math.cos(math.pi * p)) / 2.0
 
     params = {"lr0": lr0, "epochs": epochs, "warmup_epochs": warmup, "min_lr": min_lr}
-    return Schedule("cosine", params, rate)
+    return Schedule(NAME, params, rate)
 
 
 @polydl.hookimpl
 def polydl_register_schedules(register):
-    register("cosine", cosine)
+    register(NAME, cosine)

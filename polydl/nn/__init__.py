@@ -1,6 +1,6 @@
 """Layers and models: ``Module``, ``Sequential``, ``Linear``, ``BatchNorm``, activations,
 ``Dropout`` and the ``mlp`` builder; for images (NCHW) ``Conv2d``, ``BatchNorm2d``, ``MaxPool2d``,
-``AvgPool2d``, ``GlobalAvgPool2d`` and ``Flatten``."""
+``AvgPool2d``, ``GlobalAvgPool2d``, ``Flatten`` and ``Unflatten``."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,11 +12,11 @@ from .conv import Conv2d
 from .layers import ACTIVATIONS, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh, check_weight_size
 from .module import Module, Sequential
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
-from .shapes import Flatten
+from .shapes import Flatten, Unflatten
 
 __all__ = ["Module", "Sequential", "Linear", "BatchNorm", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
            "Softmax", "Dropout", "Identity", "Conv2d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d",
-           "Flatten", "mlp", "init"]
+           "Flatten", "Unflatten", "mlp", "init"]
 
 
 def mlp(sizes, activation: str = "relu", normalizer: str = "batchnorm", dropout=0.0,

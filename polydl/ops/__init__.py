@@ -10,6 +10,7 @@ a fused op keeps its compiled CPU kernel and its CUDA kernel glue beside its Num
 - :mod:`.pooling`: max, average and global average pooling
 - :mod:`.batch_norm`, :mod:`.batch_norm2d` (per channel), :mod:`.layer_norm`, :mod:`.dropout`
 - :mod:`.losses`: softmax cross-entropy, binary cross-entropy with logits, MSE
+- :mod:`.regression_losses`: mean absolute error, Huber
 
 ``polydl.functional`` re-exports them all (``import polydl.functional as F``).
 """
@@ -35,7 +36,9 @@ from .pooling import *  # noqa: F401,F403
 from .pooling import __all__ as _po
 from .reductions import *  # noqa: F401,F403
 from .reductions import __all__ as _re
+from .regression_losses import *  # noqa: F401,F403
+from .regression_losses import __all__ as _rl
 from .shapes import *  # noqa: F401,F403
 from .shapes import __all__ as _sh
 
-__all__ = [*_ew, *_re, *_sh, *_li, *_cv, *_po, *_bn, *_bn2, *_ln, *_do, *_lo]
+__all__ = [*_ew, *_re, *_sh, *_li, *_cv, *_po, *_bn, *_bn2, *_ln, *_do, *_lo, *_rl]

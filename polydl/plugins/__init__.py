@@ -1,6 +1,6 @@
 """Plugins: the built-ins and every installed ``polydl`` entry point, loaded once per process.
 
-Built-in schedules, normalizers, losses, optimizers and datasets are registered through the same
+Built-in schedules, normalizers, losses, optimizers, datasets and models are registered through the same
 hooks (``polydl.hookspecs``) as third-party plugins (they are default plugins, as pytest's are),
 and before them, so a plugin's component may build on a built-in one. Third-party plugins are the
 entry points of the group ``polydl``::

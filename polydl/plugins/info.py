@@ -1,5 +1,5 @@
 """What the plugin system speaks of: the hooks and the kinds they fill, a plugin's record
-(:class:`PluginInfo`), its errors and warnings, and the five registries."""
+(:class:`PluginInfo`), its errors and warnings, and the six registries."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -16,14 +16,18 @@ HOOKS = {
     "polydl_register_losses": "losses",
     "polydl_register_optimizers": "optimizers",
     "polydl_register_datasets": "datasets",
+    "polydl_register_models": "models",
 }
 #: the built-ins, registered through the same hooks before any entry point (default plugins)
 BUILTIN_MODULES = ("polydl.schedules", "polydl.normalizers", "polydl.losses", "polydl.optim",
-                   "polydl.datasets")
+                   "polydl.datasets", "polydl.models")
 #: per kind, the parameters polydl passes a factory itself: how many leading positional ones
-#: (``num_features``, an optimizer's ``params``) and which keywords; the rest are the user's
+#: (``num_features``, an optimizer's ``params``, a model's ``input_shape`` and ``num_outputs``) and
+#: which keywords (a model's: the configuration keys it declares, ``polydl.models.CONFIG_KEYS``);
+#: the rest are the user's
 SUPPLIED = {"schedules": (0, ("lr0",)), "normalizers": (1, ()), "losses": (0, ()), "optimizers": (1, ("lr",)),
-            "datasets": (0, ("seed", "val_fraction", "test_fraction"))}
+            "datasets": (0, ("seed", "val_fraction", "test_fraction")),
+            "models": (2, ("hidden", "activation", "normalizer", "dropout", "normalizer_params"))}
 
 
 class PluginError(ValueError):
@@ -71,7 +75,8 @@ def one_line(exc: BaseException) -> str:
 
 
 def registries() -> dict:
-    """The five registries by kind: schedules, normalizers, losses, optimizers, datasets."""
-    from .. import datasets, losses, normalizers, optim, schedules
+    """The six registries by kind: schedules, normalizers, losses, optimizers, datasets, models."""
+    from .. import datasets, losses, models, normalizers, optim, schedules
     return {"schedules": schedules.registry, "normalizers": normalizers.registry,
-            "losses": losses.registry, "optimizers": optim.registry, "datasets": datasets.registry}
+            "losses": losses.registry, "optimizers": optim.registry, "datasets": datasets.registry,
+            "models": models.registry}

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import amp, backend, losses, memory, nn, normalizers, optim, schedules
+from .. import amp, backend, losses, memory, models, nn, normalizers, optim, schedules
 from .. import random as _random
 from ..tensor import Tensor
 from .config import ConfigError, TrainConfig
 from .data import Data, load_data
 from .errors import ComponentError
+from .model_build import check_model, check_model_keys, input_shape, make_model
 
 __all__ = ["Parts", "BatchPlan", "batch_plan", "setup", "build_parts", "build_model", "build_loss", "build_schedule", "build_optimizer",
            "optimizer_hyperparameters", "num_outputs", "param_dtype", "compute_dtype", "schedule_label", "optimizer_slots",
@@ -89,9 +90,11 @@ def compute_dtype(config: TrainConfig):
     return amp.resolve(config.dtype) if config.dtype in amp.HALF_DTYPES else None
 
 
-def setup(config: TrainConfig):
+def setup(config: TrainConfig, data=None, load=None):
     """(device, data) of a configuration, after checking it: the device is usable, a half dtype
-    can be had (bfloat16 needs ml_dtypes), the data loads."""
+    can be had (bfloat16 needs ml_dtypes), the data loads. ``data``: arrays or a DataFrame given
+    in Python instead of ``config.dataset``; ``load(config)``: what loads the data instead (a
+    resumed run's, with the run's own preprocessing)."""
     config.validate()
     dev = backend.check_device(config.device)
     if config.dtype in amp.HALF_DTYPES:
@@ -99,7 +102,7 @@ def setup(config: TrainConfig):
             amp.resolve(config.dtype)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    return dev, load_data(config)
+    return dev, (load(config) if load is not None else load_data(config, data=data))
 
 
 def num_outputs(loss_fn, num_classes: int) -> int:
@@ -115,12 +118,12 @@ def num_outputs(loss_fn, num_classes: int) -> int:
     return num_classes
 
 
-def build_model(config: TrainConfig, num_features: int, outputs: int, dev):
-    """The MLP of ``config`` on ``dev`` in ``param_dtype(config)`` (weights drawn from ``config.seed``)."""
+def build_model(config: TrainConfig, num_features: int, outputs: int, dev, input_shape: tuple | None = None):
+    """The model of ``config`` (``config.model``, the MLP by default: ``polydl.training.model_build``)
+    for samples of ``input_shape`` (default: rows of ``num_features``) on ``dev`` in
+    ``param_dtype(config)`` (weights drawn from ``config.seed``)."""
     _random.manual_seed(config.seed)
-    model = nn.mlp([num_features, *config.hidden, outputs], activation=config.activation,
-                   normalizer=config.normalizer, dropout=config.dropout,
-                   normalizer_params=config.normalizer_params or None)
+    model = make_model(config, tuple(input_shape) if input_shape else (num_features,), outputs)
     return model.to(device=dev, dtype=param_dtype(config))
 
 
@@ -133,8 +136,10 @@ def build_loss(config: TrainConfig, population: int | None = None):
 
 
 def build_schedule(config: TrainConfig) -> schedules.Schedule:
-    """The schedule of ``config``: α0 = ``config.lr``."""
-    return schedules.get(config.schedule, lr0=config.lr, **config.schedule_params)
+    """The schedule of ``config``: α0 = ``config.lr``, after its warm-up (``warmup_epochs`` or
+    ``warmup_steps``: :func:`polydl.schedules.warmup`)."""
+    return schedules.warmup(schedules.get(config.schedule, lr0=config.lr, **config.schedule_params),
+                            config.warmup_epochs, config.warmup_steps, config.schedule_unit)
 
 
 def optimizer_hyperparameters(config: TrainConfig) -> dict:
@@ -234,13 +239,19 @@ def check_normalizer(config: TrainConfig, dev, population: int | None = None) ->
 
 
 def build_parts(config: TrainConfig, data: Data, dev) -> Parts:
-    """Every part a trainer needs, checked: the whole model fits in the memory free, a plugin's
-    normalizer keeps its layer's width, a schedule that cannot give α fails now, not mid-run."""
+    """Every part a trainer needs, checked: the whole model fits in the memory free (an mlp's,
+    reckoned before it is built; other models' layers check their own weights), a plugin's
+    normalizer keeps its layer's width and a plugin's model its outputs, a schedule that cannot
+    give α fails now, not mid-run."""
     loss_fn = build_loss(config)
     outputs = num_outputs(loss_fn, data.num_classes)
-    check_memory(config, data.num_features, outputs, min(config.batch_size, len(data.y_train)), dev)
+    check_model_keys(config)
+    if models.is_mlp(config.model):
+        check_memory(config, data.num_features, outputs, min(config.batch_size, len(data.y_train)), dev)
     check_normalizer(config, dev)
-    model = build_model(config, data.num_features, outputs, dev)
+    shape = input_shape(data)
+    model = build_model(config, data.num_features, outputs, dev, shape)
+    check_model(config, model, shape, outputs, param_dtype(config), dev)
     plan = batch_plan(len(data.y_train), config.batch_size, min_batch(model), config.normalizer)
     opt = build_optimizer(config, model.parameters(), plan.n_batches)
     opt.next_lr()
@@ -252,4 +263,6 @@ def build_parts(config: TrainConfig, data: Data, dev) -> Parts:
 def schedule_label(config: TrainConfig) -> str:
     """``inverse_time(lr0=0.01, decay_rate=1) per epoch``."""
     params = ", ".join(f"{k}={v}" for k, v in config.schedule_params.items())
-    return f"{config.schedule}(lr0={config.lr}{', ' + params if params else ''}) per {config.schedule_unit}"
+    n, unit = (config.warmup_epochs, "epoch") if config.warmup_epochs else (config.warmup_steps, "step")
+    warm = f" after a warm-up of {n} {unit}{'s' * (n != 1)}" if n else ""
+    return f"{config.schedule}(lr0={config.lr}{', ' + params if params else ''}) per {config.schedule_unit}{warm}"

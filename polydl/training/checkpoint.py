@@ -23,16 +23,20 @@ import numpy as np
 
 from .. import fsafe
 
-__all__ = ["CHECKPOINT", "METRICS", "CONFIG", "SUMMARY", "CURVES", "CheckpointError", "atomic_write",
+__all__ = ["CHECKPOINT", "BEST", "METRICS", "CONFIG", "SUMMARY", "CURVES", "CheckpointError", "atomic_write",
            "save_checkpoint", "load_checkpoint", "write_metrics", "append_metrics", "read_metrics",
-           "check_record", "parse_metrics", "open_own", "remove_temporaries", "RUN_FILES"]
+           "check_record", "parse_metrics", "open_own", "remove_temporaries", "RUN_FILES", "WHICH", "chosen"]
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
 CONFIG = "config.toml"
 SUMMARY = "summary.json"
 CURVES = "curves.png"
-RUN_FILES = (CHECKPOINT, METRICS, CONFIG, SUMMARY, CURVES)
+#: the checkpoint of the best epoch of the monitored metric (``restore_best``)
+BEST = "best.npz"
+RUN_FILES = (CHECKPOINT, METRICS, CONFIG, SUMMARY, CURVES, BEST)
+#: the checkpoints of a run that evaluate and predict may use: the best epoch's, the last one
+WHICH = ("best", "last")
 FORMAT = "polydl-checkpoint"
 VERSION = 1
 _TMP_PREFIX = ".polydl-tmp-"
@@ -149,6 +153,20 @@ def open_own(path, flags: int) -> int:
 
 
 # ---------------------------------------------------------------------------- checkpoint
+def chosen(run_dir, which: str | None = None) -> str:
+    """The file of a run's checkpoint ``which`` (:data:`WHICH`): ``best.npz`` for "best", and by
+    default (None) where the run keeps one; else ``checkpoint.npz``. Asking for the best of a run
+    that has none is a :class:`CheckpointError`."""
+    if which not in (None, *WHICH):
+        raise CheckpointError(f"the checkpoint must be best or last, not {which!r}")
+    best = Path(run_dir) / BEST
+    kept = best.exists() or best.is_symlink()  # a link there is refused when it is read, never passed over
+    if which == "best" and not kept and (Path(run_dir) / CHECKPOINT).exists():
+        raise CheckpointError(f"the run in {run_dir} has no {BEST} (it was trained without --restore-best); use "
+                              "--checkpoint last")
+    return BEST if which == "best" or (which is None and kept) else CHECKPOINT
+
+
 def save_checkpoint(path, meta: dict, arrays: dict) -> None:
     """``meta``: JSON-able dict; ``arrays``: name -> NumPy array."""
     doc = json.dumps({"format": FORMAT, "version": VERSION, **meta}, allow_nan=True).encode("utf-8")
@@ -221,7 +239,7 @@ def append_metrics(path, record: dict) -> None:
 
 #: fields of a metrics record: whole numbers, and numbers (or null)
 _WHOLE = ("epoch", "step")
-_NUMBERS = ("lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+_NUMBERS = ("lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1", "val_auc", "seconds")
 
 
 def _what(value) -> str:

@@ -20,7 +20,11 @@ __all__ = ["validate", "check_weights"]
 
 _FIX = "start a new run, or restore the file from a backup"
 #: the numbers of an epoch's record (``metrics.jsonl``), None where there is no such split
-_RECORD_NUMBERS = ("lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+_RECORD_NUMBERS = ("lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1", "val_auc", "val_rmse",
+                   "val_mae", "val_r2", "seconds")
+_TASKS = ("classification", "regression")
+_KINDS = ("number", "category")
+_IMPUTE = ("mean", "median", "most_frequent")
 
 
 class _Damaged(Exception):
@@ -93,6 +97,7 @@ def _meta(meta: dict) -> None:
     _of_type(meta, "loss_scaler", dict, "a table or null")
     _of_type(meta, "components", dict, "a table or null")
     _of_type(meta, "population", dict, "a table or null")
+    _of_type(meta, "monitor", dict, "a table or null")
     _of_type(meta, "dataset", str, "a name", optional=False)
     names = meta.get("class_names")
     if names is not None:
@@ -104,20 +109,73 @@ def _meta(meta: dict) -> None:
 
 def _statistics(meta: dict, arrays: dict) -> None:
     n = meta.get("num_features")
-    for key in ("data/mean", "data/std"):
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    k = len(data["targets"]) if isinstance(data.get("targets"), list) else None
+    for key, size, what in (("data/mean", n, "feature"), ("data/std", n, "feature"),
+                            ("data/target_mean", k, "target"), ("data/target_std", k, "target")):
         if key not in arrays:
             continue
         a = arrays[key]
         if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
             raise _Damaged(f"array {key}", a.dtype, "real numbers")
-        if isinstance(n, int) and a.shape != (n,):
-            raise _Damaged(f"array {key}", f"of shape {a.shape}", f"of shape ({n},), one value per feature")
+        if isinstance(size, int) and a.shape != (size,):
+            raise _Damaged(f"array {key}", f"of shape {a.shape}", f"of shape ({size},), one value per {what}")
         if not np.all(np.isfinite(a)):
             raise _Damaged(f"array {key}", "NaN or infinite in places", "finite")
-        if key == "data/std" and a.size and not np.all(a > 0):
+        if key.endswith("std") and a.size and not np.all(a > 0):
             bad = int(np.flatnonzero(~(a > 0))[0])
-            raise _Damaged(f"array {key}", f"{a[bad]:g} for feature {bad}",
-                           "> 0 for every feature (a standard deviation)")
+            raise _Damaged(f"array {key}", f"{a[bad]:g} for {what} {bad}",
+                           f"> 0 for every {what} (a standard deviation)")
+
+
+def _names(d: dict, key: str, label: str) -> None:
+    v = d.get(key)
+    if not (isinstance(v, list) and all(isinstance(n, str) for n in v)):
+        raise _Damaged(f"data.{key}", v, f"a list of {label}")
+
+
+def _column(i: int, c) -> int:
+    """The number of features column ``c`` (``data.columns[i]``) becomes."""
+    if not (isinstance(c, dict) and isinstance(c.get("name"), str) and c.get("kind") in _KINDS):
+        raise _Damaged(f"data.columns[{i}]", c, "a column: its name and kind (number or category)")
+    fill = c.get("fill")
+    if c["kind"] == "category":
+        cats = c.get("categories")
+        if not (isinstance(cats, list) and all(isinstance(x, str) for x in cats)):
+            raise _Damaged(f"data.columns[{i}].categories", cats, "a list of the categories (texts)")
+        if fill is not None and not isinstance(fill, str):
+            raise _Damaged(f"data.columns[{i}].fill", fill, "a category or null")
+        return len(cats)
+    if fill is not None and not (_real(fill) and math.isfinite(fill)):
+        raise _Damaged(f"data.columns[{i}].fill", fill, "a finite number or null")
+    return 1
+
+
+def _data(meta: dict) -> None:
+    """``meta["data"]``: what the run knows of its data (``polydl.training.data.DataSpec``)."""
+    d = meta.get("data")
+    if d is None:
+        return
+    if not isinstance(d, dict):
+        raise _Damaged("data", d, "a table (what the run knows of its data)")
+    if d.get("task") not in _TASKS:
+        raise _Damaged("data.task", d.get("task"), "classification or regression")
+    if not isinstance(d.get("columns"), list):
+        raise _Damaged("data.columns", d.get("columns"), "a list of columns")
+    width = sum(_column(i, c) for i, c in enumerate(d["columns"]))
+    if isinstance(meta.get("num_features"), int) and width != meta["num_features"]:
+        raise _Damaged("data.columns", f"{width} features' worth", f"{meta['num_features']} (num_features)")
+    _names(d, "targets", "target column names")
+    _names(d, "layout", "column names")
+    if not isinstance(d.get("named", False), bool):
+        raise _Damaged("data.named", d.get("named"), "true or false")
+    if d.get("impute") is not None and d.get("impute") not in _IMPUTE:
+        raise _Damaged("data.impute", d.get("impute"), "mean, median, most_frequent or null")
+    if d.get("source") is not None and not isinstance(d.get("source"), dict):
+        raise _Damaged("data.source", d.get("source"), "a table or null")
+    if d["task"] == "regression" and isinstance(meta.get("num_classes"), int) and meta["num_classes"] != len(
+            d["targets"]):
+        raise _Damaged("data.targets", d["targets"], f"{meta['num_classes']} targets (one per output)")
 
 
 def validate(meta: dict, arrays: dict, path) -> None:
@@ -125,6 +183,7 @@ def validate(meta: dict, arrays: dict, path) -> None:
     checkpoint's, read from ``path``) that its consumers cannot use."""
     try:
         _meta(meta)
+        _data(meta)
         _statistics(meta, arrays)
         for key, a in arrays.items():
             if key.startswith(("model/", "opt/", "partial/")) and (

@@ -2,9 +2,9 @@
 
 Every key has a default, so ``TrainConfig()`` is the default run (a BatchNorm MLP with Adam and
 ``inverse_time`` decay on the bundled digits). Parameters of registered components (a schedule's
-``decay_rate``, a dataset's ``n_samples``, an optimizer's own hyperparameters) live in the
-tables ``schedule_params``, ``dataset_params``, ``normalizer_params``, ``loss_params`` and
-``optimizer_params``; ``beta``, ``beta1``, ``beta2``, ``eps`` and ``weight_decay`` are shortcuts
+``decay_rate``, a dataset's ``n_samples``, an optimizer's own hyperparameters, a model's
+``channels``) live in the tables ``schedule_params``, ``dataset_params``, ``normalizer_params``,
+``loss_params``, ``optimizer_params`` and ``model_params``; ``beta``, ``beta1``, ``beta2``, ``eps`` and ``weight_decay`` are shortcuts
 for the built-in optimizers' hyperparameters. ``lr`` is α0, the schedule's initial rate.
 """
 from __future__ import annotations
@@ -26,11 +26,13 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["TrainConfig", "ConfigError", "load_toml", "from_dict", "merge", "PARAM_TABLES", "parse_param", "parse_params",
-           "KEYS", "SHORTCUT_KEYS", "DTYPES", "SCHEDULE_UNITS", "UNSET_NOTES"]
+           "KEYS", "SHORTCUT_KEYS", "DTYPES", "SCHEDULE_UNITS", "UNSET_NOTES", "IMPUTE"]
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 #: keys for the built-in optimizers' hyperparameters; ``None`` means the optimizer's own default
 SHORTCUT_KEYS = ("beta", "beta1", "beta2", "eps", "weight_decay")
+#: how ``impute`` fills a missing value: the training split's mean, median or most frequent value
+IMPUTE = ("mean", "median", "most_frequent")
 
 
 class ConfigError(ValueError):
@@ -48,12 +50,15 @@ class TrainConfig:
     # data
     dataset: str = "digits"
     data_seed: int = 0                 # the train/validation/test split, synthetic data, the mini-batch order
-    target: str | None = None          # label column of a .csv (default: the last column)
+    target: str | list | None = None   # label column(s) of a .csv (default: the last column); a regression
+    #                                    may name several ("a,b" or a list), one output each
     val_split: float = 0.1             # fraction held out for validation
     test_split: float = 0.2            # fraction held out for testing (data without a test split)
     standardize: bool | str = "auto"   # z-score features with training-split statistics ("auto":
     #                                    unless they already lie in [-1, 1], like pixel intensities)
+    impute: str | None = None          # fill missing values: mean, median or most_frequent (training split)
     # model
+    model: str = "mlp"                 # mlp, cnn, lenet5 or a plugin's (its parameters: model_params)
     hidden: list = field(default_factory=lambda: [128, 64])
     activation: str = "relu"
     normalizer: str = "batchnorm"
@@ -75,12 +80,22 @@ class TrainConfig:
     batch_size: int = 64
     plot: bool = True                  # write curves.png (needs matplotlib)
     out: str | None = None             # the run directory (default: runs/<timestamp>)
+    # the monitored metric: early stopping, the best epoch kept, α lowered on a plateau, warm-up
+    monitor: str = "val_loss"          # a metric the run records (val_loss, val_accuracy, val_f1, ...)
+    min_delta: float = 0.0             # an improvement is a change by more than this
+    early_stopping_patience: int = 0   # stop after this many epochs without improvement (0: never)
+    restore_best: bool = False         # keep best.npz, the checkpoint of the best epoch
+    plateau_factor: float = 0.5        # α is multiplied by this when the metric stalls ...
+    plateau_patience: int = 0          # ... for this many epochs (0: never)
+    warmup_epochs: int = 0             # α rises linearly from 0 to the schedule's over these epochs
+    warmup_steps: int = 0              # ... or over these mini-batch steps
     # parameter tables
     schedule_params: dict = field(default_factory=dict)
     dataset_params: dict = field(default_factory=dict)
     normalizer_params: dict = field(default_factory=dict)
     loss_params: dict = field(default_factory=dict)
     optimizer_params: dict = field(default_factory=dict)
+    model_params: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> "TrainConfig":
@@ -96,8 +111,14 @@ class TrainConfig:
         _check_int(self, "seed", 0)
         _check_int(self, "data_seed", 0)
         _check_str(self, "dataset")
-        if self.target is not None:
+        if isinstance(self.target, (list, tuple)):  # several target columns (a regression)
+            if not self.target or not all(isinstance(t, str) and t for t in self.target):
+                raise ConfigError(f"target must be a column name or a list of them, not {self.target!r}")
+            self.target = list(self.target)
+        elif self.target is not None:
             _check_str(self, "target")
+        if self.impute is not None and self.impute not in IMPUTE:
+            raise ConfigError(f"impute must be one of {', '.join(IMPUTE)} (or not set), not {self.impute!r}")
         for key in ("val_split", "test_split"):
             _check_number(self, key, 0, 1, high_open=True)
         if self.val_split + self.test_split >= 1:
@@ -109,7 +130,7 @@ class TrainConfig:
                 isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ConfigError(f"hidden must be a list of positive layer sizes such as [128, 64], not {self.hidden!r}")
         self.hidden = [int(h) for h in self.hidden]
-        for key in ("activation", "normalizer", "loss", "optimizer", "schedule"):
+        for key in ("model", "activation", "normalizer", "loss", "optimizer", "schedule"):
             _check_str(self, key)
         _check_number(self, "dropout", 0, 1, high_open=True)
         _check_number(self, "lr", 0)  # the shortcut keys are checked by the optimizer they reach
@@ -121,6 +142,7 @@ class TrainConfig:
         if self.out is not None:
             _check_str(self, "out")
         _check_tables(self)
+        _check_monitoring(self)
         return self
 
     # ------------------------------------------------------------------ conversions
@@ -169,11 +191,13 @@ def _schedule_defaults(name) -> dict:
 
 
 #: what a key that is not set (None) means
-UNSET_NOTES = {"target": "the last column of a .csv", "out": "a new directory runs/<timestamp>"}
+UNSET_NOTES = {"target": "the last column of a .csv", "out": "a new directory runs/<timestamp>",
+               "impute": "a missing value is an error"}
 UNSET_NOTES.update({k: "the optimizer's default" for k in SHORTCUT_KEYS})
 
 KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
-_TABLES = ("schedule_params", "dataset_params", "normalizer_params", "loss_params", "optimizer_params")
+_TABLES = ("schedule_params", "dataset_params", "normalizer_params", "loss_params", "optimizer_params",
+           "model_params")
 
 
 #: names people reach for, and the key they mean
@@ -185,7 +209,9 @@ ALIASES = {"learning_rate": "lr", "lr0": "lr", "alpha": "lr", "learningrate": "l
            "momentum": "beta", "l2": "weight_decay", "lambda": "weight_decay", "lambd": "weight_decay",
            "random_seed": "seed", "data": "dataset", "label": "target", "norm": "normalizer",
            "batchnorm": "normalizer", "batch_norm": "normalizer", "keep_prob": "dropout", "epsilon": "eps",
-           "output": "out", "normalize": "standardize"}
+           "output": "out", "normalize": "standardize", "fillna": "impute", "missing": "impute",
+           "targets": "target", "architecture": "model", "arch": "model", "network": "model", "net": "model",
+           "channels": "model_params", "kernel_size": "model_params"}
 
 
 def _closest(key, valid=KEYS) -> str | None:
@@ -243,6 +269,28 @@ def _check_tables(cfg: "TrainConfig") -> None:
         raise ConfigError(f"{both[0]} is set twice, as a key and in optimizer_params; keep one of them")
 
 
+def _check_monitoring(cfg: "TrainConfig") -> None:
+    """The monitored metric, patience, plateau and warm-up keys (whether the run records the
+    metric is checked when its data is known: ``polydl.training.monitor.check_monitored``)."""
+    from .. import metrics
+
+    _check_str(cfg, "monitor")
+    valid = metrics.recorded_names() + ["train_loss", "train_accuracy"]  # every epoch's record
+    if cfg.monitor not in valid:
+        hint = closest(cfg.monitor, valid)
+        raise ConfigError(f"unknown monitor '{cfg.monitor}'" + (f"; did you mean '{hint}'?" if hint else "")
+                          + f" (valid: {', '.join(valid)})")
+    _check_number(cfg, "min_delta", 0)
+    _check_int(cfg, "early_stopping_patience", 0, "epochs without improvement; 0: never stop early")
+    _check_bool(cfg, "restore_best")
+    _check_number(cfg, "plateau_factor", 0, 1, low_open=True, high_open=True)
+    _check_int(cfg, "plateau_patience", 0, "epochs without improvement; 0: never lower α")
+    _check_int(cfg, "warmup_epochs", 0)
+    _check_int(cfg, "warmup_steps", 0)
+    if cfg.warmup_epochs and cfg.warmup_steps:
+        raise ConfigError("give the warm-up in epochs (warmup_epochs) or in steps (warmup_steps), not both")
+
+
 #: parameters a table cannot set, because another key (its flag) does
 RESERVED_PARAMS = {
     "schedule_params": {"lr0": "lr (--lr)"},
@@ -252,6 +300,10 @@ RESERVED_PARAMS = {
                           "dtype": "dtype (--dtype)", "device": "device (--device)"},
     "loss_params": {"population": "the population it is trained in"},
     "optimizer_params": {"lr": "lr (--lr)", "params": "the model"},
+    "model_params": {"input_shape": "the data", "num_outputs": "the data and the loss", "hidden": "hidden (--hidden)",
+                     "activation": "activation (--activation)", "normalizer": "normalizer (--normalizer)",
+                     "dropout": "dropout (--dropout)", "normalizer_params": "normalizer_params (--normalizer-param)",
+                     "population": "the population it is trained in"},
 }
 
 
@@ -281,7 +333,7 @@ def _toml_value(v) -> str:
 
 #: a component and the table of its parameters
 PARAM_TABLES = {"schedule": "schedule_params", "normalizer": "normalizer_params", "loss": "loss_params",
-                "dataset": "dataset_params", "optimizer": "optimizer_params"}
+                "dataset": "dataset_params", "optimizer": "optimizer_params", "model": "model_params"}
 
 
 def merge(base: dict, over: dict, update_tables: bool = False) -> dict:

@@ -65,19 +65,21 @@ class MemberCheckpoints:
         """``write()`` of ``mb``'s run file ``name``, any OSError as one ``RunWriteError`` line."""
         write_or_say(write, mb.out_dir / name, mb.out_dir, self.kept(mb))
 
-    def save(self) -> None:
+    def save(self) -> list:
         """Every training member's checkpoint. Several are written in two phases (every new one
         beside the old first, then all put in place) so that a process killed at any moment
-        leaves them at one position (``population`` settles a save cut short)."""
+        leaves them at one position (``population`` settles a save cut short). Returns what was
+        written: (member, meta, arrays) of each."""
         states = [(mb, *self.state(mb)) for mb in self.active()]
         if len(states) == 1:
             mb, meta, arrays = states[0]
             self.write(mb, ckpt.CHECKPOINT, partial(ckpt.save_checkpoint, mb.out_dir / ckpt.CHECKPOINT, meta, arrays))
-            return
+            return states
         for mb, meta, arrays in states:
             self.write(mb, ckpt.CHECKPOINT, partial(ckpt.save_checkpoint, mb.out_dir / PENDING, meta, arrays))
         for mb, _, _ in states:
             self.write(mb, ckpt.CHECKPOINT, partial(os.replace, mb.out_dir / PENDING, mb.out_dir / ckpt.CHECKPOINT))
+        return states
 
     def load(self, metas: list, arrays: list, live: int = 0) -> None:
         """Continue from the members' checkpoints (one each, in order): weights, random streams,
@@ -90,6 +92,7 @@ class MemberCheckpoints:
             for mb, meta, arr in zip(self.members, metas, arrays, strict=True):
                 path = mb.out_dir / ckpt.CHECKPOINT
                 states.append(self._load_member(mb, meta, arr))
+                self.load_monitor(mb, meta)
             path = self.members[live].out_dir / ckpt.CHECKPOINT
             load_optimizer_states(self.optimizer, states, live)
             cfg, meta = self.config, metas[live]
@@ -102,6 +105,8 @@ class MemberCheckpoints:
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             raise ckpt.CheckpointError(f"the checkpoint {path} is damaged or does not match its configuration "
                                        f"({exc}); start a new run") from None
+        for mb, meta, arr in zip(self.members, metas, arrays, strict=True):
+            self.settle_best(mb, meta, arr)  # a best epoch whose best.npz a killed process did not write
 
     def _load_member(self, mb: Member, meta: dict, arrays: dict) -> dict:
         """``mb``'s weights, history, partial epoch and random stream from its checkpoint; returns

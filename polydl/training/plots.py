@@ -35,7 +35,8 @@ def _save(fig, path):
 
 
 def plot_curves(history, path, title: str | None = None) -> bool:
-    """Loss, accuracy and learning rate against epoch; False (nothing written) without matplotlib."""
+    """Loss, accuracy (a regression's R²) and learning rate against epoch; False (nothing written)
+    without matplotlib."""
     if not available():
         return False
     fig, (ax_loss, ax_acc, ax_lr) = _figure(3, 12)
@@ -47,7 +48,9 @@ def plot_curves(history, path, title: str | None = None) -> bool:
 
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         ax_loss.plot(*series(key), marker=".", label=label)
-    for key, label in (("train_accuracy", "train"), ("val_accuracy", "validation")):
+    regression = any("val_r2" in r for r in history)  # a regression: R² instead of accuracy
+    for key, label in ((("val_r2", "validation"),) if regression else
+                       (("train_accuracy", "train"), ("val_accuracy", "validation"))):
         ax_acc.plot(*series(key), marker=".", label=label)
     ax_lr.plot(*series("lr"), marker=".", color="tab:green")
     for r in history:
@@ -55,7 +58,7 @@ def plot_curves(history, path, title: str | None = None) -> bool:
             for ax in (ax_loss, ax_acc, ax_lr):
                 ax.axvline(r["epoch"] - 0.5, color="grey", linestyle=":", linewidth=1)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax_acc.set(xlabel="epoch", ylabel="R²" if regression else "accuracy", title="R²" if regression else "accuracy")
     ax_lr.set(xlabel="epoch", ylabel="α", title="learning rate")
     ax_loss.legend()
     ax_acc.legend()

@@ -33,6 +33,7 @@ from .build import setup
 from .config import ConfigError
 from .errors import RunDirError
 from .members import STOPPED, outcome_of
+from .monitor import as_given
 from .provenance import config_text
 from .reporting import PopulationReporter, ProgressReporter
 from .results import MemberStopped, result_of
@@ -83,6 +84,7 @@ def _existing(configs, out_dirs, settle: bool):
         if not settle and not (d / ckpt.CHECKPOINT).exists():
             continue  # staged only: settled under the lock
         old, meta, arr = load_run_config(d)
+        old = as_given(old, meta)  # α0 as given, before any plateau lowered it
         pop = meta.get("population") or {}
         if pop.get("size") != len(configs) or pop.get("index") != k:
             raise RunDirError(f"{d} holds a run that is not member {k} of this population of {len(configs)}; "
@@ -131,6 +133,7 @@ def _continue(pop: Trainer, configs, out_dirs, rundirs: list):
     for mb in pop.active():
         ckpt.remove_temporaries(mb.out_dir)
         ckpt.write_metrics(mb.out_dir / ckpt.METRICS, mb.history)
+        ckpt.atomic_write(mb.out_dir / ckpt.CONFIG, config_text(mb.config))  # a plateau's α0 (a kill before)
     if pop.epoch >= pop.config.epochs and not pop.batch:
         if all((mb.out_dir / ckpt.SUMMARY).exists() for mb in pop.active()):
             return [mb.outcome if mb.outcome is not None else result_of(mb.out_dir) for mb in pop.members]

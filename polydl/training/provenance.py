@@ -1,5 +1,5 @@
 """Where a run's components came from: the plugin, distribution and version that supplied its
-schedule, normalizer, loss, optimizer and (a named) dataset when it was built.
+schedule, normalizer, loss, optimizer, model and (a named) dataset when it was built.
 
 :func:`record` writes them into the checkpoint's metadata (``components``) and, as comments
 that ``load_toml`` skips, at the end of ``config.toml``. :func:`check` compares them with what
@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from .. import datasets, losses, normalizers, optim, schedules
+from .. import datasets, losses, models, normalizers, optim, schedules
 from ..plugins import PREFER_ENV, PluginWarning
 from ..registry import SEPARATOR, UnknownNameError, norm
 
@@ -22,7 +22,7 @@ __all__ = ["COMPONENTS", "ProvenanceError", "ProvenanceWarning", "record", "comm
 
 #: the configuration keys that name a registered component, and their registries
 COMPONENTS = {"schedule": schedules.registry, "normalizer": normalizers.registry, "loss": losses.registry,
-              "optimizer": optim.registry, "dataset": datasets.registry}
+              "optimizer": optim.registry, "dataset": datasets.registry, "model": models.registry}
 
 
 class ProvenanceError(ValueError):

@@ -59,7 +59,7 @@ class ProgressReporter(PopulationReporter):
 
     def start(self, info):
         what = "continuing" if info["resumed"] else "training"
-        self._echo(f"{what} a population of {info['members']} mlp {info['model']} ({info['normalizer']}, "
+        self._echo(f"{what} a population of {info['members']} {info.get('architecture', 'mlp')} {info['model']} ({info['normalizer']}, "
                    f"{info['activation']}) on {info['dataset']} with {info['loss']} and {info['optimizer']}, "
                    f"{info['epochs']} epochs of {info['n_batches']} mini-batches, on {info['device']} ({info['dtype']})")
 

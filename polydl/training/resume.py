@@ -8,10 +8,12 @@ gives that rate there and decays from it; ``lr0`` sets a new α0 instead.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from .. import fsafe
 from ..checks import check_number
 from ..registry import UnknownNameError
 from ..schedules import Position, solve_lr0
@@ -19,8 +21,10 @@ from . import checkpoint as ckpt
 from . import ckpt_meta
 from .build import build_schedule, schedule_label, setup
 from .config import ConfigError, TrainConfig, from_dict, merge
+from .monitor import MonitorState, can_continue, warmup_of
 from .provenance import COMPONENTS, check, config_text
 from .results import RunResult
+from .run_data import resumed_data
 from .rundir import RunDir
 from .trainer import Trainer
 
@@ -28,20 +32,21 @@ __all__ = ["RESUME_CHANGEABLE", "load_run_config", "resume_config", "resume"]
 
 #: keys that may change when a run is resumed (babysitting); the rest define the run
 RESUME_CHANGEABLE = ("lr", "beta", "beta1", "beta2", "eps", "weight_decay", "optimizer_params", "schedule",
-                     "schedule_params", "schedule_unit", "epochs", "device", "plot")
+                     "schedule_params", "schedule_unit", "epochs", "device", "plot", "early_stopping_patience",
+                     "plateau_factor", "plateau_patience", "dataset")
 _LR_KEYS = ("lr", "schedule", "schedule_params", "schedule_unit")
 
 
-def load_run_config(run_dir) -> tuple[TrainConfig, dict, dict]:
-    """(config, meta, arrays) of a run directory's checkpoint, its fields and weights checked
-    (:mod:`~polydl.training.ckpt_meta`): a damaged field or weights that are not finite are one
-    ``CheckpointError`` line."""
+def load_run_config(run_dir, name: str = ckpt.CHECKPOINT) -> tuple[TrainConfig, dict, dict]:
+    """(config, meta, arrays) of a run directory's checkpoint (``name``: ``best.npz`` for the best
+    epoch's), its fields and weights checked (:mod:`~polydl.training.ckpt_meta`): a damaged field
+    or weights that are not finite are one ``CheckpointError`` line."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ckpt.CheckpointError(f"run directory not found: {run_dir}")
     if not run_dir.is_dir():
         raise ckpt.CheckpointError(f"{run_dir} is not a polydl run directory (it is a file)")
-    path = run_dir / ckpt.CHECKPOINT
+    path = run_dir / name
     meta, arrays = ckpt.load_checkpoint(path)
     try:
         config = from_dict(meta["config"], source=f"the checkpoint in {run_dir}")
@@ -102,7 +107,8 @@ def _resumed_config(run_dir, changes, check_components: bool = True):
     if rate is not None:
         rate = check_number("lr", rate, 0)
         pos = _read_at(config, _next_position(meta))
-        config = config.replace(lr=solve_lr0(config.schedule, config.schedule_params, config.lr, rate, pos))
+        config = config.replace(lr=solve_lr0(config.schedule, config.schedule_params, config.lr, rate, pos,
+                                             warmup_of(config)))
     return old, config, meta, arrays
 
 
@@ -125,12 +131,32 @@ def resume(run_dir, changes: dict | None = None, *, reporter=None, handle_signal
         return _resume(run_dir, old, config, meta, arrays, reporter, handle_signals)
 
 
+def _check_stopped_early(run_dir, config: TrainConfig, meta: dict) -> None:
+    """A run that stopped early and finished trains on only with the patience to do so."""
+    saved = meta.get("monitor") or {}
+    if not saved.get("stopped") or not (run_dir / ckpt.SUMMARY).exists():
+        return
+    state = MonitorState.from_dict(saved)
+    if not can_continue(config, state) or config.epochs <= int(meta["epoch"]):
+        raise ConfigError(f"the run in {run_dir} stopped early after epoch {state.stopped['epoch']} "
+                          f"({state.stopped['reason']}); to train on, resume it with --early-stopping-patience 0 "
+                          f"(or more than {state.wait})")
+
+
+def _config_file_matches(run_dir, config: TrainConfig) -> bool:
+    try:
+        return fsafe.read_regular(run_dir / ckpt.CONFIG).decode("utf-8") == config_text(config)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _resume(run_dir, old, config, meta, arrays, reporter, handle_signals) -> RunResult:
     done, mid_epoch = int(meta["epoch"]), int(meta.get("batch", 0))
+    _check_stopped_early(run_dir, config, meta)
     finished = done >= config.epochs and not mid_epoch
     if finished and config.replace(out=old.out) == old and not (run_dir / ckpt.SUMMARY).exists():
         # killed after its last epoch, before the summary: finish it
-        dev, data = setup(config)
+        dev, data = setup(config, load=partial(resumed_data, old=old, meta=meta, arrays=arrays))
         trainer = Trainer.build(config, data, dev, run_dir, reporter)
         trainer.load([meta], [arrays])
         member = trainer.members[0]
@@ -142,7 +168,7 @@ def _resume(run_dir, old, config, meta, arrays, reporter, handle_signals) -> Run
     if config.epochs < done + (1 if mid_epoch else 0):
         raise ConfigError(f"--epochs {config.epochs} is fewer than the {done + (1 if mid_epoch else 0)} epochs the run "
                           "has already started")
-    dev, data = setup(config)
+    dev, data = setup(config, load=partial(resumed_data, old=old, meta=meta, arrays=arrays))
     if (data.num_features != meta.get("num_features") or data.num_classes != meta.get("num_classes")
             or not np.array_equal(data.mean, arrays.get("data/mean")) or not np.array_equal(data.std, arrays.get("data/std"))):
         raise ckpt.CheckpointError(f"the data of {config.dataset} differs from the data the run in {run_dir} "
@@ -161,8 +187,10 @@ def _resume(run_dir, old, config, meta, arrays, reporter, handle_signals) -> Run
     # the directory now matches the checkpoint: metrics of the saved epochs only
     ckpt.remove_temporaries(run_dir)
     trainer.write(member, ckpt.METRICS, lambda: ckpt.write_metrics(run_dir / ckpt.METRICS, member.history))
-    if config.to_dict() != {**old.to_dict(), "out": str(run_dir)}:
+    changed = config.to_dict() != {**old.to_dict(), "out": str(run_dir)}
+    if changed or not _config_file_matches(run_dir, config):  # (α lowered on a plateau, then a kill)
         trainer.write(member, ckpt.CONFIG, lambda: ckpt.atomic_write(run_dir / ckpt.CONFIG, config_text(config)))
+    if changed:
         trainer.save()
     return trainer.fit(resumed=True, handle_signals=handle_signals,
                        info={"lr_before": lr_before, "lr_after": lr_after})

@@ -8,6 +8,7 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from .build import setup
 from .config import TrainConfig
+from .data import ARRAYS, DATAFRAME, is_dataframe
 from .errors import RunDirError
 from .provenance import config_text
 from .reporting import Reporter
@@ -19,10 +20,13 @@ __all__ = ["run"]
 
 
 def run(config: TrainConfig | None = None, out_dir=None, *, overwrite: bool = False,
-        reporter: Reporter | None = None, handle_signals: bool = True) -> RunResult:
+        reporter: Reporter | None = None, handle_signals: bool = True, data=None) -> RunResult:
     """Train ``config`` (default: ``TrainConfig()``) and write the run directory ``out_dir``
     (default: ``config.out``, else a new ``runs/<timestamp>``). Everything is checked before
-    anything is written.
+    anything is written. ``data``: NumPy arrays ``(X, y)`` (or a dict of ``X``, ``y``, ``X_val``,
+    ...) or a pandas DataFrame (its target column ``config.target``, default the last) to train on
+    instead of ``config.dataset``; the run records ``dataset = "<arrays>"`` or ``"<DataFrame>"``
+    and what it knows of the columns, so that ``evaluate`` and ``predict`` take files like them.
 
     Raises ``ValueError`` subclasses for bad input, :class:`~polydl.training.TrainingDiverged` for
     a NaN loss, :class:`~polydl.training.TrainingInterrupted` after Ctrl-C or SIGTERM (checkpoint
@@ -31,7 +35,9 @@ def run(config: TrainConfig | None = None, out_dir=None, *, overwrite: bool = Fa
     :class:`~polydl.training.ComponentError` when a plugin's component fails. The directory is
     locked while the run trains in it."""
     config = config if config is not None else TrainConfig()
-    dev, data = setup(config)
+    if data is not None:
+        config = config.replace(dataset=DATAFRAME if is_dataframe(data) else ARRAYS)
+    dev, data = setup(config, data)
     out_dir = out_dir if out_dir is not None else config.out
     exclusive = out_dir is None
     out = Path(out_dir) if out_dir is not None else default_out_dir()

@@ -5,14 +5,15 @@ one row of its flat buffers and one value of every hyperparameter per member. Me
 and random stream are drawn exactly as the same configuration trained alone draws them.
 
 A plugin's loss or normalizer whose factory takes no ``population`` is applied member by member
-(``polydl.losses.get`` / ``polydl.normalizers.get`` with ``population``): the same results, more
-slowly; :func:`build_population` returns the note that says so."""
+(``polydl.losses.get`` / ``polydl.normalizers.get`` with ``population``), and so is a model whose
+factory takes none (``cnn``, ``lenet5``: :class:`polydl.models.ModelByMember`): the same results,
+more slowly; :func:`build_population` returns the note that says so."""
 from __future__ import annotations
 
 import inspect
 from pathlib import Path
 
-from .. import losses, nn, normalizers, optim
+from .. import losses, models, normalizers, optim
 from .. import random as _random
 from .build import (
     Parts,
@@ -28,13 +29,15 @@ from .build import (
 )
 from .config import KEYS, ConfigError, TrainConfig, from_dict
 from .members import Member
+from .model_build import check_model, check_model_keys, copy_member, input_shape, stacked_model
 
 __all__ = ["MEMBER_KEYS", "SHARED_KEYS", "check_members", "optimizer_arguments", "build_population",
            "member_by_member_note"]
 
 #: the keys in which the members of a population may differ
 MEMBER_KEYS = ("seed", "lr", "beta", "beta1", "beta2", "eps", "weight_decay", "optimizer_params", "schedule",
-               "schedule_params", "dropout", "plot", "out")
+               "schedule_params", "dropout", "plot", "out", "monitor", "min_delta", "early_stopping_patience",
+               "restore_best", "plateau_factor", "plateau_patience", "warmup_epochs", "warmup_steps")
 #: the keys that fix the shapes and the data: every member has the same
 SHARED_KEYS = tuple(k for k in KEYS if k not in MEMBER_KEYS)
 
@@ -94,6 +97,8 @@ def member_by_member_note(config: TrainConfig, loss_fn, model) -> str | None:
         which.append(describe("loss", COMPONENTS["loss"].entry(config.loss)))
     if any(isinstance(m, normalizers.MemberByMember) for m in model.modules()):
         which.append(describe("normalizer", COMPONENTS["normalizer"].entry(config.normalizer)))
+    if isinstance(model, models.ModelByMember):
+        which.append(describe("model", COMPONENTS["model"].entry(config.model)))
     if not which:
         return None
     takes = "takes" if len(which) == 1 else "take"
@@ -111,22 +116,26 @@ def build_population(configs, data, dev, out_dirs) -> tuple[Parts, list[Member],
     P = len(configs)
     outputs = num_outputs(build_loss(cfg), data.num_classes)
     loss_fn = build_loss(cfg, population=P)
-    check_memory(cfg, data.num_features, outputs, min(cfg.batch_size, len(data.y_train)), dev, P)
+    check_model_keys(cfg)
+    if models.is_mlp(cfg.model):
+        check_memory(cfg, data.num_features, outputs, min(cfg.batch_size, len(data.y_train)), dev, P)
     check_normalizer(cfg, dev, P)
-    rates = [c.dropout for c in configs]
-    with _random.preserved():  # its own draws are replaced by the members' weights below
-        model = nn.mlp([data.num_features, *cfg.hidden, outputs], activation=cfg.activation, normalizer=cfg.normalizer,
-                       dropout=rates if any(rates) else 0.0, normalizer_params=cfg.normalizer_params or None,
-                       population=P).to(device=dev, dtype=param_dtype(cfg))
-    tensors = [t for _, t in model.named_parameters()] + [t for _, t in model.named_buffers()]
-    members = []
+    shape = input_shape(data)
+    model = stacked_model(cfg, [c.dropout for c in configs], shape, outputs, P, dev, param_dtype(cfg))
+    alones, members = [], []  # the models alone of a model trained member by member
     for k, (c, out) in enumerate(zip(configs, out_dirs, strict=True)):
-        alone = build_model(c, data.num_features, outputs, dev)  # its seed, its draws
+        alone = build_model(c, data.num_features, outputs, dev, shape)  # its seed, its draws
         stream = _random.Stream.from_state(_random.get_state())  # then its dropout masks
-        own = list(alone.named_parameters()) + list(alone.named_buffers())
-        for t, (_, a) in zip(tensors, own, strict=True):
-            t.data[k] = a.data
-        members.append(Member(k, c, Path(out), [n for n, _ in own], stream))
+        if k == 0:
+            check_model(cfg, alone, shape, outputs, param_dtype(cfg), dev)
+        if model is None:
+            alones.append(alone)
+        else:
+            copy_member(model, k, alone)
+        names = [n for n, _ in alone.named_parameters()] + [n for n, _ in alone.named_buffers()]
+        members.append(Member(k, c, Path(out), names, stream))
+    if model is None:
+        model = models.ModelByMember(alones, cfg.model)
     plan = batch_plan(len(data.y_train), cfg.batch_size, min_batch(model), cfg.normalizer)
     cls = optim.registry.lookup(cfg.optimizer)
     opt = optim.get(cfg.optimizer, model.parameters(), **optimizer_arguments(configs, cls))

@@ -14,6 +14,10 @@ validation loss become NaN or infinite stops (:func:`~polydl.training.divergence
 its last good checkpoint stays. A model alone then raises that error; a population member stops
 alone, its parameters frozen at their last good values while the others train on, and so does a
 member that the reporter asks to stop (``stop_members``).
+
+A member that watches a metric (:mod:`~polydl.training.monitor`, :class:`MemberMonitor`) keeps
+its best epoch as ``best.npz``, has its α lowered on a plateau and stops early, alone: it is
+finished at once (its summary written, its parameters frozen) while the others train on.
 """
 from __future__ import annotations
 
@@ -36,11 +40,15 @@ from .divergence import diverged, finite, first_step_culprit, returned
 from .errors import write_or_say
 from .evaluation import evaluate_arrays
 from .member_checkpoints import PENDING, MemberCheckpoints, load_optimizer_states
+from .member_monitor import MemberMonitor
 from .member_stops import MemberStops
 from .members import Member, epoch_record, summary
+from .model_build import input_shape, model_label
+from .monitor import check_monitored
 from .reporting import PopulationReporter, Reporter
 from .results import RunResult
 from .signals import NoSignals, StopFlag
+from .task_metrics import is_regression, summary_values, test_values
 
 # also importable from here, where they were defined before
 __all__ = ["Trainer", "epoch_order", "RunResult", "write_or_say", "diverged", "first_step_culprit", "finite",
@@ -54,7 +62,7 @@ def epoch_order(config: TrainConfig, epoch: int, m: int) -> np.ndarray:
     return np.random.default_rng([config.data_seed, epoch]).permutation(m)
 
 
-class Trainer(MemberCheckpoints, MemberStops):
+class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
     """The state of a run: its parts (one model, or a stacked one of ``population`` members),
     the data on the device, its members (:class:`~polydl.training.members.Member`)."""
 
@@ -68,12 +76,13 @@ class Trainer(MemberCheckpoints, MemberStops):
             self._step_takes_loss = False
         self.model, self.loss_fn, self.optimizer = parts.model, parts.loss_fn, parts.optimizer
         self.outputs, self.autocast_dtype, self.scaler = parts.outputs, parts.autocast_dtype, parts.scaler
-        self.notes = list(notes)
+        self.notes = list(notes) + list(getattr(data, "notes", ()))  # the data's (unseen categories, a moved file)
         dt = param_dtype(self.config)
         to = lambda a, t: backend.to_device(np.ascontiguousarray(a, dtype=t), dev)  # noqa: E731
         # the data goes to the device once
         self.X = {s: to(data.split(s)[0], dt) for s in ("train", "val", "test")}
-        self.y = {s: to(data.split(s)[1], np.int64) for s in ("train", "val", "test")}
+        label_dtype = dt if is_regression(data) else np.int64  # a regression's targets are numbers
+        self.y = {s: to(data.split(s)[1], label_dtype) for s in ("train", "val", "test")}
         self.m = len(data.y_train)
         self.plan = parts.plan
         self.n_batches = parts.plan.n_batches
@@ -85,11 +94,13 @@ class Trainer(MemberCheckpoints, MemberStops):
         self.stop = None
         self.good = None            # every member's parameters and buffers at the last epoch's end
         self.has_checkpoint = True  # False until a new run's first checkpoints are written
+        self.start_monitors()
 
     @classmethod
     def build(cls, config: TrainConfig, data: Data, dev, out_dir, reporter: Reporter | None = None) -> "Trainer":
         """A trainer of ``config``'s model alone with freshly built parts (weights drawn from
         ``config.seed``)."""
+        check_monitored(config, data)
         parts = build_parts(config, data, dev)
         names = [n for n, _ in parts.model.named_parameters()] + [n for n, _ in parts.model.named_buffers()]
         return cls(parts, data, dev, [Member(0, config, Path(out_dir), names)], reporter)
@@ -99,6 +110,8 @@ class Trainer(MemberCheckpoints, MemberStops):
         """A trainer of ``configs`` (checked by ``stacked.check_members``) as one population."""
         from .stacked import build_population
 
+        for config in configs:
+            check_monitored(config, data)
         parts, members, notes = build_population(configs, data, dev, out_dirs)
         return cls(parts, data, dev, members, reporter, len(members), notes)
 
@@ -167,7 +180,9 @@ class Trainer(MemberCheckpoints, MemberStops):
         check = self._check_loss if self.population is None else self._check_losses
         report_step, takes_loss = self.reporter.step, self._step_takes_loss
         shape = (-1,) if self.population is None else (self.population, -1)
+        counting = not is_regression(self.data)  # a regression has no accuracy
         model.train()
+        self.finish_stopped()
         self.good = self._snapshot() if len(self.active()) > 1 else None
         with np.errstate(all="ignore"):
             while opt.epoch <= cfg.epochs and self.active():
@@ -200,7 +215,8 @@ class Trainer(MemberCheckpoints, MemberStops):
                         scaler.scale(loss).backward()
                         scaler.step(opt)
                     losses_at[k] = loss.data
-                    correct_at[k] = (losses.predict(loss_fn, scores).reshape(shape) == yb).sum(-1)
+                    if counting:
+                        correct_at[k] = (losses.predict(loss_fn, scores).reshape(shape) == yb).sum(-1)
                     report_step(loss) if takes_loss else report_step()
                     if self.stop is not None and self.stop.set and k + 1 < n:
                         self._stop_unusable(e, first_step, k + 1)
@@ -213,16 +229,19 @@ class Trainer(MemberCheckpoints, MemberStops):
         """The end of an epoch: the members' checks, records, metrics and checkpoints."""
         cfg, n = self.config, self.n_batches
         self._stop_unusable(e, first_step, n)  # a checkpoint is good only if they are finite
-        val_loss, val_acc, _ = evaluate_arrays(self.model, self.loss_fn, self.X["val"], self.y["val"],
-                                               self.autocast_dtype)
-        val_loss, val_acc = self._per_member(val_loss), self._per_member(val_acc)
+        scores = [] if self.wants_scores() else None
+        val_loss, val_acc, val_pred = evaluate_arrays(self.model, self.loss_fn, self.X["val"], self.y["val"],
+                                                      self.autocast_dtype, scores)
+        val_loss, val_acc, extra = self._per_member(val_loss), self._per_member(val_acc), self.val_metrics(val_pred, scores)
         self._stop_bad_validation(e, first_step, val_loss)  # ... and its validation loss is
         step_losses = backend.to_numpy(self.step_losses).reshape(len(self.members), n)
         correct = backend.to_numpy(self.step_correct).reshape(len(self.members), n)
         seconds = round(self.epoch_seconds + time.perf_counter() - t0, 6)
-        records = {mb.index: epoch_record(mb, e, self.step, self._lr(mb), step_losses[mb.index], correct[mb.index],
+        correct = None if is_regression(self.data) else correct
+        records = {mb.index: epoch_record(mb, e, self.step, self._lr(mb), step_losses[mb.index],
+                                          None if correct is None else correct[mb.index],
                                           self.batch_sizes, self.plan.used, val_loss[mb.index], val_acc[mb.index],
-                                          seconds) for mb in self.active()}
+                                          seconds, extra[mb.index]) for mb in self.active()}
         self.epoch_seconds = 0.0
         self.step_losses.fill(0)
         self.step_correct.fill(0)
@@ -231,28 +250,46 @@ class Trainer(MemberCheckpoints, MemberStops):
         for k, record in records.items():
             mb = self.members[k]
             self.write(mb, ckpt.METRICS, partial(ckpt.append_metrics, mb.out_dir / ckpt.METRICS, record))
-        self.save()
+        improved, stopping = self.watch(records)  # a plateau's α is in the checkpoints
+        states = self.save()
         if len(self.active()) > 1:
             self.good = self._snapshot()
         self.reporter.epoch_end(records if self.population is not None else records[0], cfg.epochs)
+        self.after_save(states, improved, stopping)  # best.npz, config.toml, early stops' summaries
         self._stop_requested(e)
-        if self.stop is not None and self.stop.set and self.epoch < cfg.epochs:
+        if self.stop is not None and self.stop.set and self.epoch < cfg.epochs and self.active():
             raise self._interrupted(e)
 
-    def finish(self) -> list:
-        """Test-set evaluation, ``summary.json`` and ``curves.png`` of every member that trained to
-        the end; one outcome per member."""
+    def _test(self) -> tuple[list, list]:
+        """Each member's test loss and accuracy with the weights the model has now."""
         test_loss, test_acc, _ = evaluate_arrays(self.model, self.loss_fn, self.X["test"], self.y["test"],
                                                  self.autocast_dtype)
-        test_loss, test_acc = self._per_member(test_loss), self._per_member(test_acc)
+        return self._per_member(test_loss), self._per_member(test_acc)
+
+    def finish(self, members: list | None = None) -> list:
+        """Test-set evaluation, ``summary.json`` and ``curves.png`` of ``members`` (default: every
+        member that trained to the end; else those that stopped early now), with the test loss and
+        accuracy of their best epoch where they keep it; one outcome per member."""
+        members = self.active() if members is None else members
+        if not members:
+            return [mb.outcome for mb in self.members]
+        test_loss, test_acc = self._test()
+        keep = self.best_members(members)
+        best_loss, best_acc = self.with_best_weights(keep, self._test) if keep else (None, None)
+        keep = {mb.index for mb in keep}
         size = self.model.num_parameters() // (self.population or 1)
-        for mb in self.active():
+        tests = test_values(self)  # a regression's test RMSE, MAE and R²
+        for mb in members:
             s = summary(mb, self.data, self.epoch, self.step, test_loss[mb.index], test_acc[mb.index], size)
+            s.update(summary_values(mb, self.data, tests[mb.index]))
+            if mb.index in keep:
+                s["best"] = self.best_summary(mb, (best_loss[mb.index], best_acc[mb.index]))
             self.write(mb, ckpt.SUMMARY, partial(ckpt.atomic_write, mb.out_dir / ckpt.SUMMARY, json.dumps(s, indent=2) + "\n"))
             if mb.config.plot:
                 self._plot(mb)
             mb.outcome = RunResult(mb.out_dir, self.epoch, self.step, list(mb.history), s)
             if self.population is not None:
+                self.optimizer.freeze(mb.index)  # one that stopped early: the others train on
                 self.reporter.member_end(mb.index, mb.outcome)
         return [mb.outcome for mb in self.members]
 
@@ -268,13 +305,13 @@ class Trainer(MemberCheckpoints, MemberStops):
     def info(self, resumed: bool) -> dict:
         """The run's shape, for the reporter's ``start``."""
         cfg, P = self.config, self.population
-        sizes = [self.data.num_features, *cfg.hidden, self.outputs]
         head = {"out_dir": str(self.members[0].out_dir)} if P is None else \
             {"members": P, "out_dirs": [str(mb.out_dir) for mb in self.members]}
         info = {
             **head, "resumed": resumed, "epoch": self.epoch, "step": self.step,
             "dataset": self.data.name, "sizes": {s: int(len(self.data.split(s)[1])) for s in ("train", "val", "test")},
-            "model": "-".join(map(str, sizes)), "normalizer": cfg.normalizer, "activation": cfg.activation,
+            "architecture": cfg.model, "model": model_label(cfg, input_shape(self.data), self.outputs),
+            "normalizer": cfg.normalizer, "activation": cfg.activation,
             "num_parameters": self.model.num_parameters() // (P or 1), "loss": cfg.loss, "optimizer": cfg.optimizer,
             "device": str(self.dev), "dtype": cfg.dtype, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
             "n_batches": self.n_batches, "dropped": self.plan.dropped,

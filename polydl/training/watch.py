@@ -14,8 +14,9 @@ non-regular file in place of one of the run's files is a :class:`WatchError`, ne
 
 A frame is the run's header line, three panels against epoch (loss and accuracy, train and
 validation, and α, on a log axis when it spans more than a decade; a dotted line where α was
-changed on resume, with the change written below) and a status line: epoch e/E, the last
-validation loss and accuracy, α, and running, finished or stopped. plotext is optional:
+changed on resume or lowered on a plateau, with the change written below; for a run that watches
+its metric, a line at its best epoch) and a status line: epoch e/E, the last validation loss and
+accuracy, α, the best epoch, and running, finished (or stopped early, and why) or stopped. plotext is optional:
 ``pip install 'polydl[watch]'``.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from .. import fsafe
 from . import checkpoint as ckpt
+from .monitor import best_epoch
 from .rundir import LOCK, MARKER, is_run_dir
 
 if sys.version_info >= (3, 11):
@@ -41,7 +43,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["WatchError", "RunState", "read_records", "lock_held", "is_run", "read_run", "header_line", "status_line",
+__all__ = ["WatchError", "RunState", "best_epoch", "read_records", "lock_held", "is_run", "read_run", "header_line", "status_line",
            "run_frame", "require_plotext", "PLOTEXT_MISSING", "RUNNING", "FINISHED", "STOPPED", "SIDE_BY_SIDE"]
 
 RUNNING, FINISHED, STOPPED = "running", "finished", "stopped"
@@ -143,6 +145,21 @@ class RunState:
         return int(self.records[-1].get("epoch", 0)) if self.records else 0
 
     @property
+    def stopped_early(self) -> dict | None:
+        """``{"epoch", "reason"}`` of a run that stopped early (its summary says so), else None."""
+        s = (self.summary or {}).get("stopped_early")
+        return s if isinstance(s, dict) else None
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The best epoch of the monitored metric of a run that watches it (early stopping, a
+        plateau, ``restore_best``), from its records; None otherwise."""
+        c = self.config
+        if not any(c.get(k) for k in ("early_stopping_patience", "plateau_patience", "restore_best")):
+            return None
+        return best_epoch(self.records, str(c.get("monitor", "val_loss")), c.get("min_delta", 0.0))
+
+    @property
     def done(self) -> bool:
         """No process trains in it any more."""
         return self.status != RUNNING
@@ -191,7 +208,7 @@ def read_run(path) -> RunState:
     if held:
         state.pid = _pid(path / LOCK)
         return state
-    if summary is not None and state.epochs is not None and state.epoch >= state.epochs:
+    if summary is not None and (state.stopped_early or state.epochs is not None and state.epoch >= state.epochs):
         state.status = FINISHED
     elif held is False:  # (where the lock cannot be probed, a run that has not finished may be training)
         state.status = STOPPED
@@ -224,13 +241,20 @@ def _status_parts(state: RunState) -> tuple[str, str]:
         r = state.records[-1]
         head = (f"epoch {state.epoch}/{total}  train loss {_g(r.get('train_loss'))}  val loss {_g(r.get('val_loss'))}"
                 f"  val accuracy {_pct(r.get('val_accuracy'))}  α {_g(r.get('lr'))}")
+        best = state.best_epoch
+        if best is not None:
+            monitor = state.config.get("monitor", "val_loss")
+            value = next((x.get(monitor) for x in state.records if x.get("epoch") == best), None)
+            head += f"  best epoch {best} ({monitor} {_g(value)})"
     else:
         head = f"epoch 0/{total} (no epoch has finished yet)"
     if state.status == RUNNING:
         tail = f"running (pid {state.pid})" if state.pid else "running"
     elif state.status == FINISHED:
         s = state.summary or {}
-        tail = f"finished: test accuracy {_pct(s.get('test_accuracy'))} (loss {_g(s.get('test_loss'))})"
+        early = state.stopped_early
+        how = f"stopped early after epoch {early.get('epoch')}: {early.get('reason')}; " if early else ""
+        tail = f"finished: {how}test accuracy {_pct(s.get('test_accuracy'))} (loss {_g(s.get('test_loss'))})"
     else:
         tail = (f"stopped after epoch {state.epoch} of {total} (no process trains it); continue it with "
                 f"polydl train --resume {state.path}")
@@ -262,7 +286,10 @@ def _ticks(lo: int, hi: int, n: int = 6) -> list[int]:
 
 
 def _event(record: dict) -> str:
-    """``α 0.005 → 0.0001 at epoch 4 (lr changed from ... to ...)``: the change of α first."""
+    """``α 0.005 → 0.0001 at epoch 4 (lr changed from ... to ...)``: the change of α first; ``α
+    lowered on a plateau from epoch 9 (α 0.0025)`` for a plateau."""
+    if record.get("event") == "plateau":
+        return f"α lowered on a plateau from epoch {record.get('epoch')} (α {_g(record.get('lr'))})"
     text = str(record.get("event") or f"α changed at epoch {record.get('epoch')}")
     head, sep, tail = text.rpartition(": ")
     return f"{tail} ({head})" if sep and tail.startswith("α") else text
@@ -298,6 +325,8 @@ def _plots(plt, state: RunState, width: int, height: int, color: bool) -> str:
     sizes = [width // 3 + (1 if i < width % 3 else 0) for i in range(3)] if side else \
         [height // 3 + (1 if i < height % 3 else 0) for i in range(3)]
     changed = [r["epoch"] - 0.5 for r in records if r.get("lr_changed") and isinstance(r.get("epoch"), int)]
+    best = state.best_epoch
+    stop = (state.stopped_early or {}).get("epoch")
     panels = (("loss", (("train_loss", "train", "cyan"), ("val_loss", "val", "orange"))),
               ("accuracy", (("train_accuracy", "train", "cyan"), ("val_accuracy", "val", "orange"))),
               ("α", (("lr", None, "green"),)))
@@ -314,6 +343,10 @@ def _plots(plt, state: RunState, width: int, height: int, color: bool) -> str:
                     plt.plot(x, y, marker="braille", color=colour)
         for x in changed:
             plt.vline(x, "gray")
+        if best is not None and title != "α":
+            plt.vline(best, "green")  # the best epoch of the monitored metric
+        if isinstance(stop, int):
+            plt.vline(stop, "red")  # where it stopped early
         if title == "α" and ys and min(ys) > 0 and max(ys) / min(ys) > 10:
             plt.yscale("log")
         plt.title(title)

@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import fsafe, training
 from . import layout
 from . import storage as _storage
+from .objective import Progress, trial_value
 from .owners import lock_path, owner_alive
 from .settings import TrialInfo, TuneResult, TuneSettings
 
@@ -26,6 +27,7 @@ class _Running:
         self.reported = set(reported)
         self.stop_sent = None
         self.last_epoch = None
+        self.progress = Progress(None, "val_loss")  # the trial's value after each epoch, set when it starts
 
 
 class _Search:
@@ -117,6 +119,7 @@ class _Search:
         _storage.retrying(trial.set_user_attr, "config", config)
         frozen = _storage.retrying(self.study._storage.get_trial, trial._trial_id)
         run = _Running(trial, number, rnd, params, run_dir, reported=frozen.intermediate_values)
+        run.progress = Progress(config, self.s.metric)
         self.running[number] = run
         if resume:  # epochs that finished after the last owner's last report
             from ..training import checkpoint as ckpt
@@ -126,7 +129,7 @@ class _Search:
             except (OSError, ValueError):
                 records = []
             for record in records:
-                value, epoch = record.get(self.s.metric), record.get("epoch")
+                value, epoch = run.progress.value(record), record.get("epoch")
                 if not isinstance(value, (int, float)) or isinstance(epoch, bool) or not isinstance(epoch, int):
                     continue
                 if epoch not in run.reported and math.isfinite(value):
@@ -197,8 +200,8 @@ class _Search:
             self._judge(run, ev)
             if self.s.prune and run.stop_sent is None:  # the trial waits for this answer (TrialTask.decide)
                 self.executor.proceed(ev.number, int(ev.epoch))
-        elif ev.kind == "done":
-            value = (ev.record or {}).get(self.s.metric)
+        elif ev.kind == "done":  # (one that stopped early too)
+            value = trial_value(ev.record, self.s.metric)  # its best epoch's where it keeps one
             if value is None:
                 self._finish(run, "failed", error=f"the run has no {self.s.metric} (no validation data)")
             elif not math.isfinite(value):
@@ -214,7 +217,7 @@ class _Search:
 
     def _judge(self, run: _Running, ev) -> None:
         """Report an epoch's value to the study; stop the trial where the pruner says so."""
-        value = (ev.record or {}).get(self.s.metric)
+        value = run.progress.value(ev.record)  # what it would be worth if it ended now
         if value is None or not math.isfinite(value) or ev.epoch in run.reported:
             return
         _storage.retrying(run.trial.report, float(value), int(ev.epoch))

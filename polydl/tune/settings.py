@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..training.config import ConfigError, TrainConfig
+from .objective import check_metric, directions
 from .space import Space, SpaceError
 
-METRICS = {"val_loss": "minimize", "val_accuracy": "maximize"}
+METRICS = directions()  # every metric a run records, and what makes it better (polydl.metrics)
 SAMPLERS = ("random", "tpe")
 PRUNERS = ("median",)
 MIN_TRIALS_PER_ROUND = 2
@@ -89,8 +90,10 @@ class TuneSettings:
             raise TuneError(f"--rounds {self.rounds} needs at least {MIN_TRIALS_PER_ROUND * self.rounds} trials "
                             f"({MIN_TRIALS_PER_ROUND} per round), not --trials {self.trials}; use fewer rounds or "
                             "more trials")
-        if self.metric not in METRICS:
-            raise TuneError(f"--metric must be one of {', '.join(METRICS)}, not {self.metric!r}")
+        try:
+            check_metric(self.metric)
+        except ValueError as exc:
+            raise TuneError(str(exc)) from None
         if self.sampler not in SAMPLERS:
             raise TuneError(f"--sampler must be one of {', '.join(SAMPLERS)}, not {self.sampler!r}")
         if self.sampler == "tpe" and self.rounds > 1:
@@ -106,7 +109,8 @@ class TuneSettings:
             raise TuneError(f"--seed must be a whole number >= 0, not {self.seed!r}")
         if not isinstance(self.space, Space) or not len(self.space):
             raise TuneError("the search space is empty")
-        if self.base.val_split == 0 and "val_split" not in self.space and not _has_own_validation(self.base):
+        if self.base.val_split == 0 and "val_split" not in self.space and not _has_own_validation(self.base) \
+                and self.metric.startswith("val_"):
             raise TuneError(f"--metric {self.metric} needs validation data, but val_split is 0; give --val-split 0.1")
 
     def identity(self) -> dict:

@@ -16,19 +16,24 @@ One table per searched key, named by the configuration key (``lr``, ``beta``, ``
 ``int`` takes ``log = true`` for a log scale. Two keys are not configuration keys of their own:
 ``hidden`` (``int``, ``pow2`` or ``choice``) sets the width of every hidden layer, and ``layers``
 (``int`` or ``choice``) the number of hidden layers; the one not searched comes from the base
-configuration (its number of hidden layers, or the width of its first).
+configuration (its number of hidden layers, or the width of its first). Like ``hidden``,
+``model_params.channels`` (``int``, ``pow2`` or ``choice``) sets a convolutional model's widths:
+the first layer's channels, the later layers keeping the base's ratios (the base's channels, or
+the model's default: a sampled 16 makes cnn's [32, 64] [16, 32]).
 
 Without a space file, :func:`default_space` gives the tiers of the hyperparameters by priority:
 
 - tier 1: ``lr`` (α), log-uniform on [1e-4, 1];
 - tier 2 adds ``beta`` (momentum, RMSprop) or ``beta1`` (Adam), one-minus-log-uniform on
-  [0.9, 0.999]; ``hidden``, int on a log scale in [16, 256]; ``batch_size``, pow2 in [16, 256]
-  clipped to the training set;
+  [0.9, 0.999]; ``hidden``, int on a log scale in [16, 256] (for a model that takes hidden
+  layers); ``model_params.channels``, pow2 in [8, 128] (for a model that takes ``channels``);
+  ``batch_size``, pow2 in [16, 256] clipped to the training set;
 - tier 3 adds ``layers``, int in [1, 4], and the schedule's decay (``inverse_time``'s
   ``decay_rate`` log-uniform on [0.01, 10], ``exponential``'s ``base`` one-minus-log-uniform on
   [0.5, 0.999], ``staircase``'s ``factor`` log-uniform on [0.1, 0.9]).
 
-β2 and ε keep the optimizer's defaults (0.999, 1e-8) unless a space names them.
+β2 and ε keep the optimizer's defaults (0.999, 1e-8) unless a space names them. One key's table
+is read by :mod:`polydl.tune.space_keys`.
 """
 from __future__ import annotations
 
@@ -40,17 +45,11 @@ from pathlib import Path
 from .. import fsafe
 from ..checks import closest
 from ..training import config as _config
-from ..training.config import ConfigError, TrainConfig
-from .distributions import (
-    DISTRIBUTIONS,
-    Choice,
-    Distribution,
-    Int,
-    LogUniform,
-    OneMinusLogUniform,
-    Pow2,
-    is_power_of_two,
-)
+from ..training.config import TrainConfig
+from .distributions import DISTRIBUTIONS, Choice, Distribution, Int, LogUniform, OneMinusLogUniform, Pow2
+from .space_keys import CHANNELS, HIDDEN, LAYERS, SpaceError
+from .space_keys import fmt as _fmt
+from .space_keys import parse_key as _parse
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,16 +59,10 @@ else:  # pragma: no cover
 __all__ = ["Space", "SpaceError", "default_space", "TIERS", "PRIORITY", "priority", "DECAY_PARAMS", "TABLES",
            "search_keys"]
 
-#: the hidden-layer keys of a space: width of every hidden layer, number of hidden layers
-HIDDEN, LAYERS = "hidden", "layers"
 #: configuration keys that a space cannot search (where the run is written)
 UNSEARCHABLE = ("out",)
 #: the parameter tables a dotted key can reach
 TABLES = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.default_factory is dict)
-FIELDS = {"uniform": ("low", "high"), "log_uniform": ("low", "high"), "one_minus_log_uniform": ("low", "high"),
-          "int": ("low", "high", "log"), "pow2": ("low", "high"), "choice": ("choices",)}
-KINDS = {HIDDEN: ("int", "pow2", "choice"), LAYERS: ("int", "choice")}
-
 #: the schedules' decay parameters that tier 3 searches: key -> (distribution, low, high)
 DECAY_PARAMS = {"inverse_time": ("decay_rate", "log_uniform", 0.01, 10.0),
                 "exponential": ("base", "one_minus_log_uniform", 0.5, 0.999),
@@ -78,7 +71,8 @@ TIERS = {1: "α (lr)", 2: "+ β or β1, hidden units, batch size", 3: "+ layers,
 
 #: the order in which hyperparameters matter: 1 α; 2 β, hidden units, mini-batch size; 3 layers,
 #: learning-rate decay; 4 Adam's β1, β2, ε
-PRIORITY = {"lr": 1, "beta": 2, "hidden": 2, "batch_size": 2, "layers": 3, "beta1": 4, "beta2": 4, "eps": 4}
+PRIORITY = {"lr": 1, "beta": 2, "hidden": 2, "batch_size": 2, "layers": 3, "beta1": 4, "beta2": 4, "eps": 4,
+            CHANNELS: 2}
 
 
 def priority(key: str) -> int | None:
@@ -88,111 +82,10 @@ def priority(key: str) -> int | None:
     return PRIORITY.get(key)
 
 
-class SpaceError(ConfigError):
-    """A search space that cannot be used: unknown key or distribution, bad bounds."""
-
-
 def search_keys() -> list[str]:
     """The keys a space may name (besides dotted ``table.parameter`` keys)."""
     keys = [k for k in _config.KEYS if k not in UNSEARCHABLE and k not in TABLES]
     return keys + [LAYERS]
-
-
-def _num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _fmt(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else repr(v) if isinstance(v, str) else str(v)
-
-
-def _parse(key: str, spec, source) -> Distribution:
-    """The distribution of ``key`` from its table ``spec`` (:class:`SpaceError` for a bad one)."""
-    where = f"[{key}] in {source}"
-    name = _distribution_name(key, spec, where)
-    if name == "choice":
-        return _parse_choice(key, spec, where)
-    low, high = _parse_range(name, spec, where)
-    if name in ("int", "pow2"):
-        return _parse_whole(name, low, high, spec, where)
-    return DISTRIBUTIONS[name](float(low), float(high))
-
-
-def _distribution_name(key: str, spec, where: str) -> str:
-    """The distribution ``spec`` names, checked against ``key`` and its fields against it."""
-    if not isinstance(spec, dict):
-        raise SpaceError(f"{where} must be a table with a distribution, such as distribution = \"log_uniform\", "
-                         "low = 1e-4, high = 1.0")
-    if "distribution" not in spec:
-        raise SpaceError(f"{where} has no distribution; add distribution = one of {', '.join(DISTRIBUTIONS)}")
-    name = spec["distribution"]
-    if name not in DISTRIBUTIONS:
-        raise SpaceError(f"unknown distribution {name!r} in {where}; the closest valid one is "
-                         f"'{closest(str(name), list(DISTRIBUTIONS), cutoff=0.0)}'")
-    allowed = KINDS.get(key)
-    if allowed and name not in allowed:
-        raise SpaceError(f"{key} takes the distribution {' or '.join(allowed)}, not {name!r} ({where})")
-    fields = FIELDS[name]
-    for f in spec:
-        if f != "distribution" and f not in fields:
-            raise SpaceError(f"unknown field '{f}' in {where}; the closest valid field for {name} is "
-                             f"'{closest(f, fields, cutoff=0.0)}'")
-    return name
-
-
-def _parse_choice(key: str, spec: dict, where: str) -> Choice:
-    choices = spec.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise SpaceError(f"{where}: choice needs a non-empty list, such as choices = [32, 64, 128]")
-    for c in choices:
-        if not isinstance(c, (bool, int, float, str)) or (isinstance(c, float) and not math.isfinite(c)):
-            raise SpaceError(f"{where}: each choice must be a number, a string or a boolean, not {c!r}")
-    if len({(type(c), c) for c in choices}) != len(choices):
-        raise SpaceError(f"{where}: the choices {choices} repeat a value; list each once")
-    if key in KINDS and any(isinstance(c, bool) or not isinstance(c, int) or c < (0 if key == LAYERS else 1)
-                            for c in choices):
-        raise SpaceError(f"{where}: the choices of {key} must be whole numbers >= {0 if key == LAYERS else 1}, "
-                         f"not {choices}")
-    return Choice(choices)
-
-
-def _parse_range(name: str, spec: dict, where: str) -> tuple:
-    """``low`` and ``high`` of a range distribution, checked for its scale."""
-    for f in ("low", "high"):
-        if f not in spec:
-            raise SpaceError(f"{where} has no {f}; {name} needs low and high")
-        if not _num(spec[f]):
-            raise SpaceError(f"{where}: {f} must be a finite number, not {spec[f]!r}")
-    low, high = spec["low"], spec["high"]
-    if not low < high:
-        raise SpaceError(f"{where}: low ({_fmt(low)}) must be < high ({_fmt(high)})")
-    if name == "log_uniform" and low <= 0:
-        raise SpaceError(f"{where}: a log scale needs low > 0, not {_fmt(low)}; use uniform for a range that "
-                         "reaches 0")
-    if name == "one_minus_log_uniform" and not (0 < low and high < 1):
-        raise SpaceError(f"{where}: one_minus_log_uniform samples 1 − β on a log scale and needs 0 < low < high < 1, "
-                         f"not [{_fmt(low)}, {_fmt(high)}]")
-    return low, high
-
-
-def _parse_whole(name: str, low, high, spec: dict, where: str) -> Distribution:
-    """An ``int`` or ``pow2`` distribution over [low, high]."""
-    for f, v in (("low", low), ("high", high)):
-        if not isinstance(v, int):
-            raise SpaceError(f"{where}: {f} of {name} must be a whole number, not {_fmt(v)}")
-    if name == "pow2":
-        for f, v in (("low", low), ("high", high)):
-            if not is_power_of_two(v):
-                below = 2 ** max(0, math.floor(math.log2(v))) if v >= 1 else 1
-                near = below if v - below <= 2 * below - v else 2 * below
-                raise SpaceError(f"{where}: {f} of pow2 must be a power of two, not {v}; the closest is {near}")
-        return Pow2(low, high)
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise SpaceError(f"{where}: log must be true or false, not {log!r}")
-    if log and low < 1:
-        raise SpaceError(f"{where}: an int on a log scale needs low >= 1, not {low}")
-    return Int(low, high, log=log)
 
 
 class Space:
@@ -299,6 +192,8 @@ class Space:
                 over[key] = v
         over.update(tables)
         out = _config.merge(base, over, update_tables=True)
+        if CHANNELS in values:
+            out["model_params"] = {**out["model_params"], "channels": _channels(base, int(_plain(values[CHANNELS])))}
         if HIDDEN in values or LAYERS in values:
             old = list(base.get(HIDDEN) or [])
             n = int(_plain(values[LAYERS])) if LAYERS in values else len(old)
@@ -410,17 +305,43 @@ def _check_key(key, source):
 
 
 def _check_components(cfg: TrainConfig) -> None:
-    """Build the optimizer, schedule, loss and normalizer of ``cfg`` (unknown names, parameters)."""
+    """Build the optimizer, schedule, loss and normalizer of ``cfg`` (unknown names, parameters)
+    and check its model's parameters."""
     from .. import nn, normalizers, optim
     from ..training.build import build_loss, optimizer_hyperparameters
+    from ..training.model_build import check_model_keys
 
     optim.get(cfg.optimizer, nn.Linear(2, 2).parameters(), **optimizer_hyperparameters(cfg))  # and the schedule
     build_loss(cfg)
     if cfg.hidden:
         normalizers.get(cfg.normalizer, 2, **cfg.normalizer_params)
+    check_model_keys(cfg)
+
+
+def _channels(base: dict, width: int) -> list:
+    """The channels of a sampled first-layer ``width``: the base's channels (its ``model_params``,
+    else its model's default) scaled by width / their first, at least 1 each."""
+    from .. import models
+
+    old = (base.get("model_params") or {}).get("channels")
+    if old is None:
+        old = models.defaults(base.get("model", "mlp")).get("channels", [width])
+    old = [int(c) for c in ([old] if isinstance(old, int) else old)] or [width]
+    return [max(1, round(width * c / old[0])) for c in old]
 
 
 # ---------------------------------------------------------------------------- the tiers
+def _takes(base: TrainConfig, param: str) -> bool:
+    """Whether the base configuration's model takes ``param`` (an unknown model takes nothing)."""
+    from .. import models
+    from ..registry import UnknownNameError
+
+    try:
+        return models.takes(base.model, param)
+    except UnknownNameError:
+        return False
+
+
 def _largest_pow2(n: int) -> int:
     return 2 ** int(math.floor(math.log2(n))) if n >= 1 else 1
 
@@ -439,18 +360,23 @@ def default_space(tier: int, base: TrainConfig, train_size: int | None = None) -
             params["beta1"] = OneMinusLogUniform(0.9, 0.999)
         else:
             notes.append(f"tier {tier}: optimizer {base.optimizer} has no β to search")
-        if base.hidden or tier >= 3:
+        if not _takes(base, "hidden"):
+            pass
+        elif base.hidden or tier >= 3:
             params[HIDDEN] = Int(16, 256, log=True)
         else:
             notes.append(f"tier {tier}: the base configuration has no hidden layer, so hidden units are not searched "
                          "(give --hidden 64)")
+        if _takes(base, "channels"):
+            params[CHANNELS] = Pow2(8, 128)
         high = 256 if train_size is None else min(256, _largest_pow2(train_size))
         if high > 16:
             params["batch_size"] = Pow2(16, high)
         else:
             notes.append(f"tier {tier}: the training set ({train_size} samples) is too small to search the batch size")
     if tier >= 3:
-        params[LAYERS] = Int(1, 4)
+        if _takes(base, "hidden"):
+            params[LAYERS] = Int(1, 4)
         decay = DECAY_PARAMS.get(base.schedule)
         if decay is None:
             notes.append(f"tier 3: schedule {base.schedule} has no decay rate to search (use --schedule inverse_time)")

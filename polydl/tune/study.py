@@ -7,9 +7,11 @@ study: several owners on one storage together end it with exactly that many fini
 (see :mod:`polydl.tune.storage` for the lock that makes this so). Round ``r`` of a
 coarse-to-fine search starts only when every trial of round ``r − 1`` has finished.
 
-The value told to the study is the metric of the trial's final epoch (``val_loss``, minimised,
-or ``val_accuracy``, maximised): the weights the run directory keeps, which ``polydl evaluate``
-scores. After each epoch the metric is reported as an intermediate value (step = epoch); with
+The value told to the study is the metric of the trial's final epoch (any metric a run records,
+minimised or maximised as it requires: :mod:`polydl.tune.objective`), or of its best epoch where
+it keeps one (``restore_best``): the weights ``polydl evaluate`` scores. A trial that stopped
+early is complete. After each epoch the value the trial would have if it ended there is
+reported as an intermediate value (step = epoch); with
 ``prune="median"`` Optuna's ``MedianPruner`` stops trials below the median and they are told
 ``PRUNED``. A trial that fails (a NaN loss, a configuration the training layer rejects) is told
 ``FAIL`` with its one-line reason in the user attr ``error``, and the search goes on.
@@ -34,6 +36,7 @@ from .. import fsafe, training
 from ..training.config import TrainConfig
 from . import layout
 from . import storage as _storage
+from .objective import loss_objective_notes
 from .owners import Owner
 from .search import POLL, _make_pruner, _make_sampler, _Running, _Search  # noqa: F401
 from .settings import (  # noqa: F401
@@ -210,7 +213,7 @@ def _tune(settings: TuneSettings, base: TrainConfig, train_size: int, out: Path,
                 study.set_user_attr(SETTINGS, identity)  # a random search extended to more trials
         if not fresh:
             layout.write_study_json(out, info)
-        for message in notes:
+        for message in (*notes, *loss_objective_notes(settings.space, settings.metric)):
             reporter.note(message)
         finished = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
         reporter.start({"study_name": settings.name, "storage": ref.url, "out": str(out), "trials": settings.trials,

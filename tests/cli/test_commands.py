@@ -48,7 +48,7 @@ def test_evaluate_json_split_dataset_device(run_dir, tmp_path):
     assert res["dataset"] == "d.csv" and res["samples"] == 9  # 12 less the run's 20% test and 10% val
     (tmp_path / "t.csv").write_text("f1,lab,f2\n" + "\n".join(f"{a},{c},{b}" for (a, b), c in zip(X, y)) + "\n")
     r = invoke("evaluate", run_dir, "--dataset", tmp_path / "t.csv", "--target", "lab", "--json")
-    assert r.exit_code == 0 and json.loads(r.stdout)["samples"] == 2
+    assert r.exit_code == 0 and json.loads(r.stdout)["samples"] == 12  # another file: all of it
 
 
 def test_evaluate_bad_input(run_dir, tmp_path):
@@ -59,17 +59,19 @@ def test_evaluate_bad_input(run_dir, tmp_path):
 
 
 def test_evaluate_split_all_uses_every_sample_and_says_which(run_dir, tmp_path):
-    """Another file is split like the run's data, so its test split is a fifth of it; --split all
-    takes all of it, and the first line says which samples were used either way."""
+    """Another file is scored whole by default (--split all); --split test takes the test split
+    of it, split like the run's data (a fifth of it), and the first line says which samples were
+    used either way."""
     X = np.random.default_rng(3).normal(size=(200, 2))
     y = (X[:, 0] > 0).astype(int)
     np.savez(tmp_path / "other.npz", X=X, y=y)
-    r = invoke("evaluate", run_dir, "--dataset", tmp_path / "other.npz")
+    r = invoke("evaluate", run_dir, "--dataset", tmp_path / "other.npz", "--split", "test")
     assert r.exit_code == 0, r.output
-    assert r.stdout.startswith("other.npz test split (40 of 200 samples): loss ")
+    assert r.stdout.startswith("other.npz test split (40 of 200 samples)")
+    assert invoke("evaluate", run_dir, "--dataset", tmp_path / "other.npz").stdout.startswith("other.npz, all 200 samples")
     r = invoke("evaluate", run_dir, "--dataset", tmp_path / "other.npz", "--split", "all")
     assert r.exit_code == 0, r.output
-    assert r.stdout.startswith("other.npz, all 200 samples: loss ")
+    assert r.stdout.startswith("other.npz, all 200 samples")
     rows = [list(map(int, ln.split()[1:])) for ln in r.stdout.splitlines()[3:5]]
     assert sum(map(sum, rows)) == 200
     res = json.loads(invoke("evaluate", run_dir, "--split", "all", "--json").stdout)

@@ -43,8 +43,9 @@ def test_evaluate_other_split_and_dataset(run_dir, tmp_path):
     X = np.random.default_rng(0).normal(size=(30, 2))
     y = (X[:, 0] > 0).astype(int)
     np.savez(tmp_path / "d.npz", X=X, y=y, X_test=X, y_test=y)
-    res = evaluate(run_dir, dataset=str(tmp_path / "d.npz"))
+    res = evaluate(run_dir, dataset=str(tmp_path / "d.npz"), split="test")
     assert res["samples"] == 30 and res["dataset"] == "d.npz"
+    assert evaluate(run_dir, dataset=str(tmp_path / "d.npz"))["samples"] == 60  # another file: all of it
     np.savez(tmp_path / "bad.npz", X=X, y=y + 2, X_test=X, y_test=y + 2)
     with pytest.raises(DataError, match="out of range: the model has 2 classes"):
         evaluate(run_dir, dataset=str(tmp_path / "bad.npz"))
@@ -96,7 +97,9 @@ def test_load_model_of_a_damaged_run(tmp_path):
         load_model(tmp_path)
 
 
-def test_evaluate_a_csv_run_uses_its_target_only_for_its_own_data(tmp_path):
+def test_evaluate_a_csv_run_matches_another_files_columns_by_name(tmp_path):
+    """Another file is matched to the run's columns: by name in any order (other columns ignored
+    with a note, the run's target as the labels), by position without a header; all of it."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 2))
     y = (X[:, 0] > 0).astype(int)
@@ -104,11 +107,21 @@ def test_evaluate_a_csv_run_uses_its_target_only_for_its_own_data(tmp_path):
     (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
     run(tiny(dataset=str(tmp_path / "d.csv"), target="kind", dataset_params={}, epochs=1, batch_size=8),
         tmp_path / "r")
-    assert evaluate(tmp_path / "r")["samples"] == 12          # the run's file and label column
-    (tmp_path / "o.csv").write_text("\n".join(f"{a},{b},{c}" for (a, b), c in zip(X, y)) + "\n")
-    assert evaluate(tmp_path / "r", dataset=str(tmp_path / "o.csv"))["samples"] == 12   # label last
+    own = evaluate(tmp_path / "r")
+    assert own["samples"] == 12 and own["split"] == "test"  # the run's file and label column
+    (tmp_path / "o.csv").write_text("x1,note,kind,x0\n" + "\n".join(f"{b},n,{c},{a}" for (a, b), c in zip(X, y)) + "\n")
+    res = evaluate(tmp_path / "r", dataset=str(tmp_path / "o.csv"))
+    assert res["samples"] == 60 and res["split"] == "all" and any("'note'" in n for n in res["notes"])
+    full = evaluate(tmp_path / "r", dataset=str(tmp_path / "d.csv"))
+    assert res["accuracy"] == full["accuracy"] and res["loss"] == full["loss"]
+    (tmp_path / "h.csv").write_text("\n".join(f"{a},{c},{b}" for (a, b), c in zip(X, y)) + "\n")
+    assert evaluate(tmp_path / "r", dataset=str(tmp_path / "h.csv"))["loss"] == full["loss"]  # the training width
+    (tmp_path / "p.csv").write_text("x0,label,x1\n" + "\n".join(f"{a},{c},{b}" for (a, b), c in zip(X, y)) + "\n")
+    with pytest.raises(DataError, match="has no column 'kind' \\(the run's target\\); name the column"):
+        evaluate(tmp_path / "r", dataset=str(tmp_path / "p.csv"))
+    assert evaluate(tmp_path / "r", dataset=str(tmp_path / "p.csv"), target="label")["loss"] == full["loss"]
     with pytest.raises(DataError, match="--target 'kind' is not a column"):
-        evaluate(tmp_path / "r", dataset=str(tmp_path / "o.csv"), target="kind")
+        evaluate(tmp_path / "r", dataset=str(tmp_path / "h.csv"), target="kind")
 
 
 def test_evaluate_all_samples(run_dir):
@@ -130,7 +143,7 @@ def test_inputs_that_overflow_the_run_dtype_are_refused(run_dir, tmp_path):
         with pytest.raises(DataError, match=r"big.npz: sample 4 \(train split\) has feature 2 = 1e\+300 \(standardised: "
                                             r".*\), beyond the range of float32"):
             evaluate(run_dir, dataset=str(tmp_path / "big.npz"), split=split)
-    assert evaluate(run_dir, dataset=str(tmp_path / "big.npz"))["samples"] == 2
+    assert evaluate(run_dir, dataset=str(tmp_path / "big.npz"), split="test")["samples"] == 2
     with pytest.raises(DataError, match=r"big.npz: sample 4 has feature 2 = 1e\+300 .*beyond the range of float32"):
         predict(run_dir, tmp_path / "big.npz")
     with pytest.raises(DataError, match=r"the input: sample 4 has feature 2"):

@@ -56,11 +56,12 @@ def test_the_checkpoint_and_config_toml_record_each_component(run_dir):
                                         "version": "1.0"}
     assert components["schedule"] == {"name": "inverse_time", "plugin": "polydl.schedules", "distribution": "polydl",
                                       "version": polydl.__version__}
-    assert set(components) == {"schedule", "normalizer", "loss", "optimizer", "dataset"}
+    assert set(components) == {"schedule", "normalizer", "loss", "optimizer", "dataset", "model"}
     text = (run_dir / ck.CONFIG).read_text()
     assert text.endswith(comments(components))
     assert "#   normalizer scale                  plugin mine (polydl-mine 1.0)\n" in text
     assert f"#   dataset    moons                  built-in (polydl {polydl.__version__})\n" in text
+    assert f"#   model      mlp                    built-in (polydl {polydl.__version__})\n" in text
     config = from_dict(load_toml(run_dir / ck.CONFIG))  # the comments are skipped: polydl train --config works
     assert config.normalizer == "scale" and config.out == str(run_dir)
 
@@ -175,5 +176,6 @@ def test_every_component_of_another_version_is_one_warning_line(tmp_path):
         evaluate(tmp_path / "r")
     (warning,) = [str(w.message) for w in caught]
     assert warning == (f"the run in {tmp_path / 'r'} was trained with the normalizer 'batchnorm', the loss "
-                       f"'softmax_cross_entropy', the dataset 'moons' of polydl 0.0.9, and polydl {polydl.__version__} "
+                       f"'softmax_cross_entropy', the model 'mlp', the dataset 'moons' of polydl 0.0.9, and polydl "
+                       f"{polydl.__version__} "
                        "is installed now; its results may differ (pip install \"polydl==0.0.9\" restores it)")

@@ -175,6 +175,26 @@ def test_the_tiers():
         default_space(4, adam)
 
 
+def test_channels_are_searched_like_hidden_widths():
+    cnn = TrainConfig(model="cnn")
+    two, _ = default_space(2, cnn, train_size=1258)
+    assert list(two) == ["lr", "beta1", "hidden", "model_params.channels", "batch_size"]
+    assert two["model_params.channels"] == Pow2(8, 128) and priority("model_params.channels") == 2
+    two.check(cnn, train_size=1258)
+    assert list(default_space(3, TrainConfig(model="lenet5"))[0]) == ["lr", "beta1", "batch_size",
+                                                                     "schedule_params.decay_rate"]
+    space = Space.from_dict({"model_params": {"channels": {"distribution": "choice", "choices": [8, 16]}}})
+    assert space.apply(cnn.to_dict(), {"model_params.channels": 8})["model_params"] == {"channels": [8, 16]}
+    base = cnn.replace(model_params={"channels": [6, 6, 12], "pool": 1})
+    assert space.apply(base.to_dict(), {"model_params.channels": 16})["model_params"] == {
+        "channels": [16, 16, 32], "pool": 1}  # the first layer's width, the others in proportion
+    with pytest.raises(SpaceError, match=r"model_params.channels = 8 does not give a valid configuration: model 'mlp' "
+                                         r"has no parameter 'channels' \(its parameters: none\)"):
+        space.check(TrainConfig())
+    with pytest.raises(SpaceError, match=r"model_params.channels takes the distribution int or pow2 or choice"):
+        Space.from_dict({"model_params": {"channels": {"distribution": "uniform", "low": 1, "high": 2}}})
+
+
 def test_differences_say_what_differs():
     a = Space.from_dict({"lr": {"distribution": "log_uniform", "low": 1e-4, "high": 1.0},
                          "beta1": {"distribution": "one_minus_log_uniform", "low": 0.9, "high": 0.999}})

@@ -87,16 +87,18 @@ def test_bad_positions_are_rejected():
 def test_registers_cosine_through_the_hook():
     with registered_plugin(polydl_cosine, name="cosine", distribution="polydl-cosine", version="0.2.0") as info:
         assert info.hooks == ["polydl_register_schedules"]
-        assert info.registered == {"schedules": ["cosine"]}
-        entry = polydl.schedules.registry.entry("cosine")
+        assert info.registered == {"schedules": ["warmup_cosine"]}
+        entry = polydl.schedules.registry.entry("warmup_cosine")
         assert (entry.plugin, entry.distribution) == ("cosine", "polydl-cosine")
-        lr = polydl.schedules.get("cosine", lr0=0.1, epochs=10, warmup_epochs=2)
+        lr = polydl.schedules.get("warmup_cosine", lr0=0.1, epochs=10, warmup_epochs=2)
         assert lr(1, 1) == pytest.approx(0.05)
-        assert polydl.schedules.describe("cosine") == {"lr0": 0.01, "epochs": None, "warmup_epochs": 0,
-                                                       "min_lr": 0.0}
+        assert polydl.schedules.describe("warmup_cosine") == {"lr0": 0.01, "epochs": None, "warmup_epochs": 0,
+                                                              "min_lr": 0.0}
         with pytest.raises(ValueError, match="has no parameter 'warmup'"):
-            polydl.schedules.get("cosine", warmup=3)
-    assert "cosine" not in polydl.schedules.names() or polydl.schedules.registry.entry("cosine").plugin == "cosine"
+            polydl.schedules.get("warmup_cosine", warmup=3)
+        assert polydl.schedules.registry.entry("cosine").builtin  # polydl's own cosine keeps its name
+    assert "warmup_cosine" not in polydl.schedules.names() or \
+        polydl.schedules.registry.entry("warmup_cosine").plugin == "cosine"
 
 
 def test_entry_point_is_declared():
@@ -107,4 +109,4 @@ def test_entry_point_is_declared():
         pytest.skip("polydl-cosine is not installed (scripts/test installs it)")
     eps = [ep for ep in dist.entry_points if ep.group == "polydl"]
     assert [(ep.name, ep.value) for ep in eps] == [("cosine", "polydl_cosine")]
-    assert polydl.schedules.registry.entry("cosine").distribution == "polydl-cosine"
+    assert polydl.schedules.registry.entry("warmup_cosine").distribution == "polydl-cosine"
