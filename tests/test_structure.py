@@ -103,3 +103,13 @@ def test_modules_are_small():
     big = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py")
            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert big == {}, f"modules over {MAX_LINES} lines (split them by concept): {big}"
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test modules by their base name (the tests have no packages): two of one
+    name in different folders stop the whole run at collection."""
+    import collections
+
+    tests = Path(__file__).parent
+    names = collections.Counter(p.name for p in [*tests.rglob("test_*.py"), *tests.parent.glob("plugins/*/tests/test_*.py")])
+    assert [n for n, c in names.items() if c > 1] == []
