@@ -180,6 +180,10 @@ CASES = {
                                      [("wide", (5,)), ("const", lambda rng: rng.uniform(0, 1, 5))]),
     "mse": (F.mse, [_normal((4, 3)), ("const", lambda rng: rng.normal(size=(4, 3)))]),
     "mse_labels": (F.mse, [_normal((4, 3)), ("const", lambda rng: np.array([0, 2, 1, 2]))]),
+    # residuals kept away from the kinks (|d| = 0 for mae, |d| = δ for huber) where the difference quotient jumps
+    "mae": (F.mae, [_normal((4, 3)), ("const", lambda rng: rng.normal(size=(4, 3)) + 5.0)]),
+    "huber": (lambda p, t: F.huber(p, t, delta=1.0),
+              [_normal((4, 3)), ("const", lambda rng: rng.normal(size=(4, 3)) * 0.1 + np.array([0.0, 3.0, -3.0]))]),
     "composite": (lambda x, w: F.sigmoid(F.tanh(x @ w) * 2.0 - 0.5).sum(axis=0) / 3.0,
                   [_normal((4, 3)), _normal((3, 2))]),
 }
