@@ -32,7 +32,7 @@ _SIMPLE = ("device", "dtype", "seed", "data_seed", "dataset", "target", "val_spl
            "normalizer", "dropout", "loss", "optimizer", "lr", "beta", "beta1", "beta2", "eps", "weight_decay",
            "schedule", "schedule_unit", "epochs", "batch_size", "plot", "out", "monitor", "min_delta",
            "early_stopping_patience", "restore_best", "plateau_factor", "plateau_patience", "warmup_epochs",
-           "warmup_steps", "impute", "model")
+           "warmup_steps", "impute", "model", "augment", "augment_padding", "augment_flip")
 _TABLE_FLAGS = {"schedule_param": "schedule_params", "dataset_param": "dataset_params",
                 "normalizer_param": "normalizer_params", "loss_param": "loss_params",
                 "optimizer_param": "optimizer_params", "model_param": "model_params"}
@@ -282,6 +282,13 @@ _CONFIG_OPTIONS = [
                 "first N epochs."),
     _config_opt("--warmup-steps", type=int, metavar="N", help="α rises linearly from 0 to the schedule's over the "
                 "first N mini-batch steps."),
+    _config_opt("--augment/--no-augment", help="Augment the training images: a random crop of each image padded "
+                "with zeros, and a horizontal flip of half of them (drawn from the data seed, so --resume draws the "
+                "same)."),
+    _config_opt("--augment-padding", type=int, metavar="PIXELS", help="Zero padding around each image before "
+                "its random crop (--augment)."),
+    _config_opt("--augment-flip/--no-augment-flip", help="Mirror half of the training images left to right "
+                "(--augment)."),
 ]
 
 

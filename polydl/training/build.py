@@ -250,6 +250,10 @@ def build_parts(config: TrainConfig, data: Data, dev) -> Parts:
         check_memory(config, data.num_features, outputs, min(config.batch_size, len(data.y_train)), dev)
     check_normalizer(config, dev)
     shape = input_shape(data)
+    if config.augment and len(shape) < 2:
+        raise ConfigError(f"augment crops and flips images, but {data.name} has samples of shape {shape} (rows of "
+                          f"{data.num_features} features); train images (a data set with an input shape such as "
+                          "(1, 8, 8)) or leave augment off")
     model = build_model(config, data.num_features, outputs, dev, shape)
     check_model(config, model, shape, outputs, param_dtype(config), dev)
     plan = batch_plan(len(data.y_train), config.batch_size, min_batch(model), config.normalizer)

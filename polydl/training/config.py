@@ -63,6 +63,9 @@ class TrainConfig:
     activation: str = "relu"
     normalizer: str = "batchnorm"
     dropout: float = 0.0
+    augment: bool = False              # random crops of zero-padded training images and horizontal flips
+    augment_padding: int = 4           # the crops' padding in pixels (each image shifts by at most this)
+    augment_flip: bool = True          # mirror half of the training images, left to right
     loss: str = "softmax_cross_entropy"
     # optimizer
     optimizer: str = "adam"
@@ -287,6 +290,9 @@ def _check_monitoring(cfg: "TrainConfig") -> None:
     _check_int(cfg, "plateau_patience", 0, "epochs without improvement; 0: never lower α")
     _check_int(cfg, "warmup_epochs", 0)
     _check_int(cfg, "warmup_steps", 0)
+    _check_bool(cfg, "augment")
+    _check_int(cfg, "augment_padding", 0, "pixels of zero padding around each image before the random crop")
+    _check_bool(cfg, "augment_flip")
     if cfg.warmup_epochs and cfg.warmup_steps:
         raise ConfigError("give the warm-up in epochs (warmup_epochs) or in steps (warmup_steps), not both")
 

@@ -94,6 +94,7 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
         self.stop = None
         self.good = None            # every member's parameters and buffers at the last epoch's end
         self.has_checkpoint = True  # False until a new run's first checkpoints are written
+        self.augment_shape = input_shape(data) if self.config.augment else None
         self.start_monitors()
 
     @classmethod
@@ -198,7 +199,7 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
                 self.reporter.epoch_start(e, cfg.epochs, n, start)
                 for k in range(start, n):
                     idx = perm[k * bs:(k + 1) * bs]
-                    xb, yb = Tensor(X[idx]), y[idx]
+                    xb, yb = Tensor(X[idx] if self.augment_shape is None else self._augmented(X[idx], e, k)), y[idx]
                     opt.zero_grad()
                     if scope is None:
                         scores = model(xb)
@@ -224,6 +225,17 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
                         self.save()
                         raise self._interrupted(e)
                 self._end_epoch(e, first_step, t0)
+
+    def _augmented(self, xb, epoch: int, batch: int):
+        """Mini-batch ``batch`` of ``epoch`` randomly cropped and flipped (``polydl.datasets.augment``),
+        drawn from (data seed, epoch, batch): the same after ``--resume``, and the same for every
+        member of a population."""
+        from ..datasets.augment import augment, augment_rng
+
+        cfg = self.config
+        out = augment(backend.to_numpy(xb), augment_rng(cfg.data_seed, epoch, batch), crop_padding=cfg.augment_padding,
+                      flip=cfg.augment_flip, input_shape=self.augment_shape)
+        return backend.to_device(out, self.dev)
 
     def _end_epoch(self, e: int, first_step: int, t0: float) -> None:
         """The end of an epoch: the members' checks, records, metrics and checkpoints."""

@@ -121,6 +121,11 @@ FLAGS = [
     (["--plateau-patience", "3"], "plateau_patience", 3),
     (["--warmup-epochs", "2"], "warmup_epochs", 2),
     (["--warmup-steps", "50"], "warmup_steps", 50),
+    (["--augment"], "augment", True),
+    (["--no-augment"], "augment", False),
+    (["--augment-padding", "2"], "augment_padding", 2),
+    (["--no-augment-flip"], "augment_flip", False),
+    (["--augment-flip"], "augment_flip", True),
 ]
 
 
