@@ -85,7 +85,13 @@ def linear(x, weight, bias=None):
     def backward(g):
         if autocast_dtype is not None:
             g = g.astype(xd.dtype, copy=False)
-        gx = _input_grad(xp, x, wd, g) if x.requires_grad else None
+        gx = None
+        if x.requires_grad:  # dx = g Wᵀ (summed over the members for an input they share)
+            gx = _mm(xp, g, wd.T if wd.ndim == 2 else xp.swapaxes(wd, -1, -2))
+            if gx.shape != x.data.shape:
+                gx = unbroadcast(gx, x.data.shape)
+            if gx.dtype != x.data.dtype:
+                gx = gx.astype(x.data.dtype)
         gw = _weight_grad(xp, w, xd, g, autocast_dtype is None) if w.requires_grad else None
         if bias is None:
             return gx, gw
@@ -93,16 +99,6 @@ def linear(x, weight, bias=None):
         return gx, gw, gb
 
     return _make(out, parents, backward)
-
-
-def _input_grad(xp, x, wd, g):
-    """dx = g Wᵀ (summed over the members for an input they share)."""
-    gx = _mm(xp, g, wd.T if wd.ndim == 2 else xp.swapaxes(wd, -1, -2))
-    if gx.shape != x.data.shape:
-        gx = unbroadcast(gx, x.data.shape)  # a shared input: the sum over the members
-    if gx.dtype != x.data.dtype:
-        gx = gx.astype(x.data.dtype)
-    return gx
 
 
 def _weight_grad(xp, w, xd, g, in_place: bool):

@@ -84,15 +84,23 @@ def softmax_cross_entropy(logits, targets):
     zd = z.data
     xp = _xp(zd)
     td = _targets(targets, zd, "softmax_cross_entropy")
-    fast = _softmax_cross_entropy_fast(z, zd, td)
-    if fast is not None:
-        return fast
+    _check_softmax_targets(zd, td)
+    labels = td.dtype.kind in "iu"
+    if type(zd) is not np.ndarray and labels:
+        fast = _softmax_cross_entropy_cuda(z, zd, td)
+        if fast is not None:
+            return fast
     in_dtype = zd.dtype
     if in_dtype.itemsize < 4:
         zd = zd.astype(np.float32)  # half scores: the loss and ŷ in float32
     c = zd.shape[-1]
     members = zd.ndim == 3
-    labels = td.dtype.kind in "iu"
+    if members and labels:
+        _member_labels(zd, td, "softmax_cross_entropy")
+    if labels and c and (zd.ndim == 2 or members and td.ndim == 1):
+        fast = _softmax_cross_entropy_cpu(z, zd, td, in_dtype)
+        if fast is not None:
+            return fast
     n = zd.shape[0] if members else 1
     m = zd.size // (c * n) if c else 0  # samples per member
     zmax = zd.max(axis=-1, keepdims=True)
@@ -140,27 +148,12 @@ def softmax_cross_entropy(logits, targets):
     return _per_member(out) if members else out
 
 
-def _softmax_cross_entropy_fast(z, zd, td):
-    """The checks of the scores and targets, then the fused kernels where they apply: the CUDA
-    kernels for CuPy arrays, the compiled CPU kernels for integer labels; None otherwise."""
+def _check_softmax_targets(zd, td) -> None:
+    """One line for scores softmax cross-entropy cannot use: an empty batch, or boolean labels."""
     _check_nonempty("softmax_cross_entropy", zd)
     if td.dtype.kind == "b":
         raise ValueError("softmax_cross_entropy got boolean labels; give integer class indices "
                          "(labels.astype(int)), or use binary_cross_entropy for 0/1 targets")
-    labels = td.dtype.kind in "iu"
-    if type(zd) is not np.ndarray and labels:
-        fast = _softmax_cross_entropy_cuda(z, zd, td)
-        if fast is not None:
-            return fast
-    in_dtype = zd.dtype
-    if in_dtype.itemsize < 4:
-        zd = zd.astype(np.float32)  # half scores: the loss and ŷ in float32
-    members = zd.ndim == 3
-    if members and labels:
-        _member_labels(zd, td, "softmax_cross_entropy")
-    if labels and zd.shape[-1] and (zd.ndim == 2 or members and td.ndim == 1):
-        return _softmax_cross_entropy_cpu(z, zd, td, in_dtype)
-    return None
 
 
 def _bad_label(labels, c):
