@@ -1,6 +1,7 @@
 """Population benchmarks: P models of one shape trained as one batched computation, against the
 same P models trained one after the other, and against JAX's ``jit(vmap(...))`` of the same
-model with a ``lax.scan`` over the epoch's mini-batches, in one run.
+model with a ``lax.scan`` over the epoch's mini-batches (``jax_mlp.py``; compile time measured
+apart), in one run.
 
 W4: 32 members of W1 (64-32-10 BatchNorm MLP, Adam, batch 32, 4,000 samples) with learning rates
 log-uniform in [1e-4, 1e-1], β1 uniform in [0.8, 0.95] and a seed each. W5: 8 members of W2
@@ -12,7 +13,8 @@ two epochs, in a fresh process).
     python benchmarks/population.py --only W4 --reps 7
     python benchmarks/population.py --device cuda --write docs/gpu-population.md
 
-JAX is needed only here (pip install jax); it is never a dependency of polydl.
+JAX is needed only here (pip install jax jaxlib); it is never a dependency of polydl, and without
+it the JAX column is skipped with a message.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ def _early_threads():
 
 _early_threads()
 
+import jax_mlp  # noqa: E402
 import numpy as np  # noqa: E402
 
 WORKLOADS = {"W1": ((64, 32, 10), 32, 4000), "W2": ((784, 256, 256, 10), 128, 20000)}
@@ -114,67 +117,22 @@ class PolydlSequential:
 
 
 # ---------------------------------------------------------------------------- JAX
-class JaxPopulation:
-    """The same model and Adam in JAX: ``jit(vmap(epoch))`` over the members, ``lax.scan`` over
-    the epoch's mini-batches (BatchNorm with batch statistics, no bias before it)."""
+class JaxPopulation(jax_mlp.JaxMLP):
+    """The same members in JAX (``jax_mlp``): ``jit(vmap(epoch))`` over them, ``lax.scan`` over the
+    epoch's mini-batches, from the weights the polydl population starts with."""
 
     def __init__(self, sizes, batch, X, y, P, device):
-        import jax
-        import jax.numpy as jnp
+        import polydl
+        from polydl import nn
 
-        self.jax = jax
         lrs, betas, _ = member_hyper(P)
-        n = (len(y) // batch) * batch
-        self.Xb = jnp.asarray(X[:n].reshape(-1, batch, sizes[0]))
-        self.yb = jnp.asarray(y[:n].reshape(-1, batch))
-        keys = jax.random.split(jax.random.PRNGKey(0), P)
-
-        def init(key):
-            params = []
-            for (a, b), k in zip(zip(sizes[:-1], sizes[1:]), jax.random.split(key, len(sizes) - 1)):
-                w = jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / a)
-                params.append({"w": w, "g": jnp.ones(b), "b": jnp.zeros(b)})
-            return params
-
-        def forward(params, x):
-            for layer in params[:-1]:
-                z = x @ layer["w"]
-                mu, var = z.mean(0), z.var(0)
-                x = jax.nn.relu((z - mu) / jnp.sqrt(var + 1e-5) * layer["g"] + layer["b"])
-            return x @ params[-1]["w"] + params[-1]["b"]
-
-        def loss(params, x, t):
-            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(forward(params, x)), t[:, None], axis=1))
-
-        def epoch(state, lr, beta1):
-            def step(carry, batch_xy):
-                params, m, v, t = carry
-                g = jax.grad(loss)(params, *batch_xy)
-                t = t + 1
-                m = jax.tree_util.tree_map(lambda m_, g_: beta1 * m_ + (1 - beta1) * g_, m, g)
-                v = jax.tree_util.tree_map(lambda v_, g_: 0.999 * v_ + 0.001 * g_ * g_, v, g)
-                bc1, bc2 = 1 - beta1 ** t, 1 - 0.999 ** t
-                params = jax.tree_util.tree_map(
-                    lambda p, m_, v_: p - lr * (m_ / bc1) / (jnp.sqrt(v_ / bc2) + 1e-8), params, m, v)
-                return (params, m, v, t), None
-
-            out, _ = jax.lax.scan(step, state, (self.Xb, self.yb))
-            return out
-
-        params = jax.vmap(init)(keys)
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        self.state = (params, zeros, zeros, jnp.zeros(P))
-        self.lrs, self.betas = jnp.asarray(lrs), jnp.asarray(betas)
-        self.run = jax.jit(jax.vmap(epoch))
-
-    def epoch(self):
-        self.state = self.run(self.state, self.lrs, self.betas)
-        self.jax.block_until_ready(self.state)
+        polydl.manual_seed(0)
+        super().__init__(jax_mlp.initial_params(nn.mlp(sizes, population=P)), X, y, batch, lrs, betas)
 
 
 # ---------------------------------------------------------------------------- driver
 def timed(sides, reps, pause=0.5):
-    for s in sides.values():  # warm-up: compilation, allocations
+    for s in sides.values():  # warm-up: allocations, compiled kernels
         s.epoch()
         time.sleep(pause)
     times = {k: [] for k in sides}
@@ -195,7 +153,10 @@ def bench(workload, P, device, reps, with_jax):
              "sequential": PolydlSequential(sizes, batch, X, y, P, device)}
     if with_jax:
         sides["jax"] = JaxPopulation(sizes, batch, X, y, P, device)
-    return timed(sides, reps)
+    out = timed(sides, reps)
+    if with_jax:
+        out["jax_compile_s"] = sides["jax"].compile_s
+    return out
 
 
 def peak_memory(P, device):
@@ -230,23 +191,24 @@ def main(argv=None):
     ap.add_argument("--json")
     ap.add_argument("--write")
     args = ap.parse_args(argv)
-    try:
-        import jax  # noqa: F401
-        with_jax = not args.no_jax and not args.device.startswith("cuda")
-    except ImportError:
-        with_jax = False
+    with_jax = not args.no_jax and not args.device.startswith("cuda") and jax_mlp.available()
+    if not args.no_jax and not jax_mlp.available():
+        print(jax_mlp.SKIP, file=sys.stderr)
     results, lines = {}, []
     if args.only in (None, "W4"):
         r = bench("W1", 32, args.device, args.reps, with_jax)
         results["W4"] = r
         lines += ["| W4: 32 members of W1 | " + _row(r, 32) + " |"]
     if args.only in (None, "W5"):
-        r = bench("W2", 8, args.device, max(3, args.reps // 2), False)
+        r = bench("W2", 8, args.device, max(3, args.reps // 2), with_jax)
         results["W5"] = r
         lines += ["| W5: 8 members of W2 | " + _row(r, 8) + " |"]
     print(json.dumps(results), file=sys.stderr)
     text = ["| workload | population (s) | sequential (s) | sequential / population | JAX jit(vmap) (s) | "
-            "JAX / population |", "|---|---|---|---|---|---|", *lines]
+            "population / JAX | JAX compile (s) |", "|---|---|---|---|---|---|---|", *lines]
+    if any("jax" in r for r in results.values()):
+        text += ["", "\"population / JAX\" is the population's time over JAX's (below 1 the population is faster); "
+                 "JAX's compile time (trace, lower, compile of the whole epoch, once) is not in its time."]
     if args.only in (None, "scaling"):
         scaling = {}
         for P in (1, 8, 32, 128):
@@ -276,8 +238,9 @@ def _row(r, P):
     pop, seq = r["population"], r["sequential"]
     jax_t = r.get("jax")
     j = "—" if jax_t is None else f"{jax_t:.4f}"
-    jr = "—" if jax_t is None else f"{jax_t / pop:.2f}×"
-    return f"{pop:.4f} | {seq:.4f} | {seq / pop:.2f}× | {j} | {jr}"
+    jr = "—" if jax_t is None else f"{pop / jax_t:.2f}×"
+    c = "—" if jax_t is None else f"{r['jax_compile_s']:.2f}"
+    return f"{pop:.4f} | {seq:.4f} | {seq / pop:.2f}× | {j} | {jr} | {c}"
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
-"""Training-step benchmarks: polydl against PyTorch and against the GEMM floor, in one run.
+"""Training-step benchmarks: polydl against PyTorch, JAX and the GEMM floor, in one run.
 
 Each workload W1–W3 trains the same BatchNorm MLP (Linear without bias → BatchNorm → ReLU per
 hidden layer, then Linear; Adam; softmax cross-entropy) on the same random data, one epoch per
 timed run; C1 trains LeNet-5 with BatchNorm2d on 1×28×28 images, batch 128 (``conv.py``). The sides are interleaved, with a pause between timed runs (BLAS threads keep spinning for a
 moment after a run and slow whatever runs next), and both are capped to the same thread count.
-The GEMM floor is the time of just the matrix products of that training step.
+The GEMM floor is the time of just the matrix products of that training step. JAX's side
+(W1–W3, ``jax_mlp.py``) is ``jax.jit`` of a ``lax.scan`` over the epoch's mini-batches, from
+polydl's initial weights; its compile time is measured apart and reported.
 
     python benchmarks/run.py                        # all CPU workloads, 5 repetitions
     python benchmarks/run.py --workloads W1 --reps 9
     python benchmarks/run.py --workloads C1 --sides polydl,torch,gemm
     python benchmarks/run.py --device cuda --write docs/gpu-report-bench.md
 
-PyTorch is needed only here (pip install torch); it is never a dependency of polydl.
+PyTorch and JAX are needed only here (pip install torch jax jaxlib); neither is a dependency of
+polydl, and a side whose library is missing is skipped with a message.
 """
 from __future__ import annotations
 
@@ -35,12 +38,15 @@ def _early_threads():
             threads = a.split("=", 1)[1]
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, threads)
+    os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads}")
 
 
 _early_threads()
 
+import jax_mlp  # noqa: E402
 import numpy as np  # noqa: E402
 from conv import CONV_WORKLOADS, conv_sides  # noqa: E402
+from overhead import op_overhead  # noqa: E402
 
 WORKLOADS = {
     # name: (layer sizes, batch size, samples per epoch)
@@ -137,6 +143,20 @@ class TorchSide:
             self.torch.cuda.synchronize()
 
 
+# ---------------------------------------------------------------------------- JAX
+class JaxSide(jax_mlp.JaxMLP):
+    """The same model in JAX (``jax_mlp``), from the weights polydl's side starts with."""
+
+    name = "JAX"
+
+    def __init__(self, sizes, batch, X, y, device):
+        import polydl
+        from polydl import nn
+
+        polydl.manual_seed(0)
+        super().__init__(jax_mlp.initial_params(nn.mlp(sizes)), X, y, batch, lr=1e-3)
+
+
 # ---------------------------------------------------------------------------- GEMM floor
 class GemmFloor:
     """Only the matrix products of the training step: forward z = a W for each layer, backward
@@ -193,6 +213,8 @@ def mlp_sides(name, device, sides_wanted):
         sides.append(TorchSide(sizes, batch, X, y, device))
     if "fused" in sides_wanted:
         sides.append(TorchSide(sizes, batch, X, y, device, fused=True))
+    if "jax" in sides_wanted and not device.startswith("cuda"):
+        sides.append(JaxSide(sizes, batch, X, y, device))
     if "gemm" in sides_wanted:
         sides.append(GemmFloor(sizes, batch, X, y, device))
     return sides, sizes, batch, samples
@@ -203,8 +225,9 @@ def bench_workload(name, device, reps, pause, sides_wanted):
         raise SystemExit(f"unknown workload {name!r} (valid: {', '.join([*WORKLOADS, *CONV_WORKLOADS])})")
     make = conv_sides if name in CONV_WORKLOADS else mlp_sides
     sides, sizes, batch, samples = make(name, device, sides_wanted)
+    first_loss = {}
     for s in sides:  # warm-up: one epoch each (allocations, CUDA kernels compiled)
-        s.epoch()
+        first_loss[s.name] = s.epoch()
         time.sleep(pause)
     times = {s.name: [] for s in sides}
     for r in range(reps):
@@ -217,50 +240,9 @@ def bench_workload(name, device, reps, pause, sides_wanted):
     steps = samples // batch
     return {"workload": name, "sizes": sizes, "batch": batch, "samples": steps * batch,
             "median_s": {k: statistics.median(v) for k, v in times.items()},
+            "loss_after_first_epoch": {k: v for k, v in first_loss.items() if k != "GEMM floor" and v is not None},
+            "compile_s": {s.name: s.compile_s for s in sides if hasattr(s, "compile_s")},
             "all_s": times}
-
-
-def op_overhead(reps=200000):
-    """Per-op bookkeeping of the autodiff engine: a recorded tiny op minus the bare NumPy call,
-    and the backward walk per node."""
-    import polydl
-
-    a = polydl.tensor(np.ones(4, np.float32), requires_grad=True)
-    b = polydl.tensor(np.ones(4, np.float32), requires_grad=True)
-    ad, bd = a.data, b.data
-
-    def timeit(fn, n):
-        best = float("inf")
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn()
-            best = min(best, (time.perf_counter() - t0) / n)
-        return best
-
-    n = reps // 5
-    raw = timeit(lambda: ad + bd, n)
-    rec = timeit(lambda: a + b, n)
-
-    chain = 200
-
-    def fwd_bwd():
-        x = a
-        for _ in range(chain):
-            x = x + b
-        x.sum().backward()
-
-    def fwd_only():
-        x = a
-        for _ in range(chain):
-            x = x + b
-        return x.sum()
-
-    m = max(1, n // (chain * 4))
-    both = timeit(fwd_bwd, m)
-    fwd = timeit(fwd_only, m)
-    return {"numpy_add_us": raw * 1e6, "recorded_add_us": rec * 1e6, "forward_overhead_us": (rec - raw) * 1e6,
-            "backward_per_node_us": (both - fwd) / (chain + 1) * 1e6}
 
 
 def peak_memory(name, side, device, threads):
@@ -299,6 +281,7 @@ def versions():
         out["torch"] = torch.__version__
     except ImportError:
         out["torch"] = "not installed"
+    out["jax"] = jax_mlp.version()
     try:
         import polydl
         out["polydl"] = polydl.__version__
@@ -321,12 +304,12 @@ def versions():
 def render(results, overhead, memory, info, args):
     cpu = not args.device.startswith("cuda")
     lines = [f"Machine: {info.get('cpu_model', info['processor'])}, {info['cpus']} cores; Python {info['python']}, "
-             f"NumPy {info['numpy']}, PyTorch {info['torch']}, polydl {info.get('polydl')}"
+             f"NumPy {info['numpy']}, PyTorch {info['torch']}, JAX {info['jax']}, polydl {info.get('polydl')}"
              + (f", Numba {info.get('numba')}" if cpu else f", CuPy {info.get('cupy')}") + f"; {args.threads} threads.",
              "", f"Device `{args.device}`, float32, {args.reps} repetitions, median seconds per epoch.", "",
-             "| workload | batch | samples | polydl (s) | torch (s) | torch fused (s) | GEMM floor (s) | "
-             "polydl samples/s | vs torch | vs torch fused | polydl / GEMM floor |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| workload | batch | samples | polydl (s) | torch (s) | torch fused (s) | JAX (s) | GEMM floor (s) | "
+             "polydl samples/s | vs torch | vs torch fused | polydl / JAX | polydl / GEMM floor |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(x):
         return "—" if x is None else f"{x:.4f}"
@@ -340,12 +323,24 @@ def render(results, overhead, memory, info, args):
         t = med.get("torch")
         f = med.get("torch fused")
         g = med.get("GEMM floor")
+        j = med.get("JAX")
         lines.append(f"| {r['workload']} {'-'.join(map(str, r['sizes']))} | {r['batch']} | {r['samples']} | {fmt(p)} | "
-                     f"{fmt(t)} | {fmt(f)} | {fmt(g)} | {'—' if p is None else format(r['samples'] / p, ',.0f')} | "
-                     f"{ratio(t, p)} | {ratio(f, p)} | {ratio(p, g)} |")
+                     f"{fmt(t)} | {fmt(f)} | {fmt(j)} | {fmt(g)} | "
+                     f"{'—' if p is None else format(r['samples'] / p, ',.0f')} | "
+                     f"{ratio(t, p)} | {ratio(f, p)} | {ratio(p, j)} | {ratio(p, g)} |")
     lines.append("")
     lines.append("\"vs torch\" is PyTorch's time over polydl's (higher is better for polydl); "
-                 "\"polydl / GEMM floor\" is polydl's time over the matrix products alone.")
+                 "\"polydl / JAX\" and \"polydl / GEMM floor\" are polydl's time over JAX's and over the matrix "
+                 "products alone (below 1 polydl is faster).")
+    compiled = [f"{r['workload']} {r['compile_s']['JAX']:.2f} s" for r in results if "JAX" in r.get("compile_s", {})]
+    if compiled:
+        lines += ["", "JAX's compile time (trace, lower and compile of the whole epoch, once, not in the times "
+                  "above): " + ", ".join(compiled) + "."]
+    losses = [f"{r['workload']} " + ", ".join(f"{k} {v:.4f}" for k, v in r["loss_after_first_epoch"].items())
+              for r in results if r.get("loss_after_first_epoch")]
+    if losses:
+        lines += ["", "Loss of the last mini-batch of the first epoch (JAX starts from polydl's weights, PyTorch "
+                  "from its own draw): " + "; ".join(losses) + "."]
     if any("polydl NumPy only" in r["median_s"] for r in results):
         lines += ["", "The same runs with the fused CPU kernels off (`POLYDL_CPU_KERNELS=off`, or Numba not "
                   "installed: the NumPy form of every op and optimizer step):", "",
@@ -375,8 +370,8 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--pause", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--sides", default="polydl,numpy,torch,fused,gemm",
-                    help="comma-separated: polydl, numpy (polydl with the CPU kernels off), torch, fused, gemm")
+    ap.add_argument("--sides", default="polydl,numpy,torch,fused,jax,gemm",
+                    help="comma-separated: polydl, numpy (polydl with the CPU kernels off), torch, fused, jax, gemm")
     ap.add_argument("--no-memory", action="store_true", help="skip the W2 peak-memory comparison")
     ap.add_argument("--no-overhead", action="store_true", help="skip the per-op overhead measurement")
     ap.add_argument("--json", help="also write the raw results to this JSON file")
@@ -388,6 +383,9 @@ def main(argv=None):
     except ImportError:
         print("PyTorch is not installed: comparing with the GEMM floor only", file=sys.stderr)
         args.sides = ",".join(s for s in args.sides.split(",") if s not in ("torch", "fused"))
+    if "jax" in args.sides.split(",") and not jax_mlp.available():
+        print(jax_mlp.SKIP, file=sys.stderr)
+        args.sides = ",".join(s for s in args.sides.split(",") if s != "jax")
     sides = set(args.sides.split(","))
     results = []
     for name in args.workloads.split(","):

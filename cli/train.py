@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from polydl import training
+from polydl import cpu_kernels, training
 from polydl.training.config import DTYPES, IMPUTE, SCHEDULE_UNITS, UNSET_NOTES, ConfigError, TrainConfig
 
 from ._common import Command, check_path, number, percent, plural
@@ -32,7 +32,7 @@ _SIMPLE = ("device", "dtype", "seed", "data_seed", "dataset", "target", "val_spl
            "normalizer", "dropout", "loss", "optimizer", "lr", "beta", "beta1", "beta2", "eps", "weight_decay",
            "schedule", "schedule_unit", "epochs", "batch_size", "plot", "out", "monitor", "min_delta",
            "early_stopping_patience", "restore_best", "plateau_factor", "plateau_patience", "warmup_epochs",
-           "warmup_steps", "impute", "model", "augment", "augment_padding", "augment_flip")
+           "warmup_steps", "impute", "model", "augment", "augment_padding", "augment_flip", "checkpoint_interval")
 _TABLE_FLAGS = {"schedule_param": "schedule_params", "dataset_param": "dataset_params",
                 "normalizer_param": "normalizer_params", "loss_param": "loss_params",
                 "optimizer_param": "optimizer_params", "model_param": "model_params"}
@@ -266,6 +266,9 @@ _CONFIG_OPTIONS = [
     _config_opt("--epochs", type=int, help="Passes over the training data."),
     _config_opt("--batch-size", type=int, help="Samples per mini-batch."),
     _config_opt("--plot/--no-plot", help="Write curves.png (needs matplotlib)."),
+    _config_opt("--checkpoint-interval", type=float, metavar="SECONDS", help="Write the checkpoint at an epoch's end "
+                "at most every SECONDS (0: every epoch); always at the end, on Ctrl-C or SIGTERM, before a pruning "
+                "decision and at an early stop. A run killed in between resumes from the last one."),
     _config_opt("--monitor", metavar="METRIC", help="The metric that early stopping, --restore-best and the plateau "
                 "watch: val_loss, val_accuracy, val_f1, val_auc (two classes), train_loss, ..."),
     _config_opt("--min-delta", type=float, help="An improvement of the monitored metric is a change by more than "
@@ -324,10 +327,11 @@ def train(config_file, print_config, resume, overwrite, quiet, **opts):
             return
     reporter = QuietReporter() if quiet else BarReporter() if sys.stdout.isatty() else LineReporter()
     try:
-        if resume is not None:
-            result = training.resume(resume, overrides, reporter=reporter)
-        else:
-            result = training.run(config, overwrite=overwrite, reporter=reporter)
+        with cpu_kernels.notes(reporter.note):  # "compiling the CPU kernels", as a note (none with --quiet)
+            if resume is not None:
+                result = training.resume(resume, overrides, reporter=reporter)
+            else:
+                result = training.run(config, overwrite=overwrite, reporter=reporter)
     except (training.TrainingDiverged, training.RunWriteError, training.ComponentError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)

@@ -22,6 +22,7 @@ HELP = """Follow a run or a study in the terminal until it ends.
 
 \b
   polydl watch runs/panda          a polydl train run: loss, accuracy and α against epoch
+                                   (a regression: loss, RMSE and MAE, R² and α)
   polydl watch runs/study          a polydl tune study: every trial, the best so far
 
 A run is running while a process trains in it (it holds the run's lock), finished when its

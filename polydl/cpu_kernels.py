@@ -14,6 +14,12 @@ agree with the NumPy form to float32 rounding.
 ``POLYDL_CPU_KERNELS`` picks when they run: ``auto`` (default: when Numba is installed, for
 arrays of at least ``MIN_SIZE`` elements), ``on`` (always; an error if Numba is missing) or
 ``off``. ``use("off")`` does the same in code, also as a context manager.
+
+Compiling happens once per install (and Numba version): each kernel, for the argument types a
+run passes, on its first call; later processes load it from Numba's cache (``__pycache__`` beside
+the sources, or ``NUMBA_CACHE_DIR``). While a kernel compiles, ``NOTE`` goes to standard error
+once per process (or wherever ``notes(to)`` sends it), and on Linux helper processes compile the
+kernels that follow it in parallel (``polydl.cpu_kernel_compile``).
 """
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ import numpy as np
 
 from .cpu_kernel_sources import COMPOSITES, SOURCES
 
-__all__ = ["MIN_SIZE", "DTYPES", "available", "mode", "use", "get", "numba_version", "installed_version", "check"]
+__all__ = ["MIN_SIZE", "DTYPES", "NOTE", "available", "mode", "use", "notes", "get", "numba_version",
+           "installed_version", "check"]
 
 #: smallest array (elements) that ``auto`` hands to a kernel. One kernel call replaces 5 to 12
 #: NumPy calls, so kernels pay off from a few elements on. The costs are one-off: compiling each
@@ -52,7 +59,10 @@ except ValueError as _exc:  # a typo in the environment must not stop the import
     _MODE = "auto"
 _NUMBA = None        # the numba module once imported
 _NUMBA_ERROR = None  # why it could not be imported
-_COMPILED: dict = {}
+_COMPILED: dict = {}  # name -> kernel (a FirstCall until its first call returns)
+_UNCACHED = False  # a kernel had to be compiled without a cache (no writable cache directory)
+#: the note on standard error while a kernel compiles (a cache miss), once per process
+NOTE = "Compiling polydl's CPU kernels (once per install)..."
 
 
 def _numba():
@@ -63,6 +73,10 @@ def _numba():
             _NUMBA = numba
         except Exception as exc:  # not installed, or broken against this NumPy
             _NUMBA_ERROR = exc
+        else:
+            from . import cpu_kernel_compile
+
+            cpu_kernel_compile.listen(numba)
     return _NUMBA
 
 
@@ -162,6 +176,30 @@ def use(value: str) -> _Use:
     return _Use(_check_mode(value))
 
 
+class _Notes:
+    """Returned by ``notes``: the previous destination comes back at the end of a ``with`` block."""
+
+    def __init__(self, to):
+        from .cpu_kernel_compile import NOTE_TO
+
+        self._saved, NOTE_TO[0] = NOTE_TO[0], to
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        from .cpu_kernel_compile import NOTE_TO
+
+        NOTE_TO[0] = self._saved
+        return False
+
+
+def notes(to) -> _Notes:
+    """Send ``NOTE`` to ``to(message)`` (a run's reporter's ``note``; None: nowhere) instead of
+    standard error, for the whole process; used as ``with notes(to): ...``, until the block ends."""
+    return _Notes(to)
+
+
 def get(name: str, size: int):
     """The compiled kernel ``name`` for an array of ``size`` elements, or None where the NumPy
     form should run (mode ``off``, a small array in mode ``auto``, or no Numba in ``auto``)."""
@@ -179,7 +217,9 @@ def get(name: str, size: int):
                                "install it with pip install numba (or pip install 'polydl[fast]') or set "
                                "POLYDL_CPU_KERNELS=auto")
         return None
-    kern = _COMPILED[name] = _build(nb, name)
+    from .cpu_kernel_compile import first_call
+
+    kern = _COMPILED[name] = first_call(nb, name, _COMPILED)
     return kern
 
 
@@ -193,7 +233,9 @@ def _build(nb, name):
     options = {"nogil": True, "error_model": "numpy", "boundscheck": False}
     if name.startswith(("bn_", "softmax_")):
         options["fastmath"] = {"reassoc", "nsz"}
+    global _UNCACHED
     try:
         return nb.njit(cache=True, **options)(SOURCES[name])
     except RuntimeError:  # no writable cache directory: compile in every process instead
+        _UNCACHED = True
         return nb.njit(cache=False, **options)(SOURCES[name])

@@ -169,3 +169,35 @@ def test_population_layers_check_their_arguments():
         model = nn.mlp([2, 3, 2], normalizer="plain_norm", population=2)
         assert isinstance(model[1], polydl.normalizers.MemberByMember)
         assert model(polydl.tensor(np.ones((4, 2), np.float32))).shape == (2, 4, 2)
+
+
+def test_members_of_w2_size_train_bit_identical_to_each_alone():
+    """At the benchmark's W2 size (784-256-256-10, batch 128, float32) the products run through
+    BLAS's blocked and threaded paths, which the small models above never reach: a member still
+    ends each Adam step exactly as the same model trained alone."""
+    from polydl import losses, optim
+
+    sizes, batch, P, steps = (784, 256, 256, 10), 128, 2, 3
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((steps * batch, sizes[0]), dtype=np.float32)
+    y = rng.integers(0, sizes[-1], steps * batch)
+    lrs, betas = [1e-3, 3e-2], [0.9, 0.85]
+    loss_fn = losses.get("softmax_cross_entropy")
+
+    def train(model, opt):
+        for i in range(0, steps * batch, batch):
+            opt.zero_grad()
+            loss_fn(model(polydl.Tensor(X[i:i + batch])), y[i:i + batch]).backward()
+            opt.step()
+
+    polydl.manual_seed(0)
+    pop = nn.mlp(sizes, population=P)
+    first = [np.array(p.data) for p in pop.parameters()]  # the initial weights, member k's rows
+    train(pop, optim.Adam(pop.parameters(), lr=lrs, beta1=betas))
+    for k in range(P):
+        alone = nn.mlp(sizes)
+        for a, p in zip(alone.parameters(), first):
+            a.data[...] = p[k]
+        train(alone, optim.Adam(alone.parameters(), lr=lrs[k], beta1=betas[k]))
+        for (name, a), p in zip(alone.named_parameters(), pop.parameters()):
+            np.testing.assert_array_equal(a.data, p.data[k], err_msg=f"member {k} {name}")

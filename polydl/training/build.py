@@ -11,11 +11,11 @@ from .. import amp, backend, losses, memory, models, nn, normalizers, optim, sch
 from .. import random as _random
 from ..tensor import Tensor
 from .config import ConfigError, TrainConfig
-from .data import Data, load_data
+from .data import REGRESSION, Data, load_data, task_for
 from .errors import ComponentError
 from .model_build import check_model, check_model_keys, input_shape, make_model
 
-__all__ = ["Parts", "BatchPlan", "batch_plan", "setup", "build_parts", "build_model", "build_loss", "build_schedule", "build_optimizer",
+__all__ = ["Parts", "BatchPlan", "batch_plan", "setup", "build_parts", "build_model", "start_at_the_mean", "build_loss", "build_schedule", "build_optimizer",
            "optimizer_hyperparameters", "num_outputs", "param_dtype", "compute_dtype", "schedule_label", "optimizer_slots",
            "training_memory", "check_memory", "check_normalizer"]
 
@@ -121,10 +121,30 @@ def num_outputs(loss_fn, num_classes: int) -> int:
 def build_model(config: TrainConfig, num_features: int, outputs: int, dev, input_shape: tuple | None = None):
     """The model of ``config`` (``config.model``, the MLP by default: ``polydl.training.model_build``)
     for samples of ``input_shape`` (default: rows of ``num_features``) on ``dev`` in
-    ``param_dtype(config)`` (weights drawn from ``config.seed``)."""
+    ``param_dtype(config)`` (weights drawn from ``config.seed``); a regression's starts at the
+    mean (:func:`start_at_the_mean`)."""
     _random.manual_seed(config.seed)
     model = make_model(config, tuple(input_shape) if input_shape else (num_features,), outputs)
-    return model.to(device=dev, dtype=param_dtype(config))
+    model = model.to(device=dev, dtype=param_dtype(config))
+    if task_for(config.loss, config.dataset) == REGRESSION:
+        start_at_the_mean(model, outputs)
+    return model
+
+
+def start_at_the_mean(model, outputs: int) -> bool:
+    """Zero the output layer (the model's last ``Linear``, where it has ``outputs`` units): the
+    untrained model predicts 0 for every sample, a regression's training mean (its targets are
+    standardised), and its loss at the start is the targets' variance. Drawn at random, that layer
+    would make the untrained model a random function of the inputs, with a variance like the
+    targets' own, which a few hundred noisy samples never quite train away. The weights are drawn
+    first, so that the random stream is the same. False where the model has no such layer."""
+    last = next((m for m in reversed(model.modules()) if isinstance(m, nn.Linear)), None)
+    if last is None or last.out_features != outputs:
+        return False
+    last.weight.data[...] = 0
+    if last.bias is not None:
+        last.bias.data[...] = 0
+    return True
 
 
 def build_loss(config: TrainConfig, population: int | None = None):

@@ -5,9 +5,13 @@ standardisation statistics and a partly finished epoch, plus a JSON document wit
 else (configuration, epoch, step, schedule position, every RNG state, metrics history).
 Each file is written to a temporary file in the same directory, flushed, fsynced and moved over
 the old one with ``os.replace``, so a crash at any moment leaves either the old or the new file,
-and a link or a FIFO in place of the file is replaced, never written through. A run's files are
-read (and ``metrics.jsonl`` appended to) with :func:`polydl.fsafe.open_regular`: a link, a FIFO
-or another non-regular file there is refused, never followed and never waited on.
+and a link or a FIFO in place of the file is replaced, never written through. Several files are
+written together (:func:`write_temporary`, :func:`sync`, then :func:`place`): every one written
+without an fsync, then all fsynced at once from a few threads (so that the file system commits
+them together rather than one journal commit each), then moved in place, then each directory
+fsynced once. A run's files are read (and ``metrics.jsonl`` appended to) with
+:func:`polydl.fsafe.open_regular`: a link, a FIFO or another non-regular file there is refused,
+never followed and never waited on.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import json
 import os
 import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +30,8 @@ from .. import fsafe
 
 __all__ = ["CHECKPOINT", "BEST", "METRICS", "CONFIG", "SUMMARY", "CURVES", "CheckpointError", "atomic_write",
            "save_checkpoint", "load_checkpoint", "write_metrics", "append_metrics", "read_metrics",
-           "check_record", "parse_metrics", "open_own", "remove_temporaries", "RUN_FILES", "WHICH", "chosen"]
+           "check_record", "parse_metrics", "open_own", "remove_temporaries", "RUN_FILES", "WHICH", "chosen",
+           "STAGED_PREFIX", "checkpoint_bytes", "write_temporary", "sync", "place", "metrics_line"]
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
@@ -40,6 +46,10 @@ WHICH = ("best", "last")
 FORMAT = "polydl-checkpoint"
 VERSION = 1
 _TMP_PREFIX = ".polydl-tmp-"
+#: the prefix of a file staged beside the one it will replace (several written in two phases)
+STAGED_PREFIX = ".polydl-pending-"
+#: threads that fsync several files at once
+SYNC_THREADS = 8
 
 
 class CheckpointError(ValueError):
@@ -122,11 +132,71 @@ def atomic_write(path, data: bytes | str | None = None, writer=None) -> None:
     _fsync_dir(path.parent)
 
 
-def remove_temporaries(run_dir) -> None:
-    """Remove temporary files a killed process left behind (files or links in ``run_dir`` only,
-    never a link's target)."""
+def write_temporary(path, data: bytes | str) -> tuple[int, str]:
+    """``data`` written to a new temporary file beside ``path`` (the mode of :func:`file_mode`),
+    without an fsync: (its descriptor, still open, and its name), for :func:`sync` and then
+    ``os.replace``. On an error the temporary file is removed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name[:64] + ".", dir=path.parent)
     try:
-        found = list(Path(run_dir).glob(_TMP_PREFIX + "*"))
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, file_mode())
+        view = memoryview(data.encode("utf-8") if isinstance(data, str) else data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return fd, tmp
+
+
+def place(staged, path) -> None:
+    """Move a file written by :func:`write_temporary` (or staged beside ``path``) over ``path``."""
+    os.replace(staged, path)
+
+
+def _fsync_fd(item) -> None:
+    fd, name = item
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, name) from None
+
+
+def sync(files=(), directories=()) -> None:
+    """fsync of ``files`` ((descriptor, name) pairs, closed afterwards) and of ``directories``, all
+    at once from up to :data:`SYNC_THREADS` threads, so that the file system commits them together.
+    A file that cannot be synced raises its ``OSError`` (naming it) once all are done; a
+    directory's error is ignored (some systems cannot fsync one)."""
+    files, directories = list(files), list(dict.fromkeys(directories))
+    try:
+        if len(files) + len(directories) <= 1:
+            for item in files:
+                _fsync_fd(item)
+            for d in directories:
+                _fsync_dir(d)
+            return
+        with ThreadPoolExecutor(min(SYNC_THREADS, len(files) + len(directories))) as pool:
+            done = [pool.submit(_fsync_fd, item) for item in files] + [pool.submit(_fsync_dir, d) for d in directories]
+        for future in done:
+            future.result()
+    finally:
+        for fd, _ in files:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def remove_temporaries(run_dir) -> None:
+    """Remove temporary and staged files a killed process left behind (files or links in
+    ``run_dir`` only, never a link's target)."""
+    try:
+        found = list(Path(run_dir).glob(_TMP_PREFIX + "*")) + list(Path(run_dir).glob(STAGED_PREFIX + "*"))
     except OSError:
         return
     for p in found:
@@ -167,18 +237,19 @@ def chosen(run_dir, which: str | None = None) -> str:
     return BEST if which == "best" or (which is None and kept) else CHECKPOINT
 
 
-def save_checkpoint(path, meta: dict, arrays: dict) -> None:
-    """``meta``: JSON-able dict; ``arrays``: name -> NumPy array."""
+def checkpoint_bytes(meta: dict, arrays: dict) -> bytes:
+    """The ``.npz`` of a checkpoint: ``meta`` (a JSON-able dict) and ``arrays`` (name -> NumPy array)."""
     doc = json.dumps({"format": FORMAT, "version": VERSION, **meta}, allow_nan=True).encode("utf-8")
     payload = {f"a/{k}": np.asarray(v) for k, v in arrays.items()}
     payload["meta"] = np.frombuffer(doc, dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **payload)
+    return buf.getvalue()
 
-    def writer(fh):
-        buf = io.BytesIO()
-        np.savez(buf, **payload)
-        fh.write(buf.getvalue())
 
-    atomic_write(path, writer=writer)
+def save_checkpoint(path, meta: dict, arrays: dict) -> None:
+    """``meta``: JSON-able dict; ``arrays``: name -> NumPy array."""
+    atomic_write(path, checkpoint_bytes(meta, arrays))
 
 
 def load_checkpoint(path) -> tuple[dict, dict]:
@@ -221,8 +292,12 @@ def load_checkpoint(path) -> tuple[dict, dict]:
 
 
 # ---------------------------------------------------------------------------- metrics
-def _line(record: dict) -> str:
+def metrics_line(record: dict) -> str:
+    """``record`` as a line of ``metrics.jsonl``."""
     return json.dumps(record, allow_nan=True) + "\n"
+
+
+_line = metrics_line
 
 
 def write_metrics(path, records) -> None:

@@ -82,6 +82,8 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     plot: bool = True                  # write curves.png (needs matplotlib)
+    checkpoint_interval: float = 5.0   # seconds between checkpoints at least (0: every epoch); always at the
+    #                                    end, on Ctrl-C/SIGTERM, before a pruning decision, at an early stop
     out: str | None = None             # the run directory (default: runs/<timestamp>)
     # the monitored metric: early stopping, the best epoch kept, α lowered on a plateau, warm-up
     monitor: str = "val_loss"          # a metric the run records (val_loss, val_accuracy, val_f1, ...)
@@ -142,6 +144,7 @@ class TrainConfig:
         _check_int(self, "epochs", 1, "the number of passes over the training data")
         _check_int(self, "batch_size", 1, "the number of samples per mini-batch")
         _check_bool(self, "plot")
+        _check_number(self, "checkpoint_interval", 0)
         if self.out is not None:
             _check_str(self, "out")
         _check_tables(self)

@@ -35,11 +35,14 @@ def _save(fig, path):
 
 
 def plot_curves(history, path, title: str | None = None) -> bool:
-    """Loss, accuracy (a regression's R²) and learning rate against epoch; False (nothing written)
-    without matplotlib."""
+    """Loss, accuracy and learning rate against epoch; a regression (records with ``val_r2``):
+    loss, validation RMSE and MAE (the target's units), R² and learning rate. False (nothing
+    written) without matplotlib."""
     if not available():
         return False
-    fig, (ax_loss, ax_acc, ax_lr) = _figure(3, 12)
+    regression = any("val_r2" in r for r in history)  # a regression: R² instead of accuracy
+    fig, axes = _figure(4, 16) if regression else _figure(3, 12)
+    ax_loss, ax_acc, ax_lr = axes[0], axes[-2], axes[-1]
     epochs = [r["epoch"] for r in history]
 
     def series(key):
@@ -48,14 +51,18 @@ def plot_curves(history, path, title: str | None = None) -> bool:
 
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         ax_loss.plot(*series(key), marker=".", label=label)
-    regression = any("val_r2" in r for r in history)  # a regression: R² instead of accuracy
+    if regression:
+        for key, label in (("val_rmse", "RMSE"), ("val_mae", "MAE")):
+            axes[1].plot(*series(key), marker=".", label=label)
+        axes[1].set(xlabel="epoch", ylabel="error (target units)", title="validation RMSE / MAE")
+        axes[1].legend()
     for key, label in ((("val_r2", "validation"),) if regression else
                        (("train_accuracy", "train"), ("val_accuracy", "validation"))):
         ax_acc.plot(*series(key), marker=".", label=label)
     ax_lr.plot(*series("lr"), marker=".", color="tab:green")
     for r in history:
         if r.get("lr_changed"):
-            for ax in (ax_loss, ax_acc, ax_lr):
+            for ax in axes:
                 ax.axvline(r["epoch"] - 0.5, color="grey", linestyle=":", linewidth=1)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="R²" if regression else "accuracy", title="R²" if regression else "accuracy")
@@ -63,7 +70,7 @@ def plot_curves(history, path, title: str | None = None) -> bool:
     ax_loss.legend()
     ax_acc.legend()
     if epochs:
-        for ax in (ax_loss, ax_acc, ax_lr):
+        for ax in axes:
             ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     if title:
         fig.suptitle(title)

@@ -13,7 +13,8 @@ Each member writes its own ordinary run directory — ``config.toml``, ``metrics
 ``checkpoint.npz``, ``summary.json``, ``curves.png`` — that ``polydl evaluate``, ``polydl
 predict`` and ``polydl train --resume`` take exactly as if the member had been trained alone: its
 weights, optimizer state and random stream are those of the same run alone. The members'
-checkpoints are written in two phases (every member's new checkpoint first, then all of them
+checkpoints (at most every ``checkpoint_interval`` seconds, as a run alone's) are written
+together in two phases (every member's new checkpoint staged first, all synced at once, then all
 put in place), so that a process killed at any moment leaves them at one position, and the same
 call again continues the population from there. A member whose loss, weights or validation loss
 become NaN or infinite is stopped alone: its directory keeps its last good checkpoint, its run
@@ -26,6 +27,7 @@ Modules: ``stacked`` (the configurations checked, the stacked model, loss and op
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import checkpoint as ckpt
@@ -46,25 +48,35 @@ __all__ = ["run_population", "check_members", "MEMBER_KEYS", "SHARED_KEYS", "Pop
            "ProgressReporter", "MemberStopped", "PENDING", "STOPPED"]
 
 
+def _step_of(path):
+    """(step, members stopped) of the checkpoint at ``path``; None where it is missing or damaged
+    (a staged one that a killed process did not finish)."""
+    try:
+        meta = ckpt.load_checkpoint(path)[0]
+        return int(meta["step"]), set((meta.get("population") or {}).get("stopped") or {})
+    except (ckpt.CheckpointError, KeyError, TypeError, ValueError):
+        return None
+
+
 def _settle(out_dirs) -> None:
-    """Finish or undo a two-phase save that a killed process left: if every member has either its
-    new checkpoint staged or already in place, put the staged ones in place; else remove them."""
+    """Finish or undo a two-phase save that a killed process left: if every member in it (those
+    its checkpoints do not record as stopped) has its new checkpoint staged or already in place,
+    put the staged ones in place; else remove them."""
     staged = [Path(d) / PENDING for d in out_dirs]
     if not any(p.exists() for p in staged):
         return
-    steps = []
-    for d, p in zip(out_dirs, staged, strict=True):
+    seen = [_step_of(p) if p.exists() else None for p in staged]
+    complete = all(s is not None for s, p in zip(seen, staged, strict=True) if p.exists())
+    if complete:
+        target, stopped = max(seen, key=lambda s: -1 if s is None else s[0])
+        for k, (d, s) in enumerate(zip(out_dirs, seen, strict=True)):
+            if str(k) in stopped or s is not None and s[0] == target:
+                continue
+            placed = _step_of(Path(d) / ckpt.CHECKPOINT)
+            complete = complete and placed is not None and placed[0] >= target
+    for p, s in zip(staged, seen, strict=True):
         if p.exists():
-            steps.append(("staged", ckpt.load_checkpoint(p)[0]["step"]))
-        elif (Path(d) / ckpt.CHECKPOINT).exists():
-            steps.append(("placed", ckpt.load_checkpoint(Path(d) / ckpt.CHECKPOINT)[0]["step"]))
-        else:
-            steps.append(("none", None))
-    target = max(s for kind, s in steps if kind == "staged")
-    complete = all(s == target or kind == "placed" and s >= target for kind, s in steps)
-    for p in staged:
-        if p.exists():
-            if complete:
+            if complete and s[0] == target:
                 os.replace(p, p.parent / ckpt.CHECKPOINT)
             else:
                 p.unlink()
@@ -79,6 +91,8 @@ def _existing(configs, out_dirs, settle: bool):
         return None
     if settle:
         _settle(dirs)
+        if not any((d / ckpt.CHECKPOINT).exists() for d in dirs):
+            return None  # killed before its first checkpoints were in place
     metas, arrays = [], []
     for k, (cfg, d) in enumerate(zip(configs, dirs, strict=True)):
         if not settle and not (d / ckpt.CHECKPOINT).exists():
@@ -89,8 +103,9 @@ def _existing(configs, out_dirs, settle: bool):
         if pop.get("size") != len(configs) or pop.get("index") != k:
             raise RunDirError(f"{d} holds a run that is not member {k} of this population of {len(configs)}; "
                               "give new directories, or overwrite=True to replace it")
-        if old.to_dict() != cfg.to_dict():
-            diff = sorted(key for key, v in cfg.to_dict().items() if old.to_dict().get(key) != v)
+        was, now = _defining(old), _defining(cfg)
+        if was != now:
+            diff = sorted(key for key, v in now.items() if was.get(key) != v)
             raise RunDirError(f"{d} holds member {k} of a population with another configuration (it differs in "
                               f"{', '.join(diff)}); give new directories, or overwrite=True to replace it")
         metas.append(meta)
@@ -98,16 +113,29 @@ def _existing(configs, out_dirs, settle: bool):
     return metas, arrays
 
 
+def _defining(config) -> dict:
+    """What of ``config`` defines the run (how often it is checkpointed does not)."""
+    return {k: v for k, v in config.to_dict().items() if k != "checkpoint_interval"}
+
+
 def _start(pop: Trainer, out_dirs, overwrite: bool, rundirs: list) -> None:
-    """A new population's directories, configurations, first checkpoints and empty metrics."""
-    for d in out_dirs:
-        rundirs.append(RunDir.create(d, overwrite))
+    """A new population's directories, made together (their markers synced at once by a few
+    threads, rather than one after the other), and its first files. Each one made is in
+    ``rundirs`` (to be released, or abandoned on an error) before the first error is raised."""
+    with ThreadPoolExecutor(min(ckpt.SYNC_THREADS, len(out_dirs))) as pool:
+        made = [pool.submit(RunDir.create, d, overwrite) for d in out_dirs]
+    failed = [f.exception() for f in made if f.exception() is not None]
+    rundirs.extend(f.result() for f in made if f.exception() is None)
+    if failed:
+        raise failed[0]
+    _first_files(pop)
+
+
+def _first_files(pop: Trainer) -> None:
+    """Together, the first checkpoints, configurations and empty metrics of the members."""
     pop.has_checkpoint = False
-    for mb in pop.members:
-        pop.write(mb, ckpt.CONFIG, lambda mb=mb: ckpt.atomic_write(mb.out_dir / ckpt.CONFIG, config_text(mb.config)))
-    pop.save()
-    for mb in pop.members:
-        pop.write(mb, ckpt.METRICS, lambda mb=mb: ckpt.write_metrics(mb.out_dir / ckpt.METRICS, []))
+    pop.save([(mb, ckpt.CONFIG, config_text(mb.config), None) for mb in pop.members]
+             + [(mb, ckpt.METRICS, "", None) for mb in pop.members])
     pop.has_checkpoint = True
 
 
@@ -116,7 +144,13 @@ def _continue(pop: Trainer, configs, out_dirs, rundirs: list):
     outcomes where nothing is left to train, else None."""
     for d in out_dirs:
         rundirs.append(RunDir.open(d))
-    metas, arrays = _existing(configs, out_dirs, settle=True)  # again, now that the directories are ours
+    previous = _existing(configs, out_dirs, settle=True)  # again, now that the directories are ours
+    if previous is None:  # killed before its first checkpoints were in place: it starts again
+        for d in out_dirs:
+            ckpt.remove_temporaries(d)
+        _first_files(pop)
+        return None
+    metas, arrays = previous
     stopped = {}
     for m in metas:
         stopped.update(m["population"].get("stopped") or {})
@@ -132,8 +166,9 @@ def _continue(pop: Trainer, configs, out_dirs, rundirs: list):
         pop.retire(pop.members[int(k)], outcome_of(message, pop.members[int(k)].out_dir, metas[int(k)]["epoch"] + 1))
     for mb in pop.active():
         ckpt.remove_temporaries(mb.out_dir)
-        ckpt.write_metrics(mb.out_dir / ckpt.METRICS, mb.history)
-        ckpt.atomic_write(mb.out_dir / ckpt.CONFIG, config_text(mb.config))  # a plateau's α0 (a kill before)
+    # the metrics of the checkpoints' epochs only, and a plateau's α0 (a kill before), together
+    pop.write_files([(mb, ckpt.METRICS, "".join(ckpt.metrics_line(r) for r in mb.history), None) for mb in pop.active()]
+                    + [(mb, ckpt.CONFIG, config_text(mb.config), None) for mb in pop.active()])
     if pop.epoch >= pop.config.epochs and not pop.batch:
         if all((mb.out_dir / ckpt.SUMMARY).exists() for mb in pop.active()):
             return [mb.outcome if mb.outcome is not None else result_of(mb.out_dir) for mb in pop.members]

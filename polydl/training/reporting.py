@@ -16,7 +16,14 @@ class Reporter:
     resumed run the epoch it continues from and α before and after any change);
     ``epoch_start(epoch, epochs, n_batches, done)``; ``step(loss)`` after every mini-batch (the
     loss Tensor still on the device); ``epoch_end(record, epochs)`` with the epoch's
-    ``metrics.jsonl`` record; ``note(message)`` for a remark (a plot not written)."""
+    ``metrics.jsonl`` record; ``note(message)`` for a remark (a plot not written).
+
+    ``may_stop``: True where ``epoch_end`` (or a population's ``stop_members``) may end the run or
+    members after an epoch (a search that prunes): that epoch's checkpoints are then written
+    before ``epoch_end``, whatever ``checkpoint_interval`` says; None (not said): a population's
+    reporter with its own ``stop_members`` may."""
+
+    may_stop: bool | None = None
 
     def start(self, info: dict) -> None: ...
     def epoch_start(self, epoch: int, epochs: int, n_batches: int, done: int) -> None: ...

@@ -4,6 +4,11 @@ A run may change its learning rate, schedule, optimizer hyperparameters, length,
 when it is resumed (:data:`RESUME_CHANGEABLE`); the rest defines the run. A new ``lr`` means
 the learning rate from the resumed step on: the schedule's α0 is solved so that the schedule
 gives that rate there and decays from it; ``lr0`` sets a new α0 instead.
+
+A run trained on data given in Python (arrays or a DataFrame) cannot read its data again: it is
+resumed with ``resume(run_dir, data=...)`` (or on a file of the same columns, ``dataset``).
+Given the same data, the resumed run ends bit-identical to one that was never interrupted; other
+content with the same columns continues with a note saying the data changed.
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ from . import checkpoint as ckpt
 from . import ckpt_meta
 from .build import build_schedule, schedule_label, setup
 from .config import ConfigError, TrainConfig, from_dict, merge
+from .data import CLASSIFICATION, Data, DataError, DataSpec, load_data
+from .data.python_data import changed_note, described, kind_of
 from .monitor import MonitorState, can_continue, warmup_of
 from .provenance import COMPONENTS, check, config_text
 from .results import RunResult
@@ -33,7 +40,7 @@ __all__ = ["RESUME_CHANGEABLE", "load_run_config", "resume_config", "resume"]
 #: keys that may change when a run is resumed (babysitting); the rest define the run
 RESUME_CHANGEABLE = ("lr", "beta", "beta1", "beta2", "eps", "weight_decay", "optimizer_params", "schedule",
                      "schedule_params", "schedule_unit", "epochs", "device", "plot", "early_stopping_patience",
-                     "plateau_factor", "plateau_patience", "dataset")
+                     "plateau_factor", "plateau_patience", "dataset", "checkpoint_interval")
 _LR_KEYS = ("lr", "schedule", "schedule_params", "schedule_unit")
 
 
@@ -112,23 +119,76 @@ def _resumed_config(run_dir, changes, check_components: bool = True):
     return old, config, meta, arrays
 
 
-def resume_config(run_dir, changes: dict | None = None) -> TrainConfig:
-    """The configuration ``resume(run_dir, changes)`` would continue with."""
-    return _resumed_config(run_dir, changes)[1]
+def _with_data(changes: dict | None, data) -> dict | None:
+    """``changes`` with the ``dataset`` that data given in Python records."""
+    if data is None:
+        return changes
+    if "dataset" in (changes or {}):
+        raise ConfigError("give the data to continue on as data=... or as dataset, not both")
+    return {**(changes or {}), "dataset": kind_of(data)}
 
 
-def resume(run_dir, changes: dict | None = None, *, reporter=None, handle_signals: bool = True) -> RunResult:
+def _check_python_data(run_dir, old: TrainConfig, config: TrainConfig, meta: dict, arrays: dict, data) -> None:
+    """A run trained on data given in Python continues only on data given again (or a file)."""
+    source = DataSpec.from_checkpoint(meta, arrays).source or {}
+    if data is None and config.dataset == old.dataset and source.get("kind") == "python":
+        raise DataError(f"the run in {run_dir} was trained on data given in Python ({described(source)})"
+                        f", which it cannot read again; resume it with resume({str(run_dir)!r}, data=...) and data of "
+                        "the same columns, or with --dataset FILE (a file of the same columns)")
+
+
+def _given_data(config: TrainConfig, old: TrainConfig, meta: dict, arrays: dict, data) -> Data:
+    """The data given in Python that a resumed run continues on, its columns and classes matched to
+    the run's and preprocessed as the run's were, with a note where its content differs from the
+    data the run recorded (or where the run trained on a file)."""
+    spec = DataSpec.from_checkpoint(meta, arrays)
+    out = load_data(config, data=data, spec=spec)
+    recorded = spec.source or {}
+    note = (changed_note(recorded, out.spec.source) if recorded.get("kind") == "python" else
+            f"the run continues on the {kind_of(data).strip('<>')}, its columns matched to those it trained on "
+            f"({old.dataset})")
+    if note:
+        out.notes.insert(0, note)
+    known = meta.get("num_classes")
+    if spec.task == CLASSIFICATION and not spec.class_names and isinstance(known, int) and out.num_classes != known:
+        if out.num_classes > known:
+            raise DataError(f"the labels of the {kind_of(data).strip('<>')} go up to {out.num_classes - 1}, but the run "
+                            f"was trained on {known} classes (labels 0..{known - 1})")
+        out.num_classes = known  # some of the run's classes are absent
+    return out
+
+
+def _loader(old, meta, arrays, data):
+    """What loads a resumed run's data: its own (or a file's) or the data given in Python."""
+    if data is None:
+        return partial(resumed_data, old=old, meta=meta, arrays=arrays)
+    return partial(_given_data, old=old, meta=meta, arrays=arrays, data=data)
+
+
+def resume_config(run_dir, changes: dict | None = None, *, data=None) -> TrainConfig:
+    """The configuration ``resume(run_dir, changes, data=data)`` would continue with."""
+    return _resumed_config(run_dir, _with_data(changes, data))[1]
+
+
+def resume(run_dir, changes: dict | None = None, *, data=None, reporter=None, handle_signals: bool = True) -> RunResult:
     """Continue the run in ``run_dir`` from its checkpoint, optionally with ``changes`` to the keys
     in :data:`RESUME_CHANGEABLE` (a new learning rate or schedule, more epochs). ``lr`` is the rate
     from the next step on (the schedule decays from it); ``lr0`` a new α0 of the schedule.
     Parameter tables in ``changes`` add to the old ones unless the component (e.g. the schedule)
     changes. The epoch where α changed is marked in ``metrics.jsonl``. The run is locked while it
-    trains (a second process is told which process uses it)."""
+    trains (a second process is told which process uses it).
+
+    ``data``: NumPy arrays ``(X, y)`` (or a dict of them) or a pandas DataFrame to continue on, as
+    ``run(..., data=...)`` takes them: a run trained on data given in Python needs it (or a file
+    of the same columns as ``dataset``). Its columns must match the run's (a DataFrame's by name,
+    arrays' by width) and its classes be the run's; the same data continues the run bit for bit."""
     run_dir = Path(run_dir)
-    _resumed_config(run_dir, changes)  # a run that can continue so, or one clear error, before writing anything
+    changes = _with_data(changes, data)
+    old, config, meta, arrays = _resumed_config(run_dir, changes)  # one clear error before writing anything
+    _check_python_data(run_dir, old, config, meta, arrays, data)
     with RunDir.open(run_dir):
         old, config, meta, arrays = _resumed_config(run_dir, changes, False)  # again, now that it is ours
-        return _resume(run_dir, old, config, meta, arrays, reporter, handle_signals)
+        return _resume(run_dir, old, config, meta, arrays, reporter, handle_signals, data)
 
 
 def _check_stopped_early(run_dir, config: TrainConfig, meta: dict) -> None:
@@ -150,13 +210,13 @@ def _config_file_matches(run_dir, config: TrainConfig) -> bool:
         return False
 
 
-def _resume(run_dir, old, config, meta, arrays, reporter, handle_signals) -> RunResult:
+def _resume(run_dir, old, config, meta, arrays, reporter, handle_signals, data=None) -> RunResult:
     done, mid_epoch = int(meta["epoch"]), int(meta.get("batch", 0))
     _check_stopped_early(run_dir, config, meta)
     finished = done >= config.epochs and not mid_epoch
     if finished and config.replace(out=old.out) == old and not (run_dir / ckpt.SUMMARY).exists():
         # killed after its last epoch, before the summary: finish it
-        dev, data = setup(config, load=partial(resumed_data, old=old, meta=meta, arrays=arrays))
+        dev, data = setup(config, load=_loader(old, meta, arrays, data))
         trainer = Trainer.build(config, data, dev, run_dir, reporter)
         trainer.load([meta], [arrays])
         member = trainer.members[0]
@@ -168,7 +228,7 @@ def _resume(run_dir, old, config, meta, arrays, reporter, handle_signals) -> Run
     if config.epochs < done + (1 if mid_epoch else 0):
         raise ConfigError(f"--epochs {config.epochs} is fewer than the {done + (1 if mid_epoch else 0)} epochs the run "
                           "has already started")
-    dev, data = setup(config, load=partial(resumed_data, old=old, meta=meta, arrays=arrays))
+    dev, data = setup(config, load=_loader(old, meta, arrays, data))
     if (data.num_features != meta.get("num_features") or data.num_classes != meta.get("num_classes")
             or not np.array_equal(data.mean, arrays.get("data/mean")) or not np.array_equal(data.std, arrays.get("data/std"))):
         raise ckpt.CheckpointError(f"the data of {config.dataset} differs from the data the run in {run_dir} "

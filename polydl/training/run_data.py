@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .data import Data, DataError, DataSpec, load_data, load_dataset, read_inputs, source_note
 from .data.files import same_content
+from .data.python_data import described
 
 __all__ = ["own_dataset", "load_for_run", "inputs_for_run", "data_notes", "resumed_data"]
 
@@ -21,7 +22,7 @@ def own_dataset(config, spec: DataSpec) -> tuple:
     file, with a note where it changed or moved; a named dataset by its name."""
     source = spec.source or {}
     if source.get("kind") == "python":
-        raise DataError(f"the run was trained on data given in Python (a {source.get('what', 'DataFrame')}), which it "
+        raise DataError(f"the run was trained on data given in Python ({described(source)}), which it "
                         "cannot read again; give data to evaluate on with --dataset FILE (or dataset=...)")
     if source.get("kind") != "file":
         return config.dataset, []

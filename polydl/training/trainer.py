@@ -7,13 +7,18 @@ and mini-batches index the device arrays. Per-step losses and correct counts (on
 stay on the device and are read back once per epoch. The optimizer's position (epoch,
 mini-batch, step) is the run's clock, shared by the members.
 
-Every training member's checkpoint is written atomically at every epoch boundary (and at the
-step where Ctrl-C arrives), several in two phases (:meth:`Trainer.save`), and holds everything the
-rest of its run depends on. It is written only while it is good: a member whose loss, weights or
-validation loss become NaN or infinite stops (:func:`~polydl.training.divergence.diverged`) and
-its last good checkpoint stays. A model alone then raises that error; a population member stops
-alone, its parameters frozen at their last good values while the others train on, and so does a
-member that the reporter asks to stop (``stop_members``).
+Every training member's checkpoint is written atomically at an epoch boundary at most every
+``checkpoint_interval`` seconds (0: every epoch), and always at the end, at the step where Ctrl-C
+or SIGTERM arrives, before a reporter that may prune sees the epoch and when a member stops early
+(:mod:`~polydl.training.member_checkpoints`: an epoch skipped is held back in memory and written
+where the last good checkpoint is needed); several are written in two phases
+(:meth:`Trainer.save`). A checkpoint holds everything the rest of its run depends on, so a run
+killed after a skipped checkpoint ends, resumed, with the same files. It is written only while it
+is good: a member whose loss, weights or validation loss become NaN or infinite stops
+(:func:`~polydl.training.divergence.diverged`) and its last good checkpoint stays. A model alone
+then raises that error; a population member stops alone, its parameters frozen at their last good
+values while the others train on, and so does a member that the reporter asks to stop
+(``stop_members``).
 
 A member that watches a metric (:mod:`~polydl.training.monitor`, :class:`MemberMonitor`) keeps
 its best epoch as ``best.npz``, has its α lowered on a plateau and stops early, alone: it is
@@ -96,6 +101,7 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
         self.has_checkpoint = True  # False until a new run's first checkpoints are written
         self.augment_shape = input_shape(data) if self.config.augment else None
         self.start_monitors()
+        self.start_checkpoints()
 
     @classmethod
     def build(cls, config: TrainConfig, data: Data, dev, out_dir, reporter: Reporter | None = None) -> "Trainer":
@@ -220,7 +226,9 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
                         correct_at[k] = (losses.predict(loss_fn, scores).reshape(shape) == yb).sum(-1)
                     report_step(loss) if takes_loss else report_step()
                     if self.stop is not None and self.stop.set and k + 1 < n:
+                        training = self.active()
                         self._stop_unusable(e, first_step, k + 1)
+                        self.keep_last_good(training)  # one that diverged: the epoch before
                         self.epoch_seconds += time.perf_counter() - t0
                         self.save()
                         raise self._interrupted(e)
@@ -240,12 +248,14 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
     def _end_epoch(self, e: int, first_step: int, t0: float) -> None:
         """The end of an epoch: the members' checks, records, metrics and checkpoints."""
         cfg, n = self.config, self.n_batches
+        training = self.active()
         self._stop_unusable(e, first_step, n)  # a checkpoint is good only if they are finite
         scores = [] if self.wants_scores() else None
         val_loss, val_acc, val_pred = evaluate_arrays(self.model, self.loss_fn, self.X["val"], self.y["val"],
                                                       self.autocast_dtype, scores)
         val_loss, val_acc, extra = self._per_member(val_loss), self._per_member(val_acc), self.val_metrics(val_pred, scores)
         self._stop_bad_validation(e, first_step, val_loss)  # ... and its validation loss is
+        self.keep_last_good(training)  # one that diverged keeps the checkpoint of the epoch before
         step_losses = backend.to_numpy(self.step_losses).reshape(len(self.members), n)
         correct = backend.to_numpy(self.step_correct).reshape(len(self.members), n)
         seconds = round(self.epoch_seconds + time.perf_counter() - t0, 6)
@@ -263,13 +273,17 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
             mb = self.members[k]
             self.write(mb, ckpt.METRICS, partial(ckpt.append_metrics, mb.out_dir / ckpt.METRICS, record))
         improved, stopping = self.watch(records)  # a plateau's α is in the checkpoints
-        states = self.save()
+        stop = self.stop is not None and self.stop.set
+        states, improved = self.checkpoint_epoch(improved, must=self.epoch >= cfg.epochs or bool(stopping) or stop
+                                                 or self.may_stop())
         if len(self.active()) > 1:
             self.good = self._snapshot()
         self.reporter.epoch_end(records if self.population is not None else records[0], cfg.epochs)
         self.after_save(states, improved, stopping)  # best.npz, config.toml, early stops' summaries
         self._stop_requested(e)
         if self.stop is not None and self.stop.set and self.epoch < cfg.epochs and self.active():
+            if self.held is not None:  # the signal came after the checkpoints were skipped
+                self.save()
             raise self._interrupted(e)
 
     def _test(self) -> tuple[list, list]:
@@ -291,12 +305,21 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
         keep = {mb.index for mb in keep}
         size = self.model.num_parameters() // (self.population or 1)
         tests = test_values(self)  # a regression's test RMSE, MAE and R²
+        summaries = []
         for mb in members:
             s = summary(mb, self.data, self.epoch, self.step, test_loss[mb.index], test_acc[mb.index], size)
             s.update(summary_values(mb, self.data, tests[mb.index]))
             if mb.index in keep:
                 s["best"] = self.best_summary(mb, (best_loss[mb.index], best_acc[mb.index]))
-            self.write(mb, ckpt.SUMMARY, partial(ckpt.atomic_write, mb.out_dir / ckpt.SUMMARY, json.dumps(s, indent=2) + "\n"))
+            summaries.append(s)
+        files = [(mb, ckpt.SUMMARY, json.dumps(s, indent=2) + "\n", None)
+                 for mb, s in zip(members, summaries, strict=True)]
+        if len(files) > 1:  # several: written together, one sync for all
+            self.write_files(files)
+        else:
+            mb, name, text, _ = files[0]
+            self.write(mb, name, partial(ckpt.atomic_write, mb.out_dir / name, text))
+        for mb, s in zip(members, summaries, strict=True):
             if mb.config.plot:
                 self._plot(mb)
             mb.outcome = RunResult(mb.out_dir, self.epoch, self.step, list(mb.history), s)
@@ -343,6 +366,9 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
                 self.stop = flag
                 try:
                     self.train()
+                except (Exception, KeyboardInterrupt):
+                    self.after_failure()  # the last good checkpoints, where they were held back
+                    raise
                 finally:
                     self.stop = None
             outcomes = self.finish()

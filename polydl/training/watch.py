@@ -16,8 +16,11 @@ A frame is the run's header line, three panels against epoch (loss and accuracy,
 validation, and α, on a log axis when it spans more than a decade; a dotted line where α was
 changed on resume or lowered on a plateau, with the change written below; for a run that watches
 its metric, a line at its best epoch) and a status line: epoch e/E, the last validation loss and
-accuracy, α, the best epoch, and running, finished (or stopped early, and why) or stopped. plotext is optional:
-``pip install 'polydl[watch]'``.
+accuracy, α, the best epoch, and running, finished (or stopped early, and why) or stopped. A
+regression (its records have ``val_rmse``, ``val_mae`` and ``val_r2``, no accuracy) has four
+panels instead, two by two where they stand side by side: loss, validation RMSE and MAE (the
+target's units), validation R² and α; its status line gives the validation RMSE and R², and the
+test RMSE and R² once it has finished. plotext is optional: ``pip install 'polydl[watch]'``.
 """
 from __future__ import annotations
 
@@ -50,6 +53,14 @@ RUNNING, FINISHED, STOPPED = "running", "finished", "stopped"
 PLOTEXT_MISSING = "polydl watch draws a run's curves with plotext, which is not installed: pip install 'polydl[watch]'"
 #: frames at least this wide put the three panels side by side, narrower ones stack them
 SIDE_BY_SIDE = 96
+#: what an epoch's record of a regression has instead of accuracy
+REGRESSION_KEYS = ("val_rmse", "val_mae", "val_r2")
+_LOSS = ("loss", (("train_loss", "train", "cyan"), ("val_loss", "val", "orange")))
+_ALPHA = ("α", (("lr", None, "green"),))
+#: the panels of a frame: (title, ((record key, label, colour), ...)) of a classification, a regression
+PANELS = (_LOSS, ("accuracy", (("train_accuracy", "train", "cyan"), ("val_accuracy", "val", "orange"))), _ALPHA)
+REGRESSION_PANELS = (_LOSS, ("RMSE / MAE", (("val_rmse", "rmse", "cyan"), ("val_mae", "mae", "orange"))),
+                     ("R²", (("val_r2", "val", "orange"),)), _ALPHA)
 
 
 class WatchError(ValueError):
@@ -160,6 +171,12 @@ class RunState:
         return best_epoch(self.records, str(c.get("monitor", "val_loss")), c.get("min_delta", 0.0))
 
     @property
+    def regression(self) -> bool:
+        """A regression run: its records (or its summary) have RMSE, MAE and R² instead of accuracy."""
+        return (any(k in r for r in self.records for k in REGRESSION_KEYS)
+                or (self.summary or {}).get("task") == "regression")
+
+    @property
     def done(self) -> bool:
         """No process trains in it any more."""
         return self.status != RUNNING
@@ -239,8 +256,10 @@ def _status_parts(state: RunState) -> tuple[str, str]:
     total = state.epochs if state.epochs is not None else "?"
     if state.records:
         r = state.records[-1]
+        val = (f"val RMSE {_g(r.get('val_rmse'))}  val R² {_g(r.get('val_r2'))}" if state.regression
+               else f"val accuracy {_pct(r.get('val_accuracy'))}")
         head = (f"epoch {state.epoch}/{total}  train loss {_g(r.get('train_loss'))}  val loss {_g(r.get('val_loss'))}"
-                f"  val accuracy {_pct(r.get('val_accuracy'))}  α {_g(r.get('lr'))}")
+                f"  {val}  α {_g(r.get('lr'))}")
         best = state.best_epoch
         if best is not None:
             monitor = state.config.get("monitor", "val_loss")
@@ -254,7 +273,9 @@ def _status_parts(state: RunState) -> tuple[str, str]:
         s = state.summary or {}
         early = state.stopped_early
         how = f"stopped early after epoch {early.get('epoch')}: {early.get('reason')}; " if early else ""
-        tail = f"finished: {how}test accuracy {_pct(s.get('test_accuracy'))} (loss {_g(s.get('test_loss'))})"
+        test = (f"test RMSE {_g(s.get('test_rmse'))}, R² {_g(s.get('test_r2'))}" if state.regression
+                else f"test accuracy {_pct(s.get('test_accuracy'))}")
+        tail = f"finished: {how}{test} (loss {_g(s.get('test_loss'))})"
     else:
         tail = (f"stopped after epoch {state.epoch} of {total} (no process trains it); continue it with "
                 f"polydl train --resume {state.path}")
@@ -311,10 +332,16 @@ def run_frame(state: RunState, width: int = 120, height: int = 30, color: bool =
     return "\n".join(lines + tail)
 
 
+def _shares(total: int, n: int) -> list[int]:
+    """``total`` characters in ``n`` parts that differ by at most one."""
+    return [total // n + (1 if i < total % n else 0) for i in range(n)]
+
+
 def _plots(plt, state: RunState, width: int, height: int, color: bool) -> str:
     records = state.records
+    panels = REGRESSION_PANELS if state.regression else PANELS
     side = width >= SIDE_BY_SIDE
-    rows, cols = (1, 3) if side else (3, 1)
+    rows, cols = ((1, len(panels)) if len(panels) <= 3 else (2, (len(panels) + 1) // 2)) if side else (len(panels), 1)
     height = max(9 * rows, height)
     first = min((r["epoch"] for r in records if isinstance(r.get("epoch"), int)), default=1)
     last = max(state.epochs or 0, state.epoch)
@@ -322,18 +349,15 @@ def _plots(plt, state: RunState, width: int, height: int, color: bool) -> str:
     plt.limitsize(False, False)
     plt.subplots(rows, cols)
     plt.plotsize(width, height)
-    sizes = [width // 3 + (1 if i < width % 3 else 0) for i in range(3)] if side else \
-        [height // 3 + (1 if i < height % 3 else 0) for i in range(3)]
+    widths, heights = _shares(width, cols), _shares(height, rows)
     changed = [r["epoch"] - 0.5 for r in records if r.get("lr_changed") and isinstance(r.get("epoch"), int)]
     best = state.best_epoch
     stop = (state.stopped_early or {}).get("epoch")
-    panels = (("loss", (("train_loss", "train", "cyan"), ("val_loss", "val", "orange"))),
-              ("accuracy", (("train_accuracy", "train", "cyan"), ("val_accuracy", "val", "orange"))),
-              ("α", (("lr", None, "green"),)))
     for i, (title, keys) in enumerate(panels):
-        plt.subplot(1, i + 1) if side else plt.subplot(i + 1, 1)
+        row, col = divmod(i, cols)
+        plt.subplot(row + 1, col + 1)
         plt.theme("clear")
-        plt.plotsize(sizes[i], height) if side else plt.plotsize(width, sizes[i])
+        plt.plotsize(widths[col], heights[row])
         ys = []
         for key, label, colour in keys:
             x, y = _series(records, key)
@@ -352,7 +376,7 @@ def _plots(plt, state: RunState, width: int, height: int, color: bool) -> str:
         plt.title(title)
         plt.xlim(first - 0.5 if changed else first, max(last, first + 1))
         plt.xticks(_ticks(first, max(last, first + 1)))
-        if side or i == 2:
+        if row == rows - 1:
             plt.xlabel("epoch")
     plt.main()
     text = plt.build().rstrip("\n")

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 
-from .. import fsafe
+from .. import cpu_kernels, fsafe
 from ..training.signals import stop_requested
 from .executors.base import BLAS_VARIABLES, OWNER_LOCK, OWNER_PID, TrialTask, run_trial
 
@@ -134,6 +134,7 @@ def main() -> int:
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    cpu_kernels.notes(None)  # trials compile kernels without the note, which each worker would repeat
     _die_with_owner()
     _hold_owner_lock()
     tasks: queue.Queue = queue.Queue()

@@ -52,7 +52,7 @@ def test_a_full_disk_at_the_start_is_one_line_and_leaves_nothing():
 @needs_tmpfs
 def test_a_disk_that_fills_mid_run_keeps_the_last_checkpoint_and_resumes(tmp_path):
     py = " ".join(CLI)
-    long = "train --dataset moons --dataset-param n_samples=3000 --hidden 16 --epochs 400 --no-plot"
+    long = "train --dataset moons --dataset-param n_samples=3000 --hidden 16 --epochs 400 --no-plot --checkpoint-interval 0"
     r = in_full_fs(f"""
         {py} {long} --out /mnt/run > {tmp_path}/log 2> {tmp_path}/err &
         pid=$!

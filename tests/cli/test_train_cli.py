@@ -126,6 +126,7 @@ FLAGS = [
     (["--augment-padding", "2"], "augment_padding", 2),
     (["--no-augment-flip"], "augment_flip", False),
     (["--augment-flip"], "augment_flip", True),
+    (["--checkpoint-interval", "2.5"], "checkpoint_interval", 2.5),
 ]
 
 

@@ -205,3 +205,41 @@ def test_a_link_in_place_of_a_run_file_is_not_followed(finished, tmp_path, name)
     with pytest.raises(watch.WatchError, match=rf"cannot read the run: .*{re.escape(name)} is a symbolic link, not a "
                                                "regular file; remove it"):
         watch.read_run(run)
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory):
+    """A finished 4-epoch regression (mse) on arrays: its records have RMSE, MAE and R², no accuracy."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + rng.normal(0, 0.3, 200)
+    out = tmp_path_factory.mktemp("w") / "reg"
+    training.run(tiny(epochs=4, loss="mse", dataset_params={}), out, data=(X, y))
+    return out
+
+
+def test_a_regression_frame_draws_the_loss_rmse_mae_and_r2(regression, finished):
+    state = watch.read_run(regression)
+    last, summary = state.records[-1], json.loads((regression / ckpt.SUMMARY).read_text())
+    assert state.regression and last.get("val_accuracy") is None and not watch.read_run(finished).regression
+    frame = watch.run_frame(state, 120, 30)
+    lines = frame.split("\n")
+    assert len(lines) <= 30 and max(map(len, lines)) <= 120 and "accuracy" not in frame
+    assert re.search(r"loss\s+RMSE / MAE", frame) and re.search(r"R²\s+α", frame)   # two by two
+    assert all(f"⢕⢕ {label}" in frame for label in ("train", "val", "rmse", "mae"))
+    status = (f"epoch 4/4  train loss {last['train_loss']:.4g}  val loss {last['val_loss']:.4g}  val RMSE "
+              f"{last['val_rmse']:.4g}  val R² {last['val_r2']:.4g}  α {last['lr']:.4g}  finished: test RMSE "
+              f"{summary['test_rmse']:.4g}, R² {summary['test_r2']:.4g} (loss {summary['test_loss']:.4g})")
+    assert watch.status_line(state) == status
+
+    # stacked: the four panels in order, each axis spanning its own values
+    lines = watch.run_frame(state, 80, 60).split("\n")
+    titles = [x.strip() for x in lines if x.strip() in ("loss", "RMSE / MAE", "R²", "α", "accuracy")]
+    assert titles == ["loss", "RMSE / MAE", "R²", "α"]
+    for title, end, keys in (("RMSE / MAE", "R²", ("val_rmse", "val_mae")), ("R²", "α", ("val_r2",))):
+        labels = _axis_labels("\n".join(lines[titles_at(lines, title):titles_at(lines, end)]))
+        values = [r[k] for r in state.records for k in keys]
+        span = max(values) - min(values)
+        assert labels and max(labels) >= max(values) - 0.3 * span and min(labels) <= min(values) + 0.3 * span

@@ -269,7 +269,7 @@ def test_two_owners_share_one_sqlite_study(tmp_path):
 @pytest.mark.slow
 def test_kill_9_of_the_owner_then_the_same_command_continues_the_study(tmp_path, reference):
     out = tmp_path / "s"
-    command = ["tune", *LONGER, "--trials", 3, "--workers", 1, "--out", out]
+    command = ["tune", *LONGER, "--trials", 3, "--workers", 1, "--out", out, "--checkpoint-interval", 0]
     p = popen(*command)
     second = out / "trials" / "0001" / ckpt.METRICS
     # trial 0 finished, trial 1 past its second epoch's line: its first epoch's checkpoint is saved (a kill

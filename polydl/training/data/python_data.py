@@ -6,7 +6,9 @@ it has, and read through its own methods.
 
 A run trained on such data records ``dataset = "<DataFrame>"`` (or ``"<arrays>"``) and a
 fingerprint of the content (SHA-256): ``polydl evaluate`` and ``polydl predict`` take its run
-directory with a file of the same columns.
+directory with a file of the same columns, and ``resume(run_dir, data=...)`` continues it on data
+given in Python whose columns (a DataFrame's by name, arrays' by width) and classes match the
+run's, with a note where their fingerprint differs from the recorded one (:func:`changed_note`).
 """
 from __future__ import annotations
 
@@ -22,9 +24,34 @@ from .sources import Raw
 from .spec import REGRESSION, DataSpec
 from .tables import Frame
 
-__all__ = ["from_python", "is_dataframe", "frame_of_dataframe", "DATAFRAME", "ARRAYS"]
+__all__ = ["from_python", "is_dataframe", "frame_of_dataframe", "changed_note", "described", "kind_of", "DATAFRAME",
+           "ARRAYS"]
 
 DATAFRAME, ARRAYS = "<DataFrame>", "<arrays>"
+
+
+def kind_of(data) -> str:
+    """The ``dataset`` a run on ``data`` records: ``"<DataFrame>"`` or ``"<arrays>"``."""
+    return DATAFRAME if is_dataframe(data) else ARRAYS
+
+
+def described(source: dict | None) -> str:
+    """What data given in Python was, for messages: ``a DataFrame`` or ``arrays``."""
+    what = (source or {}).get("what", "DataFrame")
+    return "a DataFrame" if what == "DataFrame" else str(what)
+
+
+def changed_note(recorded: dict | None, source: dict | None) -> str | None:
+    """A note where data given in Python (its ``source``) holds other content than the data given in
+    Python that a run recorded (``recorded``): their SHA-256 differ, as :func:`~.spec.source_note`
+    says of a data file that changed. None where they agree, or where the run's data was not given
+    in Python."""
+    if not isinstance(recorded, dict) or recorded.get("kind") != "python" or not isinstance(source, dict):
+        return None
+    if recorded.get("sha256") == source.get("sha256"):
+        return None
+    return (f"the data given in Python ({described(source)}) changed since the run was trained on it "
+            "(its content differs from what the run recorded)")
 
 
 def is_dataframe(obj) -> bool:
@@ -106,6 +133,9 @@ def _arrays(data, task, loss, spec) -> Raw:
     for s, (X, y) in given.items():
         what = "the arrays" if s == "train" else f"the arrays ({s} split)"
         X = features(X, what)
+        if spec is not None and X.ndim == 2 and X.shape[1] != len(spec.columns):
+            raise DataError(f"{what} have {X.shape[1]} feature columns, but the run was trained on "
+                            f"{len(spec.columns)} ({', '.join(spec.feature_columns)})")
         targets[s] = check_targets(y, what, len(X), loss) if task == REGRESSION else np.asarray(y)
         names = spec.feature_columns if spec is not None and len(spec.columns) == X.shape[1] else None
         frames[s] = Frame.from_matrix(X, what, names)

@@ -152,6 +152,7 @@ def _reporter(task: TrialTask, emit, stop_requested, wait_decision):
 
     class Reporter(training.Reporter):
         epoch = 0
+        may_stop = task.decide  # pruned after an epoch: its checkpoint is written first
 
         def step(self, loss=None):
             if stop_requested():

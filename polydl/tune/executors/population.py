@@ -74,6 +74,7 @@ def _reporter(tasks, emit, stop_requested, wait_decision):
 
     class Reporter(PopulationReporter):
         started = False
+        may_stop = any(t.decide for t in tasks)  # members pruned after an epoch keep its checkpoints
 
         def __init__(self):
             super().__init__()

@@ -97,7 +97,8 @@ def test_a_search_on_a_cluster_joined_by_address(cluster, reference, tmp_path):
 @pytest.mark.slow
 def test_kill_9_of_the_owner_on_a_cluster_then_the_same_command_continues(cluster, reference, tmp_path):
     out = tmp_path / "s"
-    command = ["tune", *LONGER, "--trials", 3, "--workers", 1, "--executor", "ray", "--address", cluster, "--out", out]
+    command = ["tune", *LONGER, "--trials", 3, "--workers", 1, "--executor", "ray", "--address", cluster, "--out", out,
+               "--checkpoint-interval", 0]  # a checkpoint at every epoch
     p = popen(*command)
     second = out / "trials" / "0001" / ckpt.METRICS
     wait_for_lines(second, 2, p)                     # trial 0 finished, trial 1 past its second epoch

@@ -219,7 +219,7 @@ def test_a_trial_that_decides_waits_for_the_owner_through_the_hub(executor, tmp_
 @pytest.mark.parametrize("ship", [False, True], ids=["shared", "shipped"])
 def test_a_killed_worker_is_run_again_from_its_checkpoint(executor, tmp_path, ship):
     ex = executor(ship=ship)
-    ex.submit(task(tmp_path, 0, epochs=6, **SLOWER))
+    ex.submit(task(tmp_path, 0, epochs=6, checkpoint_interval=0, **SLOWER))  # a checkpoint at every epoch
     killed = []
 
     def on_event(ev):
@@ -238,7 +238,8 @@ def test_a_killed_worker_is_run_again_from_its_checkpoint(executor, tmp_path, sh
     assert events[-1].kind == "done" and after[0].epoch >= 3 and after[-1].epoch == 6
     assert after[0].extra["pid"] != killed[0]
     ref = tmp_path / "ref"
-    run_trial(TrialTask(9, tiny(epochs=6, **SLOWER).to_dict(), str(ref)), lambda ev: None, handle_signals=False)
+    run_trial(TrialTask(9, tiny(epochs=6, checkpoint_interval=0, **SLOWER).to_dict(), str(ref)), lambda ev: None,
+              handle_signals=False)
     assert_same_run(ref, tmp_path / "trials" / "0000")
 
 
