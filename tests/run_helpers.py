@@ -1,10 +1,12 @@
 """Small runs and comparisons of run directories, shared by the training and CLI tests."""
 import json
+import signal
 
 import numpy as np
 
 from polydl.training import checkpoint as ck
 from polydl.training.config import TrainConfig
+from polydl.training.reporting import Reporter
 
 
 def tiny(**kw) -> TrainConfig:
@@ -61,3 +63,15 @@ def without_file_permission_override():
                 raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
     return drop
+
+
+class InterruptAt(Reporter):
+    """Sends this process a real SIGINT at the n-th step."""
+
+    def __init__(self, n):
+        self.n, self.count = n, 0
+
+    def step(self, loss=None):
+        self.count += 1
+        if self.count == self.n:
+            signal.raise_signal(signal.SIGINT)

@@ -101,6 +101,21 @@ def file_mode() -> int:
     return 0o666 & ~(umask if umask is not None else _UMASK)
 
 
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path`` with the mode of :func:`file_mode`: (its open
+    descriptor, its name). A long name is cut so that the temporary file's name stays within the
+    system's limit (:func:`remove_temporaries` finds it by its prefix)."""
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name[:64] + ".", dir=path.parent)
+    if hasattr(os, "fchmod"):
+        try:
+            os.fchmod(fd, file_mode())
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+    return fd, tmp
+
+
 def atomic_write(path, data: bytes | str | None = None, writer=None) -> None:
     """Write ``path`` atomically: temp file in the same directory, flush, fsync, ``os.replace``.
     The file gets the mode a plain ``open()`` would give it (:func:`file_mode`), not the 0600 of
@@ -109,12 +124,8 @@ def atomic_write(path, data: bytes | str | None = None, writer=None) -> None:
 
     Give ``data`` (bytes or text) or ``writer(fileobj)``."""
     path = Path(path)
-    # a long name keeps the temporary file's name within the system's limit (remove_temporaries
-    # finds it by its prefix)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name[:64] + ".", dir=path.parent)
+    fd, tmp = _temporary(path)
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as fh:
             if writer is not None:
                 writer(fh)
@@ -136,11 +147,8 @@ def write_temporary(path, data: bytes | str) -> tuple[int, str]:
     """``data`` written to a new temporary file beside ``path`` (the mode of :func:`file_mode`),
     without an fsync: (its descriptor, still open, and its name), for :func:`sync` and then
     ``os.replace``. On an error the temporary file is removed."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name[:64] + ".", dir=path.parent)
+    fd, tmp = _temporary(Path(path))
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, file_mode())
         view = memoryview(data.encode("utf-8") if isinstance(data, str) else data)
         while view:
             view = view[os.write(fd, view):]
@@ -297,19 +305,17 @@ def metrics_line(record: dict) -> str:
     return json.dumps(record, allow_nan=True) + "\n"
 
 
-_line = metrics_line
-
 
 def write_metrics(path, records) -> None:
     """Rewrite ``metrics.jsonl`` atomically with exactly ``records``."""
-    atomic_write(path, "".join(_line(r) for r in records))
+    atomic_write(path, "".join(metrics_line(r) for r in records))
 
 
 def append_metrics(path, record: dict) -> None:
     """Add ``record`` to ``metrics.jsonl`` (:func:`open_own`: never through a link or a FIFO)."""
     fd = open_own(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     with os.fdopen(fd, "a", encoding="utf-8") as fh:
-        fh.write(_line(record))   # no fsync: a resume rewrites it from the (fsynced) checkpoint
+        fh.write(metrics_line(record))   # no fsync: a resume rewrites it from the (fsynced) checkpoint
 
 
 #: fields of a metrics record: whole numbers, and numbers (or null)

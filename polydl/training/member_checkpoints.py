@@ -132,17 +132,18 @@ class MemberCheckpoints:
         ask = getattr(type(self.reporter), "stop_members", None)
         return self.population is not None and ask is not None and ask is not PopulationReporter.stop_members
 
-    def checkpoint_epoch(self, improved: list, must: bool) -> tuple[list, list]:
+    def checkpoint_epoch(self, improved: list, must: bool, tensors: list | None = None) -> tuple[list, list]:
         """The checkpoints of the epoch that just ended where ``must`` or ``checkpoint_interval``
         seconds have passed since the last (0: every epoch): (the states written, the members of
         ``improved`` whose ``best.npz`` is a copy of theirs). Otherwise every training member's
-        state is held back (``improved`` members' as their best epoch's) and ([], [])."""
+        state is held back (``improved`` members' as their best epoch's; ``tensors``: a copy of the
+        model's parameters and buffers now, where the caller has one) and ([], [])."""
         interval = self.config.checkpoint_interval
         if must or interval <= 0 or time.monotonic() - self.last_checkpoint >= interval:
             for mb in improved:
                 self.held_best.pop(mb.index, None)
             return self.save(), improved
-        better, tensors = {mb.index for mb in improved}, [t.data.copy() for t in self._tensors()]
+        better, tensors = {mb.index for mb in improved}, self._snapshot() if tensors is None else tensors
         self.held = [(mb, self._parts(mb, tensors)) for mb in self.active()]
         for mb, parts in self.held:
             if mb.index in better:

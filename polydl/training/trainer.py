@@ -274,10 +274,11 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
             self.write(mb, ckpt.METRICS, partial(ckpt.append_metrics, mb.out_dir / ckpt.METRICS, record))
         improved, stopping = self.watch(records)  # a plateau's α is in the checkpoints
         stop = self.stop is not None and self.stop.set
+        good = self._snapshot() if len(self.active()) > 1 else None  # also what a skipped checkpoint holds
         states, improved = self.checkpoint_epoch(improved, must=self.epoch >= cfg.epochs or bool(stopping) or stop
-                                                 or self.may_stop())
-        if len(self.active()) > 1:
-            self.good = self._snapshot()
+                                                 or self.may_stop(), tensors=good)
+        if good is not None:
+            self.good = good
         self.reporter.epoch_end(records if self.population is not None else records[0], cfg.epochs)
         self.after_save(states, improved, stopping)  # best.npz, config.toml, early stops' summaries
         self._stop_requested(e)

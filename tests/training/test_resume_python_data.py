@@ -4,7 +4,7 @@ columns; mismatched columns or classes and a resume without the data are one cle
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from run_helpers import assert_same_run, meta
+from run_helpers import InterruptAt, assert_same_run, meta
 
 from polydl.training import ConfigError, DataError, TrainConfig, TrainingInterrupted, resume, run
 from polydl.training.reporting import Reporter
@@ -35,20 +35,6 @@ class Notes(Reporter):
 
     def note(self, message):
         self.notes.append(message)
-
-
-class InterruptAt(Reporter):
-    """Sends this process a real SIGINT at the n-th step."""
-
-    def __init__(self, n):
-        self.n, self.count = n, 0
-
-    def step(self, loss=None):
-        import signal
-
-        self.count += 1
-        if self.count == self.n:
-            signal.raise_signal(signal.SIGINT)
 
 
 def test_arrays_resumed_with_the_same_data_end_bit_identical(tmp_path):

@@ -4,7 +4,7 @@ import signal
 
 import numpy as np
 import pytest
-from run_helpers import arrays, assert_same_run, meta, metrics, tiny
+from run_helpers import InterruptAt, arrays, assert_same_run, meta, metrics, tiny
 
 import polydl
 from polydl import backend, optim, schedules
@@ -60,18 +60,6 @@ def test_resume_with_more_epochs_equals_the_longer_run(tmp_path):
     res = resume(tmp_path / "part", {"epochs": 4})
     assert res.epochs == 4
     assert_same_run(tmp_path / "full", tmp_path / "part")
-
-
-class InterruptAt(Reporter):
-    """Sends this process a real SIGINT at the n-th step."""
-
-    def __init__(self, n):
-        self.n, self.count = n, 0
-
-    def step(self, loss=None):
-        self.count += 1
-        if self.count == self.n:
-            signal.raise_signal(signal.SIGINT)
 
 
 @pytest.mark.parametrize("at", [1, 7, 10, 13])
