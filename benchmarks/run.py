@@ -66,14 +66,17 @@ def make_data(sizes, samples, seed=0):
 
 # ---------------------------------------------------------------------------- polydl
 class PolydlSide:
-    """polydl's training loop; ``kernels=False`` runs it with the fused CPU kernels off (the
-    NumPy form of every op and optimizer step, as without Numba installed)."""
+    """polydl's training loop, each mini-batch one ``polydl.capture.TrainStep`` (as ``polydl
+    train`` runs it): captured after its first step; ``capture=False`` keeps every step eager
+    (``POLYDL_CAPTURE=off``). ``kernels=False`` runs it with the fused CPU kernels off (the NumPy
+    form of every op and optimizer step, as without Numba installed)."""
 
-    def __init__(self, sizes, batch, X, y, device, kernels=True):
+    def __init__(self, sizes, batch, X, y, device, kernels=True, capture=True):
         import polydl
         from polydl import backend, losses, nn, optim
+        from polydl.capture import TrainStep
 
-        self.name = "polydl" if kernels else "polydl NumPy only"
+        self.name = ("polydl" if kernels else "polydl NumPy only") + ("" if capture else " eager")
         self.kernels = "auto" if kernels else "off"
         self.polydl = polydl
         polydl.manual_seed(0)
@@ -85,17 +88,14 @@ class PolydlSide:
         self.y = backend.to_device(y, device)
         self.batch = batch
         self.xp = backend.get_array_module(self.X)
+        self.step = TrainStep(self.model, self.loss, self.opt, capture=capture)
 
     def epoch(self):
-        tensor, model, opt, loss_fn = self.polydl.Tensor, self.model, self.opt, self.loss
-        X, y, b = self.X, self.y, self.batch
+        step, X, y, b = self.step, self.X, self.y, self.batch
         last = None
         with self.polydl.cpu_kernels.use(self.kernels):
             for i in range(0, len(y) - b + 1, b):
-                opt.zero_grad()
-                last = loss_fn(model(tensor(X[i:i + b])), y[i:i + b])
-                last.backward()
-                opt.step()
+                last, _ = step(X[i:i + b], y[i:i + b])
         self.sync()
         return float(last.item())
 
@@ -207,6 +207,8 @@ def mlp_sides(name, device, sides_wanted):
     sides = []
     if "polydl" in sides_wanted:
         sides.append(PolydlSide(sizes, batch, X, y, device))
+    if "eager" in sides_wanted:
+        sides.append(PolydlSide(sizes, batch, X, y, device, capture=False))
     if "numpy" in sides_wanted and not device.startswith("cuda"):
         sides.append(PolydlSide(sizes, batch, X, y, device, kernels=False))
     if "torch" in sides_wanted:
@@ -353,6 +355,16 @@ def render(results, overhead, memory, info, args):
                 continue
             lines.append(f"| {r['workload']} | {fmt(n)} | {ratio(med.get('torch'), n)} | {ratio(med.get('torch fused'), n)} | "
                          f"{ratio(n, med.get('GEMM floor'))} | {ratio(n, med.get('polydl'))} |")
+    if any("polydl eager" in r["median_s"] for r in results):
+        lines += ["", "Captured steps against eager ones (`POLYDL_CAPTURE=off`: every step builds its graph and "
+                  "walks it):", "", "| workload | polydl eager (s) | polydl captured (s) | speed-up | eager / JAX |",
+                  "|---|---|---|---|---|"]
+        for r in results:
+            med = r["median_s"]
+            e = med.get("polydl eager")
+            if e is not None:
+                lines.append(f"| {r['workload']} | {fmt(e)} | {fmt(med.get('polydl'))} | {ratio(e, med.get('polydl'))} | "
+                             f"{ratio(e, med.get('JAX'))} |")
     if overhead:
         lines += ["", f"Autodiff bookkeeping: a recorded tiny op costs {overhead['recorded_add_us']:.2f} µs against "
                   f"{overhead['numpy_add_us']:.2f} µs for the bare NumPy call ({overhead['forward_overhead_us']:.2f} µs "
@@ -370,8 +382,9 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--pause", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--sides", default="polydl,numpy,torch,fused,jax,gemm",
-                    help="comma-separated: polydl, numpy (polydl with the CPU kernels off), torch, fused, jax, gemm")
+    ap.add_argument("--sides", default="polydl,eager,numpy,torch,fused,jax,gemm",
+                    help="comma-separated: polydl, eager (polydl with capture off), numpy (polydl with the CPU "
+                         "kernels off), torch, fused, jax, gemm")
     ap.add_argument("--no-memory", action="store_true", help="skip the W2 peak-memory comparison")
     ap.add_argument("--no-overhead", action="store_true", help="skip the per-op overhead measurement")
     ap.add_argument("--json", help="also write the raw results to this JSON file")

@@ -249,7 +249,9 @@ def _like(a):
 def _bn_ahead(x, gamma, beta, eps, relu, out, mu, var, inv_std):
     """bn_forward_train's (bn_nchw_forward_train's) backward pass and evaluation forward."""
     g = _like(x)
-    return (("bn_backward_train", (g, x, mu, inv_std, gamma, g if relu else None, g, mu, mu)),
+    flat = np.empty(1, mu.dtype)
+    return (("bn_running", (flat, flat, flat, flat, mu.dtype.type(0.9), mu.dtype.type(0.1))),
+            ("bn_backward_train", (g, x, mu, inv_std, gamma, g if relu else None, g, mu, mu)),
             ("bn_forward_eval", (x, _like(mu), _like(mu), beta, relu, g)))
 
 

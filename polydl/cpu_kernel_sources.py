@@ -96,6 +96,14 @@ def _relu_backward(g, out, gx, zero):
         gx[i] = gi if out[i] > 0 else gi * zero
 
 
+def _bn_running(rm, rv, mu, var, mom, rest):
+    """running = momentum·running + (1 − momentum)·batch for the mean and the variance (flat 1-D
+    views; ``mom`` and ``rest`` in their dtype), as NumPy's ``rm *= mom; rm += rest * mu``."""
+    for i in range(rm.shape[0]):
+        rm[i] = rm[i] * mom + rest * mu[i]
+        rv[i] = rv[i] * mom + rest * var[i]
+
+
 def _sum_rows(g, out):
     """out[p] = Σᵢ g[p, i] in g's dtype, row after row (the order of NumPy's sum over axis −2):
     the bias gradient of a linear layer, for a population or (P = 1) one model."""
@@ -278,7 +286,7 @@ def _softmax_xent_backward(p, labels, scale, gz):
 SOURCES = {
     "sgd": _sgd, "momentum": _momentum, "rmsprop": _rmsprop, "adam": _adam,
     "sgd_rows": _sgd_rows, "momentum_rows": _momentum_rows, "rmsprop_rows": _rmsprop_rows, "adam_rows": _adam_rows,
-    "relu_backward": _relu_backward, "sum_rows": _sum_rows,
+    "relu_backward": _relu_backward, "sum_rows": _sum_rows, "bn_running": _bn_running,
     "bn_forward_train": _bn_forward_train, "bn_forward_eval": _bn_forward_eval,
     "bn_backward_train": _bn_backward_train,
     "softmax_shift": _softmax_shift, "softmax_finish": _softmax_finish,

@@ -25,6 +25,14 @@ class _GradMode:
 _MODE = _GradMode()
 
 
+class _Capture:
+    """The recorder of a training step being captured (``polydl.capture``), None otherwise."""
+    rec = None
+
+
+_CAPTURE = _Capture()
+
+
 def is_grad_enabled() -> bool:
     return _MODE.enabled
 
@@ -202,6 +210,8 @@ class Tensor:
                 raise RuntimeError(_RELEASED)
             _accumulate_leaf(self, grad)
             return
+        if _CAPTURE.rec is not None:  # the same walk, recorded for replay
+            return _CAPTURE.rec.walk(self, grad, retain_graph)
         # Every op output is numbered when it is created, after its inputs, so visiting nodes in
         # decreasing number visits each one after all of its consumers: its gradient is complete.
         heap = [(-self._seq, self)]
@@ -383,11 +393,15 @@ def _make(data, parents, backward):
                 out._parents = parents
                 out._backward = backward
                 out._seq = _next_seq()
+                if _CAPTURE.rec is not None:
+                    _CAPTURE.rec.made(out, backward)
                 return out
     out.requires_grad = False
     out._parents = ()
     out._backward = None
     out._seq = 0
+    if _CAPTURE.rec is not None:
+        _CAPTURE.rec.made(out, backward)
     return out
 
 

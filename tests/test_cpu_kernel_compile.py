@@ -18,8 +18,8 @@ from polydl import cpu_kernels
 pytest.importorskip("numba")
 NOTE = "Compiling polydl's CPU kernels (once per install)..."
 #: the kernels of the default model (BatchNorm MLP, ReLU fused into the batch norm, Adam) and loss
-DEFAULT_RUN = {"bn_forward_train", "bn_backward_train", "bn_forward_eval", "softmax_shift", "softmax_finish",
-               "softmax_xent_backward", "sum_rows", "adam"}
+DEFAULT_RUN = {"bn_forward_train", "bn_running", "bn_backward_train", "bn_forward_eval", "softmax_shift",
+               "softmax_finish", "softmax_xent_backward", "sum_rows", "adam"}
 
 
 def run(args, cache, **env):
@@ -141,7 +141,8 @@ def test_an_ops_later_kernels_compile_ahead_in_a_helper_process(tmp_path):
     assert "bn_forward_train" in first["here"]
     if sys.platform.startswith("linux"):
         assert first["here"] == ["adam", "bn_forward_train", "sum_rows"]
-    assert cached(cache) == dict.fromkeys(["adam", "bn_forward_train", "bn_backward_train", "bn_forward_eval", "sum_rows"], 1)
+    assert cached(cache) == dict.fromkeys(["adam", "bn_forward_train", "bn_running", "bn_backward_train",
+                                           "bn_forward_eval", "sum_rows"], 1)
     again = run(["-c", SCRIPT], cache)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {"notes": [], "here": [], "out": first["out"]}

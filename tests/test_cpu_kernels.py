@@ -290,7 +290,7 @@ def test_batch_norm_float64_matches_numpy_form(m, loc, training, calls):
     """Output, running averages and the three gradients agree to about 1e-12."""
     x, gamma, beta, g = _bn_data(m, loc=loc)
     res = in_modes(_bn, x, gamma, beta, g, training)
-    expected = ["bn_forward_train", "bn_backward_train"] if training else ["bn_forward_eval"]
+    expected = ["bn_forward_train", "bn_running", "bn_backward_train"] if training else ["bn_forward_eval"]
     assert calls == expected
     _assert_bn_close(res["on"], res["off"], x, gamma, g, rtol=1e-12)
 
@@ -378,7 +378,7 @@ def test_batch_norm_non_contiguous_and_float16_inputs_fall_back(calls):
     xt = np.ascontiguousarray(x.T).T  # same values, Fortran order
     assert not xt.flags.c_contiguous
     res = in_modes(_bn, xt, gamma, beta, g)
-    assert calls == []
+    assert calls == ["bn_running"]  # only the running averages' update (element-wise, exact)
     _assert_bn_close(res["on"], res["off"], x, gamma, g, rtol=1e-12)
     with cpu_kernels.use("on"):
         contiguous = _bn(x, gamma, beta, g)
@@ -389,7 +389,7 @@ def test_batch_norm_non_contiguous_and_float16_inputs_fall_back(calls):
     for args in ([half[0], gamma, beta, half[3]], half):  # float16 activations; all float16
         calls.clear()
         res = in_modes(_bn, *args)
-        assert calls == []
+        assert [c for c in calls if c != "bn_running"] == []
         assert res["on"]["out"].dtype == np.float16
         for k, v in res["off"].items():
             assert same_bits(res["on"][k], v), k

@@ -47,6 +47,8 @@ class BatchNorm(Module):
         self.running_mean = Tensor(backend.to_device(np.zeros(shape, dtype), dev))
         self.running_var = Tensor(backend.to_device(np.ones(shape, dtype), dev))
 
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
+
     def forward(self, x):
         return F.batch_norm(x, self.gamma, self.beta, self.running_mean, self.running_var,
                             self.training, self.momentum, self.eps)

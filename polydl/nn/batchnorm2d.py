@@ -18,6 +18,8 @@ class BatchNorm2d(BatchNorm):
     def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5, dtype=None, device=None):
         super().__init__(num_features, momentum, eps, dtype=dtype, device=device)
 
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
+
     def forward(self, x):
         return F.batch_norm2d(x, self.gamma, self.beta, self.running_mean, self.running_var,
                               self.training, self.momentum, self.eps)

@@ -71,6 +71,8 @@ class Conv2d(Module):
         self.weight = Parameter(backend.to_device(w, dev))
         self.bias = Parameter(backend.to_device(np.zeros(self.out_channels, dtype), dev)) if bias else None
 
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
+
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 

@@ -59,6 +59,8 @@ class Linear(Module):
         self.bias = (Parameter(backend.to_device(np.zeros(lead + (self.out_features,), dtype), dev), members=P)
                      if bias else None)
 
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
+
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
 
@@ -68,6 +70,8 @@ class Linear(Module):
 
 
 class ReLU(Module):
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
+
     def forward(self, x):
         return F.relu(x)
 
@@ -75,6 +79,8 @@ class ReLU(Module):
 class LeakyReLU(Module):
     def __init__(self, negative_slope: float = 0.01):
         self.negative_slope = float(negative_slope)
+
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
 
     def forward(self, x):
         return F.leaky_relu(x, self.negative_slope)
@@ -84,11 +90,15 @@ class LeakyReLU(Module):
 
 
 class Tanh(Module):
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
+
     def forward(self, x):
         return F.tanh(x)
 
 
 class Sigmoid(Module):
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
+
     def forward(self, x):
         return F.sigmoid(x)
 
@@ -97,11 +107,15 @@ class Softmax(Module):
     def __init__(self, axis: int = -1):
         self.axis = axis
 
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
+
     def forward(self, x):
         return F.softmax(x, self.axis)
 
 
 class Identity(Module):
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
+
     def forward(self, x):
         return x
 
@@ -117,6 +131,8 @@ class Dropout(Module):
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0 <= v < 1:
                 raise ValueError(f"Dropout p must be in [0, 1), not {v!r}")
         self.p = float(values[0]) if not isinstance(p, (list, tuple, np.ndarray)) else np.array(values, dtype=float)
+
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training)

@@ -164,6 +164,8 @@ class Sequential(Module):
                 raise TypeError(f"Sequential takes Modules, not {type(layer).__name__}")
         self._layers = list(layers)
 
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
+
     def forward(self, x):
         layers = self._layers
         i, n = 0, len(layers)

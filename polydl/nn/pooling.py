@@ -27,12 +27,16 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """The maximum of each window (``polydl.functional.max_pool2d``); the gradient goes to it."""
 
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
+
     def forward(self, x):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
 
 class AvgPool2d(_Pool2d):
     """The mean of each window, the zero padding counted (``polydl.functional.avg_pool2d``)."""
+
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
 
     def forward(self, x):
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
@@ -43,6 +47,8 @@ class GlobalAvgPool2d(Module):
 
     def __init__(self, keepdims: bool = False):
         self.keepdims = bool(keepdims)
+
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
 
     def forward(self, x):
         return F.global_avg_pool2d(x, self.keepdims)

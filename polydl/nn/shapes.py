@@ -16,6 +16,8 @@ class Flatten(Module):
             raise ValueError(f"Flatten start_dim must be an integer, not {start_dim!r}")
         self.start_dim = start_dim
 
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
+
     def forward(self, x):
         return F.flatten(x, self.start_dim)
 
@@ -32,6 +34,8 @@ class Unflatten(Module):
         if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
             raise ValueError(f"Unflatten shape must be positive sizes such as (1, 28, 28), not {shape!r}")
         self.shape = dims
+
+    capturable = True  # its forward is made of polydl's ops (polydl.capture)
 
     def forward(self, x):
         n = x.shape[0]

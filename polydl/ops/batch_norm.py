@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, cuda_kernels
+from ..capture.record import recompute
+from ..tensor import _CAPTURE, _make, unbroadcast
 from ..tensor import _MODE as _grad_mode
-from ..tensor import _make, unbroadcast
 from ._common import _FLOATS, _cpu_kernel, _row_stride, _tensor, _xp
 from .elementwise import relu
 
@@ -59,13 +60,16 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
         gd, bd = gd[:, None, :], bd[:, None, :]
 
     batch_sum, batch_dot = _batch_reducers(xp, flat, members)
-    m, xc, inv_std = _statistics(xd, running_mean, running_var, training, momentum, eps, members,
-                                 (batch_sum, batch_dot))
-    scale = gd * inv_std  # γ/√(σ² + ε) per feature
-    out = xc * scale
-    out += bd
-    if out.dtype != in_dtype:
-        out = out.astype(in_dtype)
+
+    def forward():
+        m, xc, inv_std = _statistics(xd, running_mean, running_var, training, momentum, eps, members,
+                                     (batch_sum, batch_dot))
+        scale = gd * inv_std  # γ/√(σ² + ε) per feature
+        out = xc * scale
+        out += bd
+        return m, xc, inv_std, scale, out
+
+    m, xc, inv_std, scale, out = _recorded(forward, xd is x.data, in_dtype)
 
     def backward(g):
         if g.dtype != xd.dtype:
@@ -73,6 +77,17 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
         return _backward(xp, x, gamma, beta, g, xc, inv_std, scale, m, (batch_sum, batch_dot), members, in_dtype)
 
     return _make(out, (x, gamma, beta), backward)
+
+
+def _recorded(forward, same_input: bool, in_dtype):
+    """The NumPy form's ``forward()``, its output cast back to ``in_dtype``; while a step is
+    captured, it is also the replay (into the same arrays) when no cast was needed."""
+    m, xc, inv_std, scale, out = forward()
+    if out.dtype != in_dtype:
+        return m, xc, inv_std, scale, out.astype(in_dtype)
+    if _CAPTURE.rec is not None and same_input:
+        _CAPTURE.rec.op(recompute(lambda: forward()[1:], (xc, inv_std, scale, out)))
+    return m, xc, inv_std, scale, out
 
 
 def _statistics(xd, running_mean, running_var, training, momentum, eps, members, reducers):
@@ -155,9 +170,17 @@ def _check_batch_norm(xd, gamma, training):
 
 
 def _update_running(running_mean, running_var, mu, var, momentum):
-    """running = momentum · running + (1 − momentum) · batch, in place."""
+    """running = momentum · running + (1 − momentum) · batch, in place (one compiled pass where
+    the CPU kernels run, the same arithmetic)."""
     mom = float(momentum)
     rm, rv = running_mean.data, running_var.data
+    if type(rm) is np.ndarray and rm.flags.c_contiguous and rv.flags.c_contiguous and mu.flags.c_contiguous \
+            and var.flags.c_contiguous and rm.dtype == rv.dtype == mu.dtype == var.dtype and rm.size == mu.size:
+        kern = _cpu_kernel("bn_running", rm)
+        if kern is not None:
+            t = rm.dtype.type
+            kern(rm.reshape(-1), rv.reshape(-1), mu.reshape(-1), var.reshape(-1), t(mom), t(1 - mom))
+            return
     rm *= mom
     rm += (1 - mom) * mu.reshape(rm.shape)
     rv *= mom
@@ -223,19 +246,24 @@ def _batch_norm_cuda(x, gamma, beta, running_mean, running_var, training, moment
     rm = running_mean.data if update else stats  # not touched without running averages
     rv = running_var.data if update else stats
     inv_m = T(1.0 / m)
-    kern(grid, cuda_kernels.BN_BLOCK,
-         (xd, gd, bd, np.int64(m), np.int64(f), _row_stride(gd), _row_stride(bd), inv_m, T(eps), np.int32(relu_),
-          out, stats, rm, rv, _row_stride(rm) if update else np.int64(0), T(momentum), T(1 - float(momentum)),
-          np.int32(update)))
+    args = (xd, gd, bd, np.int64(m), np.int64(f), _row_stride(gd), _row_stride(bd), inv_m, T(eps), np.int32(relu_),
+            out, stats, rm, rv, _row_stride(rm) if update else np.int64(0), T(momentum), T(1 - float(momentum)),
+            np.int32(update))
+    kern(grid, cuda_kernels.BN_BLOCK, args)
+    if _CAPTURE.rec is not None:
+        _CAPTURE.rec.op(lambda: kern(grid, cuda_kernels.BN_BLOCK, args))
 
     def backward(g):
+        g_in = g
         if g.dtype != xd.dtype or not g.flags.c_contiguous:
             g = xp.ascontiguousarray(g, dtype=xd.dtype)
         grads = xp.empty((2, n, f), dt)  # dγ, dβ
         gx = xp.empty_like(xd) if x.requires_grad else None
-        kern_back(grid, cuda_kernels.BN_BLOCK,
-                  (g, xd, out if relu_ else xd, stats, np.int64(m), np.int64(f), inv_m, np.int32(relu_),
-                   np.int32(gx is not None), g if gx is None else gx, grads))
+        back_args = (g, xd, out if relu_ else xd, stats, np.int64(m), np.int64(f), inv_m, np.int32(relu_),
+                     np.int32(gx is not None), g if gx is None else gx, grads)
+        kern_back(grid, cuda_kernels.BN_BLOCK, back_args)
+        if _CAPTURE.rec is not None:
+            _CAPTURE.rec.grad(_kernel_replay(lambda: kern_back(grid, cuda_kernels.BN_BLOCK, back_args), (), g_in, g))
         return gx, grads[0].reshape(gd.shape), grads[1].reshape(bd.shape)
 
     return _make(out, (x, gamma, beta), backward)
@@ -265,11 +293,15 @@ def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, mom
         kern_back = _cpu_kernel("bn_backward_train", xd)
         if kern is None or kern_back is None:
             return None
+        g_src = g2
         g2 = np.array(g2, order="C")  # γ as it was in the forward pass, whatever the optimizer does before backward
         mu, var, inv_std = np.empty((n, f), dt), np.empty((n, f), dt), np.empty((n, f), dt)
         kern(x3, g2, b2, float(eps), relu_, out3, mu, var, inv_std)
         if running_mean is not None:
             _update_running(running_mean, running_var, mu, var, momentum)
+        if _CAPTURE.rec is not None:
+            _CAPTURE.rec.op(_cpu_train_replay(kern, (x3, g_src, g2, bd, b2, float(eps), relu_, out3, mu, var, inv_std),
+                                              running_mean, running_var, momentum))
     else:
         if running_mean is None:
             return None
@@ -285,15 +317,50 @@ def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, mom
         return _make(out, (x, gamma, beta), _eval_backward(x, gamma, beta, xd, out, mu, inv_std, scale, relu_))
 
     def backward(g):
+        g_in = g
         if g.dtype != dt or not g.flags.c_contiguous:
             g = np.ascontiguousarray(g, dtype=dt)
         ggamma, gbeta = np.empty((n, f), dt), np.empty((n, f), dt)
         gx = np.empty_like(xd) if x.requires_grad else None
-        kern_back(g if members else g[None], x3, mu, inv_std, g2, (out3 if relu_ else None),
-                  gx if (gx is None or members) else gx[None], ggamma, gbeta)
+        args = (g if members else g[None], x3, mu, inv_std, g2, (out3 if relu_ else None),
+                gx if (gx is None or members) else gx[None], ggamma, gbeta)
+        kern_back(*args)
+        if _CAPTURE.rec is not None:
+            _CAPTURE.rec.grad(_kernel_replay(kern_back, args, g_in, g))
         return gx, ggamma.reshape(gd.shape), gbeta.reshape(bd.shape)
 
     return _make(out, (x, gamma, beta), backward)
+
+
+def _cpu_train_replay(kern, args, running_mean, running_var, momentum):
+    """The compiled training forward into its recorded arrays: γ and (a population's) β copied as
+    the eager step copied them, the kernel, the running averages."""
+    x3, g_src, g2, bd, b2, eps, relu_, out3, mu, var, inv_std = args
+    copy_beta = b2 is not bd and not np.shares_memory(b2, bd)
+
+    def replay():
+        np.copyto(g2, g_src)
+        if copy_beta:
+            np.copyto(b2, bd)
+        kern(x3, g2, b2, eps, relu_, out3, mu, var, inv_std)
+        if running_mean is not None:
+            _update_running(running_mean, running_var, mu, var, momentum)
+
+    return replay
+
+
+def _kernel_replay(kern, args, g_in, g):
+    """A backward kernel again on its recorded arrays, after the copy of an incoming gradient that
+    the eager step made contiguous (``g`` a copy of ``g_in``)."""
+    if g is g_in:
+        return lambda: kern(*args)
+    copyto = backend.get_array_module(g).copyto
+
+    def replay():
+        copyto(g, g_in)
+        kern(*args)
+
+    return replay
 
 
 def _eval_backward(x, gamma, beta, xd, out, mu, inv_std, scale, relu_):

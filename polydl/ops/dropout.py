@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..tensor import _make
+from ..capture.record import recompute
+from ..tensor import _CAPTURE, _make
 from ._common import _tensor, _xp
 
 __all__ = ["dropout"]
@@ -26,10 +27,24 @@ def dropout(x, p, training=True):
     if not 0 <= p < 1:
         raise ValueError(f"dropout probability p must be in [0, 1), not {p}")
     xd = x.data
-    u = _random.uniform(xd.shape, xd.dtype, backend.device_of(xd))
-    mask = (u >= p).astype(xd.dtype)
-    mask *= xd.dtype.type(1.0 / (1.0 - p))
-    return _make(xd * mask, (x,), lambda g: (g * mask,))
+
+    def forward():
+        u = _random.uniform(xd.shape, xd.dtype, backend.device_of(xd))
+        mask = (u >= p).astype(xd.dtype)
+        mask *= xd.dtype.type(1.0 / (1.0 - p))
+        return mask, xd * mask
+
+    return _masked(x, forward)
+
+
+def _masked(x, forward):
+    """The output of dropout's ``forward`` (mask, x·mask); a captured step draws new masks, so
+    its CUDA form cannot be one graph."""
+    mask, out = forward()
+    if _CAPTURE.rec is not None:
+        _CAPTURE.rec.op(recompute(forward, (mask, out)))
+        _CAPTURE.rec.host("dropout draws its masks on the host's random stream")
+    return _make(out, (x,), lambda g: (g * mask,))
 
 
 def _dropout_members(x, ps, training, streams):
@@ -46,11 +61,18 @@ def _dropout_members(x, ps, training, streams):
                          "polydl.random.members(streams) with one stream per member")
     xp = _xp(xd)
     dev = backend.device_of(xd)
-    mask = xp.ones_like(xd)
-    for k, pk in enumerate(ps.tolist()):
-        if pk > 0:
-            u = streams[k].uniform(xd.shape[1:], xd.dtype, dev)
-            mk = (u >= pk).astype(xd.dtype)
-            mk *= xd.dtype.type(1.0 / (1.0 - pk))
-            mask[k] = mk
-    return _make(xd * mask, (x,), lambda g: (g * mask,))
+
+    def forward():
+        from .. import random as _random
+
+        draw = _random.member_streams()  # the members' streams where the step runs (the same ones)
+        mask = xp.ones_like(xd)
+        for k, pk in enumerate(ps.tolist()):
+            if pk > 0:
+                u = draw[k].uniform(xd.shape[1:], xd.dtype, dev)
+                mk = (u >= pk).astype(xd.dtype)
+                mk *= xd.dtype.type(1.0 / (1.0 - pk))
+                mask[k] = mk
+        return mask, xd * mask
+
+    return _masked(x, forward)

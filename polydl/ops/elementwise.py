@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tensor import Tensor, _make, unbroadcast
+from ..capture.record import recompute
+from ..tensor import _CAPTURE, Tensor, _make, unbroadcast
 from ._common import _cpu_kernel, _operands, _shape, _tensor, _xp
 
 __all__ = ["add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "where", "maximum", "minimum", "clip", "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax"]
@@ -24,7 +25,16 @@ def add(a, b):
             gb = g if sb == gs else unbroadcast(g, sb)
         return ga, gb
 
-    return _make(ad + bd, (a, b), backward)
+    return _made("add", ad, bd, ad + bd, (a, b), backward)
+
+
+def _made(name, ad, bd, out, parents, backward):
+    """The output of a binary op, the ufunc ``name`` of ``ad`` and ``bd``; while a step is
+    captured, its replay is the same ufunc into the same array."""
+    if _CAPTURE.rec is not None and not isinstance(out, np.generic):
+        ufunc = getattr(_xp(out), name)
+        _CAPTURE.rec.op(lambda: ufunc(ad, bd, out=out))
+    return _make(out, parents, backward)
 
 
 def sub(a, b):
@@ -35,7 +45,7 @@ def sub(a, b):
         return (unbroadcast(g, _shape(ad)) if a.requires_grad else None,
                 unbroadcast(-g, _shape(bd)) if b.requires_grad else None)
 
-    return _make(ad - bd, (a, b), backward)
+    return _made("subtract", ad, bd, ad - bd, (a, b), backward)
 
 
 def mul(a, b):
@@ -46,7 +56,7 @@ def mul(a, b):
         return (unbroadcast(g * bd, _shape(ad)) if a.requires_grad else None,
                 unbroadcast(g * ad, _shape(bd)) if b.requires_grad else None)
 
-    return _make(ad * bd, (a, b), backward)
+    return _made("multiply", ad, bd, ad * bd, (a, b), backward)
 
 
 def div(a, b):
@@ -148,15 +158,21 @@ def clip(a, lo=None, hi=None):
 
 def relu(a):
     a = _tensor(a)
-    xp = _xp(a.data)
-    out = xp.maximum(a.data, 0)
+    ad = a.data
+    xp = _xp(ad)
+    out = xp.maximum(ad, 0)
+    if _CAPTURE.rec is not None:
+        _CAPTURE.rec.op(lambda: xp.maximum(ad, 0, out=out))
 
     def backward(g):
         kern = _cpu_kernel("relu_backward", g, out) if g.shape == out.shape else None
         if kern is None:
             return (g * (out > 0),)
         gx = np.empty_like(g)
-        kern(g.reshape(-1), out.reshape(-1), gx.reshape(-1), g.dtype.type(0))
+        args = (g.reshape(-1), out.reshape(-1), gx.reshape(-1), g.dtype.type(0))
+        kern(*args)
+        if _CAPTURE.rec is not None:
+            _CAPTURE.rec.grad(lambda: kern(*args))
         return (gx,)
 
     return _make(out, (a,), backward)
@@ -167,8 +183,14 @@ def leaky_relu(a, negative_slope=0.01):
     ad = a.data
     xp = _xp(ad)
     slope = ad.dtype.type(negative_slope)
-    pos = ad > 0
-    out = xp.where(pos, ad, ad * slope)
+
+    def forward():
+        pos = ad > 0
+        return pos, xp.where(pos, ad, ad * slope)
+
+    pos, out = forward()
+    if _CAPTURE.rec is not None:
+        _CAPTURE.rec.op(recompute(forward, (pos, out)))
     return _make(out, (a,), lambda g: (xp.where(pos, g, g * slope),))
 
 
@@ -176,15 +198,24 @@ def sigmoid(a):
     a = _tensor(a)
     ad = a.data
     xp = _xp(ad)
-    # stable for large |a|: exp of a non-positive number only
-    e = xp.exp(-xp.abs(ad))
-    out = xp.where(ad >= 0, 1 / (1 + e), e / (1 + e)).astype(ad.dtype, copy=False)
+
+    def forward():  # stable for large |a|: exp of a non-positive number only
+        e = xp.exp(-xp.abs(ad))
+        return (xp.where(ad >= 0, 1 / (1 + e), e / (1 + e)).astype(ad.dtype, copy=False),)
+
+    out = forward()[0]
+    if _CAPTURE.rec is not None:
+        _CAPTURE.rec.op(recompute(forward, (out,)))
     return _make(out, (a,), lambda g: (g * out * (1 - out),))
 
 
 def tanh(a):
     a = _tensor(a)
-    out = _xp(a.data).tanh(a.data)
+    ad = a.data
+    xp = _xp(ad)
+    out = xp.tanh(ad)
+    if _CAPTURE.rec is not None:
+        _CAPTURE.rec.op(lambda: xp.tanh(ad, out=out))
     return _make(out, (a,), lambda g: (g * (1 - out * out),))
 
 

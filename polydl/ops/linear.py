@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..amp import _STATE as _amp
-from ..tensor import _make, unbroadcast
+from ..tensor import _CAPTURE, _make, unbroadcast
 from ._common import _cpu_kernel, _operands, _xp
 
 __all__ = ["matmul", "linear"]
@@ -75,60 +75,114 @@ def linear(x, weight, bias=None):
     if autocast_dtype is not None and out.dtype != xd.dtype:
         out = out.astype(xd.dtype)  # NumPy's bfloat16 products come back as float32
     members = wd.ndim == 3 and bias is not None and bias.data.ndim == 2  # one bias row per member
+    bterm = None
     if bias is not None:
         bd = bias.data if autocast_dtype is None else bias.data.astype(out.dtype)
-        out += bd[:, None, :] if members else bd
+        bterm = bd[:, None, :] if members else bd
+        out += bterm
         parents = (x, w, bias)
     else:
         parents = (x, w)
+    rec = _CAPTURE.rec
+    if rec is not None and autocast_dtype is None and out.dtype.itemsize >= 4:
+        rec.op(_linear_replay(xp, xd, wd, bterm, out))
 
     def backward(g):
         if autocast_dtype is not None:
             g = g.astype(xd.dtype, copy=False)
         gx = None
+        replays = []
         if x.requires_grad:  # dx = g Wᵀ (summed over the members for an input they share)
-            gx = _mm(xp, g, wd.T if wd.ndim == 2 else xp.swapaxes(wd, -1, -2))
+            wt = wd.T if wd.ndim == 2 else xp.swapaxes(wd, -1, -2)
+            gx = _mm(xp, g, wt)
+            full = gx
             if gx.shape != x.data.shape:
                 gx = unbroadcast(gx, x.data.shape)
             if gx.dtype != x.data.dtype:
                 gx = gx.astype(x.data.dtype)
-        gw = _weight_grad(xp, w, xd, g, autocast_dtype is None) if w.requires_grad else None
-        if bias is None:
-            return gx, gw
-        gb = _bias_grad(bias, g, members, autocast_dtype is None) if bias.requires_grad else None
-        return gx, gw, gb
+            replays.append(_input_grad_replay(xp, g, wt, full, gx))
+        gw = gb = None
+        if w.requires_grad:
+            gw = _weight_grad(xp, w, xd, g, autocast_dtype is None, replays)
+        if bias is not None and bias.requires_grad:
+            gb = _bias_grad(bias, g, members, autocast_dtype is None, replays)
+        if _CAPTURE.rec is not None:
+            _CAPTURE.rec.grad(_sequence(replays) if None not in replays and autocast_dtype is None else None)
+        return (gx, gw) if bias is None else (gx, gw, gb)
 
     return _make(out, parents, backward)
 
 
-def _weight_grad(xp, w, xd, g, in_place: bool):
+def _sequence(replays):
+    if len(replays) == 1:
+        return replays[0]
+    return lambda: [r() for r in replays]
+
+
+def _linear_replay(xp, xd, wd, bterm, out):
+    """The forward of ``linear`` into its recorded output: the same product, then the bias."""
+    matmul = xp.matmul
+    if bterm is None:
+        return lambda: matmul(xd, wd, out=out)
+    add = xp.add
+
+    def replay():
+        matmul(xd, wd, out=out)
+        add(out, bterm, out=out)
+
+    return replay
+
+
+def _input_grad_replay(xp, g, wt, full, gx):
+    """dx = g Wᵀ into the recorded arrays (None where the eager step made more than one copy)."""
+    if full is gx:
+        return lambda: xp.matmul(g, wt, out=gx)
+    if gx.dtype != full.dtype or full.ndim != gx.ndim + 1 or gx.shape != full.shape[1:]:
+        return None
+    return lambda: (xp.matmul(g, wt, out=full), full.sum(axis=0, out=gx))
+
+
+def _weight_grad(xp, w, xd, g, in_place: bool, replays: list):
     """dW = xᵀ g, written straight into W's freshly zeroed slot of the flat gradient buffer when
-    ``in_place`` allows it (returning None), else returned."""
+    ``in_place`` allows it (returning None), else returned. Its replay goes to ``replays`` (None
+    where it has none)."""
     wd = w.data
     if wd.ndim == 2:
         x2, g2 = xd.reshape(-1, xd.shape[-1]).T, g.reshape(-1, g.shape[-1])
         if w._gzero and in_place:
-            xp.matmul(x2, g2, out=w.grad)
+            out = w.grad
+            xp.matmul(x2, g2, out=out)
             w._gzero = False
+            replays.append(lambda: xp.matmul(x2, g2, out=out))
             return None
-        return _mm(xp, x2, g2)
+        gw = _mm(xp, x2, g2)
+        replays.append(lambda: xp.matmul(x2, g2, out=gw))
+        return gw
     if w._gzero and in_place and wd.ndim == 3 and g.ndim == 3 and xd.ndim in (2, 3):
-        xp.matmul(xp.swapaxes(xd, -1, -2), g, out=w.grad)  # a population: each member's dW into its row
+        out, xt = w.grad, xp.swapaxes(xd, -1, -2)
+        xp.matmul(xt, g, out=out)  # a population: each member's dW into its row
         w._gzero = False
+        replays.append(lambda: xp.matmul(xt, g, out=out))
         return None
+    replays.append(None)
     return unbroadcast(_mm(xp, xp.swapaxes(xd, -1, -2), g), wd.shape)
 
 
-def _bias_grad(bias, g, members: bool, in_place: bool):
+def _bias_grad(bias, g, members: bool, in_place: bool, replays: list):
     """db = Σ g over the batch, into the bias's freshly zeroed gradient slot where it can be."""
     if bias._gzero and in_place and g.ndim == (3 if members else 2):
-        kern = _cpu_kernel("sum_rows", g, bias.grad)
+        out = bias.grad
+        kern = _cpu_kernel("sum_rows", g, out)
         if kern is not None:  # NumPy's sum over a middle axis of a (P, m, C) array is slow
-            kern(g if members else g[None], bias.grad if members else bias.grad[None])
+            g3, out3 = (g, out) if members else (g[None], out[None])
+            kern(g3, out3)
+            replays.append(lambda: kern(g3, out3))
         else:
-            g.sum(axis=-2, out=bias.grad)
+            g.sum(axis=-2, out=out)
+            replays.append(lambda: g.sum(axis=-2, out=out))
         bias._gzero = False
         return None
+    replays.append(None)
     if members:
         return g.sum(axis=-2)
     return unbroadcast(g, bias.data.shape)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, cpu_kernels, cuda_kernels
-from ..tensor import Tensor, _make
+from ..capture.record import recompute
+from ..tensor import _CAPTURE, Tensor, _make
 from ._common import _FLOATS, _cpu_kernel, _dev_error, _tensor, _xp
 
 __all__ = ["one_hot", "hardmax", "softmax_cross_entropy", "binary_cross_entropy_with_logits", "mse"]
@@ -103,33 +104,18 @@ def softmax_cross_entropy(logits, targets):
             return fast
     n = zd.shape[0] if members else 1
     m = zd.size // (c * n) if c else 0  # samples per member
-    zmax = zd.max(axis=-1, keepdims=True)
-    p = zd - zmax
-    xp.exp(p, out=p)
-    s = p.sum(axis=-1, keepdims=True)
-    lse = xp.log(s)
-    lse += zmax  # log Σ exp z, per row
+    rows = t1 = None
     if labels:
         if not members:
             _check_labels(zd, td)
         rows = xp.arange(m)
         t1 = td.reshape(-1, m)  # (1, m) shared, or (P, m)
-        if xp is np and m and (t1.min() < 0 or t1.max() >= c):
-            _bad_label(t1.reshape(-1), c)
-        z3 = zd.reshape(n, m, c)
-        zy = z3[:, rows, t1[0]] if t1.shape[0] == 1 else xp.take_along_axis(z3, t1[:, :, None], axis=2)[:, :, 0]
-        # −log ŷ_y = log Σ exp z − z_y
-        if members:
-            loss = (lse.reshape(n, m).sum(axis=1) - zy.sum(axis=1)) * (1.0 / m)
-        else:
-            loss = (lse.sum() - zy.sum()) * (1.0 / m)
-    else:
-        if td.shape != zd.shape:
-            raise ValueError(f"targets of shape {td.shape} do not match scores of shape {zd.shape}")
-        prod = td * (zd - lse)
-        loss = -(prod.reshape(n, -1).sum(axis=1) if members else prod.sum()) * (1.0 / m)
-    p /= s  # ŷ
-    loss = xp.asarray(loss, dtype=zd.dtype)
+    elif td.shape != zd.shape:
+        raise ValueError(f"targets of shape {td.shape} do not match scores of shape {zd.shape}")
+    forward = _numpy_forward(xp, zd, td, (n, m, c), rows, t1)
+    p, loss = forward()
+    if _CAPTURE.rec is not None and zd is z.data:
+        _CAPTURE.rec.op(recompute(forward, (p, loss)))
 
     def backward(g):
         if labels:  # (ŷ − y)/m with y one-hot
@@ -146,6 +132,38 @@ def softmax_cross_entropy(logits, targets):
 
     out = _make(loss, (z,), backward)
     return _per_member(out) if members else out
+
+
+def _numpy_forward(xp, zd, td, nmc, rows, t1):
+    """The NumPy form of softmax cross-entropy's forward pass: ``forward() -> (ŷ, J)`` for
+    integer labels (``t1`` of shape (1, m) shared or (P, m), ``rows`` = 0..m−1) or target rows."""
+    n, m, c = nmc
+    members = zd.ndim == 3
+
+    def forward():
+        zmax = zd.max(axis=-1, keepdims=True)
+        p = zd - zmax
+        xp.exp(p, out=p)
+        s = p.sum(axis=-1, keepdims=True)
+        lse = xp.log(s)
+        lse += zmax  # log Σ exp z, per row
+        if t1 is not None:
+            if xp is np and m and (t1.min() < 0 or t1.max() >= c):
+                _bad_label(t1.reshape(-1), c)
+            z3 = zd.reshape(n, m, c)
+            zy = z3[:, rows, t1[0]] if t1.shape[0] == 1 else xp.take_along_axis(z3, t1[:, :, None], axis=2)[:, :, 0]
+            # −log ŷ_y = log Σ exp z − z_y
+            if members:
+                loss = (lse.reshape(n, m).sum(axis=1) - zy.sum(axis=1)) * (1.0 / m)
+            else:
+                loss = (lse.sum() - zy.sum()) * (1.0 / m)
+        else:
+            prod = td * (zd - lse)
+            loss = -(prod.reshape(n, -1).sum(axis=1) if members else prod.sum()) * (1.0 / m)
+        p /= s  # ŷ
+        return p, xp.asarray(loss, dtype=zd.dtype)
+
+    return forward
 
 
 def _check_softmax_targets(zd, td) -> None:
@@ -180,6 +198,13 @@ def _softmax_cross_entropy_cpu(z, zd, td, in_dtype):
         _bad_label(td, c)
     loss = np.asarray(totals / m if members else totals[0] / m, dtype=zd.dtype)
     kern_back = cpu_kernels.get("softmax_xent_backward", zd.size)
+    if _CAPTURE.rec is not None and zd is z.data:
+        def replay():
+            if kern(z3, td, p, totals) >= 0:
+                _bad_label(td, c)
+            loss[...] = totals / m if members else totals[0] / m
+
+        _CAPTURE.rec.op(replay)
 
     def backward(g):
         gz = np.empty_like(p)
@@ -189,10 +214,28 @@ def _softmax_cross_entropy_cpu(z, zd, td, in_dtype):
             scale = np.array((float(g) * (1.0 / m),), zd.dtype)
         kern_back(p, td, scale, gz)
         gz = gz if members else gz[0]
+        if _CAPTURE.rec is not None:
+            _CAPTURE.rec.grad(_xent_backward_replay(kern_back, p, td, g, scale, gz, members, m) if gz.dtype == in_dtype
+                              else None)
         return (gz if gz.dtype == in_dtype else gz.astype(in_dtype),)
 
     out = _make(loss, (z,), backward)
     return _per_member(out) if members else out
+
+
+def _xent_backward_replay(kern_back, p, td, g, scale, gz, members, m):
+    """The compiled backward of softmax cross-entropy again: g/m into the recorded scale, then
+    (ŷ − onehot(y))·g/m into the recorded gradient."""
+    gz3 = gz if members else gz[None]
+    if members:
+        def replay():
+            scale[...] = (np.asarray(g, np.float64) * (1.0 / m)).astype(scale.dtype)
+            kern_back(p, td, scale, gz3)
+    else:
+        def replay():
+            scale[0] = float(g) * (1.0 / m)
+            kern_back(p, td, scale, gz3)
+    return replay
 
 
 def _softmax_cross_entropy_cuda(z, zd, td):
@@ -218,12 +261,29 @@ def _softmax_cross_entropy_cuda(z, zd, td):
     n = zd.shape[0] if members else 1
     p = xp.empty(zd.shape, t_dtype)  # ŷ
     loss = xp.empty(n, t_dtype)
-    kern((n, 1, 1), cuda_kernels.SOFTMAX_BLOCK, (zd, labels, np.int64(m), np.int64(c), np.float64(1.0 / m), p, loss))
+    args = (zd, labels, np.int64(m), np.int64(c), np.float64(1.0 / m), p, loss)
+    kern((n, 1, 1), cuda_kernels.SOFTMAX_BLOCK, args)
+    if _CAPTURE.rec is not None:
+        def replay():
+            if labels is not td:
+                xp.copyto(labels, td)
+            kern((n, 1, 1), cuda_kernels.SOFTMAX_BLOCK, args)
+
+        _CAPTURE.rec.op(replay)
 
     def backward(g):
-        g = xp.asarray(g, dtype=t_dtype).reshape(-1)  # one value per member (one for a single model)
+        g_in = g
+        cast = xp.asarray(g, dtype=t_dtype)
+        g = cast.reshape(-1)  # one value per member (one for a single model)
         gz = xp.empty(zd.shape, in_dtype)
         kern_back(p, labels, g, m, c, t_dtype.type(1.0 / m), gz)
+        if _CAPTURE.rec is not None:
+            def replay():
+                if cast is not g_in:  # the eager step cast the incoming gradient
+                    xp.copyto(cast, g_in, casting="unsafe")
+                kern_back(p, labels, g, m, c, t_dtype.type(1.0 / m), gz)
+
+            _CAPTURE.rec.grad(replay)
         return (gz,)
 
     out = _make(loss if members else loss.reshape(()), (z,), backward)
@@ -276,25 +336,36 @@ def mse(pred, target):
     the members ((m,) labels or (m, C)) or one set per member (P, m, C)."""
     pred = _tensor(pred)
     pd = pred.data
-    td = _targets(target, pd, "mse")
+    labels = _targets(target, pd, "mse")
     _check_nonempty("mse", pd)
     members = pd.ndim == 3
-    if td.dtype.kind in "iub" and pd.ndim == td.ndim + 1 + members:
-        if td.dtype.kind == "b":
+    one_hot_labels = labels.dtype.kind in "iub" and pd.ndim == labels.ndim + 1 + members
+    if one_hot_labels:
+        if labels.dtype.kind == "b":
             raise ValueError("mse got boolean labels for (batch, classes) predictions; give integer class indices "
                              "(labels.astype(int))")
         if not members:
-            _check_labels(pd, td)
-        if type(pd) is np.ndarray and (td.min() < 0 or td.max() >= pd.shape[-1]):
-            _bad_label(td.reshape(-1), pd.shape[-1])
-        td = one_hot(td, pd.shape[-1], pd.dtype)
-    if td.shape != pd.shape and not (members and td.shape == pd.shape[1:]):
-        raise ValueError(f"targets of shape {td.shape} do not match predictions of shape {pd.shape}")
-    diff = pd - td
+            _check_labels(pd, labels)
+    shape = pd.shape if one_hot_labels else labels.shape
+    if shape != pd.shape and not (members and shape == pd.shape[1:]):
+        raise ValueError(f"targets of shape {shape} do not match predictions of shape {pd.shape}")
     k = pd.shape[0] if members else 1
+
+    def forward():
+        td = labels
+        if one_hot_labels:
+            if type(pd) is np.ndarray and (td.min() < 0 or td.max() >= pd.shape[-1]):
+                _bad_label(td.reshape(-1), pd.shape[-1])
+            td = one_hot(td, pd.shape[-1], pd.dtype)
+        diff = pd - td
+        sq = diff * diff
+        return diff, _xp(pd).asarray((sq.reshape(k, -1).sum(axis=1) if members else sq.sum()) / (diff.size // k),
+                                     dtype=pd.dtype)
+
+    diff, loss = forward()
     n = diff.size // k
-    sq = diff * diff
-    loss = _xp(pd).asarray((sq.reshape(k, -1).sum(axis=1) if members else sq.sum()) / n, dtype=pd.dtype)
+    if _CAPTURE.rec is not None:
+        _CAPTURE.rec.op(recompute(forward, (diff, loss)))
     if not members:
         return _make(loss, (pred,), lambda g: (diff * (g * (2.0 / n)),))
     return _per_member(_make(loss, (pred,), lambda g: (diff * (g[:, None, None] * (2.0 / n)),)))

@@ -6,7 +6,8 @@ import numbers
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor, _make
+from ..capture.record import NOTHING, is_view, recompute
+from ..tensor import _CAPTURE, Tensor, _make
 from ._common import _dev_error, _tensor, _xp
 
 __all__ = ["reshape", "flatten", "transpose", "getitem", "concatenate", "stack"]
@@ -14,8 +15,24 @@ __all__ = ["reshape", "flatten", "transpose", "getitem", "concatenate", "stack"]
 
 def reshape(a, shape):
     a = _tensor(a)
-    src = a.data.shape
-    return _make(a.data.reshape(shape), (a,), lambda g: (g.reshape(src),))
+    ad = a.data
+    src = ad.shape
+    out = ad.reshape(shape)
+    rec = _CAPTURE.rec
+    if rec is None:
+        return _make(out, (a,), lambda g: (g.reshape(src),))
+    if is_view(out, ad):
+        rec.op(NOTHING)
+    else:
+        rec.op(recompute(lambda: (ad.reshape(shape),), (out,)))
+
+    def backward(g):
+        gx = g.reshape(src)
+        if _CAPTURE.rec is not None and is_view(gx, g):
+            _CAPTURE.rec.grad(NOTHING)
+        return (gx,)
+
+    return _make(out, (a,), backward)
 
 
 def flatten(x, start_dim=1):

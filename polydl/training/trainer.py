@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -36,6 +37,7 @@ import numpy as np
 
 from .. import amp, backend, losses
 from .. import random as _random
+from ..capture import TrainStep
 from ..tensor import Tensor
 from . import checkpoint as ckpt
 from .build import Parts, build_parts, param_dtype, schedule_label
@@ -58,6 +60,10 @@ from .task_metrics import is_regression, summary_values, test_values
 # also importable from here, where they were defined before
 __all__ = ["Trainer", "epoch_order", "RunResult", "write_or_say", "diverged", "first_step_culprit", "finite",
            "returned", "PENDING", "load_optimizer_states"]
+
+
+def _check_at(check, epoch, loss, scores):
+    check(loss, scores, epoch)
 
 
 def epoch_order(config: TrainConfig, epoch: int, m: int) -> np.ndarray:
@@ -100,6 +106,8 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
         self.good = None            # every member's parameters and buffers at the last epoch's end
         self.has_checkpoint = True  # False until a new run's first checkpoints are written
         self.augment_shape = input_shape(data) if self.config.augment else None
+        # each mini-batch one captured step (polydl.capture); mixed precision's loss scaling stays eager
+        self.train_step = TrainStep(self.model, self.loss_fn, self.optimizer) if self.scaler is None else None
         self.start_monitors()
         self.start_checkpoints()
 
@@ -183,7 +191,7 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
         cfg = self.config
         X, y = self.X["train"], self.y["train"]
         bs, n = cfg.batch_size, self.n_batches
-        model, opt, loss_fn, scaler = self.model, self.optimizer, self.loss_fn, self.scaler
+        model, opt, loss_fn, scaler, step = self.model, self.optimizer, self.loss_fn, self.scaler, self.train_step
         check = self._check_loss if self.population is None else self._check_losses
         report_step, takes_loss = self.reporter.step, self._step_takes_loss
         shape = (-1,) if self.population is None else (self.population, -1)
@@ -202,23 +210,19 @@ class Trainer(MemberCheckpoints, MemberStops, MemberMonitor):
                     self.step_correct.fill(0)
                 scope, losses_at, correct_at = self._scope(), self.step_losses.T, self.step_correct.T
                 perm = backend.to_device(epoch_order(cfg, e, self.m), self.dev)
+                checked = partial(_check_at, check, e)
                 self.reporter.epoch_start(e, cfg.epochs, n, start)
                 for k in range(start, n):
                     idx = perm[k * bs:(k + 1) * bs]
-                    xb, yb = Tensor(X[idx] if self.augment_shape is None else self._augmented(X[idx], e, k)), y[idx]
-                    opt.zero_grad()
-                    if scope is None:
-                        scores = model(xb)
-                        loss = loss_fn(scores, yb)
-                    else:
-                        with scope():
-                            scores = model(xb)
-                            loss = loss_fn(scores, yb)
-                    check(loss, scores, e)
-                    if scaler is None:
-                        loss.backward()
-                        opt.step()
+                    xb, yb = X[idx] if self.augment_shape is None else self._augmented(X[idx], e, k), y[idx]
+                    if step is not None:
+                        loss, scores = step(xb, yb, checked, scope)
                     else:  # mixed precision: half products, float32 master weights, loss scaling
+                        opt.zero_grad()
+                        with scope() if scope is not None else nullcontext():
+                            scores = model(Tensor(xb))
+                            loss = loss_fn(scores, yb)
+                        check(loss, scores, e)
                         scaler.scale(loss).backward()
                         scaler.step(opt)
                     losses_at[k] = loss.data

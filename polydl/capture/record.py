@@ -1,0 +1,175 @@
+"""Recording one eager training step as a plan of replays.
+
+While a :class:`Recorder` is active (``tensor._CAPTURE.rec``), the step runs eagerly as always and
+every op that has a captured form also hands over its *replays*: zero-argument functions that
+compute the same values, by the same calls, into the same arrays the eager step just produced.
+An op gives its forward replay with :meth:`Recorder.op` just before its output is made
+(``tensor._make`` then calls :meth:`Recorder.made`), and its backward closure gives its backward
+replay with :meth:`Recorder.grad` when autodiff calls it. :meth:`Recorder.walk` is
+``Tensor.backward``'s walk, in the same order and with the same arithmetic, which also records how
+gradients reach the parameters (``p.grad += g``) and where two gradients of one tensor add.
+
+Replaying the forward list and then the backward list redoes the step on new values written into
+the recorded input arrays: every array the backward closures read is rewritten by a forward
+replay, and every gradient lands in the array it landed in before. An op without a captured form,
+or a gradient that reaches a parameter outside an optimizer's flat buffer, leaves the reason in
+:attr:`Recorder.why` and the step is not captured.
+"""
+from __future__ import annotations
+
+import contextlib
+import heapq
+
+from .. import backend
+from ..tensor import _CAPTURE, _RELEASED, _accumulate_leaf
+
+__all__ = ["Recorder", "recording", "paused", "NOTHING", "op_name", "recompute", "is_view"]
+
+
+def NOTHING() -> None:
+    """The replay of an op whose output is a view of its input: nothing to compute."""
+
+
+def recompute(compute, outs):
+    """A replay that runs ``compute`` (the eager code again, returning arrays) and copies each
+    result into the array the eager step produced in its place (``outs``; None: not kept)."""
+    def replay():
+        for out, value in zip(outs, compute(), strict=True):
+            if out is not None and value is not out:
+                backend.get_array_module(out).copyto(out, value)
+
+    return replay
+
+
+def is_view(out, src) -> bool:
+    """Whether array ``out`` shares ``src``'s memory as a view (what reshape gives when it can)."""
+    base = getattr(out, "base", None)
+    return base is not None and (base is src or base is getattr(src, "base", None))
+
+
+def op_name(backward) -> str:
+    """A readable name of the op whose backward closure is ``backward``."""
+    qual = getattr(backward, "__qualname__", "") or ""
+    name = qual.split(".<locals>")[0] if qual else type(backward).__name__
+    module = getattr(backward, "__module__", "") or ""
+    return f"{module.rsplit('.', 1)[-1]}.{name}" if module else name
+
+
+class Recorder:
+    """The replays of one eager step, forward and backward, in the order they ran."""
+
+    def __init__(self):
+        self.forward: list = []
+        self.backward: list = []
+        self.pending = None
+        self.why: str | None = None
+        self.leaves: list = []  # parameters that received a gradient
+        self.host_why: str | None = None  # why the replay needs the host between launches (no CUDA graph)
+
+    # ------------------------------------------------------------------ what ops call
+    def op(self, replay) -> None:
+        """The forward replay of the op whose output is made next."""
+        self.pending = replay
+
+    def made(self, out, backward) -> None:
+        """Called by ``tensor._make`` for every op output while recording."""
+        replay, self.pending = self.pending, None
+        if replay is None:
+            self.refuse(f"{op_name(backward) if backward is not None else 'an op'} has no captured form")
+        elif replay is not NOTHING:
+            self.forward.append(replay)
+
+    def grad(self, replay) -> None:
+        """The backward replay of the backward closure being called (None: it has none)."""
+        if replay is None:
+            self.refuse("a gradient computed in a form that has no captured replay")
+            replay = NOTHING
+        self.backward.append(replay)
+
+    def host(self, why: str) -> None:
+        """The replay does work on the host (random draws): it runs, but not as one CUDA graph."""
+        if self.host_why is None:
+            self.host_why = why
+
+    def refuse(self, why: str) -> None:
+        if self.why is None:
+            self.why = why
+
+    # ------------------------------------------------------------------ autodiff's walk, recorded
+    def walk(self, root, grad, retain_graph: bool) -> None:
+        """``Tensor.backward`` from ``root`` (not a leaf) with seed ``grad``: the same walk, with
+        the accumulations recorded."""
+        heap = [(-root._seq, root)]
+        grads = {id(root): grad}
+        pop, push = heapq.heappop, heapq.heappush
+        while heap:
+            node = pop(heap)[1]
+            g = grads.pop(id(node))
+            before = len(self.backward)
+            closure = node._backward
+            parent_grads = node._backward(g)
+            if len(self.backward) == before:  # the closure again, its results copied into these arrays
+                self.backward.append(recompute(_again(closure, g), parent_grads))
+            elif len(self.backward) != before + 1:
+                self.refuse(f"the gradient of {op_name(closure)} was recorded more than once")
+            for p, pg in zip(node._parents, parent_grads, strict=True):
+                if pg is None or not p.requires_grad:
+                    continue
+                if p._backward is None:
+                    if p._parents is None:
+                        raise RuntimeError(_RELEASED)
+                    self._leaf(p, pg)
+                    continue
+                key = id(p)
+                prev = grads.get(key)
+                if prev is None:
+                    grads[key] = pg
+                    push(heap, (-p._seq, p))
+                else:
+                    total = grads[key] = prev + pg
+                    self._sum(prev, pg, total)
+            if not retain_graph:
+                node._parents = None
+                node._backward = None
+
+    def _leaf(self, p, pg) -> None:
+        if not p._packed:
+            self.refuse("a parameter outside an optimizer's flat buffers receives a gradient")
+            _accumulate_leaf(p, pg)
+            return
+        grad = p.grad
+        _accumulate_leaf(p, pg)  # grad += pg, in place
+        add = backend.get_array_module(grad).add
+        self.backward.append(lambda: add(grad, pg, out=grad))
+        self.leaves.append(p)
+
+    def _sum(self, prev, pg, total) -> None:
+        if not (hasattr(total, "shape") and total.shape == getattr(prev, "shape", None)):
+            self.refuse("a gradient that broadcasts where two paths meet")
+            return
+        add = backend.get_array_module(total).add
+        self.backward.append(lambda: add(prev, pg, out=total))
+
+
+def _again(closure, g):
+    return lambda: closure(g)
+
+
+@contextlib.contextmanager
+def recording(rec: Recorder):
+    """Record the ops run inside the block into ``rec``."""
+    prev, _CAPTURE.rec = _CAPTURE.rec, rec
+    try:
+        yield rec
+    finally:
+        _CAPTURE.rec = prev
+
+
+@contextlib.contextmanager
+def paused():
+    """Nothing run inside the block is recorded (a check between the loss and its backward)."""
+    prev, _CAPTURE.rec = _CAPTURE.rec, None
+    try:
+        yield
+    finally:
+        _CAPTURE.rec = prev
