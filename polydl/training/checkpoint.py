@@ -175,6 +175,19 @@ def _fsync_fd(item) -> None:
         raise OSError(exc.errno, exc.strerror, name) from None
 
 
+_POOL: list = [None, None]  # the sync threads, and the process that started them
+
+
+def threads() -> ThreadPoolExecutor:
+    """The :data:`SYNC_THREADS` threads that sync files together, started once per process (a
+    forked child starts its own)."""
+    pool, pid = _POOL
+    if pool is None or pid != os.getpid():
+        pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="polydl-sync")
+        _POOL[:] = [pool, os.getpid()]
+    return pool
+
+
 def sync(files=(), directories=()) -> None:
     """fsync of ``files`` ((descriptor, name) pairs, closed afterwards) and of ``directories``, all
     at once from up to :data:`SYNC_THREADS` threads, so that the file system commits them together.
@@ -188,8 +201,10 @@ def sync(files=(), directories=()) -> None:
             for d in directories:
                 _fsync_dir(d)
             return
-        with ThreadPoolExecutor(min(SYNC_THREADS, len(files) + len(directories))) as pool:
-            done = [pool.submit(_fsync_fd, item) for item in files] + [pool.submit(_fsync_dir, d) for d in directories]
+        pool = threads()
+        done = [pool.submit(_fsync_fd, item) for item in files] + [pool.submit(_fsync_dir, d) for d in directories]
+        for future in done:
+            future.exception()  # every one finished before the first error is raised
         for future in done:
             future.result()
     finally:

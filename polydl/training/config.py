@@ -153,7 +153,8 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ conversions
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The keys and values as plain JSON data (a deep copy)."""
+        return json.loads(json.dumps({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}))
 
     def replace(self, **changes) -> "TrainConfig":
         return from_dict({**self.to_dict(), **changes})

@@ -27,7 +27,6 @@ Modules: ``stacked`` (the configurations checked, the stacked model, loss and op
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import checkpoint as ckpt
@@ -122,8 +121,7 @@ def _start(pop: Trainer, out_dirs, overwrite: bool, rundirs: list) -> None:
     """A new population's directories, made together (their markers synced at once by a few
     threads, rather than one after the other), and its first files. Each one made is in
     ``rundirs`` (to be released, or abandoned on an error) before the first error is raised."""
-    with ThreadPoolExecutor(min(ckpt.SYNC_THREADS, len(out_dirs))) as pool:
-        made = [pool.submit(RunDir.create, d, overwrite) for d in out_dirs]
+    made = [ckpt.threads().submit(RunDir.create, d, overwrite) for d in out_dirs]
     failed = [f.exception() for f in made if f.exception() is not None]
     rundirs.extend(f.result() for f in made if f.exception() is None)
     if failed:

@@ -67,7 +67,15 @@ class Data(datasets.Dataset):
         if self.spec is None:
             return {}, {}
         arrays = {k: v for k, v in self.spec.to_arrays().items() if k.startswith("data/target_")}
-        return {"data": self.spec.to_meta()}, arrays
+        return {"data": self._spec_meta()}, arrays
+
+    def _spec_meta(self) -> dict:
+        """``spec.to_meta()``, made once: every checkpoint of every member writes the same (read,
+        never changed)."""
+        made = self.__dict__.get("_meta")
+        if made is None or made[0] is not self.spec:
+            made = self.__dict__["_meta"] = (self.spec, self.spec.to_meta())
+        return made[1]
 
 
 class LoadedDataset(NamedTuple):
