@@ -64,6 +64,7 @@ class PolydlPopulation:
     def __init__(self, sizes, batch, X, y, P, device):
         import polydl
         from polydl import backend, losses, nn, optim
+        from polydl.capture import TrainStep
 
         self.polydl = polydl
         lrs, betas, _ = member_hyper(P)
@@ -74,14 +75,12 @@ class PolydlPopulation:
         self.X, self.y = backend.to_device(X, device), backend.to_device(y, device)
         self.batch = batch
         self.xp = backend.get_array_module(self.X)
+        self.step = TrainStep(self.model, self.loss, self.opt)  # each step captured, as training runs it
 
     def epoch(self):
-        tensor, model, opt, loss_fn, X, y, b = self.polydl.Tensor, self.model, self.opt, self.loss, self.X, self.y, self.batch
+        step, X, y, b = self.step, self.X, self.y, self.batch
         for i in range(0, len(y) - b + 1, b):
-            opt.zero_grad()
-            last = loss_fn(model(tensor(X[i:i + b])), y[i:i + b])
-            last.backward()
-            opt.step()
+            step(X[i:i + b], y[i:i + b])
         if self.xp is not np:
             self.xp.cuda.get_current_stream().synchronize()
 
@@ -92,6 +91,7 @@ class PolydlSequential:
     def __init__(self, sizes, batch, X, y, P, device):
         import polydl
         from polydl import backend, losses, nn, optim
+        from polydl.capture import TrainStep
 
         self.polydl = polydl
         lrs, betas, seeds = member_hyper(P)
@@ -101,17 +101,16 @@ class PolydlSequential:
             model = nn.mlp(sizes).to(device)
             self.members.append((model, optim.Adam(model.parameters(), lr=lr, beta1=beta)))
         self.loss = losses.get("softmax_cross_entropy")
+        self.steps = [TrainStep(model, self.loss, opt) for model, opt in self.members]
         self.X, self.y = backend.to_device(X, device), backend.to_device(y, device)
         self.batch = batch
         self.xp = backend.get_array_module(self.X)
 
     def epoch(self):
-        tensor, loss_fn, X, y, b = self.polydl.Tensor, self.loss, self.X, self.y, self.batch
-        for model, opt in self.members:
+        X, y, b = self.X, self.y, self.batch
+        for step in self.steps:
             for i in range(0, len(y) - b + 1, b):
-                opt.zero_grad()
-                loss_fn(model(tensor(X[i:i + b])), y[i:i + b]).backward()
-                opt.step()
+                step(X[i:i + b], y[i:i + b])
         if self.xp is not np:
             self.xp.cuda.get_current_stream().synchronize()
 

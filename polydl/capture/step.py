@@ -103,10 +103,15 @@ class _State:
 class Plan:
     """A recorded step: its input arrays, forward and backward replays, and its outputs."""
 
-    def __init__(self, rec: Recorder, x, y, loss, scores):
+    def __init__(self, rec: Recorder, x, y, loss, scores, params):
         self.x, self.y, self.loss, self.scores = x, y, loss, scores
         self.forward, self.backward = tuple(rec.forward), tuple(rec.backward)
-        self.leaves = tuple(rec.leaves)
+        # zero_grad of the slots a gradient is added into; the others are written whole (or not at all)
+        seen = {}
+        for p in rec.leaves:
+            seen.setdefault(id(p), p.grad)
+        self.zeroed = tuple(seen.values())
+        self.flags = tuple((p, p._gzero) for p in params)  # as the eager step leaves them
         self.host_why = rec.host_why if type(x) is not np.ndarray else "NumPy arrays"
         self.copy = backend.get_array_module(x).copyto
         self.graph = None  # the CUDA graph of the forward and backward replays, once captured
@@ -118,15 +123,18 @@ class Plan:
             replay()
 
     def run(self, x, y) -> None:
+        """The step's zero_grad, forward and backward on mini-batch (x, y)."""
         copy = self.copy
         copy(self.x, x)
         copy(self.y, y)
+        for grad in self.zeroed:
+            grad.fill(0)
         if self.graph is not None:
             self.graph.launch()
         elif self.host_why is not None or not maybe_capture(self):
             self.body()
-        for p in self.leaves:  # as the eager walk leaves them: the slot holds a gradient
-            p._gzero = False
+        for p, flag in self.flags:
+            p._gzero = flag
 
 
 class TrainStep:
@@ -155,7 +163,6 @@ class TrainStep:
         opt = self.optimizer
         plan = self.plans.get(key) if self.capture else None
         if plan is not None and self.state.same():
-            opt.zero_grad()
             if scope is None:
                 plan.run(xd, yd)
             else:
@@ -210,7 +217,7 @@ class TrainStep:
             return
         if len(self.plans) >= self.max_plans:
             self.plans.pop(next(iter(self.plans)))
-        self.plans[key] = Plan(rec, xd, yd, loss, scores)
+        self.plans[key] = Plan(rec, xd, yd, loss, scores, list(self.model.parameters()))
         self.why = None
 
 

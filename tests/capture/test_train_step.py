@@ -43,6 +43,8 @@ def _train(make_model, device, capture, loss="softmax_cross_entropy", opt="adam"
         out.append((backend.to_numpy(loss_t.data).copy(), backend.to_numpy(scores.data).copy()))
         start = (start + b) % 120
     tensors = [backend.to_numpy(t.data).copy() for t in list(model.parameters()) + list(model.buffers())]
+    tensors += [backend.to_numpy(p.grad).copy() for p in model.parameters()]  # the last step's gradients
+    tensors += [np.array([p._gzero for p in model.parameters()])]  # and the slots' flags
     state = [backend.to_numpy(a).copy() for s in o.state for a in s.values()]
     return out, tensors, state, step
 
