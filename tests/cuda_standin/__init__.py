@@ -3,15 +3,20 @@
 ``install()`` puts it in ``sys.modules`` as ``cupy`` and ``cupyx`` before polydl imports CuPy
 (``pytest --cuda-standin`` does so in ``tests/conftest.py``), so ``device="cuda"`` runs polydl's
 CuPy code paths on one stand-in GPU: arrays of a type of their own backed by NumPy that refuse
-implicit conversion to NumPy as CuPy does (``core``), CuPy's namespace and nothing more
-(``module``, ``names``), the device and memory-pool queries (``cuda``), ``RandomState``
-(``random``), ``cupyx.scatter_add``, and ``ElementwiseKernel``/``RawKernel`` running the
-kernels' CUDA sources on the CPU (``kernels``, through ``cuda_emulator``).
+implicit conversion to NumPy as CuPy does (``core``, ``indexing``), CuPy's namespace and nothing
+more (``module``, ``names``), the device queries (``cuda``), allocators and memory pools
+(``memory``), ``RandomState`` (``random``), ``cupyx.scatter_add``, ``ElementwiseKernel``/``RawKernel``
+running the kernels' CUDA sources on the CPU (``kernels``, through ``cuda_emulator``), and
+streams with CUDA-graph capture (``graph``, ``steps``, ``rules``): work issued to a capturing
+stream is recorded, not run, a graph's launch replays it on the same memory, and what CuPy
+refuses during a capture (host transfers, cuBLAS, cuSOLVER, cuRAND, synchronisation) is refused
+with CuPy's error.
 
 What it cannot show is what a GPU run must still establish: speed, real device memory (the pool
-reports nothing allocated on a nominal 16 GiB card), streams, events and CUDA graphs (absent),
-cuRAND's numbers (the generator draws NumPy's), the order of float operations in CuPy's own
-reductions, and whether the kernels compile (``test_nvrtc`` checks that with NVRTC).
+reports nothing allocated on a nominal 16 GiB card), concurrency between streams (each op runs
+or is recorded in program order; events are absent), capture modes other than CuPy's relaxed
+default, cuRAND's numbers (the generator draws NumPy's), the order of float operations in
+CuPy's own reductions, and whether the kernels compile (``test_nvrtc`` checks that with NVRTC).
 """
 from __future__ import annotations
 
@@ -69,8 +74,8 @@ def install() -> None:
         raise RuntimeError("the CuPy stand-in must be installed before CuPy is imported")
     cupy = _facade("cupy", module, names.MODULE, ("__version__", "ndarray", "ufunc"))
     cupy.__version__ = names.VERSION
-    cuda_mod = _facade("cupy.cuda", cuda, {"Device", "runtime", "get_device_id", "is_available", "MemoryPool",
-                                           "PinnedMemoryPool"} | cuda._NOT_MODELLED)
+    cuda_mod = _facade("cupy.cuda", cuda, {"Device", "runtime", "driver", "get_device_id", "is_available"}
+                       | cuda._GRAPH_NAMES | cuda._MEMORY_NAMES | cuda._NOT_MODELLED)
     random_mod = _facade("cupy.random", random, names.RANDOM)
     cupyx = types.ModuleType("cupyx")
     cupyx.__polydl_standin__ = True

@@ -11,7 +11,10 @@ sees. Where CuPy refuses something, so does the stand-in, with CuPy's exception 
 - integer-array indices out of range wrap around instead of raising;
 - dtypes CuPy lacks (object, strings, datetimes) are refused; ``empty`` memory holds NaN (or
   0xA5 bytes), as uninitialised device memory holds garbage;
-- only the functions and methods CuPy 14 has exist (``names``).
+- only the functions and methods CuPy 14 has exist (``names``);
+- device work goes through ``graph.compute`` (new arrays) or ``graph.run`` (writes into given
+  arrays), so that while the stream captures it is recorded, not run; host transfers
+  (``get``, ``item``, ``float()``, ``repr``, ``set``) are refused there as CuPy refuses them.
 
 Arithmetic, promotion (NEP 50 in both) and reductions are NumPy's, which CuPy follows.
 """
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import names
+from . import graph, indexing, memory, names
+from .indexing import scatter  # noqa: F401  (cupyx.scatter_add and friends)
+from .memory import Flags, MemoryPointer
 
 SCALAR_TYPES = (bool, int, float, complex, np.generic)
-_FILL = {"f": np.nan, "c": complex(np.nan, np.nan)}
+_WRITES = {"sort", "partition", "put"}  # array methods that write into the array
 _IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. "
              "Please use `.get()` to construct a NumPy array explicitly.")
 
@@ -40,13 +45,13 @@ def check_dtype(dtype) -> np.dtype:
 
 def wrap(a):
     """A stand-in array for a NumPy array; a NumPy scalar becomes a 0-d array (as CuPy gives)."""
+    if isinstance(a, np.generic):
+        a = np.asarray(a)
     if isinstance(a, np.ndarray):
         out = ndarray.__new__(ndarray)
         out._a = a
-        return out
-    if isinstance(a, np.generic):
-        out = ndarray.__new__(ndarray)
-        out._a = np.asarray(a)
+        if memory.TRACKING and a.base is None:
+            memory.allocated(a)
         return out
     if isinstance(a, tuple):
         return tuple(wrap(x) for x in a)
@@ -78,89 +83,7 @@ def unwrap(x):
 
 def garbage(shape, dtype, order="C"):
     """Uninitialised memory: NaN for floats, 0xA5 bytes otherwise."""
-    dt = check_dtype(dtype)
-    a = np.empty(shape, dt, order=order)
-    fill = _FILL.get(dt.kind)
-    if fill is not None:
-        a.fill(fill)
-    else:
-        a.view(np.uint8).fill(0xA5)
-    return a
-
-
-class Flags:
-    """``ndarray.flags``: CuPy's three (no ``writeable``)."""
-
-    __slots__ = ("c_contiguous", "f_contiguous", "owndata")
-
-    def __init__(self, a):
-        self.c_contiguous = bool(a.flags.c_contiguous)
-        self.f_contiguous = bool(a.flags.f_contiguous)
-        self.owndata = bool(a.flags.owndata)
-
-    def __getitem__(self, name):
-        return {"C_CONTIGUOUS": self.c_contiguous, "F_CONTIGUOUS": self.f_contiguous,
-                "OWNDATA": self.owndata}[name]
-
-
-class MemoryPointer:
-    """``ndarray.data``: the address of the first element on device 0."""
-
-    __slots__ = ("ptr", "device_id")
-
-    def __init__(self, a):
-        self.ptr = int(a.__array_interface__["data"][0])
-        self.device_id = 0
-
-    @property
-    def device(self):
-        from .cuda import Device
-
-        return Device(0)
-
-
-# ---------------------------------------------------------------------------- indexing
-def _index(key):
-    """An index for NumPy: stand-in arrays to their data (NumPy arrays and lists are allowed in
-    an index, as CuPy copies them to the device); whether it is advanced."""
-    items = key if isinstance(key, tuple) else (key,)
-    out, advanced = [], False
-    for k in items:
-        if type(k) is ndarray:
-            k = k._a
-        if isinstance(k, (np.ndarray, list)):
-            advanced = True
-            k = np.asarray(k)
-            if k.dtype.kind not in "biu":
-                if k.size == 0:
-                    k = k.astype(np.intp)
-                else:
-                    raise IndexError("arrays used as indices must be of integer or boolean type "
-                                     f"(actual: {k.dtype.type})")
-        elif isinstance(k, (bool, np.bool_)):
-            advanced = True
-        out.append(k)
-    return out, advanced
-
-
-def _wrap_around(shape, items):
-    """Integer-array indices taken modulo their axis (CuPy wraps out-of-range indices around)."""
-    n_axes = sum(k.ndim if isinstance(k, np.ndarray) and k.dtype == bool else
-                 0 if k is None or k is Ellipsis else 1 for k in items)
-    ax, out = 0, []
-    for k in items:
-        if k is Ellipsis:
-            ax += len(shape) - n_axes
-        elif k is None:
-            pass
-        elif isinstance(k, np.ndarray) and k.dtype == bool:
-            ax += k.ndim
-        else:
-            if isinstance(k, np.ndarray) and ax < len(shape) and shape[ax]:
-                k = np.mod(k, shape[ax])
-            ax += 1
-        out.append(k)
-    return tuple(out)
+    return memory.poison(np.empty(shape, check_dtype(dtype), order=order))
 
 
 # ---------------------------------------------------------------------------- the array
@@ -220,7 +143,7 @@ def _compare(name):
                 other = other.item()
             if name in ("equal", "not_equal") and (other is None or (
                     type(other).__eq__ is object.__eq__ and not isinstance(other, SCALAR_TYPES))):
-                return wrap(np.full(self.shape, name == "not_equal"))
+                return module.full(self.shape, name == "not_equal")
         return getattr(module, name)(self, other)
 
     return op
@@ -230,7 +153,11 @@ def _method(name):
     np_method = getattr(np.ndarray, name)
 
     def method(self, *args, **kwargs):
-        return wrap(np_method(self._a, *unwrap(args), **{k: unwrap(v) for k, v in kwargs.items()}))
+        data = {k: unwrap(v) for k, v in kwargs.items()}
+        if name in _WRITES or kwargs.get("out") is not None:
+            graph.run(name, np_method, (self._a, *unwrap(args)), data)
+            return kwargs.get("out")
+        return wrap(graph.compute(name, np_method, (self._a, *unwrap(args)), data))
 
     method.__name__ = name
     return method
@@ -247,6 +174,8 @@ class ndarray:
         if memptr is not None or strides is not None:
             raise NotImplementedError("the CuPy stand-in does not model ndarray(memptr=, strides=)")
         self._a = garbage(shape, dtype, order)
+        if memory.TRACKING:
+            memory.allocated(self._a)
 
     # --------------------------------------------------------------- attributes
     shape = property(lambda self: self._a.shape)
@@ -266,7 +195,7 @@ class ndarray:
     mT = property(lambda self: wrap(self._a.mT))
     real = property(lambda self: wrap(self._a.real))
     imag = property(lambda self: wrap(self._a.imag))
-    base = property(lambda self: None if self._a.base is None else wrap(self._a.base))
+    base = property(lambda self: None if self._a.base is None else _existing(self._a.base))
     data = property(lambda self: MemoryPointer(self._a))
 
     @property
@@ -287,8 +216,12 @@ class ndarray:
                 raise TypeError("Only numpy.ndarray can be obtained from cupy.ndarray")
             if out.shape != self.shape or out.dtype != self.dtype:
                 raise ValueError(f"Shape mismatch or dtype mismatch: {out.shape} {out.dtype}")
+            graph.host_transfer("D2H", stream)
             np.copyto(out, self._a)
             return out
+        if self._a.size == 0:
+            return np.empty(self.shape, self.dtype)
+        graph.host_transfer("D2H", stream)
         return np.array(self._a, order=order, copy=True)
 
     def set(self, arr, stream=None):
@@ -298,25 +231,28 @@ class ndarray:
             raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: {arr.shape}")
         if arr.dtype != self.dtype:
             raise TypeError(f"{arr.dtype} array cannot be set to {self.dtype} array")
+        graph.host_transfer("H2D", stream)
         np.copyto(self._a, arr)
 
     def item(self, *args):
-        return self._a.item(*args)
+        if not args and self._a.size != 1:
+            raise ValueError("can only convert an array of size 1 to a Python scalar")
+        return self.get().item(*args)
 
     def tolist(self):
-        return self._a.tolist()
+        return self.get().tolist()
 
     def tobytes(self, order="C"):
-        return self._a.tobytes(order)
+        return self.get().tobytes(order)
 
     def __array__(self, *args, **kwargs):
         raise TypeError(_IMPLICIT)
 
     def __repr__(self):
-        return repr(self._a)
+        return repr(self.get())
 
     def __str__(self):
-        return str(self._a)
+        return str(self.get())
 
     def __reduce__(self):
         return _rebuild, (self.get(),)
@@ -329,16 +265,16 @@ class ndarray:
 
     # --------------------------------------------------------------- conversions
     def __bool__(self):
-        return bool(self._a)
+        return bool(self.get() if self._a.size == 1 else self._a)
 
     def __int__(self):
-        return int(self._a)
+        return int(self.get())
 
     def __float__(self):
-        return float(self._a)
+        return float(self.get())
 
     def __complex__(self):
-        return complex(self._a)
+        return complex(self.get())
 
     def __len__(self):
         if self._a.ndim == 0:
@@ -353,11 +289,11 @@ class ndarray:
     # --------------------------------------------------------------- methods
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         dt = check_dtype(dtype)
-        out = self._a.astype(dt, order=order, copy=copy)
+        out = graph.compute("astype", np.ndarray.astype, (self._a, dt), {"order": order, "copy": copy})
         return self if out is self._a else wrap(out)
 
     def copy(self, order="C"):
-        return wrap(self._a.copy(order=order))
+        return wrap(graph.compute("copy", np.ndarray.copy, (self._a,), {"order": order}))
 
     def view(self, dtype=None, *args):
         if dtype is None or dtype is ndarray:
@@ -373,7 +309,8 @@ class ndarray:
             value = np.asarray(value, dtype=self.dtype)
             if value.shape != ():
                 raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
-        self._a.fill(value)
+            value = value[()]
+        graph.run("fill", np.ndarray.fill, (self._a, value))
 
     def ptp(self, axis=None, out=None, keepdims=False):
         from . import module
@@ -381,13 +318,13 @@ class ndarray:
         return module.ptp(self, axis=axis, out=out, keepdims=keepdims)
 
     def scatter_add(self, slices, value):
-        scatter(self, slices, value, "add")
+        indexing.scatter(self, slices, value, "add")
 
     def scatter_max(self, slices, value):
-        scatter(self, slices, value, "maximum")
+        indexing.scatter(self, slices, value, "maximum")
 
     def scatter_min(self, slices, value):
-        scatter(self, slices, value, "minimum")
+        indexing.scatter(self, slices, value, "minimum")
 
     for _name in ("all", "any", "argmax", "argmin", "argpartition", "argsort", "choose", "clip", "compress",
                   "conj", "conjugate", "cumprod", "cumsum", "diagonal", "dot", "flatten", "max", "mean", "min",
@@ -398,24 +335,10 @@ class ndarray:
 
     # --------------------------------------------------------------- indexing
     def __getitem__(self, key):
-        items, advanced = _index(key)
-        if advanced:
-            return wrap(self._a[_wrap_around(self._a.shape, items)])
-        items = tuple(items)
-        out = self._a[items]
-        if isinstance(out, np.generic):  # an element: a 0-d view, as CuPy gives
-            out = self._a[items + (Ellipsis,)]
-        return wrap(out)
+        return indexing.getitem(self, key)
 
     def __setitem__(self, key, value):
-        items, advanced = _index(key)
-        if type(value) is ndarray:
-            value = value._a
-        elif not advanced:
-            value = np.asarray(value, dtype=self.dtype)  # CuPy fills with a host value
-            if value.shape != ():
-                raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
-        self._a[_wrap_around(self._a.shape, items) if advanced else tuple(items)] = value
+        indexing.setitem(self, key, value)
 
     # --------------------------------------------------------------- NumPy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -483,26 +406,8 @@ def _rebuild(host):
     return wrap(np.array(host))
 
 
-# ---------------------------------------------------------------------------- scatter
-_SCATTER_DTYPES = {"add": "iIlLqQefd", "maximum": "iIlLqQfd", "minimum": "iIlLqQfd"}
-
-
-def scatter(a, slices, value, op):
-    """``cupyx.scatter_add`` and friends: ``np.<op>.at`` with CuPy's checks (the value may be
-    a host array only where an integer or boolean array is among the indices)."""
-    if type(a) is not ndarray:
-        raise AttributeError(f"'{type(a).__name__}' object has no attribute 'scatter_{op[:3]}'")
-    items, advanced = _index(slices)
-    if type(value) is ndarray:
-        v = value._a
-    elif advanced:
-        v = np.asarray(value, dtype=a.dtype)
-    else:
-        v = operand(value)
-    if advanced and any(isinstance(k, np.ndarray) and k.dtype != bool for k in items):
-        if np.dtype(a.dtype).char not in _SCATTER_DTYPES[op]:
-            half = "float16, " if op == "add" else ""
-            raise TypeError(f"cupy.{op}.at only supports int32, int64, {half}float32, float64, uint32, uint64 as "
-                            "data type")
-    getattr(np, op).at(a._a, _wrap_around(a.shape, items) if advanced else tuple(items), v)
-
+def _existing(a):
+    """A stand-in array on memory that exists already (not an allocation)."""
+    out = ndarray.__new__(ndarray)
+    out._a = a
+    return out

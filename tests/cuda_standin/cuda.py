@@ -1,26 +1,51 @@
-"""The stand-in's ``cupy.cuda``: one GPU (device 0), its runtime queries and memory pools.
+"""The stand-in's ``cupy.cuda``: one GPU (device 0), its runtime queries, memory pools and
+allocators (``memory``), streams, stream capture and CUDA graphs (``graph``).
 
-What a GPU alone can show is not modelled: streams, events and CUDA graphs are absent (their
-names raise ``AttributeError`` saying so), the memory numbers are those of a nominal 16 GiB card
-with nothing allocated, and nothing here is timed."""
+What a GPU alone can show is not modelled: events, external streams, ``MemoryAsyncPool`` and the
+compiler are absent (their names raise ``AttributeError`` saying so), the memory numbers are those
+of a nominal 16 GiB card with nothing allocated, streams do not run concurrently, and nothing
+here is timed."""
 from __future__ import annotations
 
+from . import memory
+from .memory import TOTAL_MEMORY
+
 COUNT = 1
-TOTAL_MEMORY = 16 * 2 ** 30
-_NOT_MODELLED = {"Stream", "ExternalStream", "Event", "Graph", "get_current_stream", "get_elapsed_time",
-                 "graph", "stream", "profile", "profiler", "nvtx", "MemoryAsyncPool", "malloc_async",
-                 "malloc_managed", "ManagedMemory", "set_allocator", "using_allocator", "texture", "cub", "thrust",
+_NOT_MODELLED = {"ExternalStream", "Event", "get_elapsed_time", "graph", "stream", "profile", "profiler", "nvtx",
+                 "MemoryAsyncPool", "malloc_async", "malloc_managed", "ManagedMemory", "texture", "cub", "thrust",
                  "compiler", "nvrtc", "Module", "Function", "get_cublas_handle"}
+_GRAPH_NAMES = {"Stream", "Graph", "get_current_stream"}
+_MEMORY_NAMES = {"MemoryPool", "PinnedMemoryPool", "get_allocator", "set_allocator", "using_allocator"}
 _current = [0]
 
 
 class CUDARuntimeError(RuntimeError):
+    """``cupy.cuda.runtime.CUDARuntimeError``: "<error name>: <cudaGetErrorString>"."""
+
     def __init__(self, status, name):
         self.status = status
         super().__init__(f"{name}: {_MESSAGES.get(name, name)}")
 
 
-_MESSAGES = {"cudaErrorInvalidDevice": "invalid device ordinal"}
+class CUDADriverError(RuntimeError):
+    """``cupy.cuda.driver.CUDADriverError`` (a kernel launch): "<CUDA_ERROR_...>: <cuGetErrorString>"."""
+
+    def __init__(self, status, name):
+        self.status = status
+        super().__init__(f"{name}: {_MESSAGES.get(name, name)}")
+
+
+_CAPTURE_MESSAGES = {  # CUDA's error strings (as HIP's tests list them for NVIDIA)
+    "StreamCaptureUnsupported": "operation not permitted when stream is capturing",
+    "StreamCaptureInvalidated": "operation failed due to a previous error during capture",
+    "StreamCaptureImplicit": "operation would make the legacy stream depend on a capturing blocking stream",
+}
+_MESSAGES = {"cudaErrorInvalidDevice": "invalid device ordinal", "cudaErrorInvalidValue": "invalid argument",
+             "cudaErrorIllegalState": "the operation cannot be performed in the present state",
+             "cudaErrorInvalidResourceHandle": "invalid resource handle",
+             **{f"cudaError{k}": v for k, v in _CAPTURE_MESSAGES.items()},
+             "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED": _CAPTURE_MESSAGES["StreamCaptureInvalidated"],
+             "CUDA_ERROR_STREAM_CAPTURE_IMPLICIT": _CAPTURE_MESSAGES["StreamCaptureImplicit"]}
 
 
 def _check(index):
@@ -49,7 +74,10 @@ class Device:
         _current[0] = self.id
 
     def synchronize(self):
+        from .graph import synchronize_device
+
         _check(self.id)
+        synchronize_device()
 
     @property
     def compute_capability(self):
@@ -78,51 +106,14 @@ def is_available():
     return True
 
 
-class MemoryPool:
-    """A memory pool that holds nothing (the stand-in does not model device memory)."""
-
-    def __init__(self):
-        self._limit = 0
-
-    def used_bytes(self):
-        return 0
-
-    def free_bytes(self):
-        return 0
-
-    def total_bytes(self):
-        return 0
-
-    def n_free_blocks(self):
-        return 0
-
-    def free_all_blocks(self, stream=None):
-        pass
-
-    def set_limit(self, size=None, fraction=None):
-        self._limit = int(size if size is not None else (fraction or 0) * TOTAL_MEMORY)
-
-    def get_limit(self):
-        return self._limit
-
-
-class PinnedMemoryPool:
-    def free_all_blocks(self):
-        pass
-
-    def n_free_blocks(self):
-        return 0
-
-
-MEMORY_POOL = MemoryPool()
-PINNED_MEMORY_POOL = PinnedMemoryPool()
-
-
 class _Runtime:
     """``cupy.cuda.runtime``: the device queries polydl makes."""
 
     CUDARuntimeError = CUDARuntimeError
     is_hip = False
+    streamDefault, streamNonBlocking, streamLegacy, streamPerThread = 0, 1, 1, 2
+    streamCaptureModeGlobal, streamCaptureModeThreadLocal, streamCaptureModeRelaxed = 0, 1, 2
+    streamCaptureStatusNone, streamCaptureStatusActive, streamCaptureStatusInvalidated = 0, 1, 2
 
     @staticmethod
     def getDeviceCount():
@@ -158,7 +149,21 @@ class _Runtime:
 
     @staticmethod
     def deviceSynchronize():
-        pass
+        from .graph import synchronize_device
+
+        synchronize_device()
+
+    @staticmethod
+    def streamIsCapturing(ptr):
+        from . import graph
+
+        return graph.is_capturing(graph.stream_at(ptr))
+
+    @staticmethod
+    def streamSynchronize(ptr):
+        from . import graph
+
+        graph.stream_at(ptr).synchronize()
 
     def __getattr__(self, name):
         raise AttributeError(f"cupy.cuda.runtime.{name} is not modelled by the CuPy stand-in")
@@ -167,8 +172,26 @@ class _Runtime:
 runtime = _Runtime()
 
 
+class _Driver:
+    """``cupy.cuda.driver``: its error only."""
+
+    CUDADriverError = CUDADriverError
+
+    def __getattr__(self, name):
+        raise AttributeError(f"cupy.cuda.driver.{name} is not modelled by the CuPy stand-in")
+
+
+driver = _Driver()
+
+
 def __getattr__(name):
+    if name in _GRAPH_NAMES:
+        from . import graph
+
+        return getattr(graph, name)
+    if name in _MEMORY_NAMES:
+        return getattr(memory, name)
     if name in _NOT_MODELLED:
-        raise AttributeError(f"cupy.cuda.{name} is not modelled by the CuPy stand-in (streams, events, graphs "
-                             "and compilation need a GPU)")
+        raise AttributeError(f"cupy.cuda.{name} is not modelled by the CuPy stand-in (events, asynchronous "
+                             "allocation and compilation need a GPU)")
     raise AttributeError(f"module 'cupy.cuda' has no attribute '{name}'")

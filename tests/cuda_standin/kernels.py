@@ -3,7 +3,8 @@ kernel's own CUDA source run on the CPU by ``cuda_emulator`` (g++).
 
 Each launch is checked against ``cuda_launches``, the list of launches that ``test_nvrtc``
 compiles with NVRTC: a kernel polydl launches with arguments of types that list lacks fails
-here, so NVRTC compiles every launch the suite makes."""
+here, so NVRTC compiles every launch the suite makes. A launch goes to ``stream=`` (default: the
+current stream) through ``graph.run``: recorded, not run, while that stream captures."""
 from __future__ import annotations
 
 import re
@@ -12,6 +13,7 @@ import cuda_emulator
 import cuda_launches
 import numpy as np
 
+from . import graph
 from .core import SCALAR_TYPES, ndarray, unsupported
 
 #: outputs of polydl's raw kernels, filled with NaN before each launch (an element the kernel
@@ -115,8 +117,8 @@ class ElementwiseKernel:
                             f"{self.nargs} (with outputs), but given {len(args)}.")
         if block_size <= 0:
             raise ValueError("block_size must be greater than zero")
-        if stream is not None:
-            raise NotImplementedError("the CuPy stand-in does not model streams")
+        if stream is not None and not isinstance(stream, graph.Stream):
+            raise TypeError(f"stream must be a cupy.cuda.Stream, not {type(stream).__name__}")
         for a in args:
             if type(a) is not ndarray and not isinstance(a, SCALAR_TYPES):
                 raise unsupported(a)
@@ -155,7 +157,7 @@ class ElementwiseKernel:
                     raise TypeError(f"{self.name}: the type of {p[0]} is not bound by any array")
                 values.append(np.array(a, dtype=t)[()])
         record_elementwise(self.name, params, full, types, shape)
-        self._emu(*values)
+        graph.run(self.name, self._emu, tuple(values), stream=stream, check=False)
         return ret
 
 
@@ -194,8 +196,10 @@ class RawKernel:
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None, enable_cooperative_groups=False):
         if not isinstance(args, tuple):
             raise TypeError("args must be a tuple")
-        if stream is not None or shared_mem:
-            raise NotImplementedError("the CuPy stand-in does not model streams or dynamic shared memory")
+        if shared_mem:
+            raise NotImplementedError("the CuPy stand-in does not model dynamic shared memory")
+        if stream is not None and not isinstance(stream, graph.Stream):
+            raise TypeError(f"stream must be a cupy.cuda.Stream, not {type(stream).__name__}")
         grid = tuple(grid) if isinstance(grid, tuple) else (grid,)
         block = tuple(block) if isinstance(block, tuple) else (block,)
         g3, b3 = grid + (1,) * (3 - len(grid)), block + (1,) * (3 - len(block))
@@ -228,4 +232,4 @@ class RawKernel:
         cuda_launches.check_raw(self.code)
         if self._emu is None:
             self._emu = cuda_emulator.RawKernel(self.code, self.name, POISON)
-        self._emu(g3, b3, tuple(values))
+        graph.run(self.name, self._emu, (g3, b3, tuple(values)), stream=stream, check=False)

@@ -1,19 +1,26 @@
 """The stand-in's ``cupy`` namespace: CuPy 14's public names, each NumPy's function behind
 CuPy's argument rules (``core``), plus the CuPy-only parts polydl uses (``asnumpy``,
-``get_array_module``, the kernels, the memory pools, ``cuda``, ``random``)."""
+``get_array_module``, the kernels, the memory pools, ``cuda``, ``random``). Device work goes
+through ``graph.compute``/``graph.run`` (recorded while the stream captures)."""
 from __future__ import annotations
 
 import sys
 
 import numpy as np
 
-from . import core, names
+from . import core, graph, indexing, names
 from .core import check_dtype, garbage, ndarray, operand, unwrap, wrap
 
 __version__ = names.VERSION
 _CACHE: dict = {}
 # creation functions whose prototype may be a host array (CuPy reads only its shape and dtype)
-_LIKE = {"empty_like", "zeros_like", "ones_like", "full_like"}
+_LIKE = {"zeros_like", "ones_like", "full_like"}
+# functions that read only shapes and dtypes (no device work)
+_METADATA = {"shape", "ndim", "size", "result_type", "can_cast", "min_scalar_type", "promote_types", "common_type",
+             "may_share_memory", "shares_memory", "iscomplexobj", "isrealobj", "isscalar", "isfortran", "isdtype",
+             "issubdtype", "broadcast_shapes", "mintypecode", "iterable"}
+# functions that write into an array they are given
+_WRITES = {"copyto", "place", "put", "putmask", "fill_diagonal", "put_along_axis"}
 
 
 class ufunc:
@@ -42,20 +49,21 @@ class ufunc:
             out = extra if len(extra) > 1 else extra[0]
         if "dtype" in kwargs and kwargs["dtype"] is not None:
             check_dtype(kwargs["dtype"])
-        data = [operand(a) for a in ins]
+        data = tuple(operand(a) for a in ins)
         if out is None:
-            return wrap(self._u(*data, **kwargs))
+            return wrap(graph.compute(self.name, self._u, data, kwargs))
         outs = self._outs(out)
-        self._u(*data, out=tuple(o._a for o in outs), **kwargs)
+        graph.run(self.name, self._u, data, {"out": tuple(o._a for o in outs), **kwargs})
         return outs[0] if len(outs) == 1 else outs
 
     def _method(self, name, a, *args, out=None, **kwargs):
         if type(a) is not ndarray:
             raise core.unsupported(a)
+        fn = getattr(self._u, name)
         if out is None:
-            return wrap(getattr(self._u, name)(a._a, *args, **kwargs))
+            return wrap(graph.compute(f"{self.name}.{name}", fn, (a._a, *args), kwargs))
         outs = self._outs(out)
-        getattr(self._u, name)(a._a, *args, out=outs[0]._a, **kwargs)
+        graph.run(f"{self.name}.{name}", fn, (a._a, *args), {"out": outs[0]._a, **kwargs})
         return outs[0]
 
     def reduce(self, array, axis=0, dtype=None, out=None, keepdims=False):
@@ -68,16 +76,13 @@ class ufunc:
         return self._method("reduceat", array, unwrap(indices), axis=axis, dtype=dtype, out=out)
 
     def outer(self, a, b, **kwargs):
-        return wrap(self._u.outer(operand(a), operand(b), **kwargs))
+        return wrap(graph.compute(f"{self.name}.outer", self._u.outer, (operand(a), operand(b)), kwargs))
 
     def at(self, a, indices, b=None):
         if self.name in ("add", "maximum", "minimum"):
-            core.scatter(a, indices, b, self.name)
-            return
-        if type(a) is not ndarray:
-            raise core.unsupported(a)
-        items, _ = core._index(indices)
-        self._u.at(a._a, tuple(items), *(() if b is None else (operand(b),)))
+            indexing.scatter(a, indices, b, self.name)
+        else:
+            indexing.ufunc_at(self._u, a, indices, b)
 
 
 def _function(name, np_func):
@@ -86,15 +91,18 @@ def _function(name, np_func):
     like = name in _LIKE
 
     def func(*args, **kwargs):
-        if like and args and isinstance(args[0], np.ndarray):
-            args = (wrap(args[0]),) + args[1:]
         if kwargs.get("dtype") is not None:
             check_dtype(kwargs["dtype"])
+        if like:
+            return wrap(_like(name, *args, **kwargs))
         out = kwargs.get("out")
-        data = unwrap(args)
-        result = np_func(*data, **{k: unwrap(v) for k, v in kwargs.items()})
-        if out is not None:
+        data, kw = unwrap(args), {k: unwrap(v) for k, v in kwargs.items()}
+        if name in _METADATA:
+            return np_func(*data, **kw)
+        if out is not None or name in _WRITES:
+            graph.run(name, np_func, data, kw)
             return out
+        result = graph.compute(name, np_func, data, kw)
         for a, d in zip(args, data):
             if result is d and type(a) is ndarray:
                 return a
@@ -103,6 +111,21 @@ def _function(name, np_func):
     func.__name__ = func.__qualname__ = name
     func.__module__ = "cupy"
     return func
+
+
+def _like(name, prototype, *args, dtype=None, order="K", subok=None, shape=None, **kwargs):
+    """``zeros_like`` and friends: CuPy reads only the prototype's shape, dtype and layout (a host
+    prototype is allowed), then fills a new array."""
+    if subok:
+        raise TypeError("subok is not supported yet")
+    proto = prototype._a if type(prototype) is ndarray else prototype
+    if not isinstance(proto, np.ndarray):
+        raise core.unsupported(prototype)
+    like = np.empty_like(proto, dtype=dtype, order=order, shape=shape)
+    layout = "F" if like.flags.f_contiguous and not like.flags.c_contiguous else "C"
+    base = name[:-len("_like")]
+    return graph.compute(base, getattr(np, base), (like.shape, *unwrap(args)),
+                         {"dtype": like.dtype, "order": layout, **{k: unwrap(v) for k, v in kwargs.items()}})
 
 
 def __getattr__(name):
@@ -127,19 +150,24 @@ def __getattr__(name):
 # ---------------------------------------------------------------------------- CuPy's own
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
     """A device array of host data (NumPy arrays, lists, scalars) or of another device array."""
-    if type(obj) is ndarray:
-        data = obj._a
-    elif isinstance(obj, (list, tuple)):
-        data = np.array(unwrap_nested(obj))
-    else:
-        data = obj
-    out = np.array(data, dtype=dtype, copy=copy, order=order, ndmin=ndmin)
+    on_device = type(obj) is ndarray or (isinstance(obj, (list, tuple)) and _has_device(obj))
+    if not on_device:  # host data: copied to the device (a 0-d value: filled in by a kernel)
+        host = np.array(unwrap_nested(obj), dtype=dtype, order=order, ndmin=ndmin)
+        check_dtype(host.dtype)
+        if host.ndim:
+            graph.host_transfer("H2D")
+            return wrap(host)
+        return wrap(graph.compute("array", np.array, (host[()],), {"dtype": host.dtype}))
+    data = obj._a if type(obj) is ndarray else unwrap_nested(obj)
+    if dtype is not None:
+        check_dtype(dtype)
+    out = graph.compute("array", np.array, (data,), {"dtype": dtype, "copy": copy, "order": order, "ndmin": ndmin})
     check_dtype(out.dtype)
-    if type(obj) is ndarray and out is obj._a:
-        return obj
-    if out is data and not isinstance(data, np.generic) and type(obj) is not ndarray:
-        out = out.copy()  # the device never shares memory with the host
-    return wrap(out)
+    return obj if type(obj) is ndarray and out is obj._a else wrap(out)
+
+
+def _has_device(x):
+    return type(x) is ndarray or (isinstance(x, (list, tuple)) and any(_has_device(v) for v in x))
 
 
 def unwrap_nested(x):
@@ -171,7 +199,7 @@ def ascontiguousarray(a, dtype=None):
     dt = a.dtype if dtype is None else check_dtype(dtype)
     if dt == a.dtype and a._a.flags.c_contiguous and a.ndim:
         return a
-    return wrap(np.ascontiguousarray(a._a, dtype=dt))
+    return wrap(graph.compute("ascontiguousarray", np.ascontiguousarray, (a._a,), {"dtype": dt}))
 
 
 def get_array_module(*args):
@@ -201,13 +229,13 @@ def is_available():
 
 
 def get_default_memory_pool():
-    from .cuda import MEMORY_POOL
+    from .memory import MEMORY_POOL
 
     return MEMORY_POOL
 
 
 def get_default_pinned_memory_pool():
-    from .cuda import PINNED_MEMORY_POOL
+    from .memory import PINNED_MEMORY_POOL
 
     return PINNED_MEMORY_POOL
 

@@ -1,12 +1,25 @@
 """The stand-in's ``cupy.random``: CuPy's ``RandomState`` API (floats only in float32 and
 float64, no ``get_state``/``set_state``, as CuPy), drawing from NumPy's PCG64: the same API and
-dtypes as on a GPU, not the same numbers (cuRAND's streams are not modelled)."""
+dtypes as on a GPU, not the same numbers (cuRAND's streams are not modelled). A draw while the
+current stream captures raises as cuRAND's ``setStream`` does in CuPy."""
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
-from . import names
+from . import graph, names
 from .core import unwrap, wrap
+
+
+def _draw(method):
+    """A method that calls cuRAND on the current stream."""
+    @functools.wraps(method)
+    def draw(self, *args, **kwargs):
+        graph.library("cuRAND")
+        return method(self, *args, **kwargs)
+
+    return draw
 
 
 def _float_dtype(dtype):
@@ -34,6 +47,7 @@ class RandomState:
             seed = int(arr)
         self._gen = np.random.Generator(np.random.PCG64(seed))
 
+    @_draw
     def random_sample(self, size=None, dtype=float):
         return wrap(self._gen.random(_size(size), dtype=_float_dtype(dtype)))
 
@@ -43,26 +57,33 @@ class RandomState:
     def randn(self, *size, **kwargs):
         return self.standard_normal(_size(None, size), kwargs.pop("dtype", float))
 
+    @_draw
     def standard_normal(self, size=None, dtype=float):
         return wrap(self._gen.standard_normal(_size(size), dtype=_float_dtype(dtype)))
 
+    @_draw
     def normal(self, loc=0.0, scale=1.0, size=None, dtype=float):
         dt = _float_dtype(dtype)
         return wrap((self._gen.normal(unwrap(loc), unwrap(scale), size)).astype(dt))
 
+    @_draw
     def uniform(self, low=0.0, high=1.0, size=None, dtype=float):
         dt = _float_dtype(dtype)
         return wrap(self._gen.uniform(unwrap(low), unwrap(high), size).astype(dt))
 
+    @_draw
     def randint(self, low, high=None, size=None, dtype="l"):
         return wrap(np.asarray(self._gen.integers(low, high, size, dtype=dtype)))
 
+    @_draw
     def permutation(self, num):
         return wrap(self._gen.permutation(unwrap(num)))
 
+    @_draw
     def shuffle(self, a):
         self._gen.shuffle(a._a)
 
+    @_draw
     def choice(self, a, size=None, replace=True, p=None):
         return wrap(np.asarray(self._gen.choice(unwrap(a), size, replace, unwrap(p))))
 
