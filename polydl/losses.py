@@ -91,6 +91,8 @@ def _label_problem(loss: str, scores, targets, classes: bool = True) -> str | No
 class SoftmaxCrossEntropy(_Builtin):
     name = "softmax_cross_entropy"
 
+    capturable = True  # made of polydl's ops (polydl.capture)
+
     def __call__(self, scores, targets):
         try:
             return F.softmax_cross_entropy(scores, targets)
@@ -105,6 +107,8 @@ class BinaryCrossEntropy(_Builtin):
     """Logistic loss on one logit per sample (scores of shape (m,) or (m, 1))."""
 
     name = "binary_cross_entropy"
+
+    capturable = True  # made of polydl's ops (polydl.capture)
 
     def __call__(self, scores, targets):
         try:
@@ -128,6 +132,8 @@ class MSE(_Builtin):
     name = "mse"
     task = "regression"
 
+    capturable = True  # made of polydl's ops (polydl.capture)
+
     def __call__(self, scores, targets):
         try:
             return F.mse(scores, targets)
@@ -143,6 +149,8 @@ class MAE(_Builtin):
 
     name = "mae"
     task = "regression"
+
+    capturable = True  # made of polydl's ops (polydl.capture)
 
     def __call__(self, scores, targets):
         try:
@@ -166,6 +174,8 @@ class Huber(_Builtin):
         if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta > 0:
             raise ValueError(f"huber: delta must be a number > 0, not {delta!r}")
         self.delta = float(delta)
+
+    capturable = True  # made of polydl's ops (polydl.capture)
 
     def __call__(self, scores, targets):
         try:

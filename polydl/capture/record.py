@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import heapq
 
+import numpy as np
+
 from .. import backend
 from ..tensor import _CAPTURE, _RELEASED, _accumulate_leaf
 
@@ -107,7 +109,8 @@ class Recorder:
             g = grads.pop(id(node))
             before = len(self.backward)
             closure = node._backward
-            parent_grads = node._backward(g)
+            parent_grads = tuple(np.asarray(pg) if isinstance(pg, np.generic) else pg  # a 0-d array to write into
+                                 for pg in node._backward(g))
             if len(self.backward) == before:  # the closure again, its results copied into these arrays
                 self.backward.append(recompute(_again(closure, g), parent_grads))
             elif len(self.backward) != before + 1:

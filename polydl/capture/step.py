@@ -52,14 +52,24 @@ def enabled() -> bool:
     return _ALIASES[raw]
 
 
-def capturable(model) -> str | None:
+def _declared(obj, method: str) -> bool:
+    """Whether the class that defines ``obj``'s ``method`` declares ``capturable = True`` and the
+    instance does not patch it."""
+    owner = next((c for c in type(obj).__mro__ if method in vars(c)), None)
+    return owner is not None and bool(vars(owner).get("capturable", False)) and method not in vars(obj)
+
+
+def capturable(model, loss_fn=None) -> str | None:
     """None when every module of ``model`` declares ``capturable = True`` on the class that
-    defines its ``forward``, and none has a forward patched on the instance; else the reason."""
+    defines its ``forward`` (and ``loss_fn`` on the class that defines its ``__call__``), none
+    patched on the instance; else the reason. A captured step runs their Python once, when it is
+    recorded: what declares itself capturable computes only through polydl's ops."""
     for module in model.modules():
-        cls = type(module)
-        owner = next((c for c in cls.__mro__ if "forward" in vars(c)), None)
-        if owner is None or not vars(owner).get("capturable", False) or "forward" in vars(module):
-            return f"{cls.__name__}'s forward has no captured form (its class does not declare capturable = True)"
+        if not _declared(module, "forward"):
+            return (f"{type(module).__name__}'s forward has no captured form (its class does not declare "
+                    "capturable = True)")
+    if loss_fn is not None and not _declared(loss_fn, "__call__"):
+        return f"the loss {type(loss_fn).__name__} has no captured form (its class does not declare capturable = True)"
     return None
 
 
@@ -199,7 +209,7 @@ class TrainStep:
             self.plans.clear()
             self.refused.clear()
             self.state = _State(self.model, self.loss_fn)
-            self.model_why = capturable(self.model)
+            self.model_why = capturable(self.model, self.loss_fn)
             if self.model_why is None and not all(p._packed for p in self.model.parameters()):
                 self.model_why = "a parameter is outside the optimizer's flat buffers"
         if self.model_why is not None:

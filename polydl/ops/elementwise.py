@@ -31,7 +31,9 @@ def add(a, b):
 def _made(name, ad, bd, out, parents, backward):
     """The output of a binary op, the ufunc ``name`` of ``ad`` and ``bd``; while a step is
     captured, its replay is the same ufunc into the same array."""
-    if _CAPTURE.rec is not None and not isinstance(out, np.generic):
+    if _CAPTURE.rec is not None:
+        if isinstance(out, np.generic):  # a NumPy scalar: recorded as a 0-d array to write into
+            out = np.asarray(out)
         ufunc = getattr(_xp(out), name)
         _CAPTURE.rec.op(lambda: ufunc(ad, bd, out=out))
     return _make(out, parents, backward)

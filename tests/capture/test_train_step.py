@@ -195,6 +195,56 @@ def test_models_it_cannot_capture_train_eagerly_and_say_why(device):
         assert captured[3].replays == 0 and why in captured[3].why
 
 
+class _CountingLoss:
+    """A loss whose Python must run at every step (it counts them): not declared capturable."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, scores, targets):
+        self.calls += 1
+        return F.softmax_cross_entropy(scores, targets)
+
+
+def test_a_loss_that_does_not_declare_itself_capturable_runs_every_step():
+    model = nn.mlp((12, 8, 4))
+    loss = _CountingLoss()
+    step = TrainStep(model, loss, optim.SGD(model.parameters(), lr=0.1), capture=True)
+    X, y = _data("cpu")
+    for k in range(4):
+        step(X[16 * k:16 * k + 16], y[16 * k:16 * k + 16])
+    assert loss.calls == 4 and step.replays == 0
+    assert step.why == "the loss _CountingLoss has no captured form (its class does not declare capturable = True)"
+    _CountingLoss.capturable = True  # declared, but it changes its own attribute at every call:
+    try:                               # each step finds the loss changed and runs eagerly again
+        step = TrainStep(model, loss, optim.SGD(model.parameters(), lr=0.1), capture=True)
+        for k in range(4):
+            step(X[16 * k:16 * k + 16], y[16 * k:16 * k + 16])
+        assert loss.calls == 8 and step.replays == 0
+    finally:
+        del _CountingLoss.capturable
+
+
+class _PluginLoss:
+    capturable = True  # its author says: it computes through polydl's ops only
+
+    def __call__(self, scores, targets):
+        return F.softmax_cross_entropy(scores, targets) * 0.5
+
+
+def test_a_plugin_loss_that_declares_itself_capturable_is_captured(device):
+    def train(capture):
+        polydl.manual_seed(0)
+        model = nn.mlp((12, 8, 4)).to(device)
+        step = TrainStep(model, _PluginLoss(), optim.Adam(model.parameters(), lr=0.01), capture=capture)
+        X, y = _data(device)
+        out = [backend.to_numpy(step(X[16 * k:16 * k + 16], y[16 * k:16 * k + 16])[0].data).copy() for k in range(4)]
+        return out, step
+
+    (a, sa), (b, _) = train(True), train(False)
+    assert [x.tobytes() for x in a] == [x.tobytes() for x in b] and sa.replays == 3
+
+
 def test_a_tied_weight_and_paths_that_meet_replay_exactly(device):
     captured = _train(_Tied, device, True, batches=(16,))
     _same(captured, _train(_Tied, device, False, batches=(16,)))

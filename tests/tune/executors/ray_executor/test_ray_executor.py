@@ -31,7 +31,7 @@ from polydl.tune.study import TuneSettings, tune
 
 TrialState = optuna.trial.TrialState
 #: trials of a second or so: 2000 moons in mini-batches of 8, 0.1 s an epoch
-SLOWER = {"dataset_params": {"n_samples": 2000}, "batch_size": 8}
+SLOWER = {"dataset_params": {"n_samples": 6000}, "batch_size": 8}  # epochs long enough for events to arrive mid-run
 
 
 def test_resources_per_trial_are_checked():
