@@ -30,7 +30,7 @@ import numpy as np
 
 from .cpu_kernel_sources import COMPOSITES, SOURCES
 
-__all__ = ["MIN_SIZE", "DTYPES", "NOTE", "available", "mode", "use", "notes", "get", "numba_version",
+__all__ = ["MIN_SIZE", "DTYPES", "NOTE", "available", "mode", "use", "notes", "get", "settled", "numba_version",
            "installed_version", "check"]
 
 #: smallest array (elements) that ``auto`` hands to a kernel. One kernel call replaces 5 to 12
@@ -198,6 +198,15 @@ def notes(to) -> _Notes:
     """Send ``NOTE`` to ``to(message)`` (a run's reporter's ``note``; None: nowhere) instead of
     standard error, for the whole process; used as ``with notes(to): ...``, until the block ends."""
     return _Notes(to)
+
+
+def settled(kern):
+    """The kernel that ``kern`` (from :func:`get`) stands for once its first call is over: a kernel
+    returned for its first call waits for the compile and records its arguments, which a kernel
+    kept for many calls (a captured step's replay) should not pay every time."""
+    if type(kern).__name__ != "FirstCall":
+        return kern
+    return kern.then if kern.then is not None else kern.kern
 
 
 def get(name: str, size: int):

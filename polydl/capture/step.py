@@ -27,6 +27,7 @@ every replay (as a CUDA graph's outputs are): read them before the next step, or
 """
 from __future__ import annotations
 
+import operator
 import os
 import warnings
 
@@ -73,12 +74,6 @@ def capturable(model, loss_fn=None) -> str | None:
     return None
 
 
-def _attrs(obj) -> tuple:
-    """``obj``'s attributes as they are now, and the lists among them with their items."""
-    attrs = dict(vars(obj))
-    return attrs, tuple((v, tuple(v)) for v in attrs.values() if type(v) is list)
-
-
 def _context() -> tuple:
     return _MODE.enabled, amp._STATE.dtype, cpu_kernels._MODE
 
@@ -89,25 +84,28 @@ class _State:
 
     def __init__(self, model, loss_fn):
         objs = list(model.modules()) + ([loss_fn] if hasattr(loss_fn, "__dict__") else [])
-        self.objs = [(o, _attrs(o)) for o in objs]
-        tensors = list(model.parameters()) + list(model.buffers())
-        self.tensors = [(t, t.data, t.requires_grad) for t in tensors]
+        self.objs = tuple(objs)
+        self.attrs = [dict(vars(o)) for o in objs]
+        self.lists = tuple((v, tuple(v)) for attrs in self.attrs for v in attrs.values() if type(v) is list)
+        self.tensors = tuple(model.parameters()) + tuple(model.buffers())
+        self.datas = tuple(map(_DATA, self.tensors))
+        self.grads = tuple(map(_REQUIRES, self.tensors))
         self.context = _context()
 
     def same(self) -> bool:
-        for t, data, rg in self.tensors:
-            if t.data is not data or t.requires_grad is not rg:
-                return False
         try:
-            for o, (attrs, lists) in self.objs:
-                if vars(o) != attrs:
+            if (tuple(map(_DATA, self.tensors)) != self.datas or tuple(map(_REQUIRES, self.tensors)) != self.grads
+                    or list(map(vars, self.objs)) != self.attrs):
+                return False
+            for items, saved in self.lists:
+                if tuple(items) != saved:
                     return False
-                for items, saved in lists:
-                    if tuple(items) != saved:
-                        return False
         except (TypeError, ValueError):  # an attribute replaced by an array compares element-wise
             return False
         return _context() == self.context
+
+
+_DATA, _REQUIRES = operator.attrgetter("data"), operator.attrgetter("requires_grad")
 
 
 class Plan:

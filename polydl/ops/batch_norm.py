@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend, cuda_kernels
+from .. import backend, cpu_kernels, cuda_kernels
 from ..capture.record import recompute
 from ..tensor import _CAPTURE, _make, unbroadcast
 from ..tensor import _MODE as _grad_mode
@@ -300,7 +300,8 @@ def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, mom
         if running_mean is not None:
             _update_running(running_mean, running_var, mu, var, momentum)
         if _CAPTURE.rec is not None:
-            _CAPTURE.rec.op(_cpu_train_replay(kern, (x3, g_src, g2, bd, b2, float(eps), relu_, out3, mu, var, inv_std),
+            _CAPTURE.rec.op(_cpu_train_replay(cpu_kernels.settled(kern),
+                                              (x3, g_src, g2, bd, b2, float(eps), relu_, out3, mu, var, inv_std),
                                               running_mean, running_var, momentum))
     else:
         if running_mean is None:
@@ -326,7 +327,7 @@ def _batch_norm_cpu(x, xd, gamma, beta, running_mean, running_var, training, mom
                 gx if (gx is None or members) else gx[None], ggamma, gbeta)
         kern_back(*args)
         if _CAPTURE.rec is not None:
-            _CAPTURE.rec.grad(_kernel_replay(kern_back, args, g_in, g))
+            _CAPTURE.rec.grad(_kernel_replay(cpu_kernels.settled(kern_back), args, g_in, g))
         return gx, ggamma.reshape(gd.shape), gbeta.reshape(bd.shape)
 
     return _make(out, (x, gamma, beta), backward)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import cpu_kernels
 from ..capture.record import recompute
 from ..tensor import _CAPTURE, Tensor, _make, unbroadcast
 from ._common import _cpu_kernel, _operands, _shape, _tensor, _xp
@@ -174,7 +175,8 @@ def relu(a):
         args = (g.reshape(-1), out.reshape(-1), gx.reshape(-1), g.dtype.type(0))
         kern(*args)
         if _CAPTURE.rec is not None:
-            _CAPTURE.rec.grad(lambda: kern(*args))
+            settled = cpu_kernels.settled(kern)
+            _CAPTURE.rec.grad(lambda: settled(*args))
         return (gx,)
 
     return _make(out, (a,), backward)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import cpu_kernels
 from ..amp import _STATE as _amp
 from ..tensor import _CAPTURE, _make, unbroadcast
 from ._common import _cpu_kernel, _operands, _xp
@@ -176,7 +177,8 @@ def _bias_grad(bias, g, members: bool, in_place: bool, replays: list):
         if kern is not None:  # NumPy's sum over a middle axis of a (P, m, C) array is slow
             g3, out3 = (g, out) if members else (g[None], out[None])
             kern(g3, out3)
-            replays.append(lambda: kern(g3, out3))
+            settled = cpu_kernels.settled(kern)
+            replays.append(lambda: settled(g3, out3))
         else:
             g.sum(axis=-2, out=out)
             replays.append(lambda: g.sum(axis=-2, out=out))

@@ -199,8 +199,10 @@ def _softmax_cross_entropy_cpu(z, zd, td, in_dtype):
     loss = np.asarray(totals / m if members else totals[0] / m, dtype=zd.dtype)
     kern_back = cpu_kernels.get("softmax_xent_backward", zd.size)
     if _CAPTURE.rec is not None and zd is z.data:
+        settled = cpu_kernels.settled(kern)
+
         def replay():
-            if kern(z3, td, p, totals) >= 0:
+            if settled(z3, td, p, totals) >= 0:
                 _bad_label(td, c)
             loss[...] = totals / m if members else totals[0] / m
 
@@ -215,8 +217,8 @@ def _softmax_cross_entropy_cpu(z, zd, td, in_dtype):
         kern_back(p, td, scale, gz)
         gz = gz if members else gz[0]
         if _CAPTURE.rec is not None:
-            _CAPTURE.rec.grad(_xent_backward_replay(kern_back, p, td, g, scale, gz, members, m) if gz.dtype == in_dtype
-                              else None)
+            _CAPTURE.rec.grad(_xent_backward_replay(cpu_kernels.settled(kern_back), p, td, g, scale, gz, members, m)
+                              if gz.dtype == in_dtype else None)
         return (gz if gz.dtype == in_dtype else gz.astype(in_dtype),)
 
     out = _make(loss, (z,), backward)

@@ -47,13 +47,23 @@ def _cast_rows(value, dt, members):
     return value.astype(dt) if isinstance(value, np.ndarray) else np.full(members, value, dt)
 
 
+def _scalars(coef: dict, dt) -> dict:
+    """Each coefficient as a scalar of dtype ``dt`` (one conversion for all; the same rounding as
+    ``dt.type(value)``)."""
+    return dict(zip(coef, np.array(tuple(coef.values()), dtype=dt), strict=True))
+
+
+_FORMS: dict = {}
+
+
 def _own_form(cls, method: str) -> bool:
     """Whether the class that defines ``_update_numpy`` also defines ``method`` (a subclass that
     changes the update keeps its own form, not its parent's kernel)."""
-    for klass in cls.__mro__:
-        if "_update_numpy" in klass.__dict__:
-            return method in klass.__dict__
-    return False
+    known = _FORMS.get((cls, method))
+    if known is None:
+        owner = next((k for k in cls.__mro__ if "_update_numpy" in k.__dict__), None)
+        known = _FORMS[(cls, method)] = owner is not None and method in owner.__dict__
+    return known
 
 
 class Optimizer(RunClock, StateDicts):
@@ -222,7 +232,7 @@ class Optimizer(RunClock, StateDicts):
             kernel = self._numba_kernel(grad)
             if kernel is not None:
                 if grad.ndim == 1:
-                    rows = {k: dt.type(v) for k, v in coef.items()}
+                    rows = _scalars(coef, dt)
                 else:
                     rows = {k: _cast_rows(v, dt, grad.shape[0]) for k, v in coef.items()}
                 self._update_numba(kernel, group.data, grad, state, rows)
