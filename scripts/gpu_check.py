@@ -51,8 +51,9 @@ CUDA sources run on the CPU by `tests/cuda_emulator.py`). Neither can show:
 - speed: kernel times, launch overheads, the benchmark and population targets;
 - real device memory: allocations, CuPy's memory pool, running out of memory (the stand-in is a
   nominal 16 GiB card with nothing allocated);
-- streams, events and CUDA graphs (absent from the stand-in), and asynchronous execution (the
-  stand-in finishes every launch before it returns);
+- a captured step's CUDA graphs running on the card (the stand-in records a capture and replays it
+  on the CPU, refusing what CuPy refuses, but has no real graph, driver or cuBLAS behind it),
+  events, and asynchronous execution (the stand-in finishes every launch before it returns);
 - the card's own numbers: cuRAND's draws, the order of float operations in cuBLAS and CuPy's
   reductions (TF32 included), half-precision arithmetic as the card does it;
 - the kernels on the card: the emulator runs a block's threads one at a time (in a random order
