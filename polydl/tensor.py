@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import threading
 
 import numpy as np
 
@@ -25,8 +26,9 @@ class _GradMode:
 _MODE = _GradMode()
 
 
-class _Capture:
-    """The recorder of a training step being captured (``polydl.capture``), None otherwise."""
+class _Capture(threading.local):
+    """The recorder of the training step this thread is capturing (``polydl.capture``), None
+    otherwise: another thread's ops are never recorded into it."""
     rec = None
 
 

@@ -304,3 +304,26 @@ def test_a_parameter_outside_the_optimizer_is_not_captured():
     for k in range(2):
         step(X[16 * k:16 * k + 16], y[16 * k:16 * k + 16])
     assert step.replays == 0 and step.why == "a parameter is outside the optimizer's flat buffers"
+
+
+def test_another_threads_ops_are_not_recorded():
+    """A step recorded in one thread while another thread runs ops: the recording holds only its
+    own thread's ops, and the replays stay exact."""
+    import threading
+
+    stop = threading.Event()
+
+    def busy():
+        a = polydl.tensor(np.ones((8, 8), np.float32), requires_grad=True)
+        while not stop.is_set():
+            (F.relu(a) * 2.0).sum()
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        captured = _train(MODELS["bn-relu"], "cpu", True, batches=(16,))
+    finally:
+        stop.set()
+        worker.join()
+    _same(captured, _train(MODELS["bn-relu"], "cpu", False, batches=(16,)))
+    assert captured[3].replays == 7 and captured[3].why is None
