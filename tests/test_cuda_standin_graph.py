@@ -363,3 +363,21 @@ def test_the_installed_cupy_offers_streams_graphs_and_allocators():
     assert "refused: calling cuBLAS API during stream capture is currently unsupported" in proc.stdout
     assert "[0.0, 2.0, 4.0, 6.0] 2 CUDADriverError" in proc.stdout
     assert "cupy.cuda.Event is not modelled" in proc.stdout
+
+
+def test_a_copy_of_a_broadcast_view_is_device_work_in_a_capture():
+    """``ascontiguousarray`` of a view that repeats its elements (a stride of 0) copies them: in a
+    capture it is a step of the graph, not a view, so a launch copies the base's new values."""
+    base = cp.asarray(np.arange(4, dtype=np.float32).reshape(4, 1))
+    view = cp.broadcast_to(base, (4, 3))
+    out = cp.zeros((4, 3), np.float32)
+    s = Stream(non_blocking=True)
+    with s:
+        s.begin_capture()
+        copy = cp.ascontiguousarray(view)
+        cp.multiply(copy, 2.0, out=out)
+        g = s.end_capture()
+    for k in range(3):
+        base[...] = cp.asarray(np.arange(4, dtype=np.float32).reshape(4, 1) + k)
+        g.launch()
+        np.testing.assert_array_equal(out.get(), np.broadcast_to((np.arange(4.0) + k)[:, None] * 2.0, (4, 3)))

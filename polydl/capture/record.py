@@ -25,7 +25,7 @@ import numpy as np
 from .. import backend
 from ..tensor import _CAPTURE, _RELEASED, _accumulate_leaf
 
-__all__ = ["Recorder", "recording", "paused", "NOTHING", "op_name", "recompute", "is_view"]
+__all__ = ["Recorder", "recording", "paused", "NOTHING", "op_name", "recompute", "is_view", "record_forward"]
 
 
 def NOTHING() -> None:
@@ -37,10 +37,21 @@ def recompute(compute, outs):
     result into the array the eager step produced in its place (``outs``; None: not kept)."""
     def replay():
         for out, value in zip(outs, compute(), strict=True):
-            if out is not None and value is not out:
-                backend.get_array_module(out).copyto(out, value)
+            if out is None or value is out:
+                continue
+            if _repeats(out):  # a broadcast view of its base: the base's values are the new ones
+                out, value = out.base, value.base
+            backend.get_array_module(out).copyto(out, value)
 
     return replay
+
+
+def record_forward(forward, arrays) -> None:
+    """While a step is recorded: the replay of an op whose ``forward()`` made ``arrays`` (the
+    output and what its backward closure reads) is ``forward()`` again, copied into them."""
+    rec = _CAPTURE.rec
+    if rec is not None:
+        rec.op(recompute(forward, arrays))
 
 
 def is_view(out, src) -> bool:
@@ -109,9 +120,10 @@ class Recorder:
             g = grads.pop(id(node))
             before = len(self.backward)
             closure = node._backward
-            parent_grads = tuple(np.asarray(pg) if isinstance(pg, np.generic) else pg  # a 0-d array to write into
-                                 for pg in node._backward(g))
+            parent_grads = tuple(map(_writable, node._backward(g)))
             if len(self.backward) == before:  # the closure again, its results copied into these arrays
+                if any(_repeats(pg) and getattr(pg, "base", None) is None for pg in parent_grads):
+                    self.refuse(f"the gradient of {op_name(closure)} repeats values it does not hold")
                 self.backward.append(recompute(_again(closure, g), parent_grads))
             elif len(self.backward) != before + 1:
                 self.refuse(f"the gradient of {op_name(closure)} was recorded more than once")
@@ -152,6 +164,18 @@ class Recorder:
             return
         add = backend.get_array_module(total).add
         self.backward.append(lambda: add(prev, pg, out=total))
+
+
+def _writable(pg):
+    """A gradient as an array a replay can write into: a NumPy scalar as a 0-d array (the same
+    value)."""
+    return np.asarray(pg) if isinstance(pg, np.generic) else pg
+
+
+def _repeats(a) -> bool:
+    """Whether ``a`` is a view that repeats elements (``broadcast_to``: a stride of 0)."""
+    strides = getattr(a, "strides", None)
+    return bool(strides) and 0 in strides and a.size > 1
 
 
 def _again(closure, g):

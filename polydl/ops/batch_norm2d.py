@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import cpu_kernels
+from ..capture.record import record_forward
 from ..tensor import _make
 from ._common import _FLOATS, _tensor
 from ._windows import check_image
@@ -71,21 +72,33 @@ def _batch_norm2d_cpu(x, gamma, beta, running_mean, running_var, training, momen
     kernels = [cpu_kernels.get(name, xd.size) for name in names]
     if None in kernels:
         return None
-    x3 = np.ascontiguousarray(xd).reshape(n, c, h * w)
-    b1 = np.ascontiguousarray(bd)
-    out = np.empty_like(x3)
     if not training:
-        mu = np.array(running_mean.data, dt)  # a training pass may update them before backward
-        inv_std = (np.asarray(running_var.data, dt) + dt.type(eps)) ** -0.5
-        scale = gd * inv_std
-        kernels[0](x3, mu, scale, b1, relu_, out)
+        def forward_eval():
+            x3 = np.ascontiguousarray(xd).reshape(n, c, h * w)
+            out = np.empty_like(x3)
+            mu = np.array(running_mean.data, dt)  # a training pass may update them before backward
+            inv_std = (np.asarray(running_var.data, dt) + dt.type(eps)) ** -0.5
+            scale = gd * inv_std
+            kernels[0](x3, mu, scale, np.ascontiguousarray(bd), relu_, out)
+            return x3, out, mu, inv_std, scale
+
+        x3, out, mu, inv_std, scale = recorded = forward_eval()
+        record_forward(forward_eval, recorded)
         return _make(out.reshape(xd.shape), (x, gamma, beta), _eval_backward(x, x3, out, mu, inv_std, scale, relu_))
     kern, kern_back = kernels
-    g1 = np.array(gd, order="C")  # γ as it is now, whatever the optimizer does before backward
-    mu, var, inv_std = np.empty(c, dt), np.empty(c, dt), np.empty(c, dt)
-    kern(x3, g1, b1, float(eps), relu_, out, mu, var, inv_std)
-    if running_mean is not None:
-        _update_running(running_mean, running_var, mu, var, momentum)
+
+    def forward():
+        x3 = np.ascontiguousarray(xd).reshape(n, c, h * w)
+        out = np.empty_like(x3)
+        g1 = np.array(gd, order="C")  # γ as it is now, whatever the optimizer does before backward
+        mu, var, inv_std = np.empty(c, dt), np.empty(c, dt), np.empty(c, dt)
+        kern(x3, g1, np.ascontiguousarray(bd), float(eps), relu_, out, mu, var, inv_std)
+        if running_mean is not None:
+            _update_running(running_mean, running_var, mu, var, momentum)
+        return x3, out, g1, mu, inv_std
+
+    x3, out, g1, mu, inv_std = recorded = forward()
+    record_forward(forward, recorded)
 
     def backward(g):
         g3 = np.ascontiguousarray(g, dtype=dt).reshape(x3.shape)

@@ -1,6 +1,7 @@
 """Two-dimensional convolution of NCHW images as one node: im2col, one GEMM per group, col2im."""
 from __future__ import annotations
 
+from ..capture.record import record_forward
 from ..tensor import _make
 from ._common import _operands, _tensor, _xp
 from ._windows import check_image, col2im, im2col, window
@@ -28,22 +29,27 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     o = wd.shape[0]
     k = wd.shape[1] * win.kh * win.kw  # one group's rows of col
     spatial = win.oh * win.ow
-    col = im2col(xd, win).reshape(groups, k, n * spatial)
     w3 = wd.reshape(groups, o // groups, k)
-    y = (xp.matmul(w3[0], col[0])[None] if groups == 1 else xp.matmul(w3, col)).reshape(o, n, spatial)
-    out = xp.empty((n, o, win.oh, win.ow), y.dtype)
-    out3 = out.reshape(n, o, spatial)
-    if bias is not None:
-        bd = bias.data
-        xp.add(y.transpose(1, 0, 2), bd.reshape(1, o, 1).astype(y.dtype, copy=False), out=out3)
-        parents = (x, w, bias)
-    else:
-        out3[...] = y.transpose(1, 0, 2)
-        parents = (x, w)
+
+    def forward():
+        col = im2col(xd, win).reshape(groups, k, n * spatial)
+        y = (xp.matmul(w3[0], col[0])[None] if groups == 1 else xp.matmul(w3, col)).reshape(o, n, spatial)
+        out = xp.empty((n, o, win.oh, win.ow), y.dtype)
+        out3 = out.reshape(n, o, spatial)
+        if bias is not None:
+            xp.add(y.transpose(1, 0, 2), bias.data.reshape(1, o, 1).astype(y.dtype, copy=False), out=out3)
+        else:
+            out3[...] = y.transpose(1, 0, 2)
+        return col, out
+
+    col, out = forward()
+    y_dtype = out.dtype
+    parents = (x, w) if bias is None else (x, w, bias)
+    record_forward(forward, (col, out))
 
     def backward(g):
         # g as the GEMM's (G, O/G, N·OH·OW) output
-        g3 = xp.ascontiguousarray(g.reshape(n, o, spatial).transpose(1, 0, 2), dtype=y.dtype)
+        g3 = xp.ascontiguousarray(g.reshape(n, o, spatial).transpose(1, 0, 2), dtype=y_dtype)
         g3 = g3.reshape(groups, o // groups, n * spatial)
         gx = gw = None
         if x.requires_grad:

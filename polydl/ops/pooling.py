@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from ..capture.record import record_forward
 from ..tensor import _make
 from ._common import _tensor, _xp
 from ._windows import Window, check_image, compiled, cuda, pad, pair, taps, window
@@ -25,9 +26,15 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     kern, (xc,) = compiled("max_pool2d_forward", xd)
     kern_back = compiled("max_pool2d_backward", xd)[0] if kern is not None else None
     if kern_back is not None:
-        out = np.empty(xc.shape[:2] + (win.oh, win.ow), xc.dtype)
-        arg = np.empty(out.shape, np.int32)
-        kern(xc, *(np.int64(v) for v in win[:6]), out, arg)
+        def forward():
+            xc = np.ascontiguousarray(xd)
+            out = np.empty(xc.shape[:2] + (win.oh, win.ow), xc.dtype)
+            arg = np.empty(out.shape, np.int32)
+            kern(xc, *(np.int64(v) for v in win[:6]), out, arg)
+            return xc, out, arg
+
+        xc, out, arg = forward()
+        record_forward(forward, (xc, out, arg))
 
         def backward(g):
             gx = np.empty_like(xc)
@@ -45,22 +52,28 @@ def _max_pool2d_numpy(x, win: Window):
     holds it (``arg``), and the gradient added back tap after tap where ``arg`` names the tap."""
     xd = x.data
     xp = _xp(xd)
-    xpad = pad(xp, xd, win, fill=-np.inf)
-    out = arg = padding = None  # padding: the outputs whose maximum so far is the padding's −∞
-    for k, (i, j, rows, cols) in enumerate(taps(win)):
-        v = xpad[:, :, rows, cols]
-        inside = _inside(xp, win, i, j, xd.shape) if win.ph or win.pw else None
-        if out is None:
-            out = v.copy()
-            arg = xp.zeros(out.shape, np.int8 if win.kh * win.kw <= 127 else np.int32)
-            padding = None if inside is None else ~inside
-            continue
-        better = ~(v <= out) & (out == out)  # larger, or a NaN where the maximum so far is a number
-        if padding is not None:  # any element of the image beats the padding, −∞ too
-            better |= padding & inside
-            padding &= ~inside
-        xp.copyto(out, v, where=better)
-        arg[better] = k
+
+    def forward():
+        xpad = pad(xp, xd, win, fill=-np.inf)
+        out = arg = padding = None  # padding: the outputs whose maximum so far is the padding's −∞
+        for k, (i, j, rows, cols) in enumerate(taps(win)):
+            v = xpad[:, :, rows, cols]
+            inside = _inside(xp, win, i, j, xd.shape) if win.ph or win.pw else None
+            if out is None:
+                out = v.copy()
+                arg = xp.zeros(out.shape, np.int8 if win.kh * win.kw <= 127 else np.int32)
+                padding = None if inside is None else ~inside
+                continue
+            better = ~(v <= out) & (out == out)  # larger, or a NaN where the maximum so far is a number
+            if padding is not None:  # any element of the image beats the padding, −∞ too
+                better |= padding & inside
+                padding &= ~inside
+            xp.copyto(out, v, where=better)
+            arg[better] = k
+        return out, arg
+
+    out, arg = forward()
+    record_forward(forward, (out, arg))
 
     def backward(g):
         n, c, h, w = xd.shape
@@ -83,12 +96,18 @@ def _max_pool2d_cuda(x, win: Window):
     """:func:`max_pool2d` by the CUDA kernels: one thread per output forward (its maximum and its
     index in the image plane), one per input element backward (a gather over the windows)."""
     xp = _xp(x.data)
-    xd = xp.ascontiguousarray(x.data)
-    n, c, h, w = xd.shape
-    out = xp.empty((n, c, win.oh, win.ow), xd.dtype)
-    arg = xp.empty(out.shape, np.int32)
-    backend.fused_kernel("max_pool2d_forward")(xd.reshape(-1), h, w, *win[:6], win.oh, win.ow, out.reshape(-1),
-                                               arg.reshape(-1))
+    n, c, h, w = x.data.shape
+
+    def forward():
+        xd = xp.ascontiguousarray(x.data)
+        out = xp.empty((n, c, win.oh, win.ow), xd.dtype)
+        arg = xp.empty(out.shape, np.int32)
+        backend.fused_kernel("max_pool2d_forward")(xd.reshape(-1), h, w, *win[:6], win.oh, win.ow, out.reshape(-1),
+                                                   arg.reshape(-1))
+        return xd, out, arg
+
+    xd, out, arg = forward()
+    record_forward(forward, (xd, out, arg))
 
     def backward(g):
         g = xp.ascontiguousarray(g, dtype=xd.dtype)
@@ -112,9 +131,16 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     kern, (xc,) = compiled("avg_pool2d_forward", xd)
     kern_back = compiled("avg_pool2d_backward", xd)[0] if kern is not None else None
     if kern_back is not None:
-        out = np.empty(xc.shape[:2] + (win.oh, win.ow), xc.dtype)
         geometry = tuple(np.int64(v) for v in win[:6])
-        kern(xc, *geometry, xc.dtype.type(area), out)
+
+        def forward():
+            xc = np.ascontiguousarray(xd)
+            out = np.empty(xc.shape[:2] + (win.oh, win.ow), xc.dtype)
+            kern(xc, *geometry, xc.dtype.type(area), out)
+            return xc, out
+
+        xc, out = forward()
+        record_forward(forward, (xc, out))
 
         def backward(g):
             gx = np.empty_like(xc)
@@ -125,15 +151,20 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     if cuda("avg_pool2d_forward", xd) is not None and cuda("avg_pool2d_backward", xd) is not None:
         return _avg_pool2d_cuda(x, win)
     xp = _xp(xd)
-    xpad = pad(xp, xd, win)
-    acc = None
-    for _, _, rows, cols in taps(win):
-        v = xpad[:, :, rows, cols]
-        if acc is None:
-            acc = v.copy()
-        else:
-            acc += v
-    out = acc / area
+
+    def forward():
+        xpad = pad(xp, xd, win)
+        acc = None
+        for _, _, rows, cols in taps(win):
+            v = xpad[:, :, rows, cols]
+            if acc is None:
+                acc = v.copy()
+            else:
+                acc += v
+        return (acc / area,)
+
+    out = forward()[0]
+    record_forward(forward, (out,))
 
     def backward(g):
         n, c, h, w = xd.shape
@@ -150,11 +181,18 @@ def _avg_pool2d_cuda(x, win: Window):
     """:func:`avg_pool2d` by the CUDA kernels (one thread per output forward, one per input
     element backward)."""
     xp = _xp(x.data)
-    xd = xp.ascontiguousarray(x.data)
-    n, c, h, w = xd.shape
+    n, c, h, w = x.data.shape
     area = float(win.kh * win.kw)
-    out = xp.empty((n, c, win.oh, win.ow), xd.dtype)
-    backend.fused_kernel("avg_pool2d_forward")(xd.reshape(-1), h, w, *win[:6], win.oh, win.ow, area, out.reshape(-1))
+
+    def forward():
+        xd = xp.ascontiguousarray(x.data)
+        out = xp.empty((n, c, win.oh, win.ow), xd.dtype)
+        backend.fused_kernel("avg_pool2d_forward")(xd.reshape(-1), h, w, *win[:6], win.oh, win.ow, area,
+                                                   out.reshape(-1))
+        return xd, out
+
+    xd, out = forward()
+    record_forward(forward, (xd, out))
 
     def backward(g):
         g = xp.ascontiguousarray(g, dtype=xd.dtype)

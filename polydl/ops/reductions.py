@@ -1,7 +1,10 @@
 """Reductions: sum, mean, max and logsumexp over axes, with their gradients expanded back."""
 from __future__ import annotations
 
-from ..tensor import _make
+import numpy as np
+
+from ..capture.record import record_forward
+from ..tensor import _CAPTURE, _make
 from ._common import _norm_axis, _tensor, _xp
 
 __all__ = ["sum", "mean", "max", "logsumexp"]
@@ -15,10 +18,22 @@ def _expand(g, shape, axis, keepdims):
     return xp.broadcast_to(g, shape)
 
 
+def _recorded(compute):
+    """``compute()``'s array; while a step is captured, also its replay (a NumPy scalar kept as a
+    0-d array to write into)."""
+    out = compute()
+    if _CAPTURE.rec is not None:
+        if isinstance(out, np.generic):
+            out = np.asarray(out)
+        record_forward(lambda: (compute(),), (out,))
+    return out
+
+
 def sum(a, axis=None, keepdims=False):
     a = _tensor(a)
-    shape = a.data.shape
-    return _make(a.data.sum(axis=axis, keepdims=keepdims), (a,),
+    ad = a.data
+    shape = ad.shape
+    return _make(_recorded(lambda: ad.sum(axis=axis, keepdims=keepdims)), (a,),
                  lambda g: (_expand(g, shape, axis, keepdims),))
 
 
@@ -28,7 +43,8 @@ def mean(a, axis=None, keepdims=False):
     n = 1
     for ax in _norm_axis(axis, len(shape)):
         n *= shape[ax]
-    return _make(a.data.mean(axis=axis, keepdims=keepdims), (a,),
+    ad = a.data
+    return _make(_recorded(lambda: ad.mean(axis=axis, keepdims=keepdims)), (a,),
                  lambda g: (_expand(g / n, shape, axis, keepdims),))
 
 

@@ -49,6 +49,8 @@ def flatten(x, start_dim=1):
 def transpose(a, axes=None):
     a = _tensor(a)
     inv = None if axes is None else tuple(np.argsort([ax % a.data.ndim for ax in axes]))
+    if _CAPTURE.rec is not None:
+        _CAPTURE.rec.op(NOTHING)  # a view of its input
     return _make(a.data.transpose(axes), (a,), lambda g: (g.transpose(inv),))
 
 

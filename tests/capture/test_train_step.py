@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import polydl
-from polydl import amp, backend, cpu_kernels, losses, nn, optim
+from polydl import amp, backend, cpu_kernels, losses, models, nn, optim
 from polydl import functional as F
 from polydl.capture import TrainStep, enabled
 from polydl.nn.module import Module
@@ -327,3 +327,37 @@ def test_another_threads_ops_are_not_recorded():
         worker.join()
     _same(captured, _train(MODELS["bn-relu"], "cpu", False, batches=(16,)))
     assert captured[3].replays == 7 and captured[3].why is None
+
+
+CNNS = {
+    "cnn": lambda: models.get("cnn", (1, 8, 8), 4, channels=[4, 6], hidden=[8]),
+    "lenet5-avg": lambda: nn.Sequential(nn.Unflatten((1, 8, 8)), nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3),
+                                        nn.Tanh(), nn.AvgPool2d(2), nn.Conv2d(3, 5, 3, padding=1, bias=False),
+                                        nn.BatchNorm2d(5), nn.ReLU(), nn.MaxPool2d(2, padding=1),
+                                        nn.GlobalAvgPool2d(), nn.Linear(5, 4)),
+}
+
+
+@pytest.mark.parametrize("kernels", ["auto", "off"])
+@pytest.mark.parametrize("model", sorted(CNNS))
+def test_convolutional_networks_replay_exactly(device, model, kernels):
+    def data(n=160, seed=1):
+        rng = np.random.default_rng(seed)
+        return (backend.to_device(rng.standard_normal((n, 64)).astype(np.float32), device),
+                backend.to_device(rng.integers(0, 4, n), device))
+
+    def train(capture):
+        polydl.manual_seed(0)
+        model_ = CNNS[model]().to(device)
+        o = optim.Adam(model_.parameters(), lr=0.01)
+        step = TrainStep(model_, losses.get("softmax_cross_entropy"), o, capture=capture)
+        X, y = data()
+        out = [backend.to_numpy(step(X[16 * k:16 * k + 16], y[16 * k:16 * k + 16])[0].data).copy()
+               for k in range(5)]
+        return out, [backend.to_numpy(t.data).copy() for t in list(model_.parameters()) + list(model_.buffers())], step
+
+    with cpu_kernels.use(kernels):
+        (la, ta, sa), (lb, tb, _) = train(True), train(False)
+    assert [x.tobytes() for x in la] == [x.tobytes() for x in lb]
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(ta, tb, strict=True))
+    assert sa.why is None and sa.replays == 4

@@ -63,12 +63,23 @@ def _resolve(obj):
     return obj
 
 
+def _zeros_of_layout(a: np.ndarray) -> np.ndarray:
+    """Zeros laid out as ``a``: ``zeros_like`` keeps an ordinary layout, but gives a view that
+    repeats elements (a stride of 0, as ``broadcast_to`` makes) memory of its own, which would make
+    a copy of it (``ascontiguousarray``) look like a view; such a view is rebuilt over zeros."""
+    if 0 not in a.strides or a.size <= 1:
+        return np.zeros_like(a)
+    root = root_of(a)
+    offset = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    return np.ndarray(a.shape, a.dtype, np.zeros(root.nbytes, np.uint8), offset, a.strides)
+
+
 def _dry(obj, memo):
     """``obj`` with every device array replaced by zeros of its layout (one per array)."""
     if isinstance(obj, np.ndarray):
         sub = memo.get(id(obj))
         if sub is None:
-            sub = memo[id(obj)] = np.zeros_like(obj)
+            sub = memo[id(obj)] = _zeros_of_layout(obj)
         return sub
     if isinstance(obj, (tuple, list)):
         return type(obj)(_dry(v, memo) for v in obj)

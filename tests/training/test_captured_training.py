@@ -34,6 +34,13 @@ def test_a_run_is_the_same_with_captured_steps(tmp_path, monkeypatch, kw):
     assert_same_run(on, off)
 
 
+def test_a_convolutional_run_is_the_same_with_captured_steps(tmp_path, monkeypatch):
+    config = TrainConfig(dataset="digits", model="cnn", model_params={"channels": [4, 6]}, hidden=[8],
+                         epochs=2, batch_size=128, plot=False)
+    on, off = _both(monkeypatch, lambda name: run(config, tmp_path / name).out_dir)
+    assert_same_run(on, off)
+
+
 def test_a_regression_is_the_same_with_captured_steps(tmp_path, monkeypatch):
     rng = np.random.default_rng(3)
     X = rng.standard_normal((180, 5)).astype(np.float32)
