@@ -35,14 +35,16 @@ def make_images(shape, classes, samples, seed=0):
 
 
 class PolydlConvSide:
-    """polydl's training loop over the registered ``lenet5``; ``kernels=False`` with the fused CPU
-    kernels off (the NumPy forms)."""
+    """polydl's training loop over the registered ``lenet5``, each mini-batch one captured
+    ``TrainStep`` (``capture=False``: eager); ``kernels=False`` with the fused CPU kernels off
+    (the NumPy forms)."""
 
-    def __init__(self, shape, classes, batch, X, y, device, kernels=True):
+    def __init__(self, shape, classes, batch, X, y, device, kernels=True, capture=True):
         import polydl
         from polydl import backend, losses, models, optim
+        from polydl.capture import TrainStep
 
-        self.name = "polydl" if kernels else "polydl NumPy only"
+        self.name = ("polydl" if kernels else "polydl NumPy only") + ("" if capture else " eager")
         self.kernels = "auto" if kernels else "off"
         self.polydl = polydl
         polydl.manual_seed(0)
@@ -52,17 +54,14 @@ class PolydlConvSide:
         self.X, self.y = backend.to_device(X, device), backend.to_device(y, device)
         self.batch = batch
         self.xp = backend.get_array_module(self.X)
+        self.step = TrainStep(self.model, self.loss, self.opt, capture=capture)
 
     def epoch(self):
-        tensor, model, opt, loss_fn = self.polydl.Tensor, self.model, self.opt, self.loss
-        X, y, b = self.X, self.y, self.batch
+        step, X, y, b = self.step, self.X, self.y, self.batch
         last = None
         with self.polydl.cpu_kernels.use(self.kernels):
             for i in range(0, len(y) - b + 1, b):
-                opt.zero_grad()
-                last = loss_fn(model(tensor(X[i:i + b])), y[i:i + b])
-                last.backward()
-                opt.step()
+                last, _ = step(X[i:i + b], y[i:i + b])
         if self.xp is not np:
             self.xp.cuda.get_current_stream().synchronize()
         return float(last.item())
@@ -151,6 +150,8 @@ def conv_sides(name, device, sides_wanted):
     sides = []
     if "polydl" in sides_wanted:
         sides.append(PolydlConvSide(*args))
+    if "eager" in sides_wanted:
+        sides.append(PolydlConvSide(*args, capture=False))
     if "numpy" in sides_wanted and not device.startswith("cuda"):
         sides.append(PolydlConvSide(*args, kernels=False))
     if "torch" in sides_wanted:

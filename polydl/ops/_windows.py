@@ -111,20 +111,20 @@ def cuda(name: str, xd):
     return backend.fused_kernel(name)
 
 
-def im2col(xd, win: Window):
-    """The columns (C, kh, kw, N, OH, OW) of images ``xd`` (N, C, H, W)."""
+def im2col(xd, win: Window, out=None):
+    """The columns (C, kh, kw, N, OH, OW) of images ``xd`` (N, C, H, W), into ``out`` when given
+    (a C-contiguous array of that shape)."""
     kern, (xc,) = compiled("im2col", xd)
+    n, c = xd.shape[:2]
     if kern is not None:
-        n, c = xc.shape[:2]
-        col = np.empty((c, win.kh, win.kw, n, win.oh, win.ow), xc.dtype)
+        col = np.empty((c, win.kh, win.kw, n, win.oh, win.ow), xc.dtype) if out is None else out
         kern(xc, *(np.int64(v) for v in win[:8]), col)
         return col
     if cuda("im2col", xd) is not None:
-        return _im2col_cuda(xd, win)
+        return _im2col_cuda(xd, win, out)
     xp = _xp(xd)
-    n, c = xd.shape[:2]
     xpad = pad(xp, xd, win)
-    col = xp.empty((c, win.kh, win.kw, n, win.oh, win.ow), xd.dtype)
+    col = xp.empty((c, win.kh, win.kw, n, win.oh, win.ow), xd.dtype) if out is None else out
     for i, j, rows, cols in taps(win):
         col[:, i, j] = xpad[:, :, rows, cols].transpose(1, 0, 2, 3)
     return col
@@ -148,12 +148,12 @@ def col2im(col, shape, win: Window):
     return gpad[:, :, win.ph:win.ph + h, win.pw:win.pw + w]
 
 
-def _im2col_cuda(xd, win: Window):
+def _im2col_cuda(xd, win: Window, out=None):
     """:func:`im2col` by the ``im2col`` CUDA kernel (one thread per column entry)."""
     xp = _xp(xd)
     xd = xp.ascontiguousarray(xd)
     n, c, h, w = xd.shape
-    col = xp.empty((c, win.kh, win.kw, n, win.oh, win.ow), xd.dtype)
+    col = xp.empty((c, win.kh, win.kw, n, win.oh, win.ow), xd.dtype) if out is None else out
     backend.fused_kernel("im2col")(xd.reshape(-1), c, h, w, *win[:8], n, win.oh, win.ow, col.reshape(-1))
     return col
 

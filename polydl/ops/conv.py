@@ -1,8 +1,7 @@
 """Two-dimensional convolution of NCHW images as one node: im2col, one GEMM per group, col2im."""
 from __future__ import annotations
 
-from ..capture.record import record_forward
-from ..tensor import _make
+from ..tensor import _CAPTURE, _make
 from ._common import _operands, _tensor, _xp
 from ._windows import check_image, col2im, im2col, window
 
@@ -30,22 +29,31 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     k = wd.shape[1] * win.kh * win.kw  # one group's rows of col
     spatial = win.oh * win.ow
     w3 = wd.reshape(groups, o // groups, k)
+    col6 = im2col(xd, win)
+    col = col6.reshape(groups, k, n * spatial)
+    ym = xp.matmul(w3[0], col[0]) if groups == 1 else xp.matmul(w3, col)
+    y = (ym[None] if groups == 1 else ym).reshape(o, n, spatial)
+    out = xp.empty((n, o, win.oh, win.ow), y.dtype)
+    out3 = out.reshape(n, o, spatial)
+    bterm = None if bias is None else bias.data.reshape(1, o, 1).astype(y.dtype, copy=False)
 
-    def forward():
-        col = im2col(xd, win).reshape(groups, k, n * spatial)
-        y = (xp.matmul(w3[0], col[0])[None] if groups == 1 else xp.matmul(w3, col)).reshape(o, n, spatial)
-        out = xp.empty((n, o, win.oh, win.ow), y.dtype)
-        out3 = out.reshape(n, o, spatial)
-        if bias is not None:
-            xp.add(y.transpose(1, 0, 2), bias.data.reshape(1, o, 1).astype(y.dtype, copy=False), out=out3)
+    def finish():  # y, laid out (N, O, OH·OW), plus the bias
+        if bterm is not None:
+            xp.add(y.transpose(1, 0, 2), bterm, out=out3)
         else:
             out3[...] = y.transpose(1, 0, 2)
-        return col, out
 
-    col, out = forward()
-    y_dtype = out.dtype
+    finish()
+    y_dtype = y.dtype
     parents = (x, w) if bias is None else (x, w, bias)
-    record_forward(forward, (col, out))
+    if _CAPTURE.rec is not None:
+        if col.base is not None and col6.flags.c_contiguous and (bias is None or bterm.base is not None):
+            def replay():  # the same calls into the same arrays
+                im2col(xd, win, out=col6)
+                xp.matmul(w3[0], col[0], out=ym) if groups == 1 else xp.matmul(w3, col, out=ym)
+                finish()
+
+            _CAPTURE.rec.op(replay)
 
     def backward(g):
         # g as the GEMM's (G, O/G, N·OH·OW) output

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from .. import backend, cpu_kernels
 from ..capture.record import record_forward
-from ..tensor import _make
+from ..tensor import _CAPTURE, _make
 from ._common import _tensor, _xp
 from ._windows import Window, check_image, compiled, cuda, pad, pair, taps, window
 from .reductions import mean
@@ -26,15 +26,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     kern, (xc,) = compiled("max_pool2d_forward", xd)
     kern_back = compiled("max_pool2d_backward", xd)[0] if kern is not None else None
     if kern_back is not None:
-        def forward():
-            xc = np.ascontiguousarray(xd)
-            out = np.empty(xc.shape[:2] + (win.oh, win.ow), xc.dtype)
-            arg = np.empty(out.shape, np.int32)
-            kern(xc, *(np.int64(v) for v in win[:6]), out, arg)
-            return xc, out, arg
-
-        xc, out, arg = forward()
-        record_forward(forward, (xc, out, arg))
+        out = np.empty(xc.shape[:2] + (win.oh, win.ow), xc.dtype)
+        arg = np.empty(out.shape, np.int32)
+        geometry = tuple(np.int64(v) for v in win[:6])
+        kern(xc, *geometry, out, arg)
+        _record_kernel(kern, xd, xc, (xc, *geometry, out, arg))
 
         def backward(g):
             gx = np.empty_like(xc)
@@ -85,6 +81,18 @@ def _max_pool2d_numpy(x, win: Window):
     return _make(out, (x,), backward)
 
 
+def _record_kernel(kern, xd, xc, args) -> None:
+    """While a step is captured: the replay of a compiled pooling pass, ``kern(*args)`` into the
+    same arrays, after copying the input again where the eager call made it contiguous."""
+    if _CAPTURE.rec is None:
+        return
+    kern = cpu_kernels.settled(kern)
+    if xc is xd:
+        _CAPTURE.rec.op(lambda: kern(*args))
+    else:
+        _CAPTURE.rec.op(lambda: (np.copyto(xc, xd), kern(*args)))
+
+
 def _inside(xp, win: Window, i, j, shape):
     """Which outputs (OH, OW) read an element of the image, not the padding, at tap (i, j)."""
     rows = xp.arange(win.oh) * win.sh + (i - win.ph)
@@ -131,16 +139,10 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     kern, (xc,) = compiled("avg_pool2d_forward", xd)
     kern_back = compiled("avg_pool2d_backward", xd)[0] if kern is not None else None
     if kern_back is not None:
+        out = np.empty(xc.shape[:2] + (win.oh, win.ow), xc.dtype)
         geometry = tuple(np.int64(v) for v in win[:6])
-
-        def forward():
-            xc = np.ascontiguousarray(xd)
-            out = np.empty(xc.shape[:2] + (win.oh, win.ow), xc.dtype)
-            kern(xc, *geometry, xc.dtype.type(area), out)
-            return xc, out
-
-        xc, out = forward()
-        record_forward(forward, (xc, out))
+        kern(xc, *geometry, xc.dtype.type(area), out)
+        _record_kernel(kern, xd, xc, (xc, *geometry, xc.dtype.type(area), out))
 
         def backward(g):
             gx = np.empty_like(xc)
