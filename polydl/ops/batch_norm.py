@@ -338,16 +338,32 @@ def _cpu_train_replay(kern, args, running_mean, running_var, momentum):
     the eager step copied them, the kernel, the running averages."""
     x3, g_src, g2, bd, b2, eps, relu_, out3, mu, var, inv_std = args
     copy_beta = b2 is not bd and not np.shares_memory(b2, bd)
+    running = None if running_mean is None else _running_replay(running_mean, running_var, mu, var, momentum)
 
     def replay():
         np.copyto(g2, g_src)
         if copy_beta:
             np.copyto(b2, bd)
         kern(x3, g2, b2, eps, relu_, out3, mu, var, inv_std)
-        if running_mean is not None:
-            _update_running(running_mean, running_var, mu, var, momentum)
+        if running is not None:
+            running()
 
     return replay
+
+
+def _running_replay(running_mean, running_var, mu, var, momentum):
+    """:func:`_update_running` of the recorded arrays as a replay: the compiled pass with its
+    arguments made once where it ran (a captured step replays only while the buffers' arrays are
+    the ones recorded), else the function itself."""
+    rm, rv = running_mean.data, running_var.data
+    kern = _cpu_kernel("bn_running", rm) if type(rm) is np.ndarray else None
+    if (kern is None or not (rm.flags.c_contiguous and rv.flags.c_contiguous and mu.flags.c_contiguous
+                             and var.flags.c_contiguous) or not rm.dtype == rv.dtype == mu.dtype == var.dtype
+            or rm.size != mu.size):
+        return lambda: _update_running(running_mean, running_var, mu, var, momentum)
+    kern, mom, t = cpu_kernels.settled(kern), float(momentum), rm.dtype.type
+    args = (rm.reshape(-1), rv.reshape(-1), mu.reshape(-1), var.reshape(-1), t(mom), t(1 - mom))
+    return lambda: kern(*args)
 
 
 def _kernel_replay(kern, args, g_in, g):
