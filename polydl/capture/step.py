@@ -30,6 +30,7 @@ from __future__ import annotations
 import operator
 import os
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -187,7 +188,7 @@ class TrainStep:
             xd, yd = xd.copy(), yd.copy()  # the plan's input arrays
         opt = self.optimizer
         opt.zero_grad()
-        with recording(rec) if rec is not None else _nothing(), scope() if scope is not None else _nothing():
+        with recording(rec) if rec is not None else nullcontext(), scope() if scope is not None else nullcontext():
             scores = self.model(Tensor(xd))
             loss = self.loss_fn(scores, yd)
             if check is not None:
@@ -227,11 +228,3 @@ class TrainStep:
             self.plans.pop(next(iter(self.plans)))
         self.plans[key] = Plan(rec, xd, yd, loss, scores, list(self.model.parameters()))
         self.why = None
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
