@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -30,17 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_threads
 
-def _early_threads():
-    threads = "2"
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            threads = sys.argv[i + 1]
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, threads)
-
-
-_early_threads()
+bench_threads.cap(xla=False)
 
 import numpy as np  # noqa: E402
 

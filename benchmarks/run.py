@@ -27,21 +27,9 @@ import subprocess
 import sys
 import time
 
+import bench_threads
 
-def _early_threads():
-    """Cap BLAS threads before NumPy loads (must run before importing numpy)."""
-    threads = "2"
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            threads = sys.argv[i + 1]
-        elif a.startswith("--threads="):
-            threads = a.split("=", 1)[1]
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, threads)
-    os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads}")
-
-
-_early_threads()
+bench_threads.cap()
 
 import jax_mlp  # noqa: E402
 import numpy as np  # noqa: E402

@@ -212,35 +212,7 @@ class Tensor:
                 raise RuntimeError(_RELEASED)
             _accumulate_leaf(self, grad)
             return
-        if _CAPTURE.rec is not None:  # the same walk, recorded for replay
-            return _CAPTURE.rec.walk(self, grad, retain_graph)
-        # Every op output is numbered when it is created, after its inputs, so visiting nodes in
-        # decreasing number visits each one after all of its consumers: its gradient is complete.
-        heap = [(-self._seq, self)]
-        grads = {id(self): grad}
-        pop, push = heapq.heappop, heapq.heappush
-        while heap:
-            node = pop(heap)[1]
-            g = grads.pop(id(node))
-            parent_grads = node._backward(g)
-            for p, pg in zip(node._parents, parent_grads, strict=True):
-                if pg is None or not p.requires_grad:
-                    continue
-                if p._backward is None:
-                    if p._parents is None:
-                        raise RuntimeError(_RELEASED)
-                    _accumulate_leaf(p, pg)
-                    continue
-                key = id(p)
-                prev = grads.get(key)
-                if prev is None:
-                    grads[key] = pg
-                    push(heap, (-p._seq, p))
-                else:
-                    grads[key] = prev + pg
-            if not retain_graph:
-                node._parents = None  # released: not a leaf, and its graph is gone
-                node._backward = None
+        _walk(self, grad, retain_graph)
 
     # ------------------------------------------------------------------ operators
     def __add__(self, other):
@@ -364,6 +336,43 @@ class Parameter(Tensor):
 
 def _raw(x):
     return x.data if isinstance(x, Tensor) else x
+
+
+def _walk(root, grad, retain_graph: bool) -> None:
+    """The backward walk from ``root`` (an op output) with seed ``grad``."""
+    rec = _CAPTURE.rec  # a step being captured: the walk's work is also recorded for replay
+    # Every op output is numbered when it is created, after its inputs, so visiting nodes in
+    # decreasing number visits each one after all of its consumers: its gradient is complete.
+    heap = [(-root._seq, root)]
+    grads = {id(root): grad}
+    pop, push = heapq.heappop, heapq.heappush
+    while heap:
+        node = pop(heap)[1]
+        g = grads.pop(id(node))
+        parent_grads = node._backward(g) if rec is None else rec.node(node, g)
+        for p, pg in zip(node._parents, parent_grads, strict=True):
+            if pg is None or not p.requires_grad:
+                continue
+            if p._backward is None:
+                if p._parents is None:
+                    raise RuntimeError(_RELEASED)
+                if rec is None:
+                    _accumulate_leaf(p, pg)
+                else:
+                    rec.leaf(p, pg)
+                continue
+            key = id(p)
+            prev = grads.get(key)
+            if prev is None:
+                grads[key] = pg
+                push(heap, (-p._seq, p))
+            else:
+                total = grads[key] = prev + pg
+                if rec is not None:
+                    rec.summed(prev, pg, total)
+        if not retain_graph:
+            node._parents = None  # released: not a leaf, and its graph is gone
+            node._backward = None
 
 
 def _accumulate_leaf(leaf, g):

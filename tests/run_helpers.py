@@ -66,12 +66,12 @@ def without_file_permission_override():
 
 
 class InterruptAt(Reporter):
-    """Sends this process a real SIGINT at the n-th step."""
+    """Sends this process a real signal (SIGINT unless ``signum`` says) at the n-th step."""
 
-    def __init__(self, n):
-        self.n, self.count = n, 0
+    def __init__(self, n, signum=signal.SIGINT):
+        self.n, self.count, self.signum = n, 0, signum
 
     def step(self, loss=None):
         self.count += 1
         if self.count == self.n:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(self.signum)

@@ -5,9 +5,9 @@ every op that has a captured form also hands over its *replays*: zero-argument f
 compute the same values, by the same calls, into the same arrays the eager step just produced.
 An op gives its forward replay with :meth:`Recorder.op` just before its output is made
 (``tensor._make`` then calls :meth:`Recorder.made`), and its backward closure gives its backward
-replay with :meth:`Recorder.grad` when autodiff calls it. :meth:`Recorder.walk` is
-``Tensor.backward``'s walk, in the same order and with the same arithmetic, which also records how
-gradients reach the parameters (``p.grad += g``) and where two gradients of one tensor add.
+replay with :meth:`Recorder.grad` when autodiff calls it. ``Tensor.backward``'s walk hands the
+recorder each node (:meth:`Recorder.node`), how gradients reach the parameters (``p.grad += g``,
+:meth:`Recorder.leaf`) and where two gradients of one tensor add (:meth:`Recorder.summed`).
 
 Replaying the forward list and then the backward list redoes the step on new values written into
 the recorded input arrays: every array the backward closures read is rewritten by a forward
@@ -18,12 +18,11 @@ or a gradient that reaches a parameter outside an optimizer's flat buffer, leave
 from __future__ import annotations
 
 import contextlib
-import heapq
 
 import numpy as np
 
 from .. import backend
-from ..tensor import _CAPTURE, _RELEASED, _accumulate_leaf
+from ..tensor import _CAPTURE, _accumulate_leaf
 
 __all__ = ["Recorder", "recording", "paused", "NOTHING", "op_name", "recompute", "is_view", "record_forward"]
 
@@ -108,46 +107,23 @@ class Recorder:
         if self.why is None:
             self.why = why
 
-    # ------------------------------------------------------------------ autodiff's walk, recorded
-    def walk(self, root, grad, retain_graph: bool) -> None:
-        """``Tensor.backward`` from ``root`` (not a leaf) with seed ``grad``: the same walk, with
-        the accumulations recorded."""
-        heap = [(-root._seq, root)]
-        grads = {id(root): grad}
-        pop, push = heapq.heappop, heapq.heappush
-        while heap:
-            node = pop(heap)[1]
-            g = grads.pop(id(node))
-            before = len(self.backward)
-            closure = node._backward
-            parent_grads = tuple(map(_writable, node._backward(g)))
-            if len(self.backward) == before:  # the closure again, its results copied into these arrays
-                if any(_repeats(pg) and getattr(pg, "base", None) is None for pg in parent_grads):
-                    self.refuse(f"the gradient of {op_name(closure)} repeats values it does not hold")
-                self.backward.append(recompute(_again(closure, g), parent_grads))
-            elif len(self.backward) != before + 1:
-                self.refuse(f"the gradient of {op_name(closure)} was recorded more than once")
-            for p, pg in zip(node._parents, parent_grads, strict=True):
-                if pg is None or not p.requires_grad:
-                    continue
-                if p._backward is None:
-                    if p._parents is None:
-                        raise RuntimeError(_RELEASED)
-                    self._leaf(p, pg)
-                    continue
-                key = id(p)
-                prev = grads.get(key)
-                if prev is None:
-                    grads[key] = pg
-                    push(heap, (-p._seq, p))
-                else:
-                    total = grads[key] = prev + pg
-                    self._sum(prev, pg, total)
-            if not retain_graph:
-                node._parents = None
-                node._backward = None
+    # ------------------------------------------------------------------ what autodiff's walk calls
+    def node(self, node, g) -> tuple:
+        """``node``'s backward closure on ``g``, its replay kept (the closure again, its results
+        copied into these arrays, where it gave none); the parents' gradients."""
+        before = len(self.backward)
+        closure = node._backward
+        parent_grads = tuple(map(_writable, closure(g)))
+        if len(self.backward) == before:
+            if any(_repeats(pg) and getattr(pg, "base", None) is None for pg in parent_grads):
+                self.refuse(f"the gradient of {op_name(closure)} repeats values it does not hold")
+            self.backward.append(recompute(_again(closure, g), parent_grads))
+        elif len(self.backward) != before + 1:
+            self.refuse(f"the gradient of {op_name(closure)} was recorded more than once")
+        return parent_grads
 
-    def _leaf(self, p, pg) -> None:
+    def leaf(self, p, pg) -> None:
+        """``p.grad += pg`` (into the optimizer's flat buffer), recorded."""
         if not p._packed:
             self.refuse("a parameter outside an optimizer's flat buffers receives a gradient")
             _accumulate_leaf(p, pg)
@@ -158,7 +134,8 @@ class Recorder:
         self.backward.append(lambda: add(grad, pg, out=grad))
         self.leaves.append(p)
 
-    def _sum(self, prev, pg, total) -> None:
+    def summed(self, prev, pg, total) -> None:
+        """Two paths' gradients of one tensor added (``total = prev + pg``), recorded."""
         if not (hasattr(total, "shape") and total.shape == getattr(prev, "shape", None)):
             self.refuse("a gradient that broadcasts where two paths meet")
             return

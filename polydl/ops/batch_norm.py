@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, cpu_kernels, cuda_kernels
-from ..capture.record import recompute
+from ..capture.record import record_forward
 from ..tensor import _CAPTURE, _make, unbroadcast
 from ..tensor import _MODE as _grad_mode
 from ._common import _FLOATS, _cpu_kernel, _row_stride, _tensor, _xp
@@ -85,8 +85,8 @@ def _recorded(forward, same_input: bool, in_dtype):
     m, xc, inv_std, scale, out = forward()
     if out.dtype != in_dtype:
         return m, xc, inv_std, scale, out.astype(in_dtype)
-    if _CAPTURE.rec is not None and same_input:
-        _CAPTURE.rec.op(recompute(lambda: forward()[1:], (xc, inv_std, scale, out)))
+    if same_input:
+        record_forward(lambda: forward()[1:], (xc, inv_std, scale, out))
     return m, xc, inv_std, scale, out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..capture.record import recompute
+from ..capture.record import record_forward
 from ..tensor import _CAPTURE, _make
 from ._common import _tensor, _xp
 
@@ -41,8 +41,8 @@ def _masked(x, forward):
     """The output of dropout's ``forward`` (mask, x·mask); a captured step draws new masks, so
     its CUDA form cannot be one graph."""
     mask, out = forward()
+    record_forward(forward, (mask, out))
     if _CAPTURE.rec is not None:
-        _CAPTURE.rec.op(recompute(forward, (mask, out)))
         _CAPTURE.rec.host("dropout draws its masks on the host's random stream")
     return _make(out, (x,), lambda g: (g * mask,))
 

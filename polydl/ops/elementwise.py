@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import cpu_kernels
-from ..capture.record import recompute
+from ..capture.record import record_forward
 from ..tensor import _CAPTURE, Tensor, _make, unbroadcast
 from ._common import _cpu_kernel, _operands, _shape, _tensor, _xp
 
@@ -193,8 +193,7 @@ def leaky_relu(a, negative_slope=0.01):
         return pos, xp.where(pos, ad, ad * slope)
 
     pos, out = forward()
-    if _CAPTURE.rec is not None:
-        _CAPTURE.rec.op(recompute(forward, (pos, out)))
+    record_forward(forward, (pos, out))
     return _make(out, (a,), lambda g: (xp.where(pos, g, g * slope),))
 
 
@@ -208,8 +207,7 @@ def sigmoid(a):
         return (xp.where(ad >= 0, 1 / (1 + e), e / (1 + e)).astype(ad.dtype, copy=False),)
 
     out = forward()[0]
-    if _CAPTURE.rec is not None:
-        _CAPTURE.rec.op(recompute(forward, (out,)))
+    record_forward(forward, (out,))
     return _make(out, (a,), lambda g: (g * out * (1 - out),))
 
 

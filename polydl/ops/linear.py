@@ -92,7 +92,7 @@ def linear(x, weight, bias=None):
         if autocast_dtype is not None:
             g = g.astype(xd.dtype, copy=False)
         gx = None
-        replays = []
+        replays = [] if _CAPTURE.rec is not None else None  # the replays, while a step is recorded
         if x.requires_grad:  # dx = g Wᵀ (summed over the members for an input they share)
             wt = wd.T if wd.ndim == 2 else xp.swapaxes(wd, -1, -2)
             gx = _mm(xp, g, wt)
@@ -101,13 +101,14 @@ def linear(x, weight, bias=None):
                 gx = unbroadcast(gx, x.data.shape)
             if gx.dtype != x.data.dtype:
                 gx = gx.astype(x.data.dtype)
-            replays.append(_input_grad_replay(xp, g, wt, full, gx))
+            if replays is not None:
+                replays.append(_input_grad_replay(xp, g, wt, full, gx))
         gw = gb = None
         if w.requires_grad:
             gw = _weight_grad(xp, w, xd, g, autocast_dtype is None, replays)
         if bias is not None and bias.requires_grad:
             gb = _bias_grad(bias, g, members, autocast_dtype is None, replays)
-        if _CAPTURE.rec is not None:
+        if replays is not None:
             _CAPTURE.rec.grad(_sequence(replays) if None not in replays and autocast_dtype is None else None)
         return (gx, gw) if bias is None else (gx, gw, gb)
 
@@ -143,10 +144,10 @@ def _input_grad_replay(xp, g, wt, full, gx):
     return lambda: (xp.matmul(g, wt, out=full), full.sum(axis=0, out=gx))
 
 
-def _weight_grad(xp, w, xd, g, in_place: bool, replays: list):
+def _weight_grad(xp, w, xd, g, in_place: bool, replays: list | None):
     """dW = xᵀ g, written straight into W's freshly zeroed slot of the flat gradient buffer when
-    ``in_place`` allows it (returning None), else returned. Its replay goes to ``replays`` (None
-    where it has none)."""
+    ``in_place`` allows it (returning None), else returned. While a step is recorded its replay
+    goes to ``replays`` (None where it has none)."""
     wd = w.data
     if wd.ndim == 2:
         x2, g2 = xd.reshape(-1, xd.shape[-1]).T, g.reshape(-1, g.shape[-1])
@@ -154,22 +155,26 @@ def _weight_grad(xp, w, xd, g, in_place: bool, replays: list):
             out = w.grad
             xp.matmul(x2, g2, out=out)
             w._gzero = False
-            replays.append(lambda: xp.matmul(x2, g2, out=out))
+            if replays is not None:
+                replays.append(lambda: xp.matmul(x2, g2, out=out))
             return None
         gw = _mm(xp, x2, g2)
-        replays.append(lambda: xp.matmul(x2, g2, out=gw))
+        if replays is not None:
+            replays.append(lambda: xp.matmul(x2, g2, out=gw))
         return gw
     if w._gzero and in_place and wd.ndim == 3 and g.ndim == 3 and xd.ndim in (2, 3):
         out, xt = w.grad, xp.swapaxes(xd, -1, -2)
         xp.matmul(xt, g, out=out)  # a population: each member's dW into its row
         w._gzero = False
-        replays.append(lambda: xp.matmul(xt, g, out=out))
+        if replays is not None:
+            replays.append(lambda: xp.matmul(xt, g, out=out))
         return None
-    replays.append(None)
+    if replays is not None:
+        replays.append(None)
     return unbroadcast(_mm(xp, xp.swapaxes(xd, -1, -2), g), wd.shape)
 
 
-def _bias_grad(bias, g, members: bool, in_place: bool, replays: list):
+def _bias_grad(bias, g, members: bool, in_place: bool, replays: list | None):
     """db = Σ g over the batch, into the bias's freshly zeroed gradient slot where it can be."""
     if bias._gzero and in_place and g.ndim == (3 if members else 2):
         out = bias.grad
@@ -177,14 +182,17 @@ def _bias_grad(bias, g, members: bool, in_place: bool, replays: list):
         if kern is not None:  # NumPy's sum over a middle axis of a (P, m, C) array is slow
             g3, out3 = (g, out) if members else (g[None], out[None])
             kern(g3, out3)
-            settled = cpu_kernels.settled(kern)
-            replays.append(lambda: settled(g3, out3))
+            if replays is not None:
+                settled = cpu_kernels.settled(kern)
+                replays.append(lambda: settled(g3, out3))
         else:
             g.sum(axis=-2, out=out)
-            replays.append(lambda: g.sum(axis=-2, out=out))
+            if replays is not None:
+                replays.append(lambda: g.sum(axis=-2, out=out))
         bias._gzero = False
         return None
-    replays.append(None)
+    if replays is not None:
+        replays.append(None)
     if members:
         return g.sum(axis=-2)
     return unbroadcast(g, bias.data.shape)

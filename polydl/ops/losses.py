@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, cpu_kernels, cuda_kernels
-from ..capture.record import recompute
+from ..capture.record import record_forward
 from ..tensor import _CAPTURE, Tensor, _make
 from ._common import _FLOATS, _cpu_kernel, _dev_error, _tensor, _xp
 
@@ -114,8 +114,8 @@ def softmax_cross_entropy(logits, targets):
         raise ValueError(f"targets of shape {td.shape} do not match scores of shape {zd.shape}")
     forward = _numpy_forward(xp, zd, td, (n, m, c), rows, t1)
     p, loss = forward()
-    if _CAPTURE.rec is not None and zd is z.data:
-        _CAPTURE.rec.op(recompute(forward, (p, loss)))
+    if zd is z.data:
+        record_forward(forward, (p, loss))
 
     def backward(g):
         if labels:  # (ŷ − y)/m with y one-hot
@@ -366,8 +366,7 @@ def mse(pred, target):
 
     diff, loss = forward()
     n = diff.size // k
-    if _CAPTURE.rec is not None:
-        _CAPTURE.rec.op(recompute(forward, (diff, loss)))
+    record_forward(forward, (diff, loss))
     if not members:
         return _make(loss, (pred,), lambda g: (diff * (g * (2.0 / n)),))
     return _per_member(_make(loss, (pred,), lambda g: (diff * (g[:, None, None] * (2.0 / n)),)))

@@ -113,19 +113,24 @@ def _function(name, np_func):
     return func
 
 
-def _like(name, prototype, *args, dtype=None, order="K", subok=None, shape=None, **kwargs):
-    """``zeros_like`` and friends: CuPy reads only the prototype's shape, dtype and layout (a host
-    prototype is allowed), then fills a new array."""
+def _layout(prototype, dtype, order, subok, shape):
+    """(shape, dtype, "C" or "F") of an array made like ``prototype``: CuPy reads only its shape,
+    dtype and layout (a host prototype is allowed)."""
     if subok:
         raise TypeError("subok is not supported yet")
     proto = prototype._a if type(prototype) is ndarray else prototype
     if not isinstance(proto, np.ndarray):
         raise core.unsupported(prototype)
     like = np.empty_like(proto, dtype=dtype, order=order, shape=shape)
-    layout = "F" if like.flags.f_contiguous and not like.flags.c_contiguous else "C"
+    return like.shape, like.dtype, "F" if like.flags.f_contiguous and not like.flags.c_contiguous else "C"
+
+
+def _like(name, prototype, *args, dtype=None, order="K", subok=None, shape=None, **kwargs):
+    """``zeros_like`` and friends: a new array of the prototype's layout, filled."""
+    shape, dtype, layout = _layout(prototype, dtype, order, subok, shape)
     base = name[:-len("_like")]
-    return graph.compute(base, getattr(np, base), (like.shape, *unwrap(args)),
-                         {"dtype": like.dtype, "order": layout, **{k: unwrap(v) for k, v in kwargs.items()}})
+    return graph.compute(base, getattr(np, base), (shape, *unwrap(args)),
+                         {"dtype": dtype, "order": layout, **{k: unwrap(v) for k, v in kwargs.items()}})
 
 
 def __getattr__(name):
@@ -214,14 +219,7 @@ def empty(shape, dtype=float, order="C"):
 
 
 def empty_like(prototype, dtype=None, order="K", subok=None, shape=None):
-    if subok:
-        raise TypeError("subok is not supported yet")
-    proto = prototype._a if type(prototype) is ndarray else prototype
-    if not isinstance(proto, np.ndarray):
-        raise core.unsupported(prototype)
-    like = np.empty_like(proto, dtype=dtype, order=order, shape=shape)
-    return wrap(garbage(like.shape, like.dtype, "F" if like.flags.f_contiguous and not like.flags.c_contiguous
-                        else "C"))
+    return wrap(garbage(*_layout(prototype, dtype, order, subok, shape)))
 
 
 def is_available():

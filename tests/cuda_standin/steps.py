@@ -35,32 +35,39 @@ class _Ref:
         return np.asarray(holder).view(self.dtype)
 
 
+def _each(obj, fn):
+    """``obj`` with ``fn`` applied to everything in it that is not a tuple, list or dict."""
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_each(v, fn) for v in obj)
+    if isinstance(obj, dict):
+        return {k: _each(v, fn) for k, v in obj.items()}
+    return fn(obj)
+
+
+def _offset(a: np.ndarray, root: np.ndarray) -> int:
+    """Where ``a``'s first element lies in its allocation ``root``, in bytes."""
+    return a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+
+
 def _refs(obj, cap):
-    if isinstance(obj, np.ndarray):
-        root = root_of(obj)
+    def ref(a):
+        if not isinstance(a, np.ndarray):
+            return a
+        root = root_of(a)
         b = cap.blocks.get(id(root))
         if b is None:
             b = cap.blocks[id(root)] = memory.block(root)
-        ref = _Ref()
-        ref.block, ref.shape, ref.strides, ref.dtype = b, obj.shape, obj.strides, obj.dtype
-        ref.offset = obj.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-        ref.readonly = not obj.flags.writeable
-        return ref
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_refs(v, cap) for v in obj)
-    if isinstance(obj, dict):
-        return {k: _refs(v, cap) for k, v in obj.items()}
-    return obj
+        r = _Ref()
+        r.block, r.shape, r.strides, r.dtype = b, a.shape, a.strides, a.dtype
+        r.offset = _offset(a, root)
+        r.readonly = not a.flags.writeable
+        return r
+
+    return _each(obj, ref)
 
 
 def _resolve(obj):
-    if type(obj) is _Ref:
-        return obj.get()
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_resolve(v) for v in obj)
-    if isinstance(obj, dict):
-        return {k: _resolve(v) for k, v in obj.items()}
-    return obj
+    return _each(obj, lambda a: a.get() if type(a) is _Ref else a)
 
 
 def _zeros_of_layout(a: np.ndarray) -> np.ndarray:
@@ -70,22 +77,20 @@ def _zeros_of_layout(a: np.ndarray) -> np.ndarray:
     if 0 not in a.strides or a.size <= 1:
         return np.zeros_like(a)
     root = root_of(a)
-    offset = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-    return np.ndarray(a.shape, a.dtype, np.zeros(root.nbytes, np.uint8), offset, a.strides)
+    return np.ndarray(a.shape, a.dtype, np.zeros(root.nbytes, np.uint8), _offset(a, root), a.strides)
 
 
 def _dry(obj, memo):
     """``obj`` with every device array replaced by zeros of its layout (one per array)."""
-    if isinstance(obj, np.ndarray):
-        sub = memo.get(id(obj))
+    def zeros(a):
+        if not isinstance(a, np.ndarray):
+            return a
+        sub = memo.get(id(a))
         if sub is None:
-            sub = memo[id(obj)] = _zeros_of_layout(obj)
+            sub = memo[id(a)] = _zeros_of_layout(a)
         return sub
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(_dry(v, memo) for v in obj)
-    if isinstance(obj, dict):
-        return {k: _dry(v, memo) for k, v in obj.items()}
-    return obj
+
+    return _each(obj, zeros)
 
 
 class _Step:

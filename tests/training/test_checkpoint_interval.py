@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from run_helpers import arrays, assert_same_run, meta, metrics, tiny
+from run_helpers import InterruptAt, arrays, assert_same_run, meta, metrics, tiny
 
 from polydl.training import ConfigError, Reporter, TrainConfig, TrainingDiverged, TrainingInterrupted, resume, run
 from polydl.training import checkpoint as ck
@@ -100,16 +100,8 @@ def test_sigterm_writes_the_checkpoint_at_the_step_it_arrives(tmp_path):
     cfg = tiny(epochs=5, checkpoint_interval=LONG)
     run(cfg, tmp_path / "full")
 
-    class Term(Reporter):
-        steps = 0
-
-        def step(self, loss=None):
-            Term.steps += 1
-            if Term.steps == 17:
-                os.kill(os.getpid(), signal.SIGTERM)
-
     with pytest.raises(TrainingInterrupted) as info:
-        run(cfg, tmp_path / "run", reporter=Term())
+        run(cfg, tmp_path / "run", reporter=InterruptAt(17, signal.SIGTERM))
     assert info.value.signal == signal.SIGTERM and info.value.step == 17
     m = meta(tmp_path / "run")
     assert m["step"] == 17 and m["batch"] > 0  # mid-epoch, though the interval skipped every epoch before
